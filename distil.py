@@ -1,0 +1,336 @@
+"""
+distil.py — the DistIL objective and its baselines, as pure functions on tensors.
+
+The concept. A student π_θ samples a response y = (y_1..y_T) to a prompt x; the environment returns
+rich feedback f; a teacher π_T (e.g. the same model with f in its context) gives a next-token
+distribution at every state s_t = (x, y_<t) *the student visited*. DistIL (Agrawal, Fein-Ashley,
+Rashidinejad, arXiv 2606.05152) minimises the forward cross-entropy from the teacher, summed over
+the student's own rollout — a distributional DAgger:
+
+    L(θ)  = E_{y~π_θ} [ Σ_t H×_t ],      H×_t = H×( sg π_T(·|s_t, f), π_θ(·|s_t) ),
+    H×(p, q) = −Σ_a p(a) log q(a) = H(p) + KL(p ‖ q)
+
+Because the states themselves are sampled from π_θ, the exact gradient has two parts:
+
+    ∇L = E[ Σ_t ∇_θ H×_t ]                                                  (local credit)
+       + E[ Σ_t ∇_θ log π_θ(y_t|s_t) · ( Σ_{t'>t} C_{t'} − b_t ) ]          (future credit)
+
+with C = H× (`future_cost="ce"`, the paper's objective) or C = KL(π_T ‖ π_θ) (`future_cost="kl"`,
+the gradient of E[Σ_t KL_t]: pure disagreement, no pull toward states where the teacher is sure).
+The future sum is over strictly later steps: H×_t depends on s_t, not on y_t. b_t is a baseline
+that does not depend on y_t ("loo": the mean cost-to-go of the other rollouts of the same prompt).
+Dropping the future term gives the token-level variant (the paper's "CE" ablation; SDPO with α=0
+up to the teacher-entropy constant).
+
+`distil_loss` returns a *surrogate*: its gradient is the estimator above for one batch of rollouts,
+and its value is the Monte-Carlo estimate of L (the score-function term is written as
+w·(log π − sg log π), which is zero in value). Sign convention everywhere: loss = −objective, to
+be minimised. Baselines on the same rollouts:
+
+    SDPO    Σ_t KL(π_θ ‖ sg π_T)                                 reverse KL, token level
+    OPSD    Σ_t JSD_β(π_T, π_θ), M = β π_T + (1−β) π_θ,
+            JSD_β = β KL(π_T ‖ M) + (1−β) KL(π_θ ‖ M)            TRL GKD convention, token level
+    GRPO    −Σ_t Â_i log π_θ(y_t|s_t),  Â_i = (r_i − mean_g r) / (std_g r + ε)
+    offline −Σ_t log π_θ(y_t|s_t) on teacher samples             behaviour cloning, not DAgger
+
+Estimators of the per-position cost (DESIGN §2):
+    full      the whole teacher distribution;
+    top-k     the teacher's k most likely tokens plus one tail bucket holding the rest of the mass
+              (a coarse-graining: never above the full divergence), or renormalised over the k;
+    sampled   H×_t ≈ −(1/K) Σ_k log π_θ(a_k|s_t), a_k ~ π_T(·|s_t): black-box teacher, unbiased.
+
+Conventions. Shapes: B rollouts, T positions, V vocabulary. student_logits[b, t] are the logits
+that predict tokens[b, t]; teacher_logits[b, t] are the teacher's at the same state. mask[b, t] is
+1 on response tokens, 0 on prompt and padding: masked positions contribute nothing to any loss or
+gradient, whatever they hold. Logits may be raw or log-probabilities (log_softmax is applied to
+both sides; bf16/fp16 are upcast to fp32). Argument order follows the math: teacher first where the
+math puts it first — forward_ce(teacher, student), reverse_kl(student, teacher). The divergence
+functions do not detach anything; the losses stop the teacher's gradient (sg). Reductions:
+"sum" (default) sums over positions and averages over rollouts; "token_mean" divides the total by
+the number of response tokens (SDPO/TRL style); "none" returns the per-rollout values (B,).
+
+Run `python -m pytest -q tests/test_distil.py`: the expected gradient of every surrogate is checked
+against the exact gradient of its objective by enumerating all rollouts of a tabular model.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+REDUCTIONS = ("sum", "token_mean", "none")
+FUTURE_COSTS = ("ce", "kl")
+BASELINES = ("none", "loo")
+
+# -----------------------------------------------------------------------------
+# Per-position divergences: (..., V) -> (...)
+
+
+def log_probs(logits):
+    """log_softmax over the last axis, in fp32 at least (bf16 log-probs lose ~2 digits)."""
+    if logits.dtype not in (torch.float32, torch.float64):
+        logits = logits.float()
+    return F.log_softmax(logits, dim=-1)
+
+
+def entropy(logits):
+    """H(p) = −Σ_a p(a) log p(a)."""
+    logp = log_probs(logits)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def forward_ce(teacher_logits, student_logits):
+    """H×(π_T, π_θ) = −Σ_a π_T(a) log π_θ(a): the DistIL per-position cost."""
+    return -(log_probs(teacher_logits).exp() * log_probs(student_logits)).sum(-1)
+
+
+def forward_kl(teacher_logits, student_logits):
+    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T)."""
+    logp_t = log_probs(teacher_logits)
+    return (logp_t.exp() * (logp_t - log_probs(student_logits))).sum(-1)
+
+
+def reverse_kl(student_logits, teacher_logits):
+    """KL(π_θ ‖ π_T) = Σ_a π_θ(a) (log π_θ(a) − log π_T(a)): the SDPO per-position cost."""
+    return forward_kl(student_logits, teacher_logits)
+
+
+def jsd(teacher_logits, student_logits, beta=0.5):
+    """Generalised Jensen–Shannon, TRL GKD / OPSD convention:
+    JSD_β = β KL(π_T ‖ M) + (1−β) KL(π_θ ‖ M),  M = β π_T + (1−β) π_θ.
+    JSD_β/β → KL(π_T‖π_θ) as β→0 and JSD_β/(1−β) → KL(π_θ‖π_T) as β→1; like TRL we return those
+    KLs at β = 0 and β = 1 exactly (where the formula itself is identically 0)."""
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"jsd: beta must lie in [0, 1], got {beta}")
+    if beta == 0.0:
+        return forward_kl(teacher_logits, student_logits)
+    if beta == 1.0:
+        return reverse_kl(student_logits, teacher_logits)
+    logp_t, logp_s = log_probs(teacher_logits), log_probs(student_logits)
+    log_m = torch.logsumexp(torch.stack([logp_t + math.log(beta), logp_s + math.log1p(-beta)]), 0)
+    kl_tm = (logp_t.exp() * (logp_t - log_m)).sum(-1)
+    kl_sm = (logp_s.exp() * (logp_s - log_m)).sum(-1)
+    return beta * kl_tm + (1.0 - beta) * kl_sm
+
+
+def token_logprobs(logits, tokens):
+    """log π(tokens): logits (..., V), tokens (...) int64 -> (...)."""
+    return log_probs(logits).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def topk_buckets(teacher_logits, student_logits, k, tail=True, index_by="teacher"):
+    """Restrict both distributions to k tokens chosen by `index_by` ("teacher": the teacher's top-k,
+    as a black-box teacher server returns them; "student": the student's top-k, as SDPO does).
+    tail=True appends one bucket holding the remaining mass on each side, so the result is a
+    coarse-graining of the full distributions (any f-divergence, and H×, can only go down);
+    tail=False renormalises both over the k tokens. Returns two log-prob tensors (..., k(+1))."""
+    logp_t, logp_s = log_probs(teacher_logits), log_probs(student_logits)
+    V = logp_t.shape[-1]
+    if not 1 <= k <= V:
+        raise ValueError(f"topk must be in [1, V={V}], got {k}")
+    idx = (logp_t if index_by == "teacher" else logp_s).topk(k, dim=-1).indices
+    top_t, top_s = logp_t.gather(-1, idx), logp_s.gather(-1, idx)
+    if not tail:
+        return log_probs(top_t), log_probs(top_s)
+    if k == V:  # the tail is empty: the buckets are the full distributions
+        return logp_t, logp_s
+    # log of the mass outside the k tokens, summed directly (1 − Σ top would cancel badly)
+    rest_t = logp_t.scatter(-1, idx, -math.inf).logsumexp(-1, keepdim=True)
+    rest_s = logp_s.scatter(-1, idx, -math.inf).logsumexp(-1, keepdim=True)
+    return torch.cat([top_t, rest_t], -1), torch.cat([top_s, rest_s], -1)
+
+
+def sampled_forward_ce(teacher_tokens, student_logits):
+    """Black-box estimate of H×(π_T, π_θ): −(1/K) Σ_k log π_θ(a_k), a_k ~ π_T (unbiased, and so is
+    its gradient). teacher_tokens (..., K) int64, student_logits (..., V) -> (...)."""
+    return -log_probs(student_logits).gather(-1, teacher_tokens).mean(-1)
+
+
+# -----------------------------------------------------------------------------
+# Input checks and reductions shared by the losses
+
+
+def _check(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None, rewards=None,
+           group_size=1, reduction="sum"):
+    """Raise ValueError naming what is wrong and what is accepted. Returns mask as a bool tensor."""
+    if student_logits.dim() != 3:
+        raise ValueError(f"student_logits must be (B, T, V), got shape {tuple(student_logits.shape)}")
+    B, T, V = student_logits.shape
+    if mask.shape != (B, T):
+        raise ValueError(f"mask must be (B, T) = {(B, T)} like student_logits[..., 0], got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
+        raise ValueError("mask must hold only 0 and 1 (1 on response tokens)")
+    on = mask.bool()
+    if tokens is not None:
+        if tokens.shape != (B, T):
+            raise ValueError(f"tokens must be (B, T) = {(B, T)}, got {tuple(tokens.shape)}")
+        if tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+        bad = on & ((tokens < 0) | (tokens >= V))
+        if bad.any():
+            raise ValueError(f"token ids must be in [0, V={V}) where mask is 1; got {tokens[bad][:5].tolist()}")
+    if teacher_logits is not None:
+        if teacher_logits.shape != student_logits.shape:
+            raise ValueError(f"teacher_logits {tuple(teacher_logits.shape)} must match student_logits "
+                             f"{(B, T, V)} (a different vocabulary size cannot be distilled token by token)")
+        if not torch.isfinite(teacher_logits[on]).all():
+            raise ValueError("teacher_logits are NaN or inf at positions where mask is 1")
+    if teacher_tokens is not None:
+        if teacher_tokens.dim() != 3 or teacher_tokens.shape[:2] != (B, T):
+            raise ValueError(f"teacher_tokens must be (B, T, K) with (B, T) = {(B, T)}, "
+                             f"got {tuple(teacher_tokens.shape)}")
+        bad = on.unsqueeze(-1) & ((teacher_tokens < 0) | (teacher_tokens >= V))
+        if bad.any():
+            raise ValueError(f"teacher_tokens must be in [0, V={V}) where mask is 1; got {teacher_tokens[bad][:5].tolist()}")
+    if rewards is not None and rewards.shape != (B,):
+        raise ValueError(f"rewards must be (B,) = ({B},), got {tuple(rewards.shape)}")
+    if group_size < 1 or B % group_size != 0:
+        raise ValueError(f"group_size={group_size} must be >= 1 and divide the batch B={B} "
+                         "(rollouts of one prompt are consecutive)")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return on
+
+
+def _clean(x, on, fill=0):
+    """Overwrite masked positions so that whatever they hold (NaN, pad ids) cannot reach a gradient."""
+    on = on.view(*on.shape, *([1] * (x.dim() - on.dim())))
+    return torch.where(on, x, torch.zeros((), dtype=x.dtype, device=x.device) + fill)
+
+
+def _reduce(per_position, on, reduction):
+    """per_position (B, T), already zero where masked -> scalar (or (B,) for "none")."""
+    per_rollout = per_position.sum(-1)
+    if reduction == "none":
+        return per_rollout
+    if reduction == "token_mean":
+        return per_rollout.sum() / on.sum().clamp_min(1)
+    return per_rollout.mean()
+
+
+def _score(logp, weight):
+    """Score-function term with value 0 and gradient weight·∇log π (weight is not differentiated)."""
+    return weight.detach() * (logp - logp.detach())
+
+
+# -----------------------------------------------------------------------------
+# DistIL
+
+
+def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
+                sequence_level=True, future_cost="ce", baseline="none", group_size=1,
+                topk=None, tail=True, reduction="sum"):
+    """DistIL surrogate loss on a batch of the student's own rollouts.
+
+    student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
+      teacher_logits (B, T, V)  full distribution (or its top-k if topk is set), or
+      teacher_tokens (B, T, K)  K samples from the teacher at each state (black-box estimator).
+    sequence_level  add the future-credit term Σ_t ∇log π(y_t|s_t)·(Σ_{t'>t} C_t' − b_t);
+                    False gives the token-level (local) variant.
+    future_cost     "ce": C = H× (the paper's L); "kl": C = KL(π_T‖π_θ) (needs teacher_logits).
+    baseline        "none" or "loo": b_t for rollout i = mean of Σ_{t'>t} C_t' over the other
+                    rollouts of its group (consecutive groups of group_size); unbiased.
+    Value: the estimate of Σ_t H×_t (reduced); gradient: the unbiased estimate of ∇L.
+    """
+    if (teacher_logits is None) == (teacher_tokens is None):
+        raise ValueError("give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
+                         "(samples from a black-box teacher)")
+    if future_cost not in FUTURE_COSTS:
+        raise ValueError(f"future_cost must be one of {FUTURE_COSTS}, got {future_cost!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if baseline == "loo" and group_size < 2:
+        raise ValueError("baseline='loo' needs group_size >= 2 rollouts per prompt")
+    if teacher_tokens is not None and (topk is not None or (sequence_level and future_cost == "kl")):
+        raise ValueError("teacher_tokens (samples only) support the forward cross-entropy estimator: "
+                         "topk and future_cost='kl' need teacher_logits")
+    on = _check(student_logits, tokens, mask, teacher_logits, teacher_tokens,
+                group_size=group_size, reduction=reduction)
+    student_logits, tokens = _clean(student_logits, on), _clean(tokens, on)
+    if teacher_tokens is not None:
+        cost = sampled_forward_ce(_clean(teacher_tokens, on), student_logits)  # (B, T)
+        kl = None
+    else:
+        teacher = _clean(teacher_logits.detach(), on)  # sg π_T
+        if topk is not None:
+            teacher, student = topk_buckets(teacher, student_logits, topk, tail)
+        else:
+            student = student_logits
+        cost = forward_ce(teacher, student)  # H×_t       (B, T)
+        kl = forward_kl(teacher, student) if future_cost == "kl" else None
+    cost = cost * on
+    if not sequence_level:
+        return _reduce(cost, on, reduction)
+    future = (cost if kl is None else kl * on).detach()  # C_t
+    to_go = future.sum(-1, keepdim=True) - future.cumsum(-1)  # Σ_{t'>t} C_t'     (B, T)
+    if baseline == "loo":
+        g = to_go.view(-1, group_size, to_go.shape[-1])
+        to_go = (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).view_as(to_go)
+    score = _score(token_logprobs(student_logits, tokens), to_go) * on
+    return _reduce(cost + score, on, reduction)
+
+
+# -----------------------------------------------------------------------------
+# Baselines: SDPO (reverse KL), OPSD / GKD (JSD_β), GRPO, off-policy distillation
+
+
+def sdpo_loss(student_logits, teacher_logits, mask, tokens=None, topk=None, tail=True,
+              sampled=False, reduction="sum"):
+    """SDPO: Σ_t KL(π_θ ‖ sg π_T) at the student's states, token level (Hübotter et al. 2026).
+    topk: both sides restricted to the *student's* top-k tokens (+ tail bucket), as SDPO's code does.
+    sampled=True: the sampled-token surrogate sg(log π_θ(y_t) − log π_T(y_t))·log π_θ(y_t), which
+    needs only the teacher's log-prob of the student's token; its gradient, averaged over y_t ~ π_θ,
+    is ∇KL(π_θ‖π_T); its value is the sampled KL estimate."""
+    on = _check(student_logits, tokens if sampled else None, mask, teacher_logits, reduction=reduction)
+    if sampled and tokens is None:
+        raise ValueError("sdpo_loss(sampled=True) needs the sampled tokens")
+    student_logits, teacher = _clean(student_logits, on), _clean(teacher_logits.detach(), on)
+    if sampled:
+        tokens = _clean(tokens, on)
+        logp = token_logprobs(student_logits, tokens)
+        log_ratio = logp.detach() - token_logprobs(teacher, tokens)
+        per = log_ratio + _score(logp, log_ratio)
+    else:
+        student = student_logits
+        if topk is not None:
+            teacher, student = topk_buckets(teacher, student_logits, topk, tail, index_by="student")
+        per = reverse_kl(student, teacher)
+    return _reduce(per * on, on, reduction)
+
+
+def opsd_loss(student_logits, teacher_logits, mask, beta=0.5, topk=None, reduction="sum"):
+    """OPSD / on-policy GKD: Σ_t JSD_β(sg π_T, π_θ) at the student's states, token level.
+    topk: the teacher's top-k tokens, both sides renormalised (OPSD's `top_k_loss`)."""
+    on = _check(student_logits, None, mask, teacher_logits, reduction=reduction)
+    student, teacher = _clean(student_logits, on), _clean(teacher_logits.detach(), on)
+    if topk is not None:
+        teacher, student = topk_buckets(teacher, student, topk, tail=False)
+    return _reduce(jsd(teacher, student, beta) * on, on, reduction)
+
+
+def group_advantages(rewards, group_size, std_normalize=True, eps=1e-4):
+    """GRPO advantages Â_i = (r_i − mean_g r) / (std_g r + eps) over consecutive groups of
+    group_size rollouts (eps as in TRL). With std_normalize=False (SDPO's setting) Â_i = r_i − mean_g r,
+    whose policy gradient is unbiased for (G−1)/G · ∇E[r]."""
+    r = (rewards if rewards.is_floating_point() else rewards.float()).view(-1, group_size)
+    adv = r - r.mean(1, keepdim=True)
+    if std_normalize and group_size > 1:
+        adv = adv / (r.std(1, keepdim=True) + eps)
+    return adv.view(-1)
+
+
+def grpo_loss(student_logits, tokens, mask, rewards, group_size, std_normalize=True, reduction="sum"):
+    """GRPO / RLVR: −Σ_t Â_i log π_θ(y_t|s_t), one on-policy update per batch (the PPO ratio is 1,
+    so clipping is inactive and omitted). rewards (B,) in {0, 1}."""
+    on = _check(student_logits, tokens, mask, rewards=rewards, group_size=group_size, reduction=reduction)
+    logp = token_logprobs(_clean(student_logits, on), _clean(tokens, on))
+    adv = group_advantages(rewards, group_size, std_normalize).to(logp.dtype)
+    return _reduce(-adv.unsqueeze(1) * logp * on, on, reduction)
+
+
+def offline_loss(student_logits, tokens, mask, reduction="sum"):
+    """Off-policy distillation / SFT: −Σ_t log π_θ(y_t|s_t) on sequences *sampled from the teacher*
+    (behaviour cloning: the student is trained on the teacher's states, not its own)."""
+    on = _check(student_logits, tokens, mask, reduction=reduction)
+    logp = token_logprobs(_clean(student_logits, on), _clean(tokens, on))
+    return _reduce(-logp * on, on, reduction)

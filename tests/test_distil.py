@@ -1,0 +1,414 @@
+"""Tests for distil.py: closed forms, limits, and every surrogate's expected gradient against the exact
+gradient of its objective, by enumerating all rollouts of a tiny tabular autoregressive model."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+import distil
+
+torch.set_default_dtype(torch.float64)
+
+# -----------------------------------------------------------------------------
+# A tabular autoregressive model: vocab V, depth D, token EOS ends a sequence early.
+# Every prefix without EOS is a state with its own logits row (the student's θ, the teacher's table).
+
+V, D, EOS = 3, 3, 2
+
+
+def enumerate_model():
+    """All complete sequences and the state index of each of their prefixes."""
+    states = {}
+    for d in range(D):
+        for p in itertools.product(range(EOS), repeat=d):  # prefixes without EOS
+            states[p] = len(states)
+    seqs = []
+    for d in range(1, D + 1):
+        for y in itertools.product(range(V), repeat=d):
+            if all(a != EOS for a in y[:-1]) and (y[-1] == EOS or d == D):
+                seqs.append(y)
+    return states, seqs
+
+
+STATES, SEQS = enumerate_model()
+N = len(SEQS)
+
+
+def batch(seqs, pad=0):
+    """tokens (N, D), mask (N, D), state ids (N, D) (0 where masked)."""
+    tokens = torch.full((len(seqs), D), pad, dtype=torch.long)
+    mask = torch.zeros(len(seqs), D)
+    sid = torch.zeros(len(seqs), D, dtype=torch.long)
+    for n, y in enumerate(seqs):
+        for t, a in enumerate(y):
+            tokens[n, t], mask[n, t], sid[n, t] = a, 1.0, STATES[y[:t]]
+    return tokens, mask, sid
+
+
+def make_tables(seed=0, scale=1.5):
+    g = torch.Generator().manual_seed(seed)
+    theta = (scale * torch.randn(len(STATES), V, generator=g)).requires_grad_()
+    teacher = scale * torch.randn(len(STATES), V, generator=g)
+    return theta, teacher
+
+
+def seq_logprob(theta, tokens, mask, sid):
+    logp = torch.log_softmax(theta, -1)[sid].gather(-1, tokens.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return (logp * mask).sum(-1)
+
+
+def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True):
+    """Σ_y π(y) Σ_t C_t(y), written out independently of distil.py. through_states=False stops the
+    gradient through the rollout probabilities (the token-level / local objective)."""
+    p_t = torch.softmax(teacher, -1)[sid]
+    logq = torch.log_softmax(theta, -1)[sid]
+    ce = -(p_t * logq).sum(-1)
+    c = ce if cost == "ce" else ce + (p_t * p_t.log()).sum(-1)
+    prob = seq_logprob(theta, tokens, mask, sid).exp()
+    if not through_states:
+        prob = prob.detach()
+    return (prob * (c * mask).sum(-1)).sum()
+
+
+def grad(f, theta):
+    (g,) = torch.autograd.grad(f, theta, retain_graph=True)
+    return g
+
+
+# -----------------------------------------------------------------------------
+# Closed forms and limits of the per-position divergences
+
+
+def rand_logits(*shape, seed=0, scale=2.0):
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_forward_ce_is_entropy_plus_forward_kl_and_ignores_logit_shifts():
+    t, s = rand_logits(5, 7, seed=1), rand_logits(5, 7, seed=2)
+    ce = distil.forward_ce(t, s)
+    assert torch.allclose(ce, distil.entropy(t) + distil.forward_kl(t, s))
+    assert torch.allclose(ce, distil.forward_ce(torch.log_softmax(t, -1), s + 3.0))
+    p, logq = torch.softmax(t, -1), torch.log_softmax(s, -1)
+    assert torch.allclose(ce, -(p * logq).sum(-1))
+
+
+def test_forward_ce_gradient_is_student_probs_minus_teacher_probs():
+    t, s = rand_logits(4, 6, seed=3), rand_logits(4, 6, seed=4).requires_grad_()
+    g = grad(distil.forward_ce(t, s).sum(), s)
+    assert torch.allclose(g, torch.softmax(s, -1) - torch.softmax(t, -1))
+    assert torch.autograd.gradcheck(lambda z: distil.forward_ce(t, z), (s,))
+
+
+def test_kl_directions_are_not_swapped():
+    p, q = [0.8, 0.15, 0.05], [0.1, 0.3, 0.6]  # teacher p, student q
+    kl_pq = sum(a * math.log(a / b) for a, b in zip(p, q))
+    kl_qp = sum(b * math.log(b / a) for a, b in zip(p, q))
+    assert abs(kl_pq - kl_qp) > 0.05
+    lp, lq = torch.tensor(p).log(), torch.tensor(q).log()
+    assert math.isclose(distil.forward_kl(teacher_logits=lp, student_logits=lq).item(), kl_pq)
+    assert math.isclose(distil.reverse_kl(student_logits=lq, teacher_logits=lp).item(), kl_qp)
+    assert math.isclose(distil.forward_ce(lp, lq).item(), -sum(a * math.log(b) for a, b in zip(p, q)))
+
+
+def test_jsd_closed_form_symmetry_and_bounds():
+    t, s = rand_logits(50, 5, seed=5), rand_logits(50, 5, seed=6)
+    p, q = torch.softmax(t, -1), torch.softmax(s, -1)
+    for beta in (0.1, 0.5, 0.9):
+        m = beta * p + (1 - beta) * q
+        ref = beta * (p * (p / m).log()).sum(-1) + (1 - beta) * (q * (q / m).log()).sum(-1)
+        assert torch.allclose(distil.jsd(t, s, beta), ref)
+    j = distil.jsd(t, s, 0.5)
+    assert torch.allclose(j, distil.jsd(s, t, 0.5))
+    assert (j >= 0).all() and (j <= math.log(2)).all()
+    assert torch.allclose(distil.jsd(t, t, 0.3), torch.zeros(50), atol=1e-12)
+
+
+def test_jsd_limits_are_forward_kl_at_beta_0_and_reverse_kl_at_beta_1():
+    t, s = rand_logits(20, 6, seed=7), rand_logits(20, 6, seed=8)
+    fkl, rkl = distil.forward_kl(t, s), distil.reverse_kl(s, t)
+    eps = 1e-9  # the first correction is O(β·χ²(π_T, π_θ)), large for these peaked logits
+    assert torch.allclose(distil.jsd(t, s, eps) / eps, fkl, rtol=1e-5)
+    assert torch.allclose(distil.jsd(t, s, 1 - eps) / eps, rkl, rtol=1e-5)
+    assert torch.equal(distil.jsd(t, s, 0.0), fkl) and torch.equal(distil.jsd(t, s, 1.0), rkl)
+    with pytest.raises(ValueError, match="beta"):
+        distil.jsd(t, s, 1.5)
+
+
+def test_topk_tail_bucket_never_exceeds_the_full_divergence():
+    t, s = rand_logits(200, 9, seed=9), rand_logits(200, 9, seed=10)
+    for k in (1, 3, 8):
+        for index_by in ("teacher", "student"):
+            tb, sb = distil.topk_buckets(t, s, k, tail=True, index_by=index_by)
+            assert torch.allclose(tb.exp().sum(-1), torch.ones(200)) and torch.allclose(sb.exp().sum(-1), torch.ones(200))
+            assert (distil.forward_ce(tb, sb) <= distil.forward_ce(t, s) + 1e-12).all()
+            assert (distil.forward_kl(tb, sb) <= distil.forward_kl(t, s) + 1e-12).all()
+            assert (distil.reverse_kl(sb, tb) <= distil.reverse_kl(s, t) + 1e-12).all()
+    tb, sb = distil.topk_buckets(t, s, 9, tail=True)
+    assert torch.allclose(distil.forward_ce(tb, sb), distil.forward_ce(t, s))
+
+
+def test_topk_renormalised_is_exact_only_when_the_teacher_lives_on_its_topk():
+    t, s = rand_logits(30, 8, seed=11), rand_logits(30, 8, seed=12)
+    peaked = t.clone()
+    peaked[:, 3:] = -60.0  # the teacher's mass is on tokens 0..2
+    tb, sb = distil.topk_buckets(peaked, s, 3, tail=False)
+    # renormalising the student over the teacher's support changes log q by log Σ_top q: a known bias
+    bias = -torch.log_softmax(s, -1)[:, :3].logsumexp(-1)
+    assert torch.allclose(distil.forward_ce(tb, sb), distil.forward_ce(peaked, s) - bias, atol=1e-9)
+    tb, sb = distil.topk_buckets(t, s, 3, tail=False)
+    assert not torch.allclose(distil.forward_ce(tb, sb), distil.forward_ce(t, s))
+
+
+def test_sampled_forward_ce_is_unbiased_for_the_full_one():
+    t, s = rand_logits(4, 5, seed=13), rand_logits(4, 5, seed=14)
+    p = torch.softmax(t, -1)
+    # exact expectation over one teacher sample per row
+    est = torch.stack([distil.sampled_forward_ce(torch.full((4, 1), a), s) for a in range(5)], -1)
+    assert torch.allclose((p * est).sum(-1), distil.forward_ce(t, s))
+
+
+# -----------------------------------------------------------------------------
+# DistIL's expected gradient equals the exact gradient, by enumeration of all rollouts
+
+
+def student_teacher_logits(theta, teacher, sid):
+    return theta[sid], teacher[sid]
+
+
+def test_sequence_level_expected_gradient_equals_exact_gradient_of_L():
+    theta, teacher = make_tables(0)
+    tokens, mask, sid = batch(SEQS)
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none")
+    L = exact_objective(theta, teacher, tokens, mask, sid)
+    assert torch.allclose((prob * per).sum(), L)  # the surrogate's value estimates L
+    g_est = grad((prob * per).sum(), theta)
+    assert torch.allclose(g_est, grad(exact_objective(theta, teacher, tokens, mask, sid), theta), atol=1e-12)
+
+
+def test_token_level_expected_gradient_is_the_local_term_only():
+    theta, teacher = make_tables(1)
+    tokens, mask, sid = batch(SEQS)
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, sequence_level=False,
+                             reduction="none")
+    g_tok = grad((prob * per).sum(), theta)
+    g_local = grad(exact_objective(theta, teacher, tokens, mask, sid, through_states=False), theta)
+    g_full = grad(exact_objective(theta, teacher, tokens, mask, sid), theta)
+    assert torch.allclose(g_tok, g_local, atol=1e-12)
+    assert (g_tok - g_full).abs().max() > 1e-3  # the future-credit term is not zero here
+
+
+def test_future_cost_kl_gives_the_gradient_of_the_expected_kl():
+    theta, teacher = make_tables(2)
+    tokens, mask, sid = batch(SEQS)
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, future_cost="kl",
+                             reduction="none")
+    g = grad((prob * per).sum(), theta)
+    assert torch.allclose(g, grad(exact_objective(theta, teacher, tokens, mask, sid, cost="kl"), theta), atol=1e-12)
+    assert (g - grad(exact_objective(theta, teacher, tokens, mask, sid), theta)).abs().max() > 1e-3
+
+
+def test_leave_one_out_baseline_keeps_the_gradient_unbiased():
+    theta, teacher = make_tables(3)
+    pairs = [(a, b) for a in SEQS for b in SEQS]
+    tokens, mask, sid = batch([y for pair in pairs for y in pair], pad=-1)  # pad ids must be ignored
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach().view(-1, 2)
+    w = prob.prod(1, keepdim=True).expand(-1, 2).reshape(-1) / 2  # P(pair) · (mean over the group)
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, baseline="loo",
+                             group_size=2, reduction="none")
+    t1, m1, s1 = batch(SEQS)
+    L = exact_objective(theta, teacher, t1, m1, s1)
+    assert torch.allclose(grad((w * per).sum(), theta), grad(L, theta), atol=1e-12)
+
+
+def test_sampled_teacher_estimator_is_unbiased_in_value_and_gradient():
+    theta, teacher = make_tables(4)
+    rows, weights, samples = [], [], []
+    q = torch.softmax(teacher, -1)
+    for y in SEQS:
+        for a in itertools.product(range(V), repeat=D):  # one teacher sample per position
+            w = 1.0
+            for t in range(D):
+                w *= q[STATES[y[:t]], a[t]].item() if t < len(y) else 1.0 / V
+            rows.append(y), weights.append(w), samples.append(a)
+    tokens, mask, sid = batch(rows)
+    s_logits = theta[sid]
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach() * torch.tensor(weights)
+    t_tokens = torch.tensor(samples).unsqueeze(-1)  # (N, D, K=1)
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_tokens=t_tokens, reduction="none")
+    t1, m1, s1 = batch(SEQS)
+    L = exact_objective(theta, teacher, t1, m1, s1)
+    assert torch.allclose((prob * per).sum(), L)
+    assert torch.allclose(grad((prob * per).sum(), theta), grad(L, theta), atol=1e-12)
+
+
+def test_topk_with_all_tokens_equals_the_full_loss():
+    theta, teacher = make_tables(5)
+    tokens, mask, sid = batch(SEQS)
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    full = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits)
+    for tail in (True, False):
+        top = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, topk=V, tail=tail)
+        assert torch.allclose(full, top)
+        assert torch.allclose(grad(full, theta), grad(top, theta))
+    part = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, topk=2, tail=True)
+    assert part <= full + 1e-12
+
+
+def test_reductions_sum_mean_and_token_mean():
+    theta, teacher = make_tables(6)
+    tokens, mask, sid = batch(SEQS)
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none")
+    expect = (distil.forward_ce(t_logits, s_logits) * mask).sum(-1)
+    assert torch.allclose(per, expect)
+    assert torch.allclose(distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits), per.mean())
+    tm = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="token_mean")
+    assert torch.allclose(tm, per.sum() / mask.sum())
+
+
+# -----------------------------------------------------------------------------
+# Masked positions change neither the loss nor any gradient
+
+
+def garbage_at_masked(x, mask, value):
+    m = mask.bool().view(*mask.shape, *([1] * (x.dim() - mask.dim())))
+    return torch.where(m, x, torch.full_like(x, value))
+
+
+ALL_LOSSES = [
+    ("distil", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t)),
+    ("distil_loo", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="loo", group_size=3)),
+    ("distil_kl_topk", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="kl", topk=2)),
+    ("distil_token", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, sequence_level=False)),
+    ("sdpo", lambda s, t, tok, m: distil.sdpo_loss(s, t, m)),
+    ("sdpo_topk", lambda s, t, tok, m: distil.sdpo_loss(s, t, m, topk=2)),
+    ("sdpo_sampled", lambda s, t, tok, m: distil.sdpo_loss(s, t, m, tokens=tok, sampled=True)),
+    ("opsd", lambda s, t, tok, m: distil.opsd_loss(s, t, m)),
+    ("opsd_topk", lambda s, t, tok, m: distil.opsd_loss(s, t, m, topk=2)),
+    ("grpo", lambda s, t, tok, m: distil.grpo_loss(s, tok, m, torch.tensor([1.0, 0, 1, 0, 0, 1]), 3)),
+    ("offline", lambda s, t, tok, m: distil.offline_loss(s, tok, m)),
+]
+
+
+@pytest.mark.parametrize("name,loss_fn", ALL_LOSSES, ids=[n for n, _ in ALL_LOSSES])
+def test_masked_positions_change_neither_loss_nor_gradient(name, loss_fn):
+    s = rand_logits(6, 5, 4, seed=20).requires_grad_()
+    t = rand_logits(6, 5, 4, seed=21)
+    tok = torch.randint(0, 4, (6, 5), generator=torch.Generator().manual_seed(22))
+    mask = torch.tensor([[0, 1, 1, 1, 0]] * 3 + [[0, 0, 1, 1, 1]] * 3, dtype=torch.float64)
+    clean = loss_fn(s, t, tok, mask)
+    g_clean = grad(clean, s)
+    s2 = garbage_at_masked(s.detach(), mask, 1e4).requires_grad_()
+    dirty = loss_fn(s2, garbage_at_masked(t, mask, float("nan")), garbage_at_masked(tok, mask, -100), mask)
+    g_dirty = grad(dirty, s2)
+    assert torch.allclose(clean, dirty)
+    assert torch.equal(g_dirty * (1 - mask).unsqueeze(-1), torch.zeros_like(g_dirty))
+    assert torch.allclose(g_clean, g_dirty)
+
+
+# -----------------------------------------------------------------------------
+# Baselines' estimators
+
+
+def test_sdpo_sampled_token_surrogate_gradient_equals_full_reverse_kl_gradient():
+    s = rand_logits(1, 1, 5, seed=30).requires_grad_()
+    t = rand_logits(1, 1, 5, seed=31)
+    mask = torch.ones(1, 1)
+    pi = torch.softmax(s, -1).detach().view(-1)
+    g = sum(pi[a] * grad(distil.sdpo_loss(s, t, mask, tokens=torch.tensor([[a]]), sampled=True), s)
+            for a in range(5))
+    assert torch.allclose(g, grad(distil.sdpo_loss(s, t, mask), s), atol=1e-12)
+    value = sum(pi[a] * distil.sdpo_loss(s, t, mask, tokens=torch.tensor([[a]]), sampled=True) for a in range(5))
+    assert torch.allclose(value, distil.reverse_kl(s, t).sum())
+
+
+def test_grpo_without_std_is_unbiased_for_scaled_reward_gradient():
+    theta, _ = make_tables(7)
+    reward = torch.tensor([float((3 * i + 1) % 4 == 0) for i in range(N)])
+    pairs = [(a, b) for a in range(N) for b in range(N)]
+    tokens, mask, sid = batch([SEQS[i] for p in pairs for i in p])
+    r = torch.tensor([reward[i].item() for p in pairs for i in p])
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach().view(-1, 2)
+    w = prob.prod(1, keepdim=True).expand(-1, 2).reshape(-1) / 2
+    per = distil.grpo_loss(theta[sid], tokens, mask, r, group_size=2, std_normalize=False, reduction="none")
+    t1, m1, s1 = batch(SEQS)
+    J = (seq_logprob(theta, t1, m1, s1).exp() * reward).sum()
+    assert torch.allclose(grad((w * per).sum(), theta), -0.5 * grad(J, theta), atol=1e-12)  # (G−1)/G = 1/2
+
+
+def test_group_advantages_normalise_within_each_group_only():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    adv = distil.group_advantages(r, 3)
+    assert torch.allclose(adv[3:], torch.zeros(3))  # a group with equal rewards carries no signal
+    g = r[:3]
+    assert torch.allclose(adv[:3], (g - g.mean()) / (g.std() + 1e-4))
+    assert torch.allclose(distil.group_advantages(r, 3, std_normalize=False)[:3], g - g.mean())
+
+
+def test_offline_loss_is_the_negative_log_likelihood_of_teacher_samples():
+    s = rand_logits(2, 3, 4, seed=40)
+    tok = torch.tensor([[0, 1, 2], [3, 3, 0]])
+    mask = torch.tensor([[1.0, 1, 1], [1, 1, 0]])
+    nll = -(torch.log_softmax(s, -1).gather(-1, tok.unsqueeze(-1)).squeeze(-1) * mask).sum(-1)
+    assert torch.allclose(distil.offline_loss(s, tok, mask), nll.mean())
+
+
+# -----------------------------------------------------------------------------
+# Bad input gets a clear error
+
+
+def bad_inputs():
+    s = torch.zeros(4, 3, 5)
+    tok = torch.zeros(4, 3, dtype=torch.long)
+    m = torch.ones(4, 3)
+    t = torch.zeros(4, 3, 5)
+    nan_t = t.clone()
+    nan_t[0, 0, 0] = float("nan")
+    big_tok = tok.clone()
+    big_tok[1, 1] = 5
+    return [
+        ("student_logits must be", lambda: distil.distil_loss(s[0], tok, m, teacher_logits=t)),
+        ("mask must be", lambda: distil.distil_loss(s, tok, m[:, :2], teacher_logits=t)),
+        ("mask must hold only 0 and 1", lambda: distil.distil_loss(s, tok, 2 * m, teacher_logits=t)),
+        ("tokens must be", lambda: distil.distil_loss(s, tok[:, :2], m, teacher_logits=t)),
+        ("token ids must be in", lambda: distil.distil_loss(s, big_tok, m, teacher_logits=t)),
+        ("must match student_logits", lambda: distil.distil_loss(s, tok, m, teacher_logits=torch.zeros(4, 3, 6))),
+        ("NaN or inf", lambda: distil.distil_loss(s, tok, m, teacher_logits=nan_t)),
+        ("exactly one of", lambda: distil.distil_loss(s, tok, m)),
+        ("exactly one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, teacher_tokens=tok[..., None])),
+        ("teacher_tokens must be", lambda: distil.distil_loss(s, tok, m, teacher_tokens=tok)),
+        ("teacher_tokens must be in", lambda: distil.distil_loss(s, tok, m, teacher_tokens=big_tok[..., None])),
+        ("future_cost='kl' need teacher_logits",
+         lambda: distil.distil_loss(s, tok, m, teacher_tokens=tok[..., None], future_cost="kl")),
+        ("group_size=3 must be", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, group_size=3)),
+        ("needs group_size >= 2", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="loo")),
+        ("baseline must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="mean")),
+        ("future_cost must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="x")),
+        ("reduction must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, reduction="avg")),
+        ("topk must be in", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, topk=6)),
+        ("rewards must be", lambda: distil.grpo_loss(s, tok, m, torch.zeros(3), 2)),
+        ("needs the sampled tokens", lambda: distil.sdpo_loss(s, t, m, sampled=True)),
+    ]
+
+
+@pytest.mark.parametrize("message,call", bad_inputs(), ids=[f"{i}-{m[:20]}" for i, (m, _) in enumerate(bad_inputs())])
+def test_bad_input_raises_a_clear_value_error(message, call):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call()
+
+
+def test_bf16_logits_are_upcast_before_log_softmax():
+    t, s = rand_logits(3, 50, seed=50), rand_logits(3, 50, seed=51)
+    exact = distil.forward_ce(t, s)
+    half = distil.forward_ce(t.bfloat16(), s.bfloat16())
+    assert half.dtype == torch.float32
+    assert torch.allclose(half.double(), exact, atol=0.05)
