@@ -43,7 +43,8 @@ Conventions. Shapes: B rollouts, T positions, V vocabulary. student_logits[b, t]
 that predict tokens[b, t]; teacher_logits[b, t] are the teacher's at the same state. mask[b, t] is
 1 on response tokens, 0 on prompt and padding: masked positions contribute nothing to any loss or
 gradient, whatever they hold. Logits may be raw or log-probabilities (log_softmax is applied to
-both sides; bf16/fp16 are upcast to fp32). Argument order follows the math: teacher first where the
+both sides; bf16/fp16 are upcast to fp32); a teacher logit of −inf is a token of probability 0
+(0·log 0 = 0), so sparse teachers (an oracle, a top-k server) need no smoothing. Argument order follows the math: teacher first where the
 math puts it first — forward_ce(teacher, student), reverse_kl(student, teacher). The divergence
 functions do not detach anything; the losses stop the teacher's gradient (sg). Reductions:
 "sum" (default) sums over positions and averages over rollouts; "token_mean" divides the total by
@@ -73,26 +74,33 @@ def log_probs(logits):
     return F.log_softmax(logits, dim=-1)
 
 
+def _kl(logp, logq):
+    """Σ_a p(a) (log p(a) − log q(a)) over the last axis, with 0·log 0 = 0 (a −inf logit is a token of
+    probability exactly 0, as a sparse oracle or a top-k teacher gives)."""
+    p = logp.exp()
+    return torch.where(p > 0, p * (logp - logq), 0.0).sum(-1)
+
+
 def entropy(logits):
     """H(p) = −Σ_a p(a) log p(a)."""
     logp = log_probs(logits)
-    return -(logp.exp() * logp).sum(-1)
+    return -_kl(logp, torch.zeros_like(logp))
 
 
 def forward_ce(teacher_logits, student_logits):
     """H×(π_T, π_θ) = −Σ_a π_T(a) log π_θ(a): the DistIL per-position cost."""
-    return -(log_probs(teacher_logits).exp() * log_probs(student_logits)).sum(-1)
+    p, logq = log_probs(teacher_logits).exp(), log_probs(student_logits)
+    return -torch.where(p > 0, p * logq, 0.0).sum(-1)
 
 
 def forward_kl(teacher_logits, student_logits):
     """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T)."""
-    logp_t = log_probs(teacher_logits)
-    return (logp_t.exp() * (logp_t - log_probs(student_logits))).sum(-1)
+    return _kl(log_probs(teacher_logits), log_probs(student_logits))
 
 
 def reverse_kl(student_logits, teacher_logits):
     """KL(π_θ ‖ π_T) = Σ_a π_θ(a) (log π_θ(a) − log π_T(a)): the SDPO per-position cost."""
-    return forward_kl(student_logits, teacher_logits)
+    return _kl(log_probs(student_logits), log_probs(teacher_logits))
 
 
 def jsd(teacher_logits, student_logits, beta=0.5):
@@ -108,9 +116,7 @@ def jsd(teacher_logits, student_logits, beta=0.5):
         return reverse_kl(student_logits, teacher_logits)
     logp_t, logp_s = log_probs(teacher_logits), log_probs(student_logits)
     log_m = torch.logsumexp(torch.stack([logp_t + math.log(beta), logp_s + math.log1p(-beta)]), 0)
-    kl_tm = (logp_t.exp() * (logp_t - log_m)).sum(-1)
-    kl_sm = (logp_s.exp() * (logp_s - log_m)).sum(-1)
-    return beta * kl_tm + (1.0 - beta) * kl_sm
+    return beta * _kl(logp_t, log_m) + (1.0 - beta) * _kl(logp_s, log_m)
 
 
 def token_logprobs(logits, tokens):
@@ -173,8 +179,10 @@ def _check(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=Non
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(f"teacher_logits {tuple(teacher_logits.shape)} must match student_logits "
                              f"{(B, T, V)} (a different vocabulary size cannot be distilled token by token)")
-        if not torch.isfinite(teacher_logits[on]).all():
-            raise ValueError("teacher_logits are NaN or inf at positions where mask is 1")
+        rows = teacher_logits[on]
+        if torch.isnan(rows).any() or (rows == math.inf).any() or not (rows > -math.inf).any(-1).all():
+            raise ValueError("teacher_logits must be finite or -inf (probability 0) where mask is 1, "
+                             "with at least one finite entry per position; got NaN, +inf or an all -inf row")
     if teacher_tokens is not None:
         if teacher_tokens.dim() != 3 or teacher_tokens.shape[:2] != (B, T):
             raise ValueError(f"teacher_tokens must be (B, T, K) with (B, T) = {(B, T)}, "

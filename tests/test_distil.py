@@ -161,6 +161,22 @@ def test_topk_renormalised_is_exact_only_when_the_teacher_lives_on_its_topk():
     assert not torch.allclose(distil.forward_ce(tb, sb), distil.forward_ce(t, s))
 
 
+def test_zero_probability_teacher_tokens_are_exact_limits_not_nan():
+    t, s = rand_logits(6, 5, seed=15), rand_logits(6, 5, seed=16).requires_grad_()
+    sparse = t.clone()
+    sparse[:, :2] = -math.inf  # an oracle that rules two tokens out
+    limit = t.clone()
+    limit[:, :2] = -800.0  # exp(-800) == 0 in float64: the same distribution, finite logits
+    assert torch.allclose(distil.entropy(sparse), distil.entropy(limit))
+    for f in (distil.forward_ce, distil.forward_kl, lambda a, b: distil.jsd(a, b, 0.3)):
+        assert torch.allclose(f(sparse, s), f(limit, s))
+        assert torch.allclose(grad(f(sparse, s).sum(), s), grad(f(limit, s).sum(), s))
+    assert torch.isinf(distil.reverse_kl(s, sparse)).all()  # KL(π_θ‖π_T) = ∞ where π_T = 0 < π_θ
+    tok = torch.full((1, 6), 3)
+    loss = distil.distil_loss(s.unsqueeze(0), tok, torch.ones(1, 6), teacher_logits=sparse.unsqueeze(0))
+    assert torch.isfinite(loss) and torch.isfinite(grad(loss, s)).all()
+
+
 def test_sampled_forward_ce_is_unbiased_for_the_full_one():
     t, s = rand_logits(4, 5, seed=13), rand_logits(4, 5, seed=14)
     p = torch.softmax(t, -1)
@@ -382,7 +398,8 @@ def bad_inputs():
         ("tokens must be", lambda: distil.distil_loss(s, tok[:, :2], m, teacher_logits=t)),
         ("token ids must be in", lambda: distil.distil_loss(s, big_tok, m, teacher_logits=t)),
         ("must match student_logits", lambda: distil.distil_loss(s, tok, m, teacher_logits=torch.zeros(4, 3, 6))),
-        ("NaN or inf", lambda: distil.distil_loss(s, tok, m, teacher_logits=nan_t)),
+        ("finite or -inf", lambda: distil.distil_loss(s, tok, m, teacher_logits=nan_t)),
+        ("finite or -inf", lambda: distil.distil_loss(s, tok, m, teacher_logits=torch.full((4, 3, 5), -math.inf))),
         ("exactly one of", lambda: distil.distil_loss(s, tok, m)),
         ("exactly one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, teacher_tokens=tok[..., None])),
         ("teacher_tokens must be", lambda: distil.distil_loss(s, tok, m, teacher_tokens=tok)),
