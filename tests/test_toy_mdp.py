@@ -1,0 +1,208 @@
+"""Tests for toy_mdp.py: hand-solved values, the gymnasium env, the exact gradients against distil.py's
+surrogate enumerated over all rollouts, and the closed forms of the update rules."""
+
+import itertools
+import json
+
+import gymnasium as gym
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import distil
+import theory_checks
+import toy_mdp as tm
+
+D = tm.DTYPE
+
+
+def small_instance():
+    """H=2, A=2, rewards at leaves (00, 01, 10, 11) = (1, 0, 0, 1); a hand-written policy."""
+    mdp = tm.TreeMDP(2, 2, torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=D))
+    pi = torch.tensor([[0.8, 0.2], [0.9, 0.1], [0.3, 0.7]], dtype=D)
+    return mdp, pi
+
+
+def test_dynamic_programming_matches_hand_solved_values():
+    mdp, pi = small_instance()
+    V, Q = tm.values(pi, mdp)
+    assert torch.allclose(Q, torch.tensor([[0.9, 0.7], [1.0, 0.0], [0.0, 1.0]], dtype=D))
+    assert torch.allclose(V, torch.tensor([0.8 * 0.9 + 0.2 * 0.7, 0.9, 0.7], dtype=D))
+    assert torch.allclose(tm.occupancy(pi, mdp), torch.tensor([1.0, 0.8, 0.2], dtype=D))
+    assert torch.allclose(tm.leaf_probs(pi, mdp), torch.tensor([0.72, 0.08, 0.06, 0.14], dtype=D))
+    assert torch.isclose(tm.expected_reward(pi, mdp), torch.tensor(0.86, dtype=D))
+    assert torch.allclose(tm.optimal_q(mdp), torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype=D))
+
+
+def test_occupancy_sums_to_one_per_depth_on_random_trees():
+    mdp = tm.random_tree(4, 3, n=5, seed=1)
+    pi = torch.softmax(torch.randn(5, mdp.n_states, 3, dtype=D), -1)
+    d = tm.occupancy(pi, mdp)
+    for t in range(mdp.horizon):
+        assert torch.allclose(d[:, mdp.depth_slice(t)].sum(-1), torch.ones(5, dtype=D))
+    assert torch.allclose(tm.leaf_probs(pi, mdp).sum(-1), torch.ones(5, dtype=D))
+
+
+def test_env_passes_gymnasium_checker_and_follows_the_tree():
+    env = gym.make("DistIL/TreeMDP-v0", horizon=3, branching=2, instance_seed=4)
+    check_env(env.unwrapped)
+    raw = env.unwrapped
+    obs, _ = env.reset(seed=0)
+    path = [1, 0, 1]
+    for i, a in enumerate(path):
+        obs, reward, terminated, truncated, _ = env.step(a)
+        assert terminated == (i == len(path) - 1) and not truncated
+    leaf = int("".join(map(str, path)), 2)
+    assert obs == raw.mdp.n_states + leaf and reward == raw.mdp.rewards[leaf].item()
+
+
+def test_env_rejects_invalid_actions_and_steps_after_the_end():
+    env = tm.TreeMDPEnv(horizon=1, branching=2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action must be"):
+        env.step(5)
+    env.step(0)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(0)
+
+
+def test_bad_trees_and_unnormalised_teachers_raise_clear_errors():
+    with pytest.raises(ValueError, match="A\\^H"):
+        tm.TreeMDP(2, 3, torch.zeros(8, dtype=D))
+    with pytest.raises(ValueError, match="branching >= 2"):
+        tm.TreeMDP(2, 1, torch.zeros(1, dtype=D))
+    with pytest.raises(ValueError, match="sum to 1"):
+        tm.check_distribution(torch.tensor([[0.5, 0.6]], dtype=D))
+    with pytest.raises(ValueError, match="unknown objective"):
+        tm.objective(torch.zeros(3, 2, dtype=D), small_instance()[0], torch.full((3, 2), 0.5, dtype=D), "rkl")
+    with pytest.raises(ValueError, match="no closed-form proximal"):
+        tm.update(torch.zeros(3, 2, dtype=D), small_instance()[0], torch.full((3, 2), 0.5, dtype=D), "opsd", "prox", 0.1)
+
+
+# -----------------------------------------------------------------------------
+# The exact tabular gradients are the expectation of distil.py's surrogates over all rollouts
+
+
+def rollout_batch(mdp, theta, teacher):
+    """All A^H rollouts as a batch for distil.py: tokens, student/teacher logits per position, π(y)."""
+    A, H = mdp.branching, mdp.horizon
+    paths = list(itertools.product(range(A), repeat=H))
+    tokens = torch.tensor(paths)
+    sid = torch.zeros(len(paths), H, dtype=torch.long)
+    for n, path in enumerate(paths):
+        s = 0
+        for t, a in enumerate(path):
+            sid[n, t], s = s, mdp.child(s, a)
+    prob = tm.leaf_probs(torch.softmax(theta, -1), mdp).detach()
+    return tokens, theta[sid], teacher.log()[sid], torch.ones(len(paths), H, dtype=D), prob
+
+
+@pytest.mark.parametrize("kind,kwargs", [("distil", {}), ("distil_token", {"sequence_level": False}),
+                                         ("distil_kl", {"future_cost": "kl"})])
+def test_tabular_gradient_equals_expected_distil_surrogate_gradient(kind, kwargs):
+    mdp = tm.random_tree(3, 3, seed=2)
+    mdp = tm.TreeMDP(3, 3, mdp.rewards[0])
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D).requires_grad_()
+    teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    tokens, s_logits, t_logits, mask, prob = rollout_batch(mdp, theta, teacher)
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", **kwargs)
+    (g_sur,) = torch.autograd.grad((prob * per).sum(), theta)
+    assert torch.allclose(g_sur, tm.gradient(theta, mdp, teacher, kind), atol=1e-12)
+
+
+def test_sampled_env_rollouts_estimate_the_exact_gradient():
+    env = tm.TreeMDPEnv(horizon=3, branching=2, instance_seed=5)
+    mdp = env.mdp
+    g = torch.Generator().manual_seed(6)
+    theta = torch.randn(mdp.n_states, 2, generator=g, dtype=D).requires_grad_()
+    teacher = torch.softmax(torch.randn(mdp.n_states, 2, generator=g, dtype=D), -1)
+    pi = torch.softmax(theta, -1).detach()
+    n, rows, sids = 4000, [], []
+    for i in range(n):
+        s, _ = env.reset(seed=i)
+        path, states, done = [], [], False
+        while not done:
+            a = torch.multinomial(pi[s], 1, generator=g).item()
+            states.append(s), path.append(a)
+            s, _, done, _, _ = env.step(a)
+        rows.append(path), sids.append(states)
+    tokens, sid = torch.tensor(rows), torch.tensor(sids)
+    loss = distil.distil_loss(theta[sid], tokens, torch.ones(n, 3, dtype=D), teacher_logits=teacher.log()[sid])
+    (g_mc,) = torch.autograd.grad(loss, theta)
+    g_exact = tm.gradient(theta, mdp, teacher, "distil")
+    cos = (g_mc * g_exact).sum() / (g_mc.norm() * g_exact.norm())
+    assert cos > 0.97 and (g_mc.norm() / g_exact.norm() - 1).abs() < 0.1
+
+
+# -----------------------------------------------------------------------------
+# Update rules: closed forms
+
+
+def test_npg_steps_have_their_closed_forms():
+    mdp = tm.random_tree(3, 3, seed=7)
+    g = torch.Generator().manual_seed(8)
+    theta = torch.randn(1, mdp.n_states, 3, generator=g, dtype=D)
+    q = torch.softmax(torch.randn(1, mdp.n_states, 3, generator=g, dtype=D), -1)
+    pi, eta = torch.softmax(theta, -1), 0.05
+    center = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731  logits are defined up to a per-state constant
+    # forward CE: θ ← θ + η (q/π − 1);  reverse KL: θ ← θ − η log(π/q)
+    assert torch.allclose(center(tm.update(theta, mdp, q, "distil_token", "npg", eta)), center(theta + eta * q / pi))
+    assert torch.allclose(center(tm.update(theta, mdp, q, "sdpo", "npg", eta)), center(theta - eta * (pi / q).log()))
+    # policy gradient: θ ← θ + η A^π
+    V, Q = tm.values(pi, mdp)
+    assert torch.allclose(center(tm.update(theta, mdp, q, "grpo", "npg", eta)), center(theta + eta * Q))
+
+
+def test_prox_steps_are_arithmetic_and_geometric_mixtures():
+    mdp, pi = small_instance()
+    q = torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.2, 0.8]], dtype=D)
+    new = torch.softmax(tm.update(pi.log(), mdp, q, "distil_token", "prox", 0.3), -1)
+    assert torch.allclose(new, 0.7 * pi + 0.3 * q)
+    geo = pi ** 0.7 * q ** 0.3
+    assert torch.allclose(torch.softmax(tm.update(pi.log(), mdp, q, "sdpo", "prox", 0.3), -1), geo / geo.sum(-1, keepdim=True))
+
+
+def test_reward_slope_matches_finite_differences():
+    mdp = tm.random_tree(3, 2, n=4, binary=False, seed=9)
+    g = torch.Generator().manual_seed(10)
+    theta = torch.randn(4, mdp.n_states, 2, generator=g, dtype=D)
+    q = torch.softmax(torch.randn(4, mdp.n_states, 2, generator=g, dtype=D), -1)
+    h = 1e-6
+    for kind, rule in [("distil", "gd"), ("sdpo", "npg"), ("distil_token", "prox"), ("opsd", "gd")]:
+        fd = (tm.expected_reward(torch.softmax(tm.update(theta, mdp, q, kind, rule, h), -1), mdp)
+              - tm.expected_reward(torch.softmax(theta, -1), mdp)) / h
+        assert torch.allclose(tm.reward_slope(theta, mdp, q, kind, rule), fd, atol=1e-5)
+
+
+def test_success_teacher_is_the_posterior_given_success():
+    mdp = tm.random_tree(3, 3, n=3, seed=11)
+    pi = torch.softmax(torch.randn(3, mdp.n_states, 3, dtype=D), -1)
+    q = tm.success_teacher(pi, mdp)
+    tm.check_distribution(q)
+    posterior = tm.leaf_probs(pi, mdp) * mdp.rewards
+    posterior = posterior / posterior.sum(-1, keepdim=True)
+    assert torch.allclose(tm.leaf_probs(q, mdp), posterior)
+    assert torch.allclose(tm.expected_reward(q, mdp), torch.ones(3, dtype=D))  # binary rewards
+
+
+# -----------------------------------------------------------------------------
+
+
+def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_path):
+    out = tmp_path / "results.json"
+    cfg = theory_checks.parse_args(["--n_bandits", "1500", "--n_trees", "300", "--n_family", "20",
+                                    "--iterations", "12", "--figures", str(tmp_path / "fig"), "--json", str(out)])
+    assert theory_checks.main(cfg)
+    results = {r["name"]: r for r in json.loads(out.read_text())}
+    assert sorted(results) == ["T1", "T2", "T3", "T4", "T5", "T6"] and all(r["passed"] for r in results.values())
+    t1 = results["T1"]["data"]["instance"]  # the counterexample can be recomputed from the JSON alone
+    mdp = tm.TreeMDP(1, 3, torch.tensor([t1["rewards"]], dtype=D))
+    q, pi = torch.tensor([[t1["teacher"]]], dtype=D), torch.tensor([[t1["pi"]]], dtype=D)
+    assert tm.reward_slope(pi.log(), mdp, q, "sdpo", "npg").item() < 0 < tm.expected_reward(q, mdp) - tm.expected_reward(pi, mdp)
+    assert len(list((tmp_path / "fig").glob("*.png"))) == 5
+
+
+def test_theory_checks_reject_an_unknown_check_name():
+    with pytest.raises(SystemExit):
+        theory_checks.parse_args(["--only", "T9"])

@@ -1,0 +1,311 @@
+"""
+toy_mdp.py — exact tabular finite-horizon MDPs: the token tree on which DistIL's theory is checked.
+
+The concept. Language generation is a finite-horizon MDP whose states are prefixes: a state at
+depth t is the sequence of t actions taken so far, every action leads to a new state, and the
+reward arrives at a leaf (depth H) as the probability that the response is judged correct. With
+branching A and horizon H this tree is small enough to solve *exactly*: every quantity below is
+computed by dynamic programming over all A^H rollouts, so gradients and rewards carry no sampling
+noise, and every claim in theory_checks.py is a computation, not an experiment.
+
+Equations (π a tabular softmax policy π(a|s) = softmax(θ_s), q a teacher, r(leaf) ∈ [0, 1]):
+
+    occupancy     d(root) = 1,  d(child(s, a)) = d(s) π(a|s)           (d sums to 1 per depth)
+    values        V(leaf) = r,  Q(s, a) = V(child(s, a)),  V(s) = Σ_a π(a|s) Q(s, a),  J = V(root)
+    objectives    sequence level  L(θ)   = Σ_s d_θ(s) · c(q_s, π_s)      (d differentiated: the
+                                            future-credit term of distil.py appears by itself)
+                  token level     L_tok  = Σ_s sg(d(s)) · c(q_s, π_s)     (local credit only)
+                  with c = H× (distil), KL(q‖π) (distil_kl), KL(π‖q) (sdpo), JSD_β (opsd), and
+                  grpo = −J (exact policy gradient). The costs c are distil.py's functions.
+    teachers      success-conditioned self-teacher  q(a|s) = π(a|s) Q(s,a) / V(s) = π(a|s, success)
+                  feedback family  q ∝ π^κ · (Q + ε)^λ · exp(σ ξ),  ξ ~ N(0, 1): λ dials how much
+                                   the feedback tells, σ how badly the teacher reads it, κ how much
+                                   of the student's prior it keeps (κ=λ=1, σ=0, ε→0: the
+                                   success-conditioned teacher);  expert  q = softmax(Q*/τ)
+    update rules  gd    θ ← θ − η ∇_θ L                      (plain gradient on the logits)
+                  npg   θ_s ← θ_s − η ∇_{θ_s} L / (d(s) π_s)   (natural gradient: the Fisher of a
+                        tabular softmax policy is Σ_s d(s)(diag π_s − π_s π_sᵀ), and g/π solves it)
+                  prox  exact per-state proximal steps with closed forms:
+                        forward CE  π_s ← (1−η) π_s + η q_s             (arithmetic mixture)
+                        reverse KL  π_s ∝ π_s^{1−η} q_s^η               (geometric mixture)
+
+Simplifications: 1. transitions are deterministic (a token tree), as in language generation;
+2. reward only at the leaves; 3. everything is batched over a leading axis of instances, so
+thousands of random MDPs are solved at once. `TreeMDPEnv` (registered as `DistIL/TreeMDP-v0`) is
+the same MDP as a gymnasium environment for sampling-based code.
+
+Run: `python toy_mdp.py` solves a random instance and prints J, the teacher's J and one step of
+every objective; `python theory_checks.py` uses this file for every check.
+"""
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import distil
+
+DTYPE = torch.float64  # exact DP: differences of 1e-12 must be visible (set per tensor, not globally)
+
+OBJECTIVES = ("distil", "distil_token", "distil_kl", "sdpo", "opsd", "grpo")
+SEQUENCE_LEVEL = ("distil", "distil_kl", "grpo")  # the occupancy d_θ is differentiated
+RULES = ("gd", "npg", "prox")
+
+# -----------------------------------------------------------------------------
+# The tree: states are prefixes, numbered breadth first; leaves follow the internal states
+
+
+@dataclass
+class TreeMDP:
+    horizon: int  # H: actions per episode
+    branching: int  # A: actions per state
+    rewards: torch.Tensor  # (..., A^H) reward of each leaf, in [0, 1]
+
+    def __post_init__(self):
+        if self.horizon < 1 or self.branching < 2:
+            raise ValueError(f"need horizon >= 1 and branching >= 2, got H={self.horizon}, A={self.branching}")
+        if self.rewards.shape[-1] != self.n_leaves:
+            raise ValueError(f"rewards must have A^H = {self.n_leaves} leaves, got {self.rewards.shape[-1]}")
+
+    @property
+    def n_states(self):  # internal states (where an action is taken)
+        return self.offset(self.horizon)
+
+    @property
+    def n_leaves(self):
+        return self.branching ** self.horizon
+
+    def offset(self, t):  # index of the first state at depth t
+        return (self.branching ** t - 1) // (self.branching - 1)
+
+    def depth_slice(self, t):
+        return slice(self.offset(t), self.offset(t + 1))
+
+    def child(self, s, a):  # works for every depth; leaves get indices n_states .. n_states+A^H-1
+        t = int(np.floor(np.log(s * (self.branching - 1) + 1) / np.log(self.branching) + 1e-9))
+        return self.offset(t + 1) + (s - self.offset(t)) * self.branching + a
+
+
+def random_tree(horizon, branching, n=1, p_success=0.3, binary=True, seed=0):
+    """n random instances: leaf rewards Bernoulli(p_success) (binary) or Uniform(0, 1), with at least
+    one rewarding leaf each."""
+    g = torch.Generator().manual_seed(seed)
+    L = branching ** horizon
+    u = torch.rand(n, L, generator=g, dtype=DTYPE)
+    r = (u < p_success).to(DTYPE) if binary else u
+    r[torch.arange(n), torch.randint(L, (n,), generator=g)] = 1.0
+    return TreeMDP(horizon, branching, r)
+
+
+def check_distribution(q, name="teacher"):
+    """Raise ValueError unless q (..., A) is a probability table: non-negative, rows summing to 1."""
+    if (q < 0).any() or not torch.isfinite(q).all():
+        raise ValueError(f"{name}: probabilities must be finite and >= 0")
+    err = (q.sum(-1) - 1).abs().max().item()
+    if err > 1e-9:
+        raise ValueError(f"{name}: rows must sum to 1 (max deviation {err:.2e}); pass probabilities, "
+                         "not logits or unnormalised scores")
+    return q
+
+
+# -----------------------------------------------------------------------------
+# Exact dynamic programming (batched over leading axes, differentiable)
+
+
+def occupancy(pi, mdp):
+    """d(s): probability that a rollout of π visits s. pi (..., S, A) -> (..., S)."""
+    d = [torch.ones(pi.shape[:-2] + (1,), dtype=pi.dtype)]
+    for t in range(mdp.horizon - 1):
+        d.append((d[-1].unsqueeze(-1) * pi[..., mdp.depth_slice(t), :]).flatten(-2))
+    return torch.cat(d, -1)
+
+
+def leaf_probs(pi, mdp):
+    """π(y) for every complete rollout y (leaf), (..., A^H)."""
+    last = mdp.depth_slice(mdp.horizon - 1)
+    return (occupancy(pi, mdp)[..., last].unsqueeze(-1) * pi[..., last, :]).flatten(-2)
+
+
+def values(pi, mdp):
+    """V (..., S) and Q (..., S, A) of policy π by backward induction."""
+    v, Vs, Qs = mdp.rewards.expand(pi.shape[:-2] + mdp.rewards.shape[-1:]), [], []
+    for t in reversed(range(mdp.horizon)):
+        q = v.reshape(v.shape[:-1] + (-1, mdp.branching))
+        v = (pi[..., mdp.depth_slice(t), :] * q).sum(-1)
+        Qs.insert(0, q), Vs.insert(0, v)
+    return torch.cat(Vs, -1), torch.cat(Qs, -2)
+
+
+def expected_reward(pi, mdp):
+    """J(π) = Σ_y π(y) r(y)."""
+    return (leaf_probs(pi, mdp) * mdp.rewards).sum(-1)
+
+
+def optimal_q(mdp):
+    """Q* by backward induction with max instead of the policy average."""
+    v, Qs = mdp.rewards, []
+    for t in reversed(range(mdp.horizon)):
+        q = v.reshape(v.shape[:-1] + (-1, mdp.branching))
+        v = q.max(-1).values
+        Qs.insert(0, q)
+    return torch.cat(Qs, -2)
+
+
+# -----------------------------------------------------------------------------
+# Teachers: probability tables (..., S, A)
+
+
+def success_teacher(pi, mdp):
+    """q(a|s) = π(a|s, success) = π(a|s) Q(s,a) / V(s); π itself where success is impossible."""
+    V, Q = values(pi, mdp)
+    q = pi * Q / V.unsqueeze(-1).clamp_min(1e-300)
+    return torch.where(V.unsqueeze(-1) > 0, q, pi).detach()
+
+
+def feedback_teacher(pi, mdp, strength=1.0, noise=0.0, prior=1.0, eps=1e-3, seed=0):
+    """A feedback-conditioned self-teacher of dialled quality:
+        q ∝ π^prior · (Q + eps)^strength · exp(noise · ξ),   ξ ~ N(0, 1) per (state, action)
+    strength: how much the feedback reveals; noise: how imperfectly the model reads it; prior: how
+    much of the student's own distribution the teacher keeps (1: a pure tilt of π, the Bayes
+    posterior π(·|s, success) when strength=1, noise=0, eps→0; <1: the feedback also flattens it)."""
+    _, Q = values(pi, mdp)
+    xi = torch.randn(pi.shape, generator=torch.Generator().manual_seed(seed), dtype=pi.dtype)
+    return torch.softmax(prior * pi.log() + strength * (Q + eps).log() + noise * xi, -1).detach()
+
+
+def expert_teacher(mdp, temperature=0.1, shape=None):
+    """A fixed stronger model: softmax(Q*/τ), independent of the student."""
+    q = torch.softmax(optimal_q(mdp) / temperature, -1)
+    return q if shape is None else q.expand(shape)
+
+
+# -----------------------------------------------------------------------------
+# Objectives (distil.py's per-position costs, weighted by the exact occupancy) and update rules
+
+
+def state_costs(theta, teacher, kind, beta=0.5):
+    """c(q_s, π_s) for every state, (..., S). teacher: probabilities (..., S, A)."""
+    log_q = teacher.log()  # −inf marks probability 0; distil.py handles it exactly
+    if kind in ("distil", "distil_token"):
+        return distil.forward_ce(log_q, theta)
+    if kind == "distil_kl":
+        return distil.forward_kl(log_q, theta)
+    if kind == "sdpo":
+        return distil.reverse_kl(theta, log_q)
+    if kind == "opsd":
+        return distil.jsd(log_q, theta, beta)
+    raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
+
+
+def objective(theta, mdp, teacher, kind):
+    """The loss each method minimises, exactly, per instance (...,). Sequence-level objectives
+    differentiate the occupancy; token-level ones stop its gradient."""
+    if kind not in OBJECTIVES:
+        raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
+    pi = torch.softmax(theta, -1)
+    if kind == "grpo":
+        return -expected_reward(pi, mdp)
+    d = occupancy(pi, mdp)
+    if kind not in SEQUENCE_LEVEL:
+        d = d.detach()
+    return (d * state_costs(theta, teacher, kind)).sum(-1)
+
+
+def gradient(theta, mdp, teacher, kind):
+    theta = theta.detach().requires_grad_()
+    (g,) = torch.autograd.grad(objective(theta, mdp, teacher, kind).sum(), theta)
+    return g
+
+
+def update(theta, mdp, teacher, kind, rule, eta):
+    """One step of `rule` on objective `kind` with step size eta (a float or a 0-d tensor, so that
+    dJ/dη can be taken by autograd). Returns the new logits."""
+    if rule == "prox":
+        pi = torch.softmax(theta, -1)
+        if kind == "distil_token":
+            return ((1 - eta) * pi + eta * teacher).log()
+        if kind == "sdpo":
+            return (1 - eta) * pi.log() + eta * teacher.log()
+        raise ValueError(f"no closed-form proximal step for {kind!r} (only distil_token: mixture, sdpo: geometric)")
+    g = gradient(theta, mdp, teacher, kind)
+    if rule == "gd":
+        return theta - eta * g
+    if rule == "npg":
+        pi = torch.softmax(theta, -1)
+        weight = (occupancy(pi, mdp).unsqueeze(-1) * pi).clamp_min(torch.finfo(pi.dtype).tiny)  # 0/0 -> 0
+        return theta - eta * g / weight
+    raise ValueError(f"unknown update rule {rule!r}; choose from {RULES}")
+
+
+def reward_slope(theta, mdp, teacher, kind, rule):
+    """dJ/dη at η = 0 for every instance: the first-order change of the expected reward under one
+    step of `rule` (autograd through the update with one η per instance)."""
+    eta = torch.zeros(theta.shape[:-2], dtype=theta.dtype, requires_grad=True)
+    new = update(theta, mdp, teacher, kind, rule, eta[..., None, None])
+    (slope,) = torch.autograd.grad(expected_reward(torch.softmax(new, -1), mdp).sum(), eta)
+    return slope
+
+
+# -----------------------------------------------------------------------------
+# The same MDP as a gymnasium environment
+
+
+class TreeMDPEnv(gym.Env):
+    """Observation: the current node (internal states 0..S-1, leaves S..S+A^H-1); action: a branch;
+    reward: the leaf's reward when the episode ends at depth H, 0 before."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, horizon=3, branching=3, p_success=0.3, instance_seed=0, rewards=None, render_mode=None):
+        r = random_tree(horizon, branching, 1, p_success, seed=instance_seed).rewards[0] if rewards is None \
+            else torch.as_tensor(rewards, dtype=torch.float64)
+        self.mdp = TreeMDP(horizon, branching, r)
+        self.observation_space = gym.spaces.Discrete(self.mdp.n_states + self.mdp.n_leaves)
+        self.action_space = gym.spaces.Discrete(branching)
+        self.render_mode = render_mode
+        self.state = 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 0
+        return self.state, {"depth": 0}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action must be an int in [0, {self.mdp.branching}), got {action!r}")
+        if self.state >= self.mdp.n_states:
+            raise RuntimeError("episode is over; call reset()")
+        self.state = self.mdp.child(self.state, int(action))
+        done = self.state >= self.mdp.n_states
+        reward = float(self.mdp.rewards[self.state - self.mdp.n_states]) if done else 0.0
+        return self.state, reward, done, False, {}
+
+    def render(self):
+        return f"node {self.state} of {self.observation_space.n}"
+
+
+if "DistIL/TreeMDP-v0" not in gym.registry:
+    gym.register(id="DistIL/TreeMDP-v0", entry_point=TreeMDPEnv)
+
+
+# -----------------------------------------------------------------------------
+
+
+def main():
+    mdp = random_tree(horizon=3, branching=3, seed=0)
+    theta = torch.zeros(1, mdp.n_states, mdp.branching, dtype=DTYPE)
+    pi = torch.softmax(theta, -1)
+    q = success_teacher(pi, mdp)
+    print(f"random tree H={mdp.horizon} A={mdp.branching}: J(uniform π) = {expected_reward(pi, mdp).item():.4f}, "
+          f"J(success teacher) = {expected_reward(q, mdp).item():.4f}, max J = {mdp.rewards.max().item():.0f}")
+    for kind in OBJECTIVES:
+        for rule in RULES:
+            if rule == "prox" and kind not in ("distil_token", "sdpo"):
+                continue
+            new = torch.softmax(update(theta, mdp, q, kind, rule, 0.5), -1)
+            print(f"  {kind:13s} {rule:5s} η=0.5: J → {expected_reward(new, mdp).item():.4f}")
+
+
+if __name__ == "__main__":
+    main()
