@@ -104,6 +104,9 @@ def savefig(cfg, fig, name):
     plt.close(fig)
 
 
+TRANSITIONS = ("deterministic token tree: states numbered breadth first, child(s, a) = offset(t+1) + "
+               "(s − offset(t))·A + a with offset(t) = (A^t − 1)/(A − 1); rows of pi/teacher are states, "
+               "rewards are the leaves in the same order")
 STEP_RULES = [("distil_token", "gd"), ("distil_token", "npg"), ("distil_token", "prox"), ("sdpo", "gd"),
               ("sdpo", "npg"), ("sdpo", "prox"), ("opsd", "gd"), ("opsd", "npg")]
 
@@ -139,8 +142,8 @@ def check_t1(cfg):
                   "natural-gradient steps cannot (dJ/dη = J(q)−J(π)); plain GD on logits can",
                   f"J(π)={Jp:.3f} J(q)={Jq:.3f} | dJ/dη fwdCE npg/prox {slope['distil_token', 'npg']:+.3f}, gd "
                   f"{slope['distil_token', 'gd']:+.3f} | RKL npg {slope['sdpo', 'npg']:+.3f} | JSD npg {slope['opsd', 'npg']:+.3f}",
-                  passed, {"instance": {"horizon": 1, "branching": 3, "rewards": r[0], "pi": pi[0, 0], "teacher": q[0, 0],
-                                        "eta": eta}, "J_pi": Jp, "J_teacher": Jq,
+                  passed, {"instance": {"horizon": 1, "branching": 3, "transitions": TRANSITIONS, "rewards": r[0],
+                                        "pi": pi[0, 0], "teacher": q[0, 0], "eta": eta}, "J_pi": Jp, "J_teacher": Jq,
                            "slope": {f"{k}/{r}": v for (k, r), v in slope.items()},
                            "J_after_step": {f"{k}/{r}": v for (k, r), v in after.items()}})
 
@@ -196,9 +199,12 @@ def check_t2(cfg):
     for s, (mdp, th, q) in zip(names, ((bandit, th_b, q_b), (tree, th_t, q_imp), (tree, th_t, q_rand))):
         for (kind, rule), (_, idx) in settings[s].items():
             if idx is not None:
-                examples[f"{s} | {kind}/{rule}"] = {"horizon": mdp.horizon, "branching": mdp.branching,
-                                                    "rewards": mdp.rewards[idx], "pi": torch.softmax(th[idx], -1),
-                                                    "teacher": q[idx]}
+                examples[f"{s} | {kind}/{rule}"] = {
+                    "horizon": mdp.horizon, "branching": mdp.branching, "transitions": TRANSITIONS,
+                    "rewards": mdp.rewards[idx], "pi": torch.softmax(th[idx], -1), "teacher": q[idx],
+                    "step": "first order: dJ/dη at η = 0 (toy_mdp.reward_slope)",
+                    "dJ_deta": tm.reward_slope(th[idx:idx + 1], tm.TreeMDP(mdp.horizon, mdp.branching, mdp.rewards[idx:idx + 1]),
+                                               q[idx:idx + 1], kind, rule)[0]}
     return Result("T2", "over random instances: forward CE (mixture/NPG) never lowers J when the teacher improves "
                   "at every visited state; RKL/JSD sometimes do; a teacher better only overall can mislead any rule",
                   f"% down: bandit fwdCE npg/prox {100 * rate(b, ('distil_token', 'npg')):.1f}/{100 * rate(b, ('distil_token', 'prox')):.1f}, "
@@ -280,6 +286,7 @@ def check_t3(cfg):
                   f"{b('distil')['J_end']:.3f}/{b('distil_token')['J_end']:.3f}/{b('distil_kl')['J_end']:.3f}",
                   passed, {"rows": {f"{'succeeds' if g else 'fails'}/{k}": v for (g, k), v in rows.items()},
                            "instances": {("succeeds" if g else "fails"): {"horizon": 3, "branching": 3,
+                                                                         "transitions": TRANSITIONS, "init": "uniform π",
                                                                          "rewards": credit_instance(g)[0].rewards,
                                                                          "teacher": credit_instance(g)[1]}
                                          for g in (True, False)},
@@ -324,10 +331,12 @@ def check_t4(cfg):
     print(f"  training one student toward an expert with forward-CE mixture steps (η=0.1): bound "
           f"{traj[0, 3]:.3f} → {traj[-1, 3]:.3f}, gap {traj[0, 0]:.3f} → {traj[-1, 0]:.3f}")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    axes[0].scatter(b_loss, gap, s=3, alpha=0.4)
+    axes[0].scatter(b_loss, gap, s=3, alpha=0.4, label="u·√(H/2·L_KL)")
+    axes[0].scatter(b_tv, gap, s=3, alpha=0.4, label="u·E_dπ TV (tightest)")
     top = b_loss.max().item()
     axes[0].plot([0, top], [0, top], "k--", lw=0.8)
-    axes[0].set_xlabel("u·√(H/2 · L_KL(π)) on the student's states"), axes[0].set_ylabel("J(q) − J(π)")
+    axes[0].set_xlabel("bound, on the student's own states"), axes[0].set_ylabel("J(q) − J(π)")
+    axes[0].legend(fontsize=8, markerscale=3)
     for j, name in enumerate(("gap J(q)−J(π)", "u·E_dπ TV", "u·E_dπ √(KL/2)", "u·√(H/2·L_KL)")):
         axes[1].plot(traj[:, j], label=name)
     axes[1].set_xlabel("forward-CE mixture step (η = 0.1)"), axes[1].legend(fontsize=8)
