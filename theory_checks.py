@@ -180,14 +180,14 @@ def check_t2(cfg):
     every = torch.ones(cfg.n_trees, dtype=torch.bool)
     seq_pairs = [("distil", "gd"), ("distil", "npg"), ("distil_kl", "npg")]
     settings = {"bandit, better teacher": decrease_rates(th_b, bandit, q_b, better_b, STEP_RULES),
-                "tree, teacher improves at every state": decrease_rates(th_t, tree, q_imp, every, STEP_RULES + seq_pairs),
-                "tree, teacher only better overall": decrease_rates(th_t, tree, q_rand, better_t, STEP_RULES + seq_pairs)}
+                "tree, improving at every state": decrease_rates(th_t, tree, q_imp, every, STEP_RULES + seq_pairs),
+                "tree, only better overall": decrease_rates(th_t, tree, q_rand, better_t, STEP_RULES + seq_pairs)}
     names = list(settings)
     print(f"  % of instances where one step lowers J (dJ/dη < 0); {better_b.sum().item()} bandits, "
           f"{cfg.n_trees} trees (H=3, A=3), {better_t.sum().item()} with a better teacher")
-    print("    " + " " * 29 + "".join(f"{s[:26]:>28s}" for s in names))
+    print("    " + " " * 29 + "".join(f"{s:>32s}" for s in names))
     for kr in STEP_RULES + seq_pairs:
-        cells = [f"{100 * settings[s][kr][0]:27.2f}%" if kr in settings[s] else f"{'—':>28s}" for s in names]
+        cells = [f"{100 * settings[s][kr][0]:31.2f}%" if kr in settings[s] else f"{'—':>32s}" for s in names]
         print(f"    {LABEL[kr[0]]:22s} {kr[1]:5s} " + "".join(cells))
     b, i, gl = (settings[s] for s in names)
     rate = lambda st, kr: st[kr][0]  # noqa: E731

@@ -9,7 +9,15 @@ import torch
 
 import distil
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exact comparisons need float64; restore the default so other test files are unaffected."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 
 # -----------------------------------------------------------------------------
 # A tabular autoregressive model: vocab V, depth D, token EOS ends a sequence early.
