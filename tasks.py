@@ -1,0 +1,913 @@
+"""
+tasks.py -- reasoning tasks with rich feedback, their oracle experts, and the tokenizer.
+
+DistIL distils, on the student's own rollouts, a teacher that has seen *rich feedback* on the
+rollout (a verdict plus text: the first wrong step, an execution trace, atom counts) or a
+programmatic expert. This file is the environment side: four small reasoning tasks behind one
+interface, generated offline, verified exactly, each with an oracle expert.
+
+    name       domain   prompt                        reference response ("/" is a newline)
+    mult       math     mult: 347*29                  347*9=3123 / 347*20=6940 / 3123+6940=10063
+    countdown  math     countdown: 3 6 8 11 -> 59     8*6=48 / 48+11=59
+    listprog   code     listprog: / [3,1,2,5] -> [1,3]  filter odd / sort / take 2   (3 examples)
+    chem       science  chem: H2 + O2 -> H2O          2H2 + O2 -> 2H2O
+
+    TASKS[name].generate(split, n, seed) -> [Problem]    Problem(task, prompt, solution, data)
+    task.verify(problem, text) -> (1.0 | 0.0, feedback)  any string; never raises; bounded time
+    task.oracle(problem, prefix) -> {char | EOT: prob}   the expert's next character
+    task.corrupt(problem, rng) -> str   plausible wrong attempt; task.answer(problem, text) for maj@k
+Difficulty knobs are constructor arguments: Mult(digits_a=3, digits_b=2), Countdown(n_numbers=4,
+max_number=15, max_target=100), ListProg(max_steps=3, min_steps=1, n_examples=3, min_len=4,
+max_len=6, max_value=9), Chem(max_coef=10, max_species=4). A hash of a problem's canonical key
+decides its split (split_of), so train and test are disjoint for every seed and knob setting.
+max_response_chars bounds every canonical solution (the trainer's sampling budget).
+
+Contexts (a rollout is context + response + EOT; the response bytes are the same after either):
+    student_context:  {prompt}\nanswer:\n
+    teacher_context:  {prompt}\nfeedback:\n{feedback}\npeer:\n{peer}\nanswer:\n
+Each block appears only when given, made printable ASCII and clipped to FEEDBACK_CHARS / PEER_CHARS
+(the first characters kept, the cut marked by a final "...").
+
+Tokenizer: tiktoken.Encoding built offline, pure bytes: token i is byte i, EOT "<|endoftext|>" is
+256, no merges. One ASCII character is one token, so the character oracle is a token oracle.
+
+Oracle. A response is a sequence of lines. Each task fixes a finite set S of canonical valid
+responses (all verify to 1); the oracle is the uniform distribution on S, marginalised to the
+next character:  p(c | y) = #{s in S: s starts with y+c} / #{s in S: s starts with y}, c = EOT for s = y.
+    mult, chem  S = {the reference}
+    countdown   every valid line sequence without spaces (both operand orders of + and *), ending
+                at the first line whose result is the target
+    listprog    every program of at most max_steps lines of LP_STEPS that passes all examples, no
+                line leaving every example unchanged, ending at the first passing line
+Off S the oracle is an expert correction (DAgger: act well from the student's own state). It
+replays the complete lines: a line of S moves along S; any other line moves the expert's state as
+the task says (mult, chem: it counts as written, and a wrong *last* line is written again;
+countdown: a legal operation counts with its true result; listprog: a legal line is executed;
+anything else is ignored), and the solutions from that state continue. When no solution line
+extends the partial line, the expert finishes it as the legal lines extending it would
+(uniformly) or else ends it ("\n"); at a line start with no solution left it stops (EOT).
+mult and chem are graded on the last line, so greedy decoding from any prefix recovers to reward
+1; countdown and listprog recover while the lines so far leave a solution (their rules cannot undo
+a wrong or wasted step), else the reward stays 0 and the expert still plays well.
+
+Simplifications: 1. verifiers check the examples shown (no hidden tests); 2. chem draws from a
+table of ~200 real reactions (133 at default knobs), so its splits are small; 3. ASCII only.
+
+Run:  python tasks.py            demo: problem, reference, corrupted attempt, feedback, oracle
+      python tasks.py --bench    per-call timings: generate / verify / oracle
+      python -m pytest -q tests/test_tasks.py
+"""
+import argparse
+import hashlib
+import math
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+import tiktoken
+
+EOT = "<|endoftext|>"
+EOT_ID = 256
+FEEDBACK_CHARS = 256  # feedback budget in the teacher context: the first errors, not every line
+PEER_CHARS = 256      # peer-solution budget: above every task's max_response_chars at defaults
+MAX_TEXT = 4096       # verifiers give longer responses reward 0 unread: bounded time per call
+TEST_PERCENT = 20     # share of canonical problem keys that belong to the test split
+MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer, problems, contexts, text helpers
+
+
+@lru_cache(maxsize=None)
+def get_tokenizer() -> tiktoken.Encoding:
+    """Byte-level tiktoken encoding, offline: ids 0..255 are bytes, EOT_ID is EOT."""
+    return tiktoken.Encoding(name="distil-bytes", pat_str=r"\S+|\s+",
+                             mergeable_ranks={bytes([i]): i for i in range(256)},
+                             special_tokens={EOT: EOT_ID})
+
+
+@dataclass(frozen=True)
+class Problem:
+    task: str      # name in TASKS
+    prompt: str    # what the student is asked (student_context adds the layout)
+    solution: str  # reference response, without EOT
+    data: tuple    # task-specific and hashable: operands, numbers, examples, species
+
+
+def split_of(key: str) -> str:
+    """'test' for TEST_PERCENT% of canonical keys, by hash: disjoint splits by construction."""
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return "test" if h % 100 < TEST_PERCENT else "train"
+
+
+def _printable(s: str) -> str:
+    return "".join(c if " " <= c <= "~" or c == "\n" else "?" for c in s)
+
+
+def _quote(s: str, n: int = 40) -> str:
+    """Student text quoted inside feedback: one printable ASCII line of at most n characters."""
+    s = _printable(s[:n + 1]).replace("\n", " ")
+    return f"'{s[:n]}...'" if len(s) > n else f"'{s}'"
+
+
+def _clip(s: str, budget: int) -> str:
+    s = _printable(s)
+    return s if len(s) <= budget else s[:budget - 3] + "..."
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def student_context(problem: Problem) -> str:
+    return f"{problem.prompt}\nanswer:\n"
+
+
+def teacher_context(problem: Problem, feedback: str = None, peer: str = None) -> str:
+    parts = [problem.prompt]
+    if feedback is not None:
+        parts += ["feedback:", _clip(feedback, FEEDBACK_CHARS)]
+    if peer is not None:
+        parts += ["peer:", _clip(peer, PEER_CHARS)]
+    return "\n".join(parts) + "\nanswer:\n"
+
+# ----------------------------------------------------------------------------------------------
+# Task: the shared generator loop and the oracle engine (a counted state machine over lines)
+
+
+class Task:
+    """A task supplies sample/split_key/check/corrupt/answer and the expert's state machine:
+    start(p) -> state; moves(p, s) -> {legal canonical line: next state}; done(p, s) -> bool;
+    replay(p, s, line) -> state after any other written line; hopeless(p, s) (optional prune)."""
+    name, domain, max_response_chars = "", "", 0
+
+    def __init__(self):
+        self._moves, self._count, self._dist = {}, {}, {}
+
+    def generate(self, split: str, n: int, seed: int) -> list:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        rng, out = random.Random(f"{self.name}/{split}/{seed}"), []
+        for _ in range(100 * n + 1000):        # rejection sampling: sample() may return None
+            if len(out) == n:
+                break
+            p = self.sample(rng)
+            if p is not None and split_of(self.split_key(p)) == split:
+                out.append(p)
+        if len(out) < n:
+            raise RuntimeError(f"{self.name}: found {len(out)} of {n} {split} problems; loosen the knobs")
+        return out
+
+    def verify(self, p: Problem, text: str) -> tuple:
+        """(1.0 | 0.0, feedback) for any string: over MAX_TEXT characters 0 unread, else check."""
+        if len(text) > MAX_TEXT:
+            return 0.0, f"response too long: {len(text)} characters > {MAX_TEXT}"
+        return self.check(p, text)
+
+    def hopeless(self, p, s) -> bool:
+        return False
+
+    def _legal(self, p, s) -> dict:
+        key = (p.prompt, s)
+        if key not in self._moves:
+            self._moves[key] = {} if self.done(p, s) else self.moves(p, s)
+        return self._moves[key]
+
+    def _n(self, p, s) -> int:
+        """#canonical solutions through state s (s done counts 1: the response may end there)."""
+        key = (p.prompt, s)
+        n = self._count.get(key)
+        if n is None:
+            n = 0 if self.hopeless(p, s) else (
+                int(self.done(p, s)) + sum(self._n(p, t) for t in self._legal(p, s).values()))
+            self._count[key] = n
+        return n
+
+    def oracle(self, p: Problem, prefix: str) -> dict:
+        if len(self._moves) + len(self._count) + len(self._dist) > MEMO_LIMIT:
+            self._moves, self._count, self._dist = {}, {}, {}
+        *lines, cur = prefix.split("\n")
+        s = self.start(p)
+        for line in lines:
+            t = self._legal(p, s).get(line, _MISSING)
+            s = self.replay(p, s, line) if t is _MISSING else t
+        key = (p.prompt, s, cur)
+        if key not in self._dist:
+            self._dist[key] = self._next_char(p, s, cur)
+        return dict(self._dist[key])
+
+    def _next_char(self, p, s, cur: str) -> dict:
+        w, legal = Counter(), self._legal(p, s)
+        for line, t in legal.items():          # uniform over S, marginalised to the next character
+            n = self._n(p, t)
+            if n and line.startswith(cur):
+                if len(line) > len(cur):
+                    w[line[len(cur)]] += n
+                else:                          # the line is complete: end here, or a new line
+                    stop = int(self.done(p, t))
+                    w[EOT] += stop
+                    w["\n"] += n - stop
+        w = +w
+        if not w:                              # off S: the expert's correction (header docstring)
+            w = Counter(ln[len(cur)] for ln in legal if cur and ln.startswith(cur) and len(ln) > len(cur))
+            w = w or Counter({EOT if cur == "" else "\n": 1})
+        total = sum(w.values())
+        return {c: k / total for c, k in w.items()}
+
+
+_MISSING = object()
+
+
+def first_off_support(task: Task, p: Problem, text: str):
+    """Index of the first character of text (len(text): its end) the oracle gives probability 0."""
+    for i in range(len(text) + 1):
+        if task.oracle(p, text[:i]).get(text[i] if i < len(text) else EOT, 0.0) == 0.0:
+            return i
+    return None
+
+
+def oracle_greedy(task: Task, p: Problem, prefix: str = "", max_chars: int = 1024) -> str:
+    """Greedy decoding with the oracle alone (ties: the first key); stops at EOT or max_chars."""
+    text = prefix
+    while len(text) < max_chars:
+        d = task.oracle(p, text)
+        c = max(d, key=d.get)
+        if c == EOT:
+            break
+        text += c
+    return text
+
+
+class _ReferenceLines(Task):
+    """Expert for tasks with one correct response graded by its last line (mult, chem): the
+    state is the number of lines written; blank lines do not count; a wrong last line is
+    written again, so the last line always ends correct."""
+
+    def start(self, p):
+        return 0
+
+    def moves(self, p, k):
+        ref = p.solution.split("\n")
+        return {ref[k]: k + 1} if k < len(ref) else {}
+
+    def done(self, p, k):
+        return k == p.solution.count("\n") + 1
+
+    def replay(self, p, k, line):
+        ref = p.solution.split("\n")
+        if not line.strip():
+            return k
+        if k < len(ref) - 1:
+            return k + 1
+        return len(ref) if line == ref[-1] else len(ref) - 1
+
+# ----------------------------------------------------------------------------------------------
+# math: multiplication with a worked scratchpad
+
+
+class Mult(_ReferenceLines):
+    """a*b: one line a*(d*10^i) per nonzero digit d of b, lowest first, then the sum line.
+    Reward: the number after the last '=' of the last line is a*b. Feedback: the first line
+    that differs from the worked scratchpad, with its correct value, and the answer's verdict."""
+    name, domain = "mult", "math"
+
+    def __init__(self, digits_a: int = 3, digits_b: int = 2):
+        super().__init__()
+        self.digits_a, self.digits_b = digits_a, digits_b
+        self.max_response_chars = len(self.scratchpad(10 ** digits_a - 1, 10 ** digits_b - 1))
+
+    @staticmethod
+    def scratchpad(a, b, values=None, total=None) -> str:
+        """The worked solution; values/total override the partial products/sum (for corrupt)."""
+        mults = [int(d) * 10 ** i for i, d in enumerate(reversed(str(b))) if d != "0"]
+        values = values or [a * m for m in mults]
+        lines = [f"{a}*{m}={v}" for m, v in zip(mults, values)]
+        return "\n".join(lines + ["+".join(map(str, values)) + f"={sum(values) if total is None else total}"])
+
+    def sample(self, rng):
+        a = rng.randrange(10 ** (self.digits_a - 1), 10 ** self.digits_a)
+        b = rng.randrange(10 ** (self.digits_b - 1), 10 ** self.digits_b)
+        return Problem(self.name, f"mult: {a}*{b}", self.scratchpad(a, b), (a, b))
+
+    def split_key(self, p):
+        return "*".join(map(str, sorted(p.data)))
+
+    def answer(self, p, text):
+        m = re.fullmatch(r"[0-9]{1,40}", _last_line(text).rsplit("=", 1)[-1].strip())
+        return str(int(m[0])) if m else None
+
+    def check(self, p, text):
+        ref = p.solution.split("\n")
+        got = [ln.replace(" ", "") for ln in text.split("\n") if ln.strip()]
+        notes = []
+        for i, r in enumerate(ref):
+            if i >= len(got) or got[i] != r:
+                what = "missing" if i >= len(got) else f"wrong: {_quote(got[i])}"
+                notes.append(f"line {i + 1} {what}; correct: {r}")
+                break
+        else:
+            notes.append(f"line {len(ref) + 1}: extra line after the sum" if len(got) > len(ref)
+                         else "every line correct")
+        ans = self.answer(p, text)
+        ok = ans is not None and int(ans) == p.data[0] * p.data[1]
+        notes.append("no final answer: the last line must end with =N" if ans is None
+                     else f"final answer {ans}: {'correct' if ok else 'wrong'}")
+        return float(ok), "\n".join(notes)
+
+    def corrupt(self, p, rng):
+        """An arithmetic slip, a forgotten shift (a*20 written as a*2), or a carry error."""
+        a, b = p.data
+        values = [int(v) for v in re.findall(r"=([0-9]+)$", p.solution, re.M)[:-1]]
+        i, kind = rng.randrange(len(values)), rng.choice(["slip", "shift", "carry"])
+        if kind == "carry":
+            return self.scratchpad(a, b, values, sum(values) + rng.choice([-1, 1]) * 10 ** rng.randrange(1, 3))
+        if kind == "shift" and values[i] % 10 == 0:
+            values[i] //= 10
+        else:
+            values[i] += 10 ** rng.randrange(len(str(values[i]))) * (1 if values[i] < 10 else rng.choice([-1, 1]))
+        return self.scratchpad(a, b, values)
+
+# ----------------------------------------------------------------------------------------------
+# math: Countdown, one operation per line
+
+
+def _cd_eval(a: int, op: str, b: int) -> int:
+    """a op b, or 0 where the rules forbid it (every result must be a positive integer)."""
+    return max(0, {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b and a % b == 0 else 0}[op])
+
+
+@lru_cache(maxsize=1 << 16)
+def _cd_legal(rem: tuple) -> dict:
+    """Every legal canonical line from the sorted remaining numbers -> (remaining after, result)."""
+    out = {}
+    for i in range(len(rem)):
+        for j in range(i + 1, len(rem)):
+            b, a = rem[i], rem[j]                                  # sorted, so a >= b
+            rest = rem[:i] + rem[i + 1:j] + rem[j + 1:]
+            for x, op, y in ((a, "+", b), (b, "+", a), (a, "*", b), (b, "*", a), (a, "-", b), (a, "/", b)):
+                r = _cd_eval(x, op, y)
+                if r:
+                    out.setdefault(f"{x}{op}{y}={r}", (tuple(sorted(rest + (r,))), r))
+    return out
+
+
+_CD_LINE = re.compile(r" *([0-9]{1,9}) *([-+*/]) *([0-9]{1,9}) *= *([0-9]{1,12}) *")
+
+
+def _cd_check(rem: tuple, line: str):
+    """One written line against the remaining numbers -> (remaining after, true result, error)."""
+    m = _CD_LINE.fullmatch(line)
+    if not m:
+        return rem, None, f"cannot read {_quote(line)}; write a+b=c"
+    a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+    left = list(rem)
+    for x in (a, b):
+        if x not in left:
+            return rem, None, f"{x} is not available"
+        left.remove(x)
+    r = _cd_eval(a, op, b)
+    if not r:
+        return rem, None, f"{a}{op}{b} is not allowed: results must be positive integers"
+    rest = tuple(sorted(left + [r]))
+    return rest, r, (f"{a}{op}{b}={c} is wrong: {a}{op}{b}={r}" if c != r else None)
+
+
+class Countdown(Task):
+    """Reach the target from the numbers with + - * /, one operation a?b=c per line, each number
+    (given or produced) used at most once, every result a positive integer; the last line's
+    result is the target. Feedback: each line's evaluation and the numbers left, until the first
+    invalid line, then whether the target was reached."""
+    name, domain = "countdown", "math"
+
+    def __init__(self, n_numbers: int = 4, max_number: int = 15, max_target: int = 100):
+        super().__init__()
+        self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
+        d = len(str(max_number ** n_numbers))  # no result exceeds the product of all numbers
+        self.max_response_chars = (n_numbers - 1) * (3 * d + 3) - 1
+
+    def sample(self, rng):
+        nums = tuple(sorted(rng.randint(1, self.max_number) for _ in range(self.n_numbers)))
+        s, lines, results = (nums, None), [], []
+        for _ in range(rng.randint(2, self.n_numbers - 1)):
+            line, s = rng.choice(list(_cd_legal(s[0]).items()))
+            lines.append(line)
+            results.append(s[1])
+        target = s[1]                          # it must need two lines or more
+        if target in nums or not 10 <= target <= self.max_target or any(
+                r == target for _, r in _cd_legal(nums).values()):
+            return None
+        return Problem(self.name, f"countdown: {' '.join(map(str, nums))} -> {target}",
+                       "\n".join(lines[:results.index(target) + 1]), (nums, target))
+
+    def split_key(self, p):
+        return f"{p.data[0]}->{p.data[1]}"
+
+    def start(self, p):
+        return p.data[0], None                 # state: (remaining numbers, last result)
+
+    def moves(self, p, s):
+        return _cd_legal(s[0])
+
+    def done(self, p, s):
+        return s[1] == p.data[1]
+
+    def replay(self, p, s, line):
+        rest, r, _ = _cd_check(s[0], line)
+        return s if r is None else (rest, r)
+
+    def _run(self, p, text):
+        """-> (trace lines, every line valid, last result)."""
+        rem, last, trace = p.data[0], None, []
+        for i, line in enumerate([ln for ln in text.split("\n") if ln.strip()], 1):
+            rem, r, err = _cd_check(rem, line)
+            if err:
+                return trace + [f"line {i}: {err}"], False, None
+            last = r
+            trace.append(f"line {i}: {line.replace(' ', '')} ok, left {' '.join(map(str, rem))}")
+        return trace, bool(trace), last
+
+    def check(self, p, text):
+        trace, valid, last = self._run(p, text)
+        ok = valid and last == p.data[1]
+        verdict = f"target {p.data[1]} {'reached' if ok else 'not reached'}"
+        return float(ok), "\n".join((trace or ["no operations"]) + [verdict])
+
+    def answer(self, p, text):
+        _, valid, last = self._run(p, text)
+        return str(last) if valid else None
+
+    def corrupt(self, p, rng):
+        """An arithmetic slip, a number that was already used, or a wrong last operation."""
+        lines = p.solution.split("\n")
+        for _ in range(20):
+            kind = rng.choice(["slip", "used", "last"])
+            out, i, rem = list(lines), len(lines) - 1 if kind == "last" else rng.randrange(len(lines)), p.data[0]
+            for line in lines[:i]:
+                rem = _cd_check(rem, line)[0]
+            used = [x for x in p.data[0] if x not in rem]
+            a, op, b, c = re.fullmatch(r"([0-9]+)(.)([0-9]+)=([0-9]+)", lines[i]).groups()
+            if kind == "slip" or not used and kind == "used":
+                out[i] = f"{a}{op}{b}={max(1, int(c) + rng.choice([-2, -1, 1, 2, 10]))}"
+            else:
+                a, b = rng.choice(used) if kind == "used" else int(a), int(b)
+                ops = rng.sample([o for o in "+-*/" if o != op], 3) if kind == "last" else [op]
+                op = next((o for o in ops if _cd_eval(a, o, b)), "+")   # keep the arithmetic valid
+                out[i] = f"{a}{op}{b}={_cd_eval(a, op, b)}"
+            if self.verify(p, "\n".join(out))[0] == 0.0:
+                return "\n".join(out)
+        return lines[0]                        # one line never reaches the target (sample)
+
+# ----------------------------------------------------------------------------------------------
+# code: a small list language -- our own interpreter with limits; model output is never eval'd
+
+LP_STEPS = ("sort", "reverse", "dedup", "sum", "len", "max", "min", "take 1", "take 2", "take 3",
+            "drop 1", "drop 2", "drop 3", "map +1", "map -1", "map *2", "map ^2",
+            "filter even", "filter odd", "filter >2", "filter >5")  # the generator's and oracle's steps
+LP_MAX_LINES = 32      # longer programs are rejected before they run
+LP_MAX_WORK = 2000     # work budget per run: each line costs 1 + the length of its input list
+LP_MAX_LEN = 256       # size limits: longest list ...
+LP_MAX_VALUE = 10 ** 6  # ... and largest magnitude of any value
+
+_LP_FIXED = {"sort": lambda x: tuple(sorted(x)), "reverse": lambda x: x[::-1],
+             "dedup": lambda x: tuple(dict.fromkeys(x)), "dup": lambda x: x + x,
+             "sum": sum, "len": len, "max": max, "min": min,
+             "map ^2": lambda x: tuple(v * v for v in x),
+             "filter even": lambda x: tuple(v for v in x if v % 2 == 0),
+             "filter odd": lambda x: tuple(v for v in x if v % 2)}
+_LP_ARG = re.compile(r"(take|drop) ([0-9]{1,2})|map ([-+*])([0-9]{1,2})|filter ([<>])([0-9]{1,2})")
+
+
+@lru_cache(maxsize=4096)
+def _lp_parse(step: str):
+    """A line of the list language -> the function it denotes, or None. The grammar: the keys of
+    _LP_FIXED (dup is in the language, not in LP_STEPS), take N, drop N, map +N, map -N, map *N,
+    filter >N, filter <N (N in 0..99)."""
+    m = _LP_ARG.fullmatch(step)
+    if m is None:
+        return _LP_FIXED.get(step)
+    k = int(m[2] or m[4] or m[6])
+    return {"take": lambda x: x[:k], "drop": lambda x: x[k:],
+            "+": lambda x: tuple(v + k for v in x), "-": lambda x: tuple(v - k for v in x),
+            "*": lambda x: tuple(v * k for v in x), ">": lambda x: tuple(v for v in x if v > k),
+            "<": lambda x: tuple(v for v in x if v < k)}[m[1] or m[3] or m[5]]
+
+
+def _lp_apply(step: str, x):
+    """One line on one value (a tuple or an int) -> the new value, or an error message (str)."""
+    f = _lp_parse(step)
+    if f is None:
+        return f"unknown step {_quote(step)}"
+    if isinstance(x, int):
+        return f"{step} needs a list, got the number {x}"
+    if not x and step in ("max", "min"):
+        return f"{step} of an empty list"
+    y = f(x)
+    if isinstance(y, int):
+        return y if abs(y) <= LP_MAX_VALUE else f"value beyond +-{LP_MAX_VALUE}"
+    if len(y) > LP_MAX_LEN:
+        return f"list longer than {LP_MAX_LEN}"
+    if y and (max(y) > LP_MAX_VALUE or min(y) < -LP_MAX_VALUE):
+        return f"value beyond +-{LP_MAX_VALUE}"
+    return y
+
+
+def lp_run(program: list, x):
+    """Run a program (its lines) on one input -> (value after each line, error or None)."""
+    values, work = [], 0
+    if len(program) > LP_MAX_LINES:
+        return values, f"program longer than {LP_MAX_LINES} lines"
+    for i, step in enumerate(program, 1):
+        work += 1 + (len(x) if isinstance(x, tuple) else 0)
+        if work > LP_MAX_WORK:
+            return values, f"work limit {LP_MAX_WORK} reached at line {i}"
+        x = _lp_apply(step, x)
+        if isinstance(x, str):
+            return values, f"line {i}: {x}"
+        values.append(x)
+    return values, None
+
+
+def _fmt(v) -> str:
+    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, tuple) else str(v)
+
+
+# ----------------------------------------------------------------------------------------------
+# code: program synthesis from input/output examples in the list language
+
+_LP_PROBES = ((3, 1, 4, 1, 5, 9, 2, 6), (5, 3, 5), (8, 0, 7, 2, 2, 9), (7,), ())
+
+
+class ListProg(Task):
+    """Write a program, one step per line (a pipeline), that maps every example input to its
+    output. Feedback, like a test runner: per failing example the trace (each line and the value
+    after it) and expected versus actual; then how many examples pass."""
+    name, domain = "listprog", "code"
+
+    def __init__(self, max_steps: int = 3, min_steps: int = 1, n_examples: int = 3, min_len: int = 4,
+                 max_len: int = 6, max_value: int = 9):
+        super().__init__()
+        self.max_steps, self.min_steps, self.n_examples = max_steps, min_steps, n_examples
+        self.min_len, self.max_len, self.max_value = min_len, max_len, max_value
+        self.max_response_chars = max_steps * (max(map(len, LP_STEPS)) + 1) - 1
+
+    def sample(self, rng):
+        prog = [rng.choice(LP_STEPS) for _ in range(rng.randint(self.min_steps, self.max_steps))]
+        xs = tuple(tuple(rng.randint(0, self.max_value) for _ in range(rng.randint(self.min_len, self.max_len)))
+                   for _ in range(self.n_examples))
+        runs = [lp_run(prog, x) for x in xs]
+        if any(err for _, err in runs):
+            return None
+        states = [xs] + [tuple(vals[j] for vals, _ in runs) for j in range(len(prog))]
+        if any(a == b for a, b in zip(states, states[1:])) or len(set(states[-1])) == 1 or () in states[-1]:
+            return None                        # a line that changes nothing; uninformative outputs
+        k = states.index(states[-1])           # stop at the first line that passes (canonical)
+        if k < self.min_steps:
+            return None
+        examples = tuple(zip(xs, states[-1]))
+        prompt = "listprog:\n" + "\n".join(f"{_fmt(x)} -> {_fmt(y)}" for x, y in examples)
+        return Problem(self.name, prompt, "\n".join(prog[:k]), examples)
+
+    def split_key(self, p):
+        """The reference's behaviour on fixed probe inputs: equivalent programs share a split."""
+        runs = [lp_run(p.solution.split("\n"), x) for x in _LP_PROBES]
+        return ";".join("!" if err else _fmt(vals[-1]) for vals, err in runs)
+
+    def start(self, p):
+        return tuple(x for x, _ in p.data), 0  # state: (value of each example, lines used)
+
+    def done(self, p, s):
+        return s[0] == tuple(y for _, y in p.data)
+
+    def hopeless(self, p, s):                  # LP_STEPS never lengthen a list or leave a number
+        return any(isinstance(v, int) or len(v) < len(y) if isinstance(y, tuple) else isinstance(v, int) and v != y
+                   for v, (_, y) in zip(s[0], p.data))
+
+    def moves(self, p, s):
+        out = {}
+        if s[1] < self.max_steps:
+            for step in LP_STEPS:
+                t = self.replay(p, s, step)
+                if t is not s:
+                    out[step] = t
+        return out
+
+    def replay(self, p, s, line):
+        ys = tuple(_lp_apply(line.strip(), v) for v in s[0])
+        if ys == s[0] or any(isinstance(y, str) for y in ys):
+            return s                           # a line that errs or changes nothing is ignored
+        return ys, s[1] + 1
+
+    def _runs(self, p, text):
+        prog = [ln.strip() for ln in text.split("\n") if ln.strip()]
+        return prog, [lp_run(prog, x) for x, _ in p.data]
+
+    def check(self, p, text):
+        prog, runs = self._runs(p, text)
+        if not prog:
+            return 0.0, "empty program"
+        report, passed = [], 0
+        for i, ((x, want), (vals, err)) in enumerate(zip(p.data, runs), 1):
+            if err is None and vals[-1] == want:
+                passed += 1
+                continue
+            trace = "".join(f" | {step} {_fmt(v)}" for step, v in zip(prog, vals))
+            got = f"error: {err}" if err else f"got {_fmt(vals[-1])}"
+            report.append(f"example {i} FAIL: {_fmt(x)}{trace} -> {got}, expected {_fmt(want)}")
+        report.append(f"{passed}/{len(p.data)} examples pass")
+        return float(passed == len(p.data)), "\n".join(report)
+
+    def answer(self, p, text):
+        """The program's behaviour on the examples: programs that agree there vote together."""
+        prog, runs = self._runs(p, text)
+        return None if not prog or any(err for _, err in runs) else ";".join(_fmt(vals[-1]) for vals, _ in runs)
+
+    def corrupt(self, p, rng):
+        """A wrong step, a missing step, or an extra step."""
+        prog = p.solution.split("\n")
+        for _ in range(50):
+            out, i = list(prog), rng.randrange(len(prog))
+            kind = rng.choice(["wrong", "missing", "extra"])
+            if kind == "missing" and len(out) > 1:
+                del out[i]
+            elif kind == "extra":
+                out.insert(i, rng.choice(LP_STEPS))
+            else:
+                out[i] = rng.choice(LP_STEPS)
+            if self.verify(p, "\n".join(out))[0] == 0.0:
+                return "\n".join(out)
+        return ""
+
+# ----------------------------------------------------------------------------------------------
+# science: our own chemical formula parser and an exact balancer
+
+ELEMENTS = frozenset("""H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni
+    Cu Zn Ga Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Hf Ta W
+    Re Os Ir Pt Au Hg Tl Pb Bi""".split())
+_TOKEN = re.compile(r"([A-Z][a-z]?|\(|\))([0-9]*)")
+
+
+@lru_cache(maxsize=4096)
+def parse_formula(s: str):
+    """Atom counts of a formula like Ca3(PO4)2 or CuSO4.5H2O (hydrate), or an error (str).
+    Cached: treat the returned dict as read-only."""
+    if not 0 < len(s) <= 40:
+        return "a formula has 1 to 40 characters"
+    total = Counter()
+    for k, part in enumerate(s.split(".")):
+        m = re.match(r"[0-9]*", part)
+        mult, i, stack = int(m[0]) if m[0] and k else 1, m.end() if k else 0, [Counter()]
+        while i < len(part):
+            t = _TOKEN.match(part, i)
+            if not t or len(t[2]) > 3 or t[2][:1] == "0" or (t[1] == "(" and t[2]):
+                return f"cannot read {_quote(part[i:])}"
+            n, i = int(t[2] or 1), t.end()
+            if t[1] == "(":
+                if len(stack) > 4:
+                    return "parentheses nested too deeply"
+                stack.append(Counter())
+            elif t[1] == ")":
+                if len(stack) == 1:
+                    return "unbalanced ')'"
+                for e, c in stack.pop().items():
+                    stack[-1][e] += c * n
+            elif t[1] in ELEMENTS:
+                stack[-1][t[1]] += n
+            else:
+                return f"unknown element {t[1]}"
+        if len(stack) > 1 or not stack[0]:
+            return "unbalanced '('" if len(stack) > 1 else "empty formula part"
+        for e, c in stack[0].items():
+            total[e] += c * mult
+    return dict(total)
+
+
+def balance(lhs: tuple, rhs: tuple):
+    """Smallest positive integer coefficients balancing lhs -> rhs (exact nullspace over the
+    rationals), or None unless they exist and are unique up to scale."""
+    comps = [parse_formula(f) for f in lhs + rhs]
+    rows = [[Fraction(c.get(e, 0) * (1 if j < len(lhs) else -1)) for j, c in enumerate(comps)]
+            for e in sorted({e for c in comps for e in c})]
+    pivots = []
+    for col in range(len(comps)):
+        r = next((i for i in range(len(pivots), len(rows)) if rows[i][col]), None)
+        if r is None:
+            continue
+        k = len(pivots)
+        rows[k], rows[r] = rows[r], rows[k]
+        rows[k] = [v / rows[k][col] for v in rows[k]]
+        rows = [row if i == k else [a - row[col] * b for a, b in zip(row, rows[k])] for i, row in enumerate(rows)]
+        pivots.append(col)
+    free = [c for c in range(len(comps)) if c not in pivots]
+    if len(free) != 1:
+        return None
+    x = [Fraction(1) if c == free[0] else Fraction(0) for c in range(len(comps))]
+    for k, col in enumerate(pivots):
+        x[col] = -rows[k][free[0]]
+    ints = [int(v * math.lcm(*(v.denominator for v in x))) for v in x]
+    if min(ints) <= 0:
+        return None
+    return tuple(v // math.gcd(*ints) for v in ints)
+
+
+# ----------------------------------------------------------------------------------------------
+# science: balancing equations over a table of real reactions
+
+_CATIONS = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Ba": 2, "Zn": 2, "Cu": 2, "Al": 3, "Fe": 3}
+_ACIDS = {"HCl": ("Cl", 1), "HBr": ("Br", 1), "HNO3": ("NO3", 1), "H2SO4": ("SO4", 2), "H3PO4": ("PO4", 3)}
+_NAMED = """N2 + H2 -> NH3; CO2 + H2O -> C6H12O6 + O2; Fe2O3 + Al -> Al2O3 + Fe; NH3 + O2 -> NO + H2O;
+    NO + O2 -> NO2; NO2 + H2O -> HNO3 + NO; SO2 + O2 -> SO3; KClO3 -> KCl + O2; H2O2 -> H2O + O2;
+    Fe2O3 + CO -> Fe + CO2; CaCO3 -> CaO + CO2; NaHCO3 -> Na2CO3 + H2O + CO2; HgO -> Hg + O2;
+    Cu + HNO3 -> Cu(NO3)2 + NO + H2O; Cu + AgNO3 -> Cu(NO3)2 + Ag; Zn + CuSO4 -> ZnSO4 + Cu;
+    AgNO3 + NaCl -> AgCl + NaNO3; Pb(NO3)2 + KI -> PbI2 + KNO3; BaCl2 + Na2SO4 -> BaSO4 + NaCl;
+    FeS2 + O2 -> Fe2O3 + SO2; P4 + O2 -> P4O10; P4O10 + H2O -> H3PO4; NH4NO3 -> N2O + H2O;
+    (NH4)2Cr2O7 -> Cr2O3 + N2 + H2O; KMnO4 + HCl -> KCl + MnCl2 + H2O + Cl2; Mg + CO2 -> MgO + C;
+    Na + H2O -> NaOH + H2; K + H2O -> KOH + H2; Ca + H2O -> Ca(OH)2 + H2; Fe3O4 + H2 -> Fe + H2O;
+    C + H2O -> CO + H2; CH4 + H2O -> CO + H2; Ca3(PO4)2 + SiO2 + C -> CaSiO3 + P4 + CO;
+    Cl2 + NaOH -> NaCl + NaClO3 + H2O; NaN3 -> Na + N2; C3H5(NO3)3 -> CO2 + H2O + N2 + O2;
+    Fe + H2O -> Fe3O4 + H2; SiCl4 + H2O -> SiO2 + HCl; Al4C3 + H2O -> Al(OH)3 + CH4;
+    CaC2 + H2O -> Ca(OH)2 + C2H2; (NH4)2SO4 + NaOH -> Na2SO4 + NH3 + H2O; NH3 + HCl -> NH4Cl"""
+_FUELS = ("CH4 C2H6 C3H8 C4H10 C5H12 C6H14 C7H16 C8H18 C2H4 C3H6 C4H8 C5H10 C2H2 C6H6 CH3OH "
+          "C2H5OH C3H7OH C4H9OH C6H12O6 C12H22O11")
+_HYDRATES = "CuSO4.5H2O MgSO4.7H2O CaCl2.2H2O Na2CO3.10H2O CoCl2.6H2O BaCl2.2H2O FeSO4.7H2O ZnSO4.7H2O"
+
+
+def _ionic(cation: str, qc: int, anion: str, qa: int) -> str:
+    """Charge-balanced formula: _ionic('Ca', 2, 'PO4', 3) = 'Ca3(PO4)2'."""
+    def part(ion, n):
+        return ion if n == 1 else f"({ion}){n}" if sum(map(str.isupper, ion)) > 1 else f"{ion}{n}"
+    g = math.gcd(qc, qa)
+    return part(cation, qa // g) + part(anion, qc // g)
+
+
+@lru_cache(maxsize=None)
+def reaction_table() -> tuple:
+    """~200 real reactions as (reactants, products): five families generated from ions and
+    elements (neutralisation, metal + acid, carbonate + acid, synthesis, combustion), hydrate
+    dehydration, and named textbook reactions."""
+    rx = []
+    for acid, (an, qa) in _ACIDS.items():
+        for cat, qc in _CATIONS.items():
+            salt = _ionic(cat, qc, an, qa)
+            rx.append(((acid, _ionic(cat, qc, "OH", 1)), (salt, "H2O")))
+            if cat not in ("Cu", "Fe", "Ba") and acid not in ("HNO3", "H3PO4"):
+                rx.append(((cat, acid), (salt, "H2")))
+            if qc < 3 and cat != "Cu" and acid != "H3PO4":
+                rx.append(((_ionic(cat, qc, "CO3", 2), acid), (salt, "H2O", "CO2")))
+    for cat, qc in _CATIONS.items():
+        for elem, an, qa in (("O2", "O", 2), ("Cl2", "Cl", 1), ("Br2", "Br", 1), ("S", "S", 2), ("N2", "N", 3)):
+            if elem in ("O2", "Cl2") or cat not in ("Cu", "Fe", "Na", "K") and (elem != "N2" or qc > 1):
+                rx.append(((cat, elem), (_ionic(cat, qc, an, qa),)))
+    rx += [((fuel, "O2"), ("CO2", "H2O")) for fuel in _FUELS.split()]
+    rx += [((h,), (h.split(".")[0], "H2O")) for h in _HYDRATES.split()]
+    for eq in _NAMED.split(";"):
+        lhs, rhs = eq.split("->")
+        rx.append((tuple(lhs.split(" + ")), tuple(rhs.split(" + "))))
+    return tuple(dict.fromkeys((tuple(f.strip() for f in l), tuple(f.strip() for f in r)) for l, r in rx))
+
+
+def _equation(lhs, rhs, coefs=None) -> str:
+    coefs = coefs or [1] * (len(lhs) + len(rhs))
+    terms = [f"{c if c != 1 else ''}{f}" for c, f in zip(coefs, lhs + rhs)]
+    return " + ".join(terms[:len(lhs)]) + " -> " + " + ".join(terms[len(lhs):])
+
+
+_TERM = re.compile(r" *([0-9]{0,3}) *([A-Z(][A-Za-z0-9().]{0,39}) *")
+
+
+class Chem(_ReferenceLines):
+    """Balance the equation: the smallest positive integer coefficients (1 omitted), species in
+    the prompt's order. Graded by the last line. Feedback: the atom count of every element on
+    each side, which elements are unbalanced, and a common factor if any."""
+    name, domain = "chem", "science"
+
+    def __init__(self, max_coef: int = 10, max_species: int = 4):
+        super().__init__()
+        self.pool = []
+        for lhs, rhs in reaction_table():
+            coefs = balance(lhs, rhs)
+            if coefs is None:
+                raise ValueError(f"table reaction {_equation(lhs, rhs)} does not balance uniquely")
+            if 1 < max(coefs) <= max_coef and len(coefs) <= max_species:  # all 1s: nothing to do
+                self.pool.append(Problem(self.name, f"chem: {_equation(lhs, rhs)}",
+                                         _equation(lhs, rhs, coefs), (lhs, rhs, coefs)))
+        self.max_response_chars = max(len(p.solution) for p in self.pool)
+
+    def sample(self, rng):
+        return rng.choice(self.pool)
+
+    def split_key(self, p):
+        return p.prompt
+
+    def _parse(self, text):
+        """The last line -> [[(coefficient, formula), ...] per side], or an error (str)."""
+        line, sides = _last_line(text), []
+        if line.count("->") != 1:
+            return f"last line {_quote(line)} needs exactly one '->'"
+        for side in line.split("->"):
+            terms = [(t, _TERM.fullmatch(t)) for t in side.split("+")]
+            bad = [t for t, m in terms if not m]
+            if bad:
+                return f"cannot read the term {_quote(bad[0])}"
+            sides.append([(int(m[1] or 1), m[2]) for _, m in terms])
+        return sides
+
+    def answer(self, p, text):
+        sides = self._parse(text)
+        return None if isinstance(sides, str) else " ".join(str(c) for side in sides for c, _ in side)
+
+    def check(self, p, text):
+        lhs, rhs, _ = p.data
+        sides = self._parse(text)
+        if isinstance(sides, str):
+            return 0.0, sides
+        if tuple(tuple(f for _, f in side) for side in sides) != (lhs, rhs):
+            return 0.0, f"the species must be {_equation(lhs, rhs)}, in this order"
+        counts = [Counter(), Counter()]
+        for count, side in zip(counts, sides):
+            for c, f in side:
+                for e, n in parse_formula(f).items():
+                    count[e] += c * n
+        rows = [f"{e}: {counts[0][e]} left, {counts[1][e]} right" + ("" if counts[0][e] == counts[1][e]
+                else " UNBALANCED") for e in dict.fromkeys(list(counts[0]) + list(counts[1]))]
+        cs = [c for side in sides for c, _ in side]
+        balanced, g = counts[0] == counts[1], math.gcd(*cs)
+        if min(cs) == 0:
+            rows.append("every coefficient must be positive")
+        elif balanced:
+            rows.append(f"balanced, but every coefficient shares the factor {g}" if g > 1 else "balanced")
+        return float(balanced and g == 1 and min(cs) > 0), "\n".join(rows)
+
+    def corrupt(self, p, rng):
+        """One coefficient off by one, every coefficient 1 (not balanced at all), or all doubled."""
+        lhs, rhs, coefs = p.data
+        for _ in range(20):
+            kind, cs = rng.choice(["off", "ones", "double"]), list(coefs)
+            if kind == "off":
+                i = rng.randrange(len(cs))
+                cs[i] = cs[i] + 1 if cs[i] == 1 else cs[i] + rng.choice([-1, 1])
+            else:
+                cs = [1] * len(cs) if kind == "ones" else [2 * c for c in cs]
+            if self.verify(p, _equation(lhs, rhs, cs))[0] == 0.0:
+                return _equation(lhs, rhs, cs)
+        return _equation(lhs, rhs)
+
+
+TASKS = {t.name: t for t in (Mult(), Countdown(), ListProg(), Chem())}
+
+# ----------------------------------------------------------------------------------------------
+# Demo and timings
+
+
+def demo(seed: int = 0):
+    for task in TASKS.values():
+        p = task.generate("train", 1, seed)[0]
+        attempt = task.corrupt(p, random.Random(seed))
+        i = first_off_support(task, p, attempt)
+        print(f"=== {task.name} ({task.domain}) " + "=" * 60)
+        print(f"student context:\n{student_context(p)}reference (reward {task.verify(p, p.solution)[0]}):\n{p.solution}")
+        reward, feedback = task.verify(p, attempt)
+        print(f"corrupted attempt (reward {reward}):\n{attempt}\nfeedback:\n{feedback}")
+        wrote = repr(attempt[i]) if i < len(attempt) else "EOT"
+        dist = sorted(task.oracle(p, attempt[:i]).items(), key=lambda kv: -kv[1])
+        print(f"oracle after {attempt[:i]!r} (the attempt wrote {wrote}): "
+              + ", ".join(f"{'EOT' if c == EOT else repr(c)}: {q:.3f}" for c, q in dist))
+        fixed = oracle_greedy(task, p, attempt[:i + 1])
+        print(f"greedy oracle from {attempt[:i + 1]!r} (reward {task.verify(p, fixed)[0]}):\n{fixed}\n")
+
+
+def _per_call(fn, args) -> float:
+    t0 = time.perf_counter()
+    for a in args:
+        fn(*a)
+    return (time.perf_counter() - t0) / len(args)
+
+
+def bench(seed: int = 0, n: int = 200):
+    """Seconds per call on n training problems, verify/oracle on references and corrupted attempts;
+    'oracle 1st' is the first call per problem (it builds the counts), 'cold' the first pass over
+    every prefix after that, 'warm' a second pass (memo hits)."""
+    print(f"{'task':10} {'generate':>10} {'verify':>10} {'oracle 1st':>11} {'oracle cold':>12} {'oracle warm':>12}")
+    for name, task in TASKS.items():
+        task = type(task)()                    # a fresh instance: an empty oracle memo
+        t_gen = _per_call(lambda: task.generate("train", n, seed), [()]) / n
+        problems, rng = task.generate("train", n, seed), random.Random(seed)
+        pairs = [(p, t) for p in problems for t in (p.solution, task.corrupt(p, rng))]
+        t_ver = _per_call(task.verify, pairs)
+        t_first = _per_call(task.oracle, [(p, "") for p in problems])
+        prefixes = [(p, t[:i]) for p, t in pairs for i in range(len(t) + 1)]
+        t_cold, t_warm = _per_call(task.oracle, prefixes), _per_call(task.oracle, prefixes)
+        print(f"{name:10} {t_gen * 1e3:8.3f}ms {t_ver * 1e6:8.1f}us {t_first * 1e3:9.3f}ms "
+              f"{t_cold * 1e6:10.1f}us {t_warm * 1e6:10.1f}us")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="DistIL tasks: demo (default) or timings (--bench)")
+    ap.add_argument("--bench", action="store_true", help="print per-call timings instead of the demo")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the demo/bench problems")
+    args = ap.parse_args()
+    bench(args.seed) if args.bench else demo(args.seed)

@@ -1,0 +1,341 @@
+"""Tests for tasks.py: references verify, corrupted attempts fail with feedback naming the error,
+verifiers survive adversarial strings, the oracle is the uniform distribution it claims to be and
+recovers from wrong prefixes, splits are disjoint, the tokenizer round-trips, limits hold."""
+
+import random
+import re
+import time
+from collections import Counter
+
+import pytest
+
+import tasks
+from tasks import EOT, EOT_ID, TASKS, Problem, first_off_support, oracle_greedy
+
+N = 40  # problems per task and split in most tests
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return {name: t.generate("train", N, 1) + t.generate("test", N, 1) for name, t in TASKS.items()}
+
+
+def oracle_support(task, p):
+    """Every complete response the oracle can produce, with its probability (exhaustive DFS)."""
+    out, stack = {}, [("", 1.0)]
+    while stack:
+        prefix, q = stack.pop()
+        for c, pc in task.oracle(p, prefix).items():
+            if c == EOT:
+                out[prefix] = out.get(prefix, 0.0) + q * pc
+            else:
+                stack.append((prefix + c, q * pc))
+    return out
+
+# -----------------------------------------------------------------------------
+# References, corrupted attempts, feedback
+
+
+def test_reference_solutions_verify_to_one_and_fit_the_sampling_budget(problems):
+    for name, ps in problems.items():
+        for p in ps:
+            assert TASKS[name].verify(p, p.solution)[0] == 1.0, (p, TASKS[name].verify(p, p.solution))
+            assert len(p.solution) <= TASKS[name].max_response_chars, p
+            assert p.prompt.isascii() and p.solution.isascii()
+
+
+def test_mult_feedback_names_the_first_wrong_line_and_its_correct_value(problems):
+    rng = random.Random(0)
+    for p in problems["mult"]:
+        bad = TASKS["mult"].corrupt(p, rng)
+        reward, fb = TASKS["mult"].verify(p, bad)
+        ref, got = p.solution.split("\n"), bad.split("\n")
+        i = next(k for k in range(len(ref)) if ref[k] != got[k])
+        assert reward == 0.0 and f"line {i + 1} wrong" in fb and f"correct: {ref[i]}" in fb, (bad, fb)
+        assert "final answer" in fb and "wrong" in fb.split("\n")[-1]
+
+
+def test_countdown_feedback_flags_the_first_invalid_line_or_the_missed_target(problems):
+    rng = random.Random(0)
+    for p in problems["countdown"]:
+        bad = TASKS["countdown"].corrupt(p, rng)
+        reward, fb = TASKS["countdown"].verify(p, bad)
+        ref, got, rows = p.solution.split("\n"), bad.split("\n"), fb.split("\n")
+        i = next((k for k in range(len(got)) if k >= len(ref) or ref[k] != got[k]), len(got))
+        assert reward == 0.0 and all(" ok, left " in r for r in rows[:i]), (bad, fb)
+        flagged = i < len(got) and re.search(r"wrong|not available|not allowed", rows[i])
+        assert flagged or (rows[-1] == f"target {p.data[1]} not reached" and i >= len(got) - 1), (bad, fb)
+
+
+def test_listprog_feedback_reports_exactly_the_failing_examples_with_expected_and_actual(problems):
+    rng = random.Random(0)
+    for p in problems["listprog"]:
+        bad = TASKS["listprog"].corrupt(p, rng)
+        reward, fb = TASKS["listprog"].verify(p, bad)
+        assert reward == 0.0, bad
+        for k, (x, want) in enumerate(p.data, 1):
+            vals, err = tasks.lp_run([s for s in bad.split("\n") if s], x)
+            failing = err is not None or not vals or vals[-1] != want
+            assert (f"example {k} FAIL" in fb) == failing, (bad, fb)
+            if failing and err is None and vals:
+                assert f"got {tasks._fmt(vals[-1])}, expected {tasks._fmt(want)}" in fb
+        assert fb.endswith("examples pass")
+
+
+def test_chem_feedback_lists_exactly_the_unbalanced_elements(problems):
+    rng = random.Random(0)
+    for p in problems["chem"]:
+        bad = TASKS["chem"].corrupt(p, rng)
+        reward, fb = TASKS["chem"].verify(p, bad)
+        sides = [Counter(), Counter()]
+        for side, text in zip(sides, bad.split("->")):
+            for term in text.split("+"):
+                c, f = re.fullmatch(r" *([0-9]*)(\S+) *", term).groups()
+                for e, n in tasks.parse_formula(f).items():
+                    side[e] += int(c or 1) * n
+        unbalanced = {e for e in sides[0] | sides[1] if sides[0][e] != sides[1][e]}
+        assert reward == 0.0 and set(re.findall(r"(\w+): \d+ left, \d+ right UNBALANCED", fb)) == unbalanced, fb
+        assert unbalanced or "shares the factor" in fb, (bad, fb)
+
+
+def test_mult_and_chem_are_graded_on_the_last_line_and_still_report_the_working():
+    p = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
+    reward, fb = TASKS["mult"].verify(p, "408")
+    assert reward == 1.0 and "line 1 wrong: '408'; correct: 12*4=48" in fb
+    assert TASKS["mult"].verify(p, "12*4=49\n12*30=360\n48+360=408")[0] == 1.0
+    assert TASKS["mult"].verify(p, p.solution + "\n12*34=409")[0] == 0.0
+    p = TASKS["chem"].pool[0]
+    assert TASKS["chem"].verify(p, "garbage -> x\n" + p.solution)[0] == 1.0
+    assert TASKS["chem"].verify(p, p.solution + "\n" + p.prompt[6:])[0] == 0.0
+
+
+def test_answer_extracts_the_final_answer_for_majority_vote(problems):
+    for name, ps in problems.items():
+        for p in ps:
+            assert TASKS[name].answer(p, p.solution) is not None
+            assert TASKS[name].answer(p, "") is None
+    p = problems["mult"][0]
+    assert TASKS["mult"].answer(p, p.solution) == str(p.data[0] * p.data[1])
+    p = problems["countdown"][0]
+    assert TASKS["countdown"].answer(p, p.solution) == str(p.data[1])
+
+# -----------------------------------------------------------------------------
+# Verifiers on adversarial strings
+
+
+def adversarial_strings(p, rng, n):
+    alphabet = list("0123456789+-*/=()[], .>\n\t abcxyzHOC|") + ["\u0663", "\u00b2", "\u00e9", "\x00", "->", EOT]
+    fixed = ["", "\n", " ", "=", "->", "(" * 300, ")" * 300, "9" * 5000, "1" * 300 + "=" + "9" * 300,
+             "\u0663\u0661\u0662" * 3, "\u00b2", "dup\n" * 40, "map ^2\n" * 30, p.solution * 3,
+             p.solution + "\n" + "x" * 5000, "\n" * 3000, "take 99999", "Cu(((((((", "2H2..O", "1+1=2\n" * 2000]
+    out = list(fixed)
+    while len(out) < n:
+        s = list(rng.choice([p.solution, p.prompt, ""]))
+        for _ in range(rng.randint(1, 8)):
+            k = rng.randint(0, len(s))
+            op = rng.randrange(3)
+            if op == 0 or not s:
+                s.insert(k, rng.choice(alphabet))
+            elif op == 1:
+                del s[min(k, len(s) - 1)]
+            else:
+                s[min(k, len(s) - 1)] = rng.choice(alphabet)
+        out.append("".join(s)[:rng.choice([10, 60, 400, 10 ** 6])])
+    return out
+
+
+def test_verifiers_never_raise_on_adversarial_strings_and_return_a_binary_reward(problems):
+    rng = random.Random(0)
+    for name, task in TASKS.items():
+        for p in problems[name][:10]:
+            for s in adversarial_strings(p, rng, 150):
+                t0 = time.perf_counter()
+                reward, fb = task.verify(p, s)
+                assert time.perf_counter() - t0 < 0.05, (name, s[:80])
+                assert reward in (0.0, 1.0) and isinstance(fb, str) and fb.isascii(), (name, s[:80])
+                assert task.answer(p, s) is None or isinstance(task.answer(p, s), str)
+
+
+def test_unicode_digits_are_not_read_as_numbers():
+    p = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
+    assert TASKS["mult"].verify(p, p.solution.replace("408", "\u0664\u0660\u0668"))[0] == 0.0
+    assert TASKS["mult"].verify(p, p.solution)[0] == 1.0
+
+# -----------------------------------------------------------------------------
+# The oracle
+
+
+def test_oracle_distributions_sum_to_one_on_any_prefix(problems):
+    rng = random.Random(1)
+    for name, task in TASKS.items():
+        for p in problems[name][:8]:
+            for s in adversarial_strings(p, rng, 40) + [p.solution[:k] for k in range(len(p.solution) + 1)]:
+                d = task.oracle(p, s[:2000])
+                assert abs(sum(d.values()) - 1.0) < 1e-9 and min(d.values()) > 0, (name, s[:60], d)
+                assert all(c == EOT or (len(c) == 1 and c.isascii()) for c in d), d
+
+
+def test_greedy_decoding_with_the_oracle_alone_solves_every_test_problem(problems):
+    for name, task in TASKS.items():
+        for p in problems[name][N:]:
+            text = oracle_greedy(task, p)
+            assert task.verify(p, text)[0] == 1.0 and len(text) <= task.max_response_chars, (p, text)
+
+
+def test_oracle_samples_are_valid_solutions_within_the_budget(problems):
+    rng = random.Random(2)
+    for name, task in TASKS.items():
+        for p in problems[name][:20]:
+            for _ in range(5):
+                text = ""
+                while True:
+                    d = task.oracle(p, text)
+                    c = rng.choices(list(d), weights=list(d.values()))[0]
+                    if c == EOT:
+                        break
+                    text += c
+                assert task.verify(p, text)[0] == 1.0 and len(text) <= task.max_response_chars, (p, text)
+
+
+def brute_force_countdown(nums, target):
+    """Every valid solution written without spaces, ending at the first line that hits target."""
+    sols = set()
+
+    def extend(rem, text):
+        for i, x in enumerate(rem):
+            for j, y in enumerate(rem):
+                for op, r in (("+", x + y), ("-", x - y), ("*", x * y), ("/", x // y if x % y == 0 else 0)):
+                    if i != j and r > 0:
+                        t = f"{text}{x}{op}{y}={r}"
+                        if r == target:
+                            sols.add(t)
+                        else:
+                            extend([v for k, v in enumerate(rem) if k not in (i, j)] + [r], t + "\n")
+    extend(list(nums), "")
+    return sols
+
+
+def test_countdown_oracle_is_uniform_over_all_valid_solutions(problems):
+    for p in problems["countdown"][:3]:
+        support = oracle_support(TASKS["countdown"], p)
+        assert set(support) == brute_force_countdown(*p.data) and len(support) > 1
+        assert all(abs(q - 1 / len(support)) < 1e-9 for q in support.values())
+
+
+def test_listprog_oracle_is_uniform_over_all_passing_programs(problems):
+    task = TASKS["listprog"]
+    for p in problems["listprog"][:2]:
+        xs, want, sols = tuple(x for x, _ in p.data), tuple(y for _, y in p.data), set()
+
+        def extend(vals, prog):
+            for step in tasks.LP_STEPS:
+                runs = [tasks.lp_run([step], v) for v in vals]
+                new = tuple(r[0][-1] if r[0] else None for r in runs)
+                if None not in new and new != vals:
+                    if new == want:
+                        sols.add("\n".join(prog + [step]))
+                    elif len(prog) + 1 < task.max_steps:
+                        extend(new, prog + [step])
+        extend(xs, [])
+        support = oracle_support(task, p)
+        assert set(support) == sols and all(abs(q - 1 / len(sols)) < 1e-9 for q in support.values())
+
+
+def test_oracle_recovers_to_reward_one_after_the_first_wrong_character_in_mult_and_chem(problems):
+    rng = random.Random(3)
+    for name in ("mult", "chem"):
+        task = TASKS[name]
+        for p in problems[name]:
+            bad = task.corrupt(p, rng)
+            i = first_off_support(task, p, bad)
+            assert task.verify(p, oracle_greedy(task, p, bad[:i + 1]))[0] == 1.0, (p, bad)
+            assert task.verify(p, oracle_greedy(task, p, "garbage ) 12\n\n=" + bad))[0] == 1.0
+
+
+def test_oracle_continues_from_valid_student_lines_outside_the_canonical_set(problems):
+    for name in ("countdown", "listprog"):
+        task = TASKS[name]
+        for p in problems[name]:
+            first, rest = (p.solution.split("\n", 1) + [""])[:2]
+            spaced = re.sub(r"([-+*/=])", r" \1 ", first) if name == "countdown" else f"  {first} "
+            spaced += "\n"                                                  # valid, not canonical
+            assert task.verify(p, oracle_greedy(task, p, spaced))[0] == 1.0, (p, spaced)
+            start = task.start(p)                                          # another live first line
+            live = [ln for ln, s in task._legal(p, start).items() if task._n(p, s) and ln != first]
+            if live:
+                assert task.verify(p, oracle_greedy(task, p, live[-1] + "\n"))[0] == 1.0, (p, live[-1])
+
+
+def test_countdown_oracle_finishes_a_dead_line_correctly_then_stops():
+    task = TASKS["countdown"]
+    p = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
+    assert not any(s.startswith("1+2=3\n") for s in brute_force_countdown(*p.data))
+    assert task.oracle(p, "1+2=") == {"3": 1.0}      # the line is legal, just a dead end
+    assert task.oracle(p, "1+2=3\n") == {EOT: 1.0}   # no solution left: stop
+    assert task.oracle(p, "1+2=7") == {"\n": 1.0}    # nothing legal extends the line: end it
+    assert task.oracle(p, "1+2=7\n") == {EOT: 1.0}   # replayed with its true result 3: dead
+    assert task.oracle(p, "9*9=81\n1+3=") == {"4": 1.0}  # an illegal line is ignored
+    assert task.verify(p, oracle_greedy(task, p, "9*9=81\n"))[0] == 0.0
+
+# -----------------------------------------------------------------------------
+# Splits, determinism, tokenizer, contexts, limits
+
+
+def test_train_and_test_splits_are_disjoint():
+    for task in TASKS.values():
+        train = {task.split_key(p) for p in task.generate("train", 300, 5)}
+        test = {task.split_key(p) for p in task.generate("test", 300, 5)}
+        assert train and test and not train & test
+        assert all(tasks.split_of(k) == "train" for k in train) and all(tasks.split_of(k) == "test" for k in test)
+
+
+def test_generators_are_deterministic_per_seed():
+    for task in TASKS.values():
+        assert task.generate("train", 20, 7) == task.generate("train", 20, 7)
+        assert task.generate("test", 20, 7) == task.generate("test", 20, 7)
+        assert task.generate("train", 20, 7) != task.generate("train", 20, 8)
+
+
+def test_tokenizer_round_trips_every_task_string_and_eot(problems):
+    enc, rng = tasks.get_tokenizer(), random.Random(4)
+    assert enc.n_vocab == 257 and enc.encode(EOT, allowed_special={EOT}) == [EOT_ID]
+    assert enc.encode("0123456789") == list(b"0123456789")                   # one token per digit
+    for name, ps in problems.items():
+        for p in ps[:10]:
+            bad = TASKS[name].corrupt(p, rng)
+            fb = TASKS[name].verify(p, bad)[1]
+            for s in (p.prompt, p.solution, bad, fb, tasks.teacher_context(p, fb, p.solution)):
+                ids = enc.encode(s + EOT, allowed_special={EOT})
+                assert ids[-1] == EOT_ID and enc.decode(ids) == s + EOT and len(ids) == len(s) + 1
+
+
+def test_contexts_follow_the_layout_and_clip_feedback_deterministically(problems):
+    p = problems["chem"][0]
+    assert tasks.student_context(p) == p.prompt + "\nanswer:\n" == tasks.teacher_context(p)
+    long_fb = "H: 1 left, 2 right UNBALANCED\u00e9\n" * 40
+    ctx = tasks.teacher_context(p, feedback=long_fb, peer=p.solution)
+    assert ctx == tasks.teacher_context(p, feedback=long_fb, peer=p.solution) and ctx.isascii()
+    block = ctx.split("feedback:\n")[1].split("\npeer:\n")[0]
+    assert len(block) == tasks.FEEDBACK_CHARS and block.endswith("...")
+    assert ctx.endswith(f"\npeer:\n{p.solution}\nanswer:\n")
+
+
+def test_listprog_interpreter_limits_stop_runaway_programs():
+    x = (1, 2, 3)
+    assert "longer than" in tasks.lp_run(["dup"] * 10, x)[1]                 # size limit
+    assert "value beyond" in tasks.lp_run(["map *99"] * 5, x)[1]             # value limit
+    assert "work limit" in tasks.lp_run(["dup"] * 6 + ["sort"] * 25, x)[1]   # step budget
+    assert "longer than" in tasks.lp_run(["sort"] * 10000, x)[1]             # program length
+    p = TASKS["listprog"].generate("test", 1, 0)[0]
+    t0 = time.perf_counter()
+    reward, fb = TASKS["listprog"].verify(p, "map ^2\n" * 30)
+    assert reward == 0.0 and "beyond" in fb and time.perf_counter() - t0 < 0.05
+
+
+def test_chem_parser_reads_parentheses_and_hydrates_and_rejects_malformed_formulas():
+    assert tasks.parse_formula("Ca3(PO4)2") == {"Ca": 3, "P": 2, "O": 8}
+    assert tasks.parse_formula("CuSO4.5H2O") == {"Cu": 1, "S": 1, "O": 9, "H": 10}
+    assert tasks.parse_formula("(NH4)2Cr2O7") == {"N": 2, "H": 8, "Cr": 2, "O": 7}
+    for bad in ("", "Xx2", "H2)", "(H2", "((((((H))))))", "H0", "H2O.", "h2o", "H" * 41, "H9999"):
+        assert isinstance(tasks.parse_formula(bad), str), bad
+    assert tasks.balance(("C8H18", "O2"), ("CO2", "H2O")) == (2, 25, 16, 18)
