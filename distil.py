@@ -17,8 +17,10 @@ Because the states themselves are sampled from π_θ, the exact gradient has two
 
 with C = H× (`future_cost="ce"`, the paper's objective) or C = KL(π_T ‖ π_θ) (`future_cost="kl"`,
 the gradient of E[Σ_t KL_t]: pure disagreement, no pull toward states where the teacher is sure).
-The future sum is over strictly later steps: H×_t depends on s_t, not on y_t. b_t is a baseline
-that does not depend on y_t ("loo": the mean cost-to-go of the other rollouts of the same prompt).
+The future sum is over strictly later steps: H×_t depends on s_t, not on y_t — exactly so when the
+teacher at s_t does not depend on y_≥t, i.e. with the feedback f held fixed for the step (DESIGN §2;
+f = F(x, y) really depends on the whole rollout). b_t is a baseline that does not depend on y_t
+("loo": the mean cost-to-go of the other rollouts of the same prompt).
 Dropping the future term gives the token-level variant (the paper's "CE" ablation; SDPO with α=0
 up to the teacher-entropy constant).
 
@@ -43,9 +45,10 @@ Conventions. Shapes: B rollouts, T positions, V vocabulary. student_logits[b, t]
 that predict tokens[b, t]; teacher_logits[b, t] are the teacher's at the same state. mask[b, t] is
 1 on response tokens, 0 on prompt and padding: masked positions contribute nothing to any loss or
 gradient, whatever they hold. Logits may be raw or log-probabilities (log_softmax is applied to
-both sides; bf16/fp16 are upcast to fp32); a teacher logit of −inf is a token of probability 0
-(0·log 0 = 0), so sparse teachers (an oracle, a top-k server) need no smoothing. Argument order follows the math: teacher first where the
-math puts it first — forward_ce(teacher, student), reverse_kl(student, teacher). The divergence
+both sides; bf16/fp16 are upcast to fp32); a logit of −inf is a token of probability 0 (0·log 0 =
+0), so sparse teachers (an oracle, a top-k server) need no smoothing. Argument order follows the
+math: teacher first where the math puts it first — forward_ce(teacher, student), reverse_kl(student,
+teacher). The divergence
 functions do not detach anything; the losses stop the teacher's gradient (sg). Reductions:
 "sum" (default) sums over positions and averages over rollouts; "token_mean" divides the total by
 the number of response tokens (SDPO/TRL style); "none" returns the per-rollout values (B,).
@@ -78,19 +81,20 @@ def _kl(logp, logq):
     """Σ_a p(a) (log p(a) − log q(a)) over the last axis, with 0·log 0 = 0 (a −inf logit is a token of
     probability exactly 0, as a sparse oracle or a top-k teacher gives)."""
     p = logp.exp()
-    return torch.where(p > 0, p * (logp - logq), 0.0).sum(-1)
+    return (p * torch.where(p > 0, logp - logq, 0.0)).sum(-1)  # mask inside: grad of 0·(−inf) is NaN
 
 
 def entropy(logits):
     """H(p) = −Σ_a p(a) log p(a)."""
     logp = log_probs(logits)
-    return -_kl(logp, torch.zeros_like(logp))
+    p = logp.exp()
+    return -(p * torch.where(p > 0, logp, 0.0)).sum(-1)
 
 
 def forward_ce(teacher_logits, student_logits):
     """H×(π_T, π_θ) = −Σ_a π_T(a) log π_θ(a): the DistIL per-position cost."""
     p, logq = log_probs(teacher_logits).exp(), log_probs(student_logits)
-    return -torch.where(p > 0, p * logq, 0.0).sum(-1)
+    return -(p * torch.where(p > 0, logq, 0.0)).sum(-1)
 
 
 def forward_kl(teacher_logits, student_logits):
@@ -130,6 +134,8 @@ def topk_buckets(teacher_logits, student_logits, k, tail=True, index_by="teacher
     tail=True appends one bucket holding the remaining mass on each side, so the result is a
     coarse-graining of the full distributions (any f-divergence, and H×, can only go down);
     tail=False renormalises both over the k tokens. Returns two log-prob tensors (..., k(+1))."""
+    if index_by not in ("teacher", "student"):
+        raise ValueError(f"index_by must be 'teacher' or 'student', got {index_by!r}")
     logp_t, logp_s = log_probs(teacher_logits), log_probs(student_logits)
     V = logp_t.shape[-1]
     if not 1 <= k <= V:
@@ -179,11 +185,13 @@ def _check(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=Non
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(f"teacher_logits {tuple(teacher_logits.shape)} must match student_logits "
                              f"{(B, T, V)} (a different vocabulary size cannot be distilled token by token)")
-        rows = teacher_logits[on]
-        if torch.isnan(rows).any() or (rows == math.inf).any() or not (rows > -math.inf).any(-1).all():
+        lse = teacher_logits.detach().float().logsumexp(-1)  # NaN, +inf or an all −inf row: not finite
+        if (on & ~torch.isfinite(lse)).any():
             raise ValueError("teacher_logits must be finite or -inf (probability 0) where mask is 1, "
                              "with at least one finite entry per position; got NaN, +inf or an all -inf row")
     if teacher_tokens is not None:
+        if teacher_tokens.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"teacher_tokens must be integer ids, got dtype {teacher_tokens.dtype}")
         if teacher_tokens.dim() != 3 or teacher_tokens.shape[:2] != (B, T):
             raise ValueError(f"teacher_tokens must be (B, T, K) with (B, T) = {(B, T)}, "
                              f"got {tuple(teacher_tokens.shape)}")
@@ -238,7 +246,10 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     future_cost     "ce": C = H× (the paper's L); "kl": C = KL(π_T‖π_θ) (needs teacher_logits).
     baseline        "none" or "loo": b_t for rollout i = mean of Σ_{t'>t} C_t' over the other
                     rollouts of its group (consecutive groups of group_size); unbiased.
-    Value: the estimate of Σ_t H×_t (reduced); gradient: the unbiased estimate of ∇L.
+    Value: the estimate of Σ_t H×_t, reduced (also with future_cost="kl"). Gradient: an unbiased
+    estimate of ∇L (of ∇E[Σ_t KL_t] with future_cost="kl") for the full and sampled estimators with
+    reduction "sum"; top-k is a biased (coarse-grained) cost, and "token_mean" divides by a random
+    token count (a ratio estimator, as in SDPO/TRL).
     """
     if (teacher_logits is None) == (teacher_tokens is None):
         raise ValueError("give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
@@ -270,7 +281,7 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     if not sequence_level:
         return _reduce(cost, on, reduction)
     future = (cost if kl is None else kl * on).detach()  # C_t
-    to_go = future.sum(-1, keepdim=True) - future.cumsum(-1)  # Σ_{t'>t} C_t'     (B, T)
+    to_go = future.flip(-1).cumsum(-1).flip(-1) - future  # Σ_{t'>t} C_t'     (B, T)
     if baseline == "loo":
         g = to_go.view(-1, group_size, to_go.shape[-1])
         to_go = (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).view_as(to_go)
