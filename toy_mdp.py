@@ -24,10 +24,13 @@ Equations (π a tabular softmax policy π(a|s) = softmax(θ_s), q a teacher, r(l
                                    success-conditioned teacher);  expert  q = softmax(Q*/τ)
     update rules  gd    θ ← θ − η ∇_θ L                      (plain gradient on the logits)
                   npg   θ_s ← θ_s − η ∇_{θ_s} L / (d(s) π_s)   (natural gradient: the Fisher of a
-                        tabular softmax policy is Σ_s d(s)(diag π_s − π_s π_sᵀ), and g/π solves it)
+                        tabular softmax policy is d(s)(diag π_s − π_s π_sᵀ) per state, singular
+                        along 1; since a softmax gradient g sums to 0, x = g/(d π) solves F x = g)
                   prox  exact per-state proximal steps with closed forms:
                         forward CE  π_s ← (1−η) π_s + η q_s             (arithmetic mixture)
                         reverse KL  π_s ∝ π_s^{1−η} q_s^η               (geometric mixture)
+                  For reverse KL the npg step θ − η(log π/q − KL) *is* the geometric mixture; for
+                  forward CE the npg step θ + η(q/π − 1) agrees with the mixture to first order only.
 
 Simplifications: 1. transitions are deterministic (a token tree), as in language generation;
 2. reward only at the leaves; 3. everything is batched over a leading axis of instances, so
@@ -41,7 +44,6 @@ every objective; `python theory_checks.py` uses this file for every check.
 from dataclasses import dataclass
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import distil
@@ -83,7 +85,9 @@ class TreeMDP:
         return slice(self.offset(t), self.offset(t + 1))
 
     def child(self, s, a):  # works for every depth; leaves get indices n_states .. n_states+A^H-1
-        t = int(np.floor(np.log(s * (self.branching - 1) + 1) / np.log(self.branching) + 1e-9))
+        t = 0
+        while self.offset(t + 1) <= s:  # the depth of s
+            t += 1
         return self.offset(t + 1) + (s - self.offset(t)) * self.branching + a
 
 
@@ -203,7 +207,11 @@ def objective(theta, mdp, teacher, kind):
     differentiate the occupancy; token-level ones stop its gradient."""
     if kind not in OBJECTIVES:
         raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
+    check_distribution(teacher)
     pi = torch.softmax(theta, -1)
+    if kind == "sdpo" and ((teacher == 0) & (pi > 0)).any():
+        raise ValueError("reverse KL(π‖q) is +inf where the teacher gives probability 0 to an action the "
+                         "student plays; use a teacher with full support (e.g. feedback_teacher, eps > 0)")
     if kind == "grpo":
         return -expected_reward(pi, mdp)
     d = occupancy(pi, mdp)
@@ -222,6 +230,7 @@ def update(theta, mdp, teacher, kind, rule, eta):
     """One step of `rule` on objective `kind` with step size eta (a float or a 0-d tensor, so that
     dJ/dη can be taken by autograd). Returns the new logits."""
     if rule == "prox":
+        objective(theta, mdp, teacher, kind)  # the same input checks as the gradient rules
         pi = torch.softmax(theta, -1)
         if kind == "distil_token":
             return ((1 - eta) * pi + eta * teacher).log()
@@ -294,11 +303,11 @@ if "DistIL/TreeMDP-v0" not in gym.registry:
 
 def main():
     mdp = random_tree(horizon=3, branching=3, seed=0)
-    theta = torch.zeros(1, mdp.n_states, mdp.branching, dtype=DTYPE)
+    theta = torch.randn(1, mdp.n_states, mdp.branching, generator=torch.Generator().manual_seed(0), dtype=DTYPE)
     pi = torch.softmax(theta, -1)
-    q = success_teacher(pi, mdp)
-    print(f"random tree H={mdp.horizon} A={mdp.branching}: J(uniform π) = {expected_reward(pi, mdp).item():.4f}, "
-          f"J(success teacher) = {expected_reward(q, mdp).item():.4f}, max J = {mdp.rewards.max().item():.0f}")
+    q = feedback_teacher(pi, mdp, noise=0.5)
+    print(f"random tree H={mdp.horizon} A={mdp.branching}: J(random π) = {expected_reward(pi, mdp).item():.4f}, "
+          f"J(feedback teacher) = {expected_reward(q, mdp).item():.4f}, max J = {mdp.rewards.max().item():.0f}")
     for kind in OBJECTIVES:
         for rule in RULES:
             if rule == "prox" and kind not in ("distil_token", "sdpo"):

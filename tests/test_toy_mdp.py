@@ -163,6 +163,37 @@ def test_prox_steps_are_arithmetic_and_geometric_mixtures():
     assert torch.allclose(torch.softmax(tm.update(pi.log(), mdp, q, "sdpo", "prox", 0.3), -1), geo / geo.sum(-1, keepdim=True))
 
 
+def test_reverse_kl_natural_gradient_step_is_its_geometric_mixture():
+    mdp = tm.random_tree(2, 3, seed=12)
+    g = torch.Generator().manual_seed(13)
+    theta = torch.randn(1, mdp.n_states, 3, generator=g, dtype=D)
+    q = torch.softmax(torch.randn(1, mdp.n_states, 3, generator=g, dtype=D), -1)
+    for eta in (0.05, 0.5):
+        npg = torch.softmax(tm.update(theta, mdp, q, "sdpo", "npg", eta), -1)
+        assert torch.allclose(npg, torch.softmax(tm.update(theta, mdp, q, "sdpo", "prox", eta), -1))
+
+
+def test_reverse_kl_toward_a_teacher_with_zeros_is_refused_not_nan():
+    mdp, pi = small_instance()
+    q = tm.success_teacher(pi, mdp)  # exact zeros on failing actions
+    assert (q == 0).any()
+    with pytest.raises(ValueError, match="probability 0"):
+        tm.update(pi.log(), mdp, q, "sdpo", "npg", 0.1)
+    assert torch.isfinite(tm.update(pi.log(), mdp, q, "distil", "npg", 0.1)).all()  # forward CE is fine
+
+
+def test_feedback_teacher_limits_and_expert_teacher():
+    mdp = tm.random_tree(3, 3, n=4, seed=14)
+    pi = torch.softmax(torch.randn(4, mdp.n_states, 3, generator=torch.Generator().manual_seed(15), dtype=D), -1)
+    exact = tm.feedback_teacher(pi, mdp, strength=1.0, noise=0.0, prior=1.0, eps=1e-12)
+    assert torch.allclose(exact, tm.success_teacher(pi, mdp), atol=1e-9)
+    assert torch.allclose(tm.feedback_teacher(pi, mdp, strength=0.0), pi)  # feedback that says nothing
+    flat = tm.feedback_teacher(pi, mdp, strength=0.0, prior=0.0)
+    assert torch.allclose(flat, torch.full_like(pi, 1 / 3))
+    expert = tm.expert_teacher(mdp, temperature=1e-3)
+    assert torch.allclose(tm.expected_reward(expert, mdp), mdp.rewards.max(-1).values)
+
+
 def test_reward_slope_matches_finite_differences():
     mdp = tm.random_tree(3, 2, n=4, binary=False, seed=9)
     g = torch.Generator().manual_seed(10)
@@ -203,6 +234,18 @@ def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_pa
     assert len(list((tmp_path / "fig").glob("*.png"))) == 5
 
 
-def test_theory_checks_reject_an_unknown_check_name():
-    with pytest.raises(SystemExit):
-        theory_checks.parse_args(["--only", "T9"])
+def test_only_runs_one_check_and_a_failed_check_makes_main_fail(tmp_path, monkeypatch):
+    out = tmp_path / "t3.json"
+    cfg = theory_checks.parse_args(["--only", "t3", "--figures", "", "--json", str(out)])
+    assert theory_checks.main(cfg) and [r["name"] for r in json.loads(out.read_text())] == ["T3"]
+    failing = lambda cfg: theory_checks.Result("T1", "claim", "numbers", False, {})  # noqa: E731
+    monkeypatch.setitem(theory_checks.CHECKS, "T1", failing)
+    assert not theory_checks.main(theory_checks.parse_args(["--only", "T1", "--figures", ""]))
+    cfg = theory_checks.parse_args(["--only", "T6", "--n_family", "5", "--iterations", "3", "--figures", ""])
+    assert theory_checks.main(cfg)  # fewer iterations than the report's midpoint
+
+
+def test_theory_checks_reject_unknown_checks_and_empty_budgets():
+    for argv in (["--only", "T9"], ["--iterations", "0"], ["--no_such_flag", "1"]):
+        with pytest.raises(SystemExit):
+            theory_checks.parse_args(argv)
