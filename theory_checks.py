@@ -141,7 +141,7 @@ def check_t1(cfg):
     print(f"  r = {r[0].tolist()}, π = {pi[0, 0].tolist()}, q = {q[0, 0].tolist()}: J(π) = {Jp:.4f}, J(q) = {Jq:.4f}")
     print(f"  first-order change dJ/dη and J after one step (η = {eta}); 'npg' for reverse KL is its geometric mixture:")
     for (kind, rule) in STEP_RULES:
-        print(f"    {LABEL[kind]:22s} {rule:5s} dJ/dη = {slope[kind, rule]:+.4f}   J → {after[kind, rule]:.4f}")
+        print(f"    {LABEL[kind]:22s} {RULE_NAME[rule]:5s} dJ/dη = {slope[kind, rule]:+.4f}   J → {after[kind, rule]:.4f}")
     fwd_ok = all(slope["distil_token", r] > 0 and abs(slope["distil_token", r] - (Jq - Jp)) < 1e-12 for r in ("npg", "prox"))
     passed = (Jq > Jp and fwd_ok and slope["sdpo", "npg"] < 0 and slope["opsd", "npg"] < 0
               and slope["opsd", "gd"] < 0 and slope["distil_token", "gd"] < 0)
