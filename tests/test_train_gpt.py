@@ -1,0 +1,389 @@
+"""Tests for train_gpt.py (CPU, seconds each): the KV-cached sampler against the naive recompute,
+teacher/student position alignment, unbiased pass@k, SDPO's teacher contexts, one in-process run per
+method and per teacher, exact resume after Ctrl-C, DDP with gloo on two processes, and the errors a
+user sees. Each test's name says the bug it prevents."""
+
+import itertools
+import math
+import os
+import shutil
+import signal
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import distil as D  # noqa: E402
+import tasks  # noqa: E402
+import train_gpt as tg  # noqa: E402
+
+TASK = "mult"  # the task's default knobs: responses of ~36 characters
+ENC = tasks.get_tokenizer()
+V = ENC.n_vocab
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Micro models are overhead-bound: one thread is faster, and immune to busy cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def tiny_cfg(out_dir, **kw):
+    """The smallest configuration that exercises every phase (seconds on one CPU core)."""
+    base = dict(stage="rl", task=TASK, preset="micro", out_dir=str(out_dir), sft_steps=30, sft_batch=16,
+                n_train=64, rl_steps=2, prompts=2, group=4, eval_n=4, eval_samples=2, eval_k=2,
+                eval_every=0, ckpt_every=1000, teacher_samples=2, distil_topk=4,
+                context="both")  # feedback and peers: every teacher-context path
+    base.update(kw)
+    return tg.Config(**base)
+
+
+def random_model(seed=0, preset="micro"):
+    torch.manual_seed(seed)
+    return tg.GPT(tg.GPTConfig(V, tg.BLOCK_SIZE, *tg.PRESETS[preset])).eval()
+
+
+@pytest.fixture(scope="module")
+def sft_dir(tmp_path_factory):
+    """One small SFT checkpoint shared by the RL tests (out_dir/sft.pt)."""
+    out = tmp_path_factory.mktemp("sft")
+    tg.main(tiny_cfg(out, stage="sft"))
+    return out
+
+
+@pytest.fixture
+def mixed_rewards(monkeypatch):
+    """A barely trained model never succeeds, and with all-zero rewards GRPO has no gradient and no
+    rollout has a peer: make the verifier pass responses of even length (deterministic, mixed)."""
+    task = tasks.TASKS[TASK]
+    real = task.verify
+
+    def verify(problem, text):
+        reward, feedback = real(problem, text)
+        return (1.0, feedback) if len(text) % 2 == 0 else (0.0, feedback)
+
+    monkeypatch.setattr(task, "verify", verify)
+
+
+def rl_dir(sft_dir, tmp_path):
+    """A fresh out_dir holding a copy of the shared SFT checkpoint."""
+    shutil.copyfile(sft_dir / "sft.pt", tmp_path / "sft.pt")
+    return tmp_path
+
+
+def params(model):
+    return torch.cat([p.detach().flatten().cpu() for p in model.parameters()])
+
+
+# -----------------------------------------------------------------------------
+# Model and sampler
+
+
+def test_kv_cache_sampler_equals_naive_recompute_with_left_padding():
+    model = random_model()
+    prompt = torch.randint(V, (5, 12), generator=torch.Generator().manual_seed(1))
+    n_pad = torch.tensor([0, 3, 7, 11, 1])  # rows of different prompt lengths
+    tok_c, lp_c = tg.sample(model, prompt, 40, n_pad, temperature=0.0, use_cache=True)
+    tok_n, lp_n = tg.sample(model, prompt, 40, n_pad, temperature=0.0, use_cache=False)
+    assert torch.equal(tok_c, tok_n)
+    assert torch.allclose(lp_c, lp_n, atol=1e-5)
+    # and the cached decode step's logits equal the full forward's, position by position
+    cache = tg.KVCache(model.config.n_layer, 20)
+    step_logits = [model(prompt, n_pad, cache)[:, -1]]
+    for t in range(4):
+        step_logits.append(model(tok_c[:, t:t + 1], n_pad, cache)[:, -1])
+    full = model(torch.cat([prompt, tok_c[:, :4]], 1), n_pad)[:, prompt.shape[1] - 1:]
+    assert torch.allclose(torch.stack(step_logits, 1), full, atol=1e-5)
+
+
+def test_left_padding_does_not_change_a_rows_logits():
+    model = random_model()
+    x = torch.randint(V, (1, 9), generator=torch.Generator().manual_seed(2))
+    padded = torch.cat([torch.full((1, 6), 5), x], 1)
+    alone = model(x)[0]
+    assert torch.allclose(model(padded, torch.tensor([6]))[0, 6:], alone, atol=1e-5)
+
+
+class EotProne(tg.GPT):
+    """A random model that ends rows early, at different times."""
+
+    def forward(self, idx, n_pad=None, cache=None):
+        logits = super().forward(idx, n_pad, cache)
+        logits[..., tasks.EOT_ID] += 4.0
+        return logits
+
+
+def test_sampler_holds_eot_after_a_row_stops_and_stops_when_all_rows_did():
+    torch.manual_seed(0)
+    model = EotProne(tg.GPTConfig(V, tg.BLOCK_SIZE, *tg.PRESETS["micro"]))
+    prompt = torch.randint(256, (3, 4))
+    tok, lp = tg.sample(model, prompt, 30, torch.zeros(3, dtype=torch.long), temperature=1.0,
+                        gen=torch.Generator().manual_seed(0), stop_id=tasks.EOT_ID)
+    assert tok.shape[1] < 30 and (tok[:, -1] == tasks.EOT_ID).all()
+    ended = tok == tasks.EOT_ID
+    first = ended.int().argmax(1)
+    for b in range(3):
+        assert ended[b, first[b]:].all() and (lp[b, first[b] + 1:] == 0).all()
+    assert torch.equal(tg.response_lengths(tok, tasks.EOT_ID), first + 1)
+
+
+def test_generate_is_nanogpt_compatible_and_seeded_sampling_reproduces():
+    model = random_model()
+    idx = torch.randint(V, (2, 5))
+    assert model.generate(idx, 7).shape == (2, 12)
+    a = tg.sample(model, idx, 10, gen=torch.Generator().manual_seed(3), top_k=5)[0]
+    b = tg.sample(model, idx, 10, gen=torch.Generator().manual_seed(3), top_k=5)[0]
+    assert torch.equal(a, b)
+
+
+# -----------------------------------------------------------------------------
+# Teacher signal: alignment, contexts, oracle
+
+
+def test_teacher_logits_align_with_student_positions():
+    """With the teacher's context equal to the student's, H×(π_T, π_θ) = H(π_θ) and KL(π_θ‖π_T) = 0
+    at every response position, even when the teacher batch pads that row differently."""
+    model = random_model()
+    problems = tasks.TASKS[TASK].generate("test", 2, 0)
+    ctx = [tasks.student_context(p) for p in problems]
+    resp, mask = tg.right_pad([[65, 66, 67, tasks.EOT_ID], [68, 69, tasks.EOT_ID]], tasks.EOT_ID, "cpu")
+    s_logits = tg.response_logits(model, [tg.encode(ENC, c) for c in ctx], resp)
+    # row 1's teacher context is much longer: row 0 gets more left padding than in the student batch
+    tctx = [ctx[0], tasks.teacher_context(problems[1], feedback="x" * 60, peer="y" * 40)]
+    t_logits = tg.teacher_logits(model, None, problems, tctx, resp, mask, ENC, tg.contextlib.nullcontext())
+    on = mask[0]
+    assert torch.allclose(D.forward_ce(t_logits[0], s_logits[0])[on], D.entropy(s_logits[0])[on], atol=1e-4)
+    assert D.reverse_kl(s_logits[0], t_logits[0])[on].abs().max() < 1e-5
+    assert D.reverse_kl(s_logits[1], t_logits[1])[mask[1]].abs().max() > 1e-3  # a real context differs
+
+
+def test_teacher_contexts_follow_sdpo_reprompt():
+    p = tasks.TASKS[TASK].generate("test", 3, 0)
+    rows = [p[0]] * 3 + [p[1]] * 3 + [p[2]] * 3  # groups of 3 rollouts per prompt
+    rewards = [0, 1, 1, 1, 0, 0, 0, 0, 0]
+    texts = list("abcdefghi")
+    feedback = ["fa", "fb", "fc", "fd", "fe", "", "", "fh", "fi"]
+    got = tg.teacher_contexts(rows, rewards, texts, feedback, 3, "both")
+    tc = tasks.teacher_context
+    assert got[0] == tc(p[0], feedback="fa", peer="b")  # the first successful peer
+    assert got[1] == tc(p[0], peer="c") and got[2] == tc(p[0], peer="b")  # never itself; no feedback on a success
+    assert got[3] is None  # a lone success has neither: no signal
+    assert got[4] == tc(p[1], feedback="fe", peer="d") and got[5] == tc(p[1], peer="d")  # empty feedback dropped
+    assert got[6] is None and got[7] == tc(p[2], feedback="fh")
+    assert tg.teacher_contexts(rows, rewards, texts, feedback, 3, "peer")[0] == tc(p[0], peer="b")
+    assert tg.teacher_contexts(rows, rewards, texts, feedback, 3, "feedback")[0] == tc(p[0], feedback="fa")
+    assert tg.teacher_contexts(rows, rewards, texts, feedback, 3, "none")[3] == tasks.student_context(p[1])
+    own = tg.teacher_contexts(rows, rewards, texts, feedback, 3, "both", self_peer=True)
+    assert own[3] == tc(p[1], peer="d") and own[1] == got[1] and own[6] is None  # only lone successes change
+
+
+def test_oracle_logits_put_the_oracle_mass_on_the_right_tokens_and_stay_finite():
+    task = tasks.TASKS[TASK]
+    p = task.generate("test", 1, 0)[0]
+    ids = tg.encode(ENC, p.solution) + [tasks.EOT_ID]
+    resp, mask = tg.right_pad([ids], tasks.EOT_ID, "cpu")
+    logits = tg.oracle_logits(task, [p], resp, mask, V)
+    probs = logits.exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(1, len(ids)), atol=1e-5)
+    for t in range(len(ids)):  # along the reference the oracle's mass sits on the reference token
+        expect = task.oracle(p, p.solution[:t]).get(tasks.EOT if t == len(p.solution) else p.solution[t], 0.0)
+        assert abs(probs[0, t, ids[t]].item() - ((1 - tg.ORACLE_EPS) * expect + tg.ORACLE_EPS / V)) < 1e-5
+    student = torch.randn(1, len(ids), V)
+    assert torch.isfinite(D.reverse_kl(student, logits)).all() and torch.isfinite(D.jsd(logits, student)).all()
+
+
+# -----------------------------------------------------------------------------
+# Metrics
+
+
+def test_pass_at_k_is_the_unbiased_combinatorial_estimator():
+    for n, k in [(5, 1), (5, 3), (8, 4), (6, 6)]:
+        for c in range(n + 1):
+            samples = [1] * c + [0] * (n - c)
+            subsets = list(itertools.combinations(samples, k))
+            exact = sum(any(s) for s in subsets) / len(subsets)
+            assert math.isclose(tg.pass_at_k(n, c, k), exact, abs_tol=1e-12)
+
+
+# -----------------------------------------------------------------------------
+# In-process runs: every method, every teacher, resume, DDP
+
+
+@pytest.mark.parametrize("method", tg.METHODS)
+def test_every_method_gives_a_finite_loss_and_moves_the_parameters(method, sft_dir, tmp_path, mixed_rewards):
+    out = rl_dir(sft_dir, tmp_path)
+    before = params(tg.model_from(tg.load_checkpoint(str(out / "sft.pt")), "sft", V))
+    res = tg.main(tiny_cfg(out, method=method))["rl"]
+    steps = [r for r in res["rows"] if "loss" in r]
+    assert len(steps) == 2 and all(math.isfinite(r["loss"]) for r in steps)
+    assert not torch.equal(params(res["model"]), before)
+    assert (out / f"rl_{method}.pt").exists() and (out / f"rl_{method}.png").exists()
+
+
+@pytest.mark.parametrize("teacher", ["ema", "frozen", "oracle", "checkpoint"])
+def test_every_teacher_kind_trains(teacher, sft_dir, tmp_path, mixed_rewards):
+    out = rl_dir(sft_dir, tmp_path)
+    name = str(sft_dir / "sft.pt") if teacher == "checkpoint" else teacher
+    res = tg.main(tiny_cfg(out, teacher=name))["rl"]
+    assert all(math.isfinite(r["loss"]) for r in res["rows"] if "loss" in r)
+    if teacher in ("ema", "frozen"):  # the teacher's weights travel with the checkpoint
+        ck = tg.load_checkpoint(str(out / "rl_distil.pt"))
+        start = tg.load_checkpoint(str(sft_dir / "sft.pt"))["model"]
+        moved = any(not torch.equal(ck["teacher"][k], start[k]) for k in start)
+        assert moved == (teacher == "ema")
+
+
+def strip_timing(rows):
+    return [{k: v for k, v in r.items() if not k.startswith("time_")} for r in rows]
+
+
+def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(sft_dir, tmp_path, monkeypatch, mixed_rewards):
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    full_dir.mkdir(), cut_dir.mkdir()
+    for d in (full_dir, cut_dir):
+        rl_dir(sft_dir, d)
+    cfg = dict(rl_steps=4, eval_every=2, teacher="ema")
+    full = tg.main(tiny_cfg(full_dir, **cfg))["rl"]["rows"]
+    real = tg.score_rollouts
+    calls = []
+
+    def score_then_ctrl_c(rt, ro):  # a real SIGINT during step 1
+        real(rt, ro)
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(tg, "score_rollouts", score_then_ctrl_c)
+    cut = tg.main(tiny_cfg(cut_dir, **cfg))["rl"]
+    monkeypatch.setattr(tg, "score_rollouts", real)
+    assert cut["stopped"] and tg.load_checkpoint(str(cut_dir / "rl_distil.pt"))["step"] == 2
+    tg.main(tiny_cfg(cut_dir, resume=True, **cfg))
+    resumed = tg.read_jsonl(str(cut_dir / "rl_distil.jsonl"))
+    assert strip_timing(resumed) == strip_timing(full)
+
+
+def ddp_worker(rank, world, out, result_dir):
+    """One torchrun-like rank: the environment torchrun sets, and a process group that rendezvous
+    through a file (no TCP port to race for); main() uses a group it finds already initialised."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{result_dir}/rendezvous", rank=rank, world_size=world)
+    res = tg.main(tiny_cfg(out, device="cpu"))["rl"]
+    torch.save({"params": params(res["model"]), "rows": res["rows"]}, os.path.join(result_dir, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_gloo_two_ranks_keep_parameters_identical(sft_dir, tmp_path):
+    out = rl_dir(sft_dir, tmp_path)
+    mp.spawn(ddp_worker, args=(2, str(out), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    before = params(tg.model_from(tg.load_checkpoint(str(out / "sft.pt")), "sft", V))
+    assert torch.equal(r0["params"], r1["params"]) and not torch.equal(r0["params"], before)
+    # metrics are reduced over ranks: both ranks report the same step metrics
+    assert [r.get("reward") for r in r0["rows"]] == [r.get("reward") for r in r1["rows"]]
+
+
+# -----------------------------------------------------------------------------
+# What a user sees when something is wrong
+
+
+@pytest.mark.parametrize("flag,value,accepted", [
+    ("--task", "nope", "mult"), ("--method", "ppo", "distil_sampled"), ("--teacher", "bigger", "oracle"),
+    ("--preset", "huge", "gpt2"), ("--compare", "distil,ppo", "opsd")])
+def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, accepted, capsys):
+    with pytest.raises(SystemExit):
+        tg.parse_args([flag, value])
+    err = capsys.readouterr().err
+    assert value.split(",")[-1] in err and accepted in err
+
+
+def test_cli_rejects_unknown_flags_and_parses_typed_fields(capsys):
+    with pytest.raises(SystemExit):
+        tg.parse_args(["--lr", "1e-3"])
+    assert "unrecognized arguments: --lr" in capsys.readouterr().err
+    cfg = tg.parse_args(["--rl_lr", "1e-3", "--resume", "--compile", "false", "--group", "4"])
+    assert (cfg.rl_lr, cfg.resume, cfg.compile, cfg.group) == (1e-3, True, False, 4)
+    assert "learning rate" in tg.field_help()["rl_lr"]
+
+
+def test_help_lists_every_field_with_its_comment(capsys):
+    with pytest.raises(SystemExit) as e:
+        tg.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "cosine to 10%" in out
+    assert all(f"--{name}" in out for name in tg.field_help()) and len(tg.field_help()) == len(tg.Config.__dataclass_fields__)
+
+
+def test_task_knobs_are_parsed_and_a_wrong_knob_names_the_accepted_ones():
+    task = tg.make_task("mult:digits_a=2,digits_b=1")
+    assert (task.digits_a, task.digits_b) == (2, 1) and tg.make_task("mult") is tasks.TASKS["mult"]
+    with pytest.raises(SystemExit, match="knobs of mult: digits_a, digits_b"):
+        tg.make_task("mult:digits=2")
+
+
+def test_checkpoint_errors_are_one_line_and_name_the_mismatch(sft_dir, tmp_path):
+    def error(**kw):
+        with pytest.raises(SystemExit) as e:
+            tg.main(tiny_cfg(tmp_path, **kw))
+        msg = str(e.value)
+        assert msg.startswith("error: ") and "\n" not in msg
+        return msg
+
+    assert "not found" in error(init_from=str(tmp_path / "missing.pt"))
+    ck = tg.load_checkpoint(str(sft_dir / "sft.pt"))
+    wrong_vocab = dict(ck, model_args=dict(ck["model_args"], vocab_size=V + 7))
+    torch.save(wrong_vocab, tmp_path / "vocab.pt")
+    assert f"vocab_size {V + 7}" in error(init_from=str(tmp_path / "vocab.pt"))
+    assert "--preset tiny" in error(init_from=str(sft_dir / "sft.pt"), preset="tiny")
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    assert "unreadable" in error(init_from=str(tmp_path / "junk.pt"))
+    assert "teacher checkpoint" in error(init_from=str(sft_dir / "sft.pt"), teacher=str(tmp_path / "no.pt"))
+
+
+def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(sft_dir, tmp_path, monkeypatch):
+    out = rl_dir(sft_dir, tmp_path)
+    real = D.distil_loss
+    monkeypatch.setattr(tg.D, "distil_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    with pytest.raises(SystemExit) as e:
+        tg.main(tiny_cfg(out))
+    assert "step 0" in str(e.value) and "Last good checkpoint: none yet" in str(e.value)
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = str(tmp_path / "c.pt")
+    tg.save_checkpoint(path, model={"w": torch.ones(2)}, model_args={}, step=1)
+
+    def crash(obj, f):
+        open(f, "wb").write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        tg.save_checkpoint(path, model={"w": torch.zeros(2)}, model_args={}, step=2)
+    monkeypatch.undo()
+    assert tg.load_checkpoint(path)["step"] == 1
+
+
+def test_eval_stage_reproduces_the_sft_evaluation_with_common_random_numbers(sft_dir, tmp_path):
+    """Every evaluation draws the same random numbers, so re-evaluating a checkpoint gives the
+    same metrics: differences between checkpoints or methods are not sampling noise."""
+    out = rl_dir(sft_dir, tmp_path)
+    again = tg.main(tiny_cfg(out, stage="eval"))["eval"]
+    logged = [r for r in tg.read_jsonl(str(sft_dir / "sft.jsonl")) if "pass@1" in r][-1]
+    assert again == {k: v for k, v in logged.items() if k != "step"}
+
+
+def test_compare_writes_a_table_row_per_method_from_the_same_start(sft_dir, tmp_path, mixed_rewards):
+    out = rl_dir(sft_dir, tmp_path)
+    res = tg.main(tiny_cfg(out, compare="distil,grpo", rl_steps=1))
+    assert res["distil"][0]["before"] == res["grpo"][0]["before"]
+    table = (out / "compare.md").read_text()
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == ["| method", "| start (SFT)", "| distil", "| grpo"] and (out / "compare.png").exists()
