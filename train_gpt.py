@@ -120,6 +120,8 @@ class Config:
     sft_lr: float = 3e-3  # peak AdamW learning rate (warmup, then cosine to 10%)
     sft_teacher_frac: float = 0.5  # fraction of SFT examples in teacher format (feedback and/or peer)
     n_train: int = 4000  # training problems; SFT examples and RL prompts are drawn from them
+    data_seed: int = -1  # seed of the problem lists (train, validation, test); -1 = --seed
+    val_n: int = 0  # validation set: the first val_n distinct training problems, removed from SFT and RL
     # on-policy RL
     rl_steps: int = 100  # optimizer steps, one batch of fresh rollouts each
     prompts: int = 16  # P: prompts per step, all ranks together
@@ -137,8 +139,9 @@ class Config:
     opsd_beta: float = 0.5  # β of OPSD's generalised Jensen-Shannon (TRL GKD default)
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     micro_batch: int = 0  # rollouts per forward/backward chunk, a multiple of group (0 = all at once)
-    # evaluation (held-out test split)
+    # evaluation (held-out test split, or the validation set)
     eval_n: int = 128  # test problems
+    eval_split: str = "test"  # held-out problems evaluated: test (eval_n of the test split) | val (the val_n)
     eval_samples: int = 8  # n samples per problem at `temperature` for pass@k, avg@n, maj@n
     eval_k: int = 4  # k of the unbiased pass@k estimator (2 <= k <= n)
     eval_every: int = 25  # RL steps between evaluations (0 = before and after only)
@@ -156,7 +159,7 @@ def field_choices():
     """The accepted values of the fields that take one of a fixed set (--teacher also takes a path)."""
     return {"stage": STAGES, "task": tuple(tasks.TASKS), "method": METHODS, "teacher": TEACHERS,
             "preset": tuple(PRESETS), "device": DEVICES, "context": CONTEXTS, "baseline": D.BASELINES,
-            "reduction": ("sum", "token_mean")}
+            "reduction": ("sum", "token_mean"), "eval_split": ("test", "val")}
 
 
 def check_config(cfg):
@@ -176,6 +179,8 @@ def check_config(cfg):
         return "--baseline loo needs --group >= 2 (the other rollouts of the prompt are the baseline)"
     if cfg.micro_batch % cfg.group:
         return f"--micro_batch {cfg.micro_batch} must be a multiple of --group {cfg.group} (groups stay whole)"
+    if cfg.eval_split == "val" and cfg.val_n < 1:
+        return "--eval_split val needs --val_n >= 1 (the training problems held out for validation)"
     if not 2 <= cfg.eval_k <= cfg.eval_samples:  # pass@1 is the greedy metric; sampled pass@1 is avg@n
         return f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]"
     return None
@@ -644,6 +649,25 @@ def make_task(spec):
         raise SystemExit(f"error: --task {spec!r}: {e} (knobs of {name}: {knobs})")
 
 
+def problem_sets(cfg, task):
+    """(training problems, evaluation problems), drawn with --data_seed. With --val_n the first val_n
+    distinct training problems (by the task's split key, so equivalent problems count once) are the
+    validation set: every copy of them leaves the training list, so SFT and RL never see them."""
+    seed = cfg.seed if cfg.data_seed < 0 else cfg.data_seed
+    train = task.generate("train", cfg.n_train, seed)
+    if cfg.val_n == 0:
+        return train, task.generate("test", cfg.eval_n, seed)
+    first = {}
+    for p in train:
+        first.setdefault(task.split_key(p), p)
+    if cfg.val_n >= len(first):
+        raise SystemExit(f"error: --val_n {cfg.val_n} leaves no training problems ({len(first)} distinct)")
+    val = list(first.values())[:cfg.val_n]
+    held = {task.split_key(p) for p in val}
+    train = [p for p in train if task.split_key(p) not in held]
+    return train, val if cfg.eval_split == "val" else task.generate("test", cfg.eval_n, seed)
+
+
 def reduce_sums(rt, values):
     """Sum a list of floats over ranks (one all-reduce); float64 where the device has it."""
     x = torch.tensor(values, dtype=torch.float32 if rt.device.type == "mps" else torch.float64, device=rt.device)
@@ -815,12 +839,12 @@ def train_sft(cfg, rt):
         raw.load_state_dict(model_from(ck, path, enc.n_vocab, cfg.preset).state_dict())
         start = resume_from(ck, opt)
     model = wrap(raw, cfg, rt)
-    train, test = task.generate("train", cfg.n_train, cfg.seed), task.generate("test", cfg.eval_n, cfg.seed)
+    train, test = problem_sets(cfg, task)
     if rt.world > 1 and cfg.sft_batch % rt.world:
         raise SystemExit(f"error: --sft_batch {cfg.sft_batch} must be divisible by the {rt.world} ranks")
     per_rank = cfg.sft_batch // rt.world
     rt.log(f"sft: {raw.num_params():,} parameters | {cfg.sft_steps} steps x {cfg.sft_batch} sequences | "
-           f"{len(train)} train problems, {len(test)} test")
+           f"{len(train)} train problems, {len(test)} {cfg.eval_split}")
     restart_log(rt, log_path, start)
 
     def save(step):
@@ -1058,7 +1082,7 @@ def train_rl(cfg, rt, eval0=None):
     model = wrap(raw, cfg, rt)
     if rt.world > 1 and cfg.prompts % rt.world:
         raise SystemExit(f"error: --prompts {cfg.prompts} must be divisible by the {rt.world} ranks")
-    train, test = rt.task.generate("train", cfg.n_train, cfg.seed), rt.task.generate("test", cfg.eval_n, cfg.seed)
+    train, test = problem_sets(cfg, rt.task)
     rows = restart_log(rt, log_path, start)
     rt.log(f"rl: method {cfg.method} | teacher {cfg.teacher} | {cfg.prompts} prompts x {cfg.group} rollouts "
            f"per step | from {init}" + (f" at step {start}" if resume else ""))
@@ -1107,7 +1131,7 @@ def train_rl(cfg, rt, eval0=None):
         plot_run(rows, run + ".png", f"{cfg.task}: {cfg.method}, teacher {cfg.teacher}")
     if evals:
         a, b = evals[0], evals[-1]
-        rt.log(f"held-out ({cfg.eval_n} problems), step {a['step']} -> {b['step']}: "
+        rt.log(f"held-out ({len(test)} {cfg.eval_split} problems), step {a['step']} -> {b['step']}: "
                + " | ".join(f"{k} {a[k]:.3f} -> {b[k]:.3f}" for k in eval_keys(cfg)[:4]))
         rt.log(f"saved {path}, {log_path}, {run}.png")
     return {"rows": rows, "before": evals[0] if evals else None, "after": evals[-1] if evals else None,
@@ -1125,7 +1149,7 @@ def eval_stage(cfg, rt):
     raw = model_from(load_checkpoint(path), path, rt.enc.n_vocab).to(rt.device)
     teacher = raw if cfg.teacher in ("self", "ema", "frozen") else make_teacher(cfg, rt, raw, None)
     t0 = time.time()
-    metrics = evaluate(raw, teacher, cfg, rt, rt.task.generate("test", cfg.eval_n, cfg.seed))
+    metrics = evaluate(raw, teacher, cfg, rt, problem_sets(cfg, rt.task)[1])
     rt.log(f"eval {path}: {format_eval(metrics)} | {time.time() - t0:.1f} s")
     return metrics
 
@@ -1250,7 +1274,7 @@ def bench(cfg, rt):
     sft = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")
     raw = model_from(load_checkpoint(sft), sft, V) if os.path.exists(sft) else tiny
     raw = raw.to(rt.device).train()
-    train = rt.task.generate("train", cfg.n_train, cfg.seed)
+    train = problem_sets(cfg, rt.task)[0]
     prompts = random.Random(cfg.seed).sample(train, cfg.prompts)
     gen = torch.Generator(rt.device).manual_seed(cfg.seed)
     t_sample, ro = timed(rt, lambda: sample_rollouts(raw, cfg, rt, prompts, gen))

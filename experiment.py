@@ -1,0 +1,619 @@
+"""
+experiment.py — the paper's experiment in miniature: DistIL against RLVR (GRPO) and the
+self-distillation baselines (SDPO, OPSD) on every task of tasks.py, with seeds, a learning-rate
+sweep, and one command that regenerates the table, the CSV and the figures.
+
+The paper's claim (arXiv 2606.05152): on-policy forward cross-entropy toward a feedback-conditioned
+teacher, with the sequence-level gradient,
+
+    L(θ) = E_{y~π_θ}[ Σ_t H×(sg π_T(·|x, f, y_<t), π_θ(·|x, y_<t)) ]
+
+beats GRPO and SDPO/OPSD on average, is more stable, and improves Pass@N. Here every method of
+train_gpt.py starts from the same SFT checkpoint and gets the same prompts, rollouts and updates,
+and we count what happens.
+
+Protocol (fixed before any result was seen; the numbers are Config's defaults):
+ 1. One SFT checkpoint per task (train_gpt.py's SFT, seed `sft_seed`), shared by every method and
+    seed. Its held-out metrics and its teacher lift (the self-teacher's success with a successful
+    peer in its context, minus the student's avg@8) are the first row of each table. Problem lists
+    (train, validation, test) are drawn with `data_seed`: every run of a task sees the same test set.
+ 2. Methods: distil, distil_token, distil_kl, sdpo, opsd, grpo, offline with the live self-teacher
+    (train_gpt.py's defaults, --context peer --self_peer), and distil_sampled with the programmatic
+    oracle as a black-box teacher. A seed fixes every step's prompts and the random numbers of the
+    rollouts and of the evaluations, so on a seed the methods differ only by their loss.
+ 3. Learning rates: every method runs every rate of `lrs` on `sweep_task` (seed = the first seed),
+    evaluated on a validation set of `val_n` distinct training problems that SFT and RL never see
+    (train_gpt.py --val_n, --eval_split val). Criterion: validation avg@8 averaged over the
+    evaluation points after step 0 (area under the learning curve; an exact tie goes to the smaller
+    rate). The chosen rate is then fixed for every task and seed.
+ 4. Main runs: tasks x methods x seeds at the chosen rates, evaluated on the test split every
+    `eval_every` steps: greedy pass@1, and pass@8 / avg@8 from 8 samples at temperature 1, as
+    mean ± sample std over seeds, at `early_step` and at the end; pass@N at the end for N = 1, 2,
+    4, .. `passn_samples` from that many fresh samples per problem (unbiased estimator).
+ 5. Steps to threshold: the first evaluation step at which the seed-mean greedy pass@1 reaches the
+    SFT's pass@1 + `threshold_delta` ("-" if never), and how many seeds reach it on their own.
+ 6. Drops (the monotonicity claim): per seed, the consecutive evaluation points at which greedy
+    pass@1 fell by more than the noise σ = sqrt(p (1 − p) / n), the binomial standard error of the
+    SFT's greedy pass@1 p on the n distinct test problems; reported as drops / pairs over all seeds.
+ 7. "mean of tasks": per seed the average over tasks, then mean ± std over seeds (its σ is the
+    standard error of a mean of independent tasks, sqrt(Σ σ_task²) / #tasks).
+
+Simplifications: 1. the tiny preset trained from scratch (no pretrained model can be downloaded);
+2. short RL budgets (about a minute per run on one core); 3. one seed for the sweep; 4. the SFT
+checkpoint is not redrawn per seed, so the seed spread is RL noise only.
+
+Run (CPU; two runs in parallel with one thread each, about two hours on two cores):
+    python experiment.py                    # everything; rerun the same command to resume
+    python experiment.py --report_only      # the table and figures from results/experiment.csv
+    python experiment.py --seeds 1 --lrs 1e-4 --rl_steps 20 --out runs/exp_smoke --results /tmp/r
+Writes: runs/experiment/<task>/sft/ and <task>/<phase>_<method>_lr<lr>_s<seed>/ (checkpoint, JSONL,
+log.txt, and result.json once finished: finished runs are skipped on rerun, unfinished ones resume
+from their checkpoint), results/experiment.csv (every aggregated number), results/experiment.md
+(the tables), figures/exp_pass1_<task>.png (pass@1 vs steps, ±1 std bands), figures/exp_passn.png.
+"""
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import csv
+import dataclasses
+import inspect
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+import tasks
+import train_gpt as tg
+
+# -----------------------------------------------------------------------------
+# Configuration: one dataclass; every field is a command-line flag
+
+SELF_METHODS = ("distil", "distil_token", "distil_kl", "sdpo", "opsd", "grpo", "offline")
+ORACLE_METHODS = ("distil_sampled",)  # run with the task's programmatic expert as teacher
+METRICS = ("pass@1", "pass@8", "avg@8")  # the table's metrics (pass@1 greedy; 8 samples for the rest)
+CURVES = METRICS + ("t_rew",)  # what the CSV keeps at every evaluation step (t_rew: the teacher's success)
+TASK_SPECS = ("mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
+              "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5;chem")
+MEAN = "mean of tasks"
+
+
+@dataclass
+class Config:
+    # what to run
+    tasks: str = TASK_SPECS  # ';'-separated train_gpt.py --task specs (name:knob=value,...)
+    sft_steps: str = "500,1000,1000,1000"  # SFT optimizer steps: one value, or one per task
+    methods: str = ",".join(SELF_METHODS + ORACLE_METHODS)  # the RL objectives compared
+    seeds: str = "1,2,3"  # RL seeds of the main runs (the sweep runs the first)
+    lrs: str = "3e-5,1e-4,3e-4,1e-3"  # learning-rate grid of the sweep (AdamW, constant)
+    sweep_task: str = "mult"  # the task (a name in --tasks) whose validation set picks the rates
+    val_n: int = 128  # validation problems of the sweep task: distinct train problems, never trained on
+    # budgets shared by every run (train_gpt.py fields)
+    preset: str = "tiny"  # model size
+    sft_batch: int = 32  # SFT sequences per step
+    n_train: int = 30000  # training problems drawn per task (enough that listprog cannot be memorised)
+    sft_seed: int = 1337  # seed of the SFT runs
+    data_seed: int = 1337  # seed of the problem lists (train, validation, test)
+    rl_steps: int = 60  # RL optimizer steps per run
+    prompts: int = 8  # prompts per RL step
+    group: int = 8  # rollouts per prompt
+    eval_every: int = 15  # RL steps between evaluations (and checkpoints)
+    early_step: int = 15  # the early-budget column: an evaluation step
+    eval_n: int = 128  # test problems (drawn with replacement from the test split)
+    passn_samples: int = 16  # samples per test problem for the final pass@N curve
+    threshold_delta: float = 0.05  # steps to threshold: first step with pass@1 >= SFT pass@1 + this
+    # execution and output
+    jobs: int = 2  # runs in parallel (processes)
+    threads: int = 1  # torch threads per run
+    out: str = "runs/experiment"  # raw runs (git-ignored)
+    results: str = "results"  # experiment.csv and experiment.md
+    figures: str = "figures"  # exp_pass1_<task>.png and exp_passn.png
+    report_only: bool = False  # rebuild experiment.md and the figures from experiment.csv, no training
+
+
+def field_help():
+    """The trailing comment of each Config field: its --help text."""
+    src = inspect.getsource(Config)
+    return {k: v.replace("%", "%%") for k, v in re.findall(r"^\s+(\w+): \w+ = .*?  # (.*)$", src, flags=re.M)}
+
+
+def parse_args(argv=None):
+    """Config from flags generated from the dataclass; unknown flags are rejected."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    helps = field_help()
+    for f in dataclasses.fields(Config):
+        if f.type in (bool, "bool"):
+            p.add_argument(f"--{f.name}", nargs="?", const=True, default=f.default, type=tg.str2bool,
+                           help=helps.get(f.name))
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            p.add_argument(f"--{f.name}", type=typ, default=f.default, help=helps.get(f.name))
+    return Config(**vars(p.parse_args(argv)))
+
+
+def task_specs(cfg):
+    """[(name, spec, sft_steps)] from --tasks and --sft_steps; exits naming a bad value."""
+    specs = [s.strip() for s in cfg.tasks.split(";") if s.strip()]
+    steps = [int(s) for s in cfg.sft_steps.split(",")]
+    if len(steps) == 1:
+        steps *= len(specs)
+    names = [s.partition(":")[0] for s in specs]
+    if len(steps) != len(specs):
+        raise SystemExit(f"error: --sft_steps has {len(steps)} values for {len(specs)} tasks")
+    if cfg.sweep_task not in names:
+        raise SystemExit(f"error: --sweep_task {cfg.sweep_task!r} is not one of the tasks: {', '.join(names)}")
+    bad = [m for m in cfg.methods.split(",") if m not in SELF_METHODS + ORACLE_METHODS]
+    if bad:
+        raise SystemExit(f"error: --methods {','.join(bad)}: choose among {', '.join(SELF_METHODS + ORACLE_METHODS)}")
+    if cfg.early_step % cfg.eval_every or not 0 < cfg.early_step <= cfg.rl_steps:
+        raise SystemExit(f"error: --early_step {cfg.early_step} must be an evaluation step (a multiple of "
+                         f"--eval_every {cfg.eval_every}, at most --rl_steps {cfg.rl_steps})")
+    return list(zip(names, specs, steps))
+
+
+# -----------------------------------------------------------------------------
+# Aggregation: pure functions on evaluation rows (the tests check them on hand-made rows)
+
+
+def mean_std(xs):
+    """Mean and sample standard deviation (n − 1; 0 for one value); nan for no values."""
+    xs = [x for x in xs if x == x]
+    if not xs:
+        return math.nan, math.nan
+    return statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def binomial_se(p, n):
+    """Standard error of a success rate p measured on n independent problems."""
+    return math.sqrt(p * (1 - p) / n)
+
+
+def steps_to_threshold(steps, values, threshold):
+    """The first step whose value reaches the threshold, or None."""
+    return next((s for s, v in zip(steps, values) if v >= threshold), None)
+
+
+def count_drops(values, noise):
+    """Consecutive points (in step order) at which the value fell by more than `noise`."""
+    return sum(b < a - noise for a, b in zip(values, values[1:]))
+
+
+def criterion(record):
+    """The sweep's selection criterion: avg@8 averaged over the evaluation points after step 0."""
+    return statistics.fmean(e["avg@8"] for e in record["evals"] if e["step"] > 0)
+
+
+def select_lr(records):
+    """The rate with the highest criterion among one method's sweep records (ties: the smaller)."""
+    return max(sorted(records, key=lambda r: r["lr"]), key=criterion)["lr"]
+
+
+def mean_of_tasks(records, sfts):
+    """Pseudo-records averaged over tasks per (method, seed), and the matching pseudo-SFT (its noise
+    is the standard error of a mean of independent task estimates)."""
+    by = defaultdict(list)
+    for r in records:
+        by[r["method"], r["seed"]].append(r)
+    out = []
+    for (method, seed), rs in by.items():
+        if len(rs) < len(sfts):
+            continue  # a method/seed missing on some task has no average
+        steps = [e["step"] for e in rs[0]["evals"]]
+        evals = [{"step": s, **{k: statistics.fmean(r["evals"][i][k] for r in rs) for k in rs[0]["evals"][i] if k != "step"}}
+                 for i, s in enumerate(steps)]
+        passn = {n: statistics.fmean(r["passn"][n] for r in rs) for n in rs[0]["passn"]}
+        out.append({"phase": "main", "task": MEAN, "method": method, "lr": rs[0]["lr"], "seed": seed,
+                    "evals": evals, "passn": passn})
+    keys = [k for k in sfts[0]["eval"]]
+    sft = {"task": MEAN, "eval": {k: statistics.fmean(s["eval"][k] for s in sfts) for k in keys},
+           "passn": {n: statistics.fmean(s["passn"][n] for s in sfts) for n in sfts[0]["passn"]},
+           "noise": math.sqrt(sum(s["noise"] ** 2 for s in sfts)) / len(sfts)}
+    return out, sft
+
+
+def aggregate(records, sfts, threshold_delta):
+    """CSV rows (phase, task, method, lr, metric, x, mean, std, n) from finished runs: every metric
+    at every evaluation step, pass@N at the end, and the summaries (selection criterion, steps to
+    threshold, seeds reaching it, drops and pairs)."""
+    rows = []
+
+    def add(phase, task, method, lr, metric, x, values, n=None):
+        m, s = mean_std(values)
+        rows.append({"phase": phase, "task": task, "method": method, "lr": lr, "metric": metric,
+                     "x": x, "mean": m, "std": s, "n": len(values) if n is None else n})
+
+    sft_of = {s["task"]: s for s in sfts}
+    for s in sfts:
+        for k, v in s["eval"].items():
+            add("sft", s["task"], "sft", "", k, 0, [v])
+        for n, v in s["passn"].items():
+            add("sft", s["task"], "sft", "", "pass@N", n, [v])
+        add("sft", s["task"], "sft", "", "threshold", "", [s["eval"]["pass@1"] + threshold_delta])
+        add("sft", s["task"], "sft", "", "noise", "", [s["noise"]])
+    groups = defaultdict(list)
+    for r in records:
+        groups[r["phase"], r["task"], r["method"], r["lr"]].append(r)
+    for (phase, task, method, lr), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        steps = [e["step"] for e in rs[0]["evals"]]
+        for k in CURVES:
+            for i, s in enumerate(steps):
+                add(phase, task, method, lr, k, s, [r["evals"][i][k] for r in rs])
+        if phase == "sweep":
+            add(phase, task, method, lr, "criterion", "", [criterion(r) for r in rs])
+            continue
+        for n in rs[0]["passn"]:
+            add(phase, task, method, lr, "pass@N", n, [r["passn"][n] for r in rs])
+        thr, noise = sft_of[task]["eval"]["pass@1"] + threshold_delta, sft_of[task]["noise"]
+        curves = [[e["pass@1"] for e in r["evals"]] for r in rs]
+        mean_curve = [statistics.fmean(c[i] for c in curves) for i in range(len(steps))]
+        hit = steps_to_threshold(steps, mean_curve, thr)
+        n = len(rs)  # the summaries below are one number over all seeds
+        add(phase, task, method, lr, "steps_to_threshold", "", [math.nan if hit is None else float(hit)], n)
+        add(phase, task, method, lr, "seeds_reaching", "", [sum(steps_to_threshold(steps, c, thr) is not None
+                                                               for c in curves)], n)
+        add(phase, task, method, lr, "drops", "", [sum(count_drops(c, noise) for c in curves)], n)
+        add(phase, task, method, lr, "drop_pairs", "", [sum(len(c) - 1 for c in curves)], n)
+    return rows
+
+
+# -----------------------------------------------------------------------------
+# Runs: one SFT per task, then RL runs; result.json marks a finished run
+
+
+def base_config(cfg, spec, name, seed):
+    """The train_gpt.py Config every run of a task shares."""
+    return tg.Config(task=spec, preset=cfg.preset, seed=seed, data_seed=cfg.data_seed, device="cpu",
+                     n_train=cfg.n_train, val_n=cfg.val_n if name == cfg.sweep_task else 0, sft_batch=cfg.sft_batch,
+                     rl_steps=cfg.rl_steps, prompts=cfg.prompts, group=cfg.group, eval_n=cfg.eval_n,
+                     eval_samples=8, eval_k=8, eval_every=cfg.eval_every, ckpt_every=cfg.eval_every,
+                     resume=True)
+
+
+def load_result(run_dir, tcfg):
+    """A finished run's result.json (None if unfinished); exits if it was made with another config."""
+    path = os.path.join(run_dir, "result.json")
+    if not os.path.exists(path):
+        return None
+    res = json.load(open(path))
+    if res["config"] != dataclasses.asdict(tcfg):
+        diff = sorted(k for k, v in dataclasses.asdict(tcfg).items() if res["config"].get(k) != v)
+        raise SystemExit(f"error: {run_dir} was made with other settings ({', '.join(diff)}); "
+                         f"delete it or pass another --out")
+    return res
+
+
+@torch.no_grad()
+def pass_curve(model, tcfg, rt, samples):
+    """pass@N for N = 1, 2, 4, .., samples on the evaluation problems, from `samples` draws per problem
+    at temperature 1 (unbiased estimator), with random numbers fixed by the seed."""
+    problems = tg.problem_sets(tcfg, rt.task)[1]
+    gen = torch.Generator("cpu").manual_seed(tg.seed_of(tcfg.seed, "passn", 0, 0))
+    ids = [tg.encode(rt.enc, tasks.student_context(p)) for p in problems for _ in range(samples)]
+    resp, mask = tg.generate_responses(model.eval(), ids, rt.task.max_response_chars + 1, 1.0, None, gen,
+                                       rt.amp, tcfg.sample_batch)
+    texts = tg.decode_responses(rt.enc, resp, mask)
+    wins = [rt.task.verify(p, t)[0] for p, t in zip([p for p in problems for _ in range(samples)], texts)]
+    counts = [int(sum(wins[i:i + samples])) for i in range(0, len(wins), samples)]
+    ns = [2 ** i for i in range(int(math.log2(samples)) + 1)]
+    return {str(n): statistics.fmean(tg.pass_at_k(samples, c, n) for c in counts) for n in ns}
+
+
+@contextlib.contextmanager
+def restore_threads(n):
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def execute(job):
+    """Run one job (in a worker process): train_gpt.main, then the pass@N curve; write result.json.
+    Returns the result, or None if the run was stopped (Ctrl-C) before it finished."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(job["threads"])  # restored below: --jobs 1 runs in the caller's process
+    tcfg = tg.Config(**job["config"])
+    os.makedirs(tcfg.out_dir, exist_ok=True)
+    t0 = time.time()
+    with open(os.path.join(tcfg.out_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log), restore_threads(threads):
+        out = tg.main(tcfg)
+        stage = "sft" if tcfg.stage == "sft" else "rl"
+        if out.get(stage) is None or out[stage].get("stopped"):
+            return None
+        rt = tg.setup(tcfg)
+        ck = os.path.join(tcfg.out_dir, "sft.pt" if stage == "sft" else f"rl_{tcfg.method}.pt")
+        model = tg.model_from(tg.load_checkpoint(ck), ck, rt.enc.n_vocab)
+        res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0,
+                   passn=pass_curve(model, tcfg, rt, job["passn_samples"]))
+        if stage == "sft":
+            test = tg.problem_sets(tcfg, rt.task)[1]
+            n = len({rt.task.split_key(p) for p in test})  # distinct problems: the binomial n
+            res.update(eval=out["sft"], n_distinct=n, noise=binomial_se(out["sft"]["pass@1"], n))
+        else:
+            res["evals"] = [{"step": r["step"], **{k: r[k] for k in tg.eval_keys(tcfg)}}
+                            for r in out["rl"]["rows"] if "pass@1" in r]
+    tmp = os.path.join(tcfg.out_dir, "result.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(res, f)
+    os.replace(tmp, os.path.join(tcfg.out_dir, "result.json"))
+    return res
+
+
+def plan(cfg):
+    """Every job as (key, deps, build): build(results) -> the job given its finished dependencies
+    (a main run's rate is known once its method's sweep is done)."""
+    seeds = [int(s) for s in cfg.seeds.split(",")]
+    lrs = [float(x) for x in cfg.lrs.split(",")]
+    methods = cfg.methods.split(",")
+    specs = task_specs(cfg)
+    sweep_spec = next(s for s in specs if s[0] == cfg.sweep_task)
+    jobs = []
+
+    def rl_job(phase, name, spec, method, lr, seed):
+        c = dataclasses.replace(base_config(cfg, spec, name, seed), stage="rl", method=method, rl_lr=lr,
+                                teacher="oracle" if method in ORACLE_METHODS else "self",
+                                eval_split="val" if phase == "sweep" else "test",
+                                init_from=os.path.join(cfg.out, name, "sft", "sft.pt"),
+                                out_dir=os.path.join(cfg.out, name, f"{phase}_{method}_lr{lr:g}_s{seed}"))
+        return {"config": dataclasses.asdict(c), "threads": cfg.threads, "passn_samples": cfg.passn_samples,
+                "meta": {"phase": phase, "task": name, "method": method, "lr": lr, "seed": seed}}
+
+    for name, spec, steps in sorted(specs, key=lambda s: s[0] != cfg.sweep_task):  # sweep task first
+        c = dataclasses.replace(base_config(cfg, spec, name, cfg.sft_seed), stage="sft", sft_steps=steps,
+                                out_dir=os.path.join(cfg.out, name, "sft"))
+        job = {"config": dataclasses.asdict(c), "threads": cfg.threads, "passn_samples": cfg.passn_samples,
+               "meta": {"phase": "sft", "task": name}}
+        jobs.append((("sft", name), [], lambda res, job=job: job))
+    for m in methods:
+        for lr in lrs:
+            jobs.append((("sweep", m, lr), [("sft", cfg.sweep_task)],
+                         lambda res, m=m, lr=lr: rl_job("sweep", sweep_spec[0], sweep_spec[1], m, lr, seeds[0])))
+    for seed in seeds:  # seed-major: an interrupted experiment has whole seeds
+        for name, spec, _ in specs:
+            for m in methods:
+                deps = [("sft", name)] + [("sweep", m, lr) for lr in lrs]
+                build = lambda res, name=name, spec=spec, m=m, seed=seed, deps=deps: rl_job(
+                    "main", name, spec, m, select_lr([res[d] for d in deps[1:]]), seed)
+                jobs.append((("main", name, m, seed), deps, build))
+    return jobs
+
+
+class Inline:
+    """A one-at-a-time executor in this process (--jobs 1: tests, debugging)."""
+
+    def submit(self, fn, *args):
+        f = cf.Future()
+        f.set_result(fn(*args))
+        return f
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def run_all(cfg, stats):
+    """Run every job whose dependencies are done, `jobs` at a time; skip finished ones. Returns
+    {key: result}; stats["ran"] counts the jobs started. Raises KeyboardInterrupt after stopping
+    cleanly (the runs save a checkpoint)."""
+    jobs, results, running = plan(cfg), {}, {}
+    total, t0, walls = len(jobs), time.time(), []
+    ex = Inline() if cfg.jobs == 1 else cf.ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn"))
+    try:
+        while jobs or running:
+            progress = True
+            while progress and len(running) < cfg.jobs:
+                progress = False
+                for i, (key, deps, build) in enumerate(jobs):
+                    if all(d in results for d in deps):
+                        job = build(results)
+                        del jobs[i]
+                        done = load_result(job["config"]["out_dir"], tg.Config(**job["config"]))
+                        if done is not None:
+                            results[key] = done
+                        else:
+                            stats["ran"] += 1
+                            running[ex.submit(execute, job)] = (key, job)
+                        progress = True
+                        break
+            if not running:
+                if jobs:
+                    raise RuntimeError(f"unsatisfiable dependencies: {[k for k, _, _ in jobs]}")
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                key, job = running.pop(f)
+                res = f.result()
+                if res is None:
+                    raise KeyboardInterrupt
+                results[key] = res
+                walls.append(res["wall_s"])
+                left = len(jobs) + len(running)
+                eta = statistics.fmean(walls) * left / cfg.jobs  # runs of all kinds alike: rough
+                print(f"[{total - left}/{total}] {job['config']['out_dir']} | {tg.fmt_time(res['wall_s'])} | "
+                      f"elapsed {tg.fmt_time(time.time() - t0)} | eta {tg.fmt_time(eta)}", flush=True)
+    except BaseException:
+        ex.shutdown(wait=True, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+    return results
+
+
+# -----------------------------------------------------------------------------
+# Report: the CSV -> markdown tables and figures (also from a committed CSV alone)
+
+
+def write_csv(path, rows):
+    fields = ["phase", "task", "method", "lr", "metric", "x", "mean", "std", "n"]
+    fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else v
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows({k: fmt(r[k]) for k in fields} for r in rows)
+
+
+def read_csv(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["mean"], r["std"], r["n"] = float(r["mean"]), float(r["std"]), int(r["n"])
+        r["x"] = int(r["x"]) if r["x"] not in ("",) else ""
+    return rows
+
+
+def pm(m, s, d=3):
+    return "-" if m != m else f"{m:.{d}f} ± {s:.{d}f}"
+
+
+def report(rows, cfg):
+    """experiment.md and the figures from the CSV rows; returns the markdown."""
+    get = defaultdict(dict)  # (phase, task, method, lr, metric) -> {x: (mean, std, n)}
+    for r in rows:
+        get[r["phase"], r["task"], r["method"], r["lr"], r["metric"]][r["x"]] = (r["mean"], r["std"], r["n"])
+    val = lambda key, x, i=0: get.get(key, {}).get(x, (math.nan, math.nan, 0))[i]
+    meta = {r["metric"]: r["mean"] for r in rows if r["phase"] == "meta" and not r["task"]}
+    specs = {r["task"]: (r["method"], int(r["mean"])) for r in rows if r["metric"] == "sft_steps"}
+    names = list(dict.fromkeys(r["task"] for r in rows if r["phase"] == "sft"))  # the tasks, then MEAN
+    methods = list(dict.fromkeys(r["method"] for r in rows if r["phase"] == "main"))
+    lr_of = {r["method"]: r["lr"] for r in rows if r["phase"] == "main"}
+    end = max((r["x"] for r in rows if r["phase"] == "main" and r["metric"] == "pass@1"), default=0)
+    early = cfg.early_step
+    L = ["# The paper's experiment in miniature (written by experiment.py from results/experiment.csv)", "",
+         f"Command: `python experiment.py`. Hardware: 2 shared CPU cores, torch {torch.__version__} (CPU), "
+         f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
+         f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times {tg.fmt_time(meta.get('run_time_s', 0))}).",
+         "", f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
+         f"{cfg.group} rollouts; test evaluation every {cfg.eval_every} steps; early budget = step {early}; "
+         "mean ± sample std over seeds.", ""]
+    lrs = sorted({r["lr"] for r in rows if r["metric"] == "criterion"}, key=float)
+    L += [f"## Learning-rate sweep on {cfg.sweep_task} (validation set, seed {cfg.seeds.split(',')[0]})", "",
+          "Criterion: validation avg@8 averaged over the evaluation points after step 0.", "",
+          "| method | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |", "|---" * (len(lrs) + 2) + "|"]
+    for m in methods:
+        cells = [val(("sweep", cfg.sweep_task, m, lr, "criterion"), "") for lr in lrs]
+        L.append(f"| {m} | " + " | ".join("-" if c != c else f"{c:.3f}" for c in cells) + f" | {lr_of[m]} |")
+    L += ["", "## SFT start points (one checkpoint per task, shared by every method and seed)", "",
+          "| task | SFT steps | pass@1 | pass@8 | avg@8 | teacher t_rew | teacher lift | threshold | noise σ |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for t in names:
+        v = lambda k, x=0: val(("sft", t, "sft", "", k), x)
+        spec, steps = specs.get(t, (t, "-"))
+        L.append(f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('pass@8'):.3f} | {v('avg@8'):.3f} | "
+                 f"{v('t_rew'):.3f} | {v('lift'):+.3f} | {v('threshold', ''):.3f} | {v('noise', ''):.3f} |")
+    for t in names:
+        L += ["", f"## {specs.get(t, (t,))[0]}", "",
+              "| method | lr | " + " | ".join(f"{k} @{early} | {k} @{end}" for k in METRICS)
+              + " | steps to threshold (seeds) | drops > σ / pairs |", "|---" * (2 * len(METRICS) + 4) + "|"]
+        L.append("| SFT | - | " + " | ".join(f"{val(('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS
+                                             for _ in (0, 1)) + " | - | - |")
+        for m in methods:
+            key = lambda k: ("main", t, m, lr_of[m], k)
+            cells = " | ".join(pm(val(key(k), x), val(key(k), x, 1)) for k in METRICS for x in (early, end))
+            st, n = val(key("steps_to_threshold"), ""), val(key("steps_to_threshold"), "", 2)
+            L.append(f"| {m} | {lr_of[m]} | {cells} | {'-' if st != st else int(st)} "
+                     f"({int(val(key('seeds_reaching'), ''))}/{n}) | "
+                     f"{int(val(key('drops'), ''))} / {int(val(key('drop_pairs'), ''))} |")
+    plot(get, names, methods, lr_of, specs, cfg)
+    return "\n".join(L) + "\n"
+
+
+def plot(get, names, methods, lr_of, specs, cfg):
+    """figures/exp_pass1_<task>.png (pass@1 vs RL step, mean ± std bands) and exp_passn.png."""
+    plt = tg.pyplot()
+    os.makedirs(cfg.figures, exist_ok=True)
+    color = {m: f"C{i}" for i, m in enumerate(methods)}
+    for t in names:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for m in methods:
+            c = get.get(("main", t, m, lr_of[m], "pass@1"), {})
+            xs = sorted(c)
+            mu, sd = [c[x][0] for x in xs], [c[x][1] for x in xs]
+            ax.plot(xs, mu, marker="o", ms=3, color=color[m], label=f"{m} (lr {lr_of[m]})")
+            ax.fill_between(xs, [a - b for a, b in zip(mu, sd)], [a + b for a, b in zip(mu, sd)],
+                            color=color[m], alpha=0.12)
+        ax.axhline(get.get(("sft", t, "sft", "", "pass@1"), {}).get(0, (math.nan,))[0], color="k", ls="--",
+                   lw=1, label="SFT")
+        ax.axhline(get.get(("sft", t, "sft", "", "threshold"), {}).get("", (math.nan,))[0], color="gray",
+                   ls=":", lw=1, label=f"threshold (SFT + {cfg.threshold_delta})")
+        ax.set(xlabel="RL step", ylabel="held-out greedy pass@1",
+               title=f"{specs.get(t, (t,))[0]}\nmean ± std over seeds {cfg.seeds}")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        fig.savefig(os.path.join(cfg.figures, f"exp_pass1_{t.replace(' ', '_')}.png"), dpi=100)
+        plt.close(fig)
+    fig, axs = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.8), squeeze=False)
+    for ax, t in zip(axs[0], names):
+        curves = [("SFT", get.get(("sft", t, "sft", "", "pass@N"), {}), "k")]
+        curves += [(m, get.get(("main", t, m, lr_of[m], "pass@N"), {}), color[m]) for m in methods]
+        for label, c, col in curves:
+            xs = sorted(c)
+            ax.plot(xs, [c[x][0] for x in xs], marker=".", color=col, ls="--" if label == "SFT" else "-", label=label)
+        ax.set(xscale="log", xlabel="N", title=t, ylabel="pass@N, test, end of RL (seed mean)")
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.minorticks_off()
+    axs[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(cfg.figures, "exp_passn.png"), dpi=100)
+    plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
+# main
+
+
+def main(cfg):
+    """Run (or resume) everything, aggregate, write the CSV, the markdown and the figures."""
+    csv_path, md_path = os.path.join(cfg.results, "experiment.csv"), os.path.join(cfg.results, "experiment.md")
+    if cfg.report_only:
+        rows = read_csv(csv_path)
+    else:
+        specs = task_specs(cfg)
+        print(f"experiment: {len(specs)} tasks, methods {cfg.methods}, seeds {cfg.seeds}, sweep {cfg.lrs} on "
+              f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in {cfg.out}",
+              flush=True)
+        os.makedirs(cfg.out, exist_ok=True)
+        clock = os.path.join(cfg.out, "wall_clock.json")
+        spent = json.load(open(clock))["s"] if os.path.exists(clock) else 0.0
+        t0 = time.time()
+        stats = {"ran": 0}
+        try:
+            results = run_all(cfg, stats)
+        except KeyboardInterrupt:
+            print("interrupted: finished runs are kept and unfinished ones saved a checkpoint; "
+                  "rerun the same command to continue", flush=True)
+            raise SystemExit(130)
+        finally:
+            if stats["ran"]:  # the wall clock of the experiment: invocations that trained something
+                with open(clock, "w") as f:
+                    json.dump({"s": spent + time.time() - t0}, f)
+        spent += (time.time() - t0) if stats["ran"] else 0.0
+        sfts = [results["sft", n] for n, _, _ in specs]
+        records = [r for k, r in results.items() if k[0] in ("sweep", "main")]
+        main_records = [r for r in records if r["phase"] == "main"]
+        mean_records, mean_sft = mean_of_tasks(main_records, sfts)
+        rows = aggregate(records + mean_records, sfts + [mean_sft], cfg.threshold_delta)
+        rows += [{"phase": "meta", "task": n, "method": spec, "lr": "", "metric": "sft_steps", "x": "",
+                  "mean": float(steps), "std": 0.0, "n": 1} for n, spec, steps in specs]
+        rows.append({"phase": "meta", "task": "", "method": "", "lr": "", "metric": "wall_clock_s", "x": "",
+                     "mean": spent, "std": 0.0, "n": 1})
+        rows.append({"phase": "meta", "task": "", "method": "", "lr": "", "metric": "run_time_s", "x": "",
+                     "mean": sum(r["wall_s"] for r in results.values()), "std": 0.0, "n": len(results)})
+        os.makedirs(cfg.results, exist_ok=True)
+        write_csv(csv_path, rows)
+        rows = read_csv(csv_path)  # the report reads exactly what is committed
+    md = report(rows, cfg)
+    with open(md_path, "w") as f:
+        f.write(md)
+    print(md)
+    print(f"wrote {csv_path}, {md_path}, {cfg.figures}/exp_pass1_<task>.png, {cfg.figures}/exp_passn.png")
+    return rows
+
+
+if __name__ == "__main__":
+    main(parse_args())
