@@ -57,12 +57,10 @@ import concurrent.futures as cf
 import contextlib
 import csv
 import dataclasses
-import inspect
 import json
 import math
 import multiprocessing as mp
 import os
-import re
 import statistics
 import time
 from collections import defaultdict
@@ -118,23 +116,10 @@ class Config:
     report_only: bool = False  # rebuild experiment.md and the figures from experiment.csv, no training
 
 
-def field_help():
-    """The trailing comment of each Config field: its --help text."""
-    src = inspect.getsource(Config)
-    return {k: v.replace("%", "%%") for k, v in re.findall(r"^\s+(\w+): \w+ = .*?  # (.*)$", src, flags=re.M)}
-
-
 def parse_args(argv=None):
-    """Config from flags generated from the dataclass; unknown flags are rejected."""
+    """Config from flags generated from the dataclass (as train_gpt.py's); unknown flags are rejected."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    helps = field_help()
-    for f in dataclasses.fields(Config):
-        if f.type in (bool, "bool"):
-            p.add_argument(f"--{f.name}", nargs="?", const=True, default=f.default, type=tg.str2bool,
-                           help=helps.get(f.name))
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            p.add_argument(f"--{f.name}", type=typ, default=f.default, help=helps.get(f.name))
+    tg.add_flags(p, Config, tg.field_help(Config))
     return Config(**vars(p.parse_args(argv)))
 
 

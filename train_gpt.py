@@ -149,10 +149,23 @@ class Config:
     sample_batch: int = 512  # most rows per sampler call (bounds KV-cache memory)
 
 
-def field_help():
-    """The trailing comment of each Config field, read from this file: the field's --help text."""
-    src = inspect.getsource(Config)
+def field_help(cls=None):
+    """The trailing comment of each field of a config dataclass (Config by default), read from its
+    source: the field's --help text."""
+    src = inspect.getsource(cls or Config)
     return dict(re.findall(r"^\s+(\w+): \w+ = .*?  # (.*)$", src, flags=re.M))
+
+
+def add_flags(parser, cls, helps):
+    """One --flag per field of the dataclass `cls`, typed by its annotation (a bool flag alone means
+    true, or takes true/false); `helps` maps field names to help texts."""
+    for f in dataclasses.fields(cls):
+        text = helps.get(f.name, "").replace("%", "%%")  # argparse %-formats help
+        if f.type in (bool, "bool"):
+            parser.add_argument(f"--{f.name}", nargs="?", const=True, default=f.default, type=str2bool, help=text)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            parser.add_argument(f"--{f.name}", type=typ, default=f.default, help=text)
 
 
 def field_choices():
@@ -195,16 +208,10 @@ def str2bool(s):
 def parse_args(argv=None):
     """Config from command-line flags generated from the dataclass; unknown flags are rejected."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    helps = {k: v.replace("%", "%%") for k, v in field_help().items()}  # argparse %-formats help
+    helps = field_help()
     for name, ok in field_choices().items():
         helps[name] += f" [{', '.join(ok)}]"
-    for f in dataclasses.fields(Config):
-        if f.type in (bool, "bool"):
-            p.add_argument(f"--{f.name}", nargs="?", const=True, default=f.default, type=str2bool,
-                           help=helps.get(f.name))
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            p.add_argument(f"--{f.name}", type=typ, default=f.default, help=helps.get(f.name))
+    add_flags(p, Config, helps)
     cfg = Config(**vars(p.parse_args(argv)))
     err = check_config(cfg)
     if err:
