@@ -1391,6 +1391,8 @@ def main(cfg):
         if cfg.stage == "eval":
             result["eval"] = eval_stage(cfg, rt)
         rt.log(f"done in {fmt_time(time.time() - t0)}")
+        if rt.world > 1:
+            dist.barrier()  # leave together: no rank tears the group down while a peer still uses it
         return result
     finally:
         if rt.owns_pg:
