@@ -21,6 +21,8 @@ Protocol (fixed before any result was seen; the numbers are Config's defaults):
     (train_gpt.py's defaults, --context peer --self_peer), and distil_sampled with the programmatic
     oracle as a black-box teacher. A seed fixes every step's prompts and the random numbers of the
     rollouts and of the evaluations, so on a seed the methods differ only by their loss.
+    `--teacher frozen` (or ema) repeats the protocol, sweep included, with that self-teacher; grpo
+    and distil_sampled do not depend on it and share the live runs.
  3. Learning rates: every method runs every rate of `lrs` on `sweep_task` (seed = the first seed),
     evaluated on a validation set of `val_n` distinct training problems that SFT and RL never see
     (train_gpt.py --val_n, --eval_split val). Criterion: validation avg@8 averaged over the
@@ -45,10 +47,11 @@ checkpoint is not redrawn per seed, so the seed spread is RL noise only.
 Run (CPU; two runs in parallel with one thread each, about two hours on two cores):
     python experiment.py                    # everything; rerun the same command to resume
     python experiment.py --report_only      # the table and figures from results/experiment.csv
+    python experiment.py --teacher frozen   # the same with the SFT model as a frozen teacher (_frozen files)
     python experiment.py --seeds 1 --lrs 1e-4 --rl_steps 20 --out runs/exp_smoke --results /tmp/r
 Writes: runs/experiment/<task>/sft/ and <task>/<phase>_<method>_lr<lr>_s<seed>/ (checkpoint, JSONL,
 log.txt, and result.json once finished: finished runs are skipped on rerun, unfinished ones resume
-from their checkpoint), results/experiment.csv (every aggregated number), results/experiment.md
+from their checkpoint; `_<teacher>` after the method with --teacher), results/experiment.csv (every aggregated number), results/experiment.md
 (the tables), figures/exp_pass1_<task>.png (pass@1 vs steps, ±1 std bands), figures/exp_passn.png.
 """
 
@@ -76,6 +79,10 @@ import train_gpt as tg
 
 SELF_METHODS = ("distil", "distil_token", "distil_kl", "sdpo", "opsd", "grpo", "offline")
 ORACLE_METHODS = ("distil_sampled",)  # run with the task's programmatic expert as teacher
+TEACHERLESS = ("grpo",)  # its loss never reads the teacher: its runs are shared by every --teacher
+TEACHER_WORDS = {"self": "the live student with feedback in context", "frozen": "the SFT model, never updated",
+                 "ema": "an exponential moving average of the student"}
+TEACHERS = tuple(TEACHER_WORDS)  # the self-teacher's variants (train_gpt.py --teacher)
 METRICS = ("pass@1", "pass@8", "avg@8")  # the table's metrics (pass@1 greedy; 8 samples for the rest)
 CURVES = METRICS + ("t_rew",)  # what the CSV keeps at every evaluation step (t_rew: the teacher's success)
 TASK_SPECS = ("mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
@@ -89,6 +96,7 @@ class Config:
     tasks: str = TASK_SPECS  # ';'-separated train_gpt.py --task specs (name:knob=value,...)
     sft_steps: str = "500,1000,1000,1000"  # SFT optimizer steps: one value, or one per task
     methods: str = ",".join(SELF_METHODS + ORACLE_METHODS)  # the RL objectives compared
+    teacher: str = "self"  # the self-teacher: self (live), frozen (the SFT model) or ema; results get a suffix
     seeds: str = "1,2,3"  # RL seeds of the main runs (the sweep runs the first)
     lrs: str = "3e-5,1e-4,3e-4,1e-3"  # learning-rate grid of the sweep (AdamW, constant)
     sweep_task: str = "mult"  # the task (a name in --tasks) whose validation set picks the rates
@@ -137,6 +145,8 @@ def task_specs(cfg):
     bad = [m for m in cfg.methods.split(",") if m not in SELF_METHODS + ORACLE_METHODS]
     if bad:
         raise SystemExit(f"error: --methods {','.join(bad)}: choose among {', '.join(SELF_METHODS + ORACLE_METHODS)}")
+    if cfg.teacher not in TEACHERS:
+        raise SystemExit(f"error: --teacher {cfg.teacher!r}: choose among {', '.join(TEACHERS)}")
     if cfg.early_step % cfg.eval_every or not 0 < cfg.early_step <= cfg.rl_steps:
         raise SystemExit(f"error: --early_step {cfg.early_step} must be an evaluation step (a multiple of "
                          f"--eval_every {cfg.eval_every}, at most --rl_steps {cfg.rl_steps})")
@@ -332,6 +342,17 @@ def execute(job):
     return res
 
 
+def teacher_of(cfg, method):
+    """The teacher a method's runs use: the oracle for ORACLE_METHODS, "self" for a method that never
+    reads it (so its runs are shared between --teacher values), --teacher for the rest."""
+    return "oracle" if method in ORACLE_METHODS else "self" if method in TEACHERLESS else cfg.teacher
+
+
+def suffix(teacher):
+    """What names runs and result files made with a non-default self-teacher ("" for the live one)."""
+    return "" if teacher in ("self", "oracle") else f"_{teacher}"
+
+
 def plan(cfg):
     """Every job as (key, deps, build): build(results) -> the job given its finished dependencies
     (a main run's rate is known once its method's sweep is done)."""
@@ -343,11 +364,12 @@ def plan(cfg):
     jobs = []
 
     def rl_job(phase, name, spec, method, lr, seed):
+        teacher = teacher_of(cfg, method)
         c = dataclasses.replace(base_config(cfg, spec, name, seed), stage="rl", method=method, rl_lr=lr,
-                                teacher="oracle" if method in ORACLE_METHODS else "self",
-                                eval_split="val" if phase == "sweep" else "test",
+                                teacher=teacher, eval_split="val" if phase == "sweep" else "test",
                                 init_from=os.path.join(cfg.out, name, "sft", "sft.pt"),
-                                out_dir=os.path.join(cfg.out, name, f"{phase}_{method}_lr{lr:g}_s{seed}"))
+                                out_dir=os.path.join(cfg.out, name, f"{phase}_{method}{suffix(teacher)}"
+                                                                    f"_lr{lr:g}_s{seed}"))
         return {"config": dataclasses.asdict(c), "threads": cfg.threads, "passn_samples": cfg.passn_samples,
                 "meta": {"phase": phase, "task": name, "method": method, "lr": lr, "seed": seed}}
 
@@ -469,8 +491,10 @@ def report(rows, cfg):
     lr_of = {r["method"]: r["lr"] for r in rows if r["phase"] == "main"}
     end = max((r["x"] for r in rows if r["phase"] == "main" and r["metric"] == "pass@1"), default=0)
     early = cfg.early_step
-    L = ["# The paper's experiment in miniature (written by experiment.py from results/experiment.csv)", "",
-         f"Command: `python experiment.py`. Hardware: 2 shared CPU cores, torch {torch.__version__} (CPU), "
+    sfx, flag = suffix(cfg.teacher), "" if cfg.teacher == "self" else f" --teacher {cfg.teacher}"
+    L = [f"# The paper's experiment in miniature (written by experiment.py from results/experiment{sfx}.csv)", "",
+         f"Command: `python experiment.py{flag}`. Self-teacher: {cfg.teacher} ({TEACHER_WORDS[cfg.teacher]}); "
+         f"distil_sampled's teacher is the oracle; grpo never reads a teacher. Hardware: 2 shared CPU cores, torch {torch.__version__} (CPU), "
          f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
          f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times {tg.fmt_time(meta.get('run_time_s', 0))}).",
          "", f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
@@ -530,7 +554,7 @@ def plot(get, names, methods, lr_of, specs, cfg):
                title=f"{specs.get(t, (t,))[0]}\nmean ± std over seeds {cfg.seeds}")
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        fig.savefig(os.path.join(cfg.figures, f"exp_pass1_{t.replace(' ', '_')}.png"), dpi=100)
+        fig.savefig(os.path.join(cfg.figures, f"exp{suffix(cfg.teacher)}_pass1_{t.replace(' ', '_')}.png"), dpi=100)
         plt.close(fig)
     fig, axs = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.8), squeeze=False)
     for ax, t in zip(axs[0], names):
@@ -544,7 +568,7 @@ def plot(get, names, methods, lr_of, specs, cfg):
         ax.minorticks_off()
     axs[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(cfg.figures, "exp_passn.png"), dpi=100)
+    fig.savefig(os.path.join(cfg.figures, f"exp{suffix(cfg.teacher)}_passn.png"), dpi=100)
     plt.close(fig)
 
 
@@ -554,7 +578,8 @@ def plot(get, names, methods, lr_of, specs, cfg):
 
 def main(cfg):
     """Run (or resume) everything, aggregate, write the CSV, the markdown and the figures."""
-    csv_path, md_path = os.path.join(cfg.results, "experiment.csv"), os.path.join(cfg.results, "experiment.md")
+    sfx = suffix(cfg.teacher)
+    csv_path, md_path = (os.path.join(cfg.results, f"experiment{sfx}.{ext}") for ext in ("csv", "md"))
     if cfg.report_only:
         rows = read_csv(csv_path)
     else:
@@ -563,7 +588,7 @@ def main(cfg):
               f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in {cfg.out}",
               flush=True)
         os.makedirs(cfg.out, exist_ok=True)
-        clock = os.path.join(cfg.out, "wall_clock.json")
+        clock = os.path.join(cfg.out, f"wall_clock{sfx}.json")
         spent = json.load(open(clock))["s"] if os.path.exists(clock) else 0.0
         t0 = time.time()
         stats = {"ran": 0}
@@ -596,7 +621,7 @@ def main(cfg):
     with open(md_path, "w") as f:
         f.write(md)
     print(md)
-    print(f"wrote {csv_path}, {md_path}, {cfg.figures}/exp_pass1_<task>.png, {cfg.figures}/exp_passn.png")
+    print(f"wrote {csv_path}, {md_path}, {cfg.figures}/exp{sfx}_pass1_<task>.png, {cfg.figures}/exp{sfx}_passn.png")
     return rows
 
 

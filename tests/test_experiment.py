@@ -162,6 +162,27 @@ def test_one_command_writes_the_csv_table_and_figures_and_a_rerun_skips_finished
         ex.main(tiny(tmp_path, prompts=4))
 
 
+def test_a_second_teacher_reruns_only_the_methods_that_read_it_and_writes_its_own_files(tmp_path, monkeypatch):
+    methods = "distil,grpo,distil_sampled"
+    ex.main(tiny(tmp_path, methods=methods))
+    calls = []
+    real = ex.execute
+    monkeypatch.setattr(ex, "execute", lambda job: calls.append(job["config"]) or real(job))
+    rows = ex.main(tiny(tmp_path, methods=methods, teacher="frozen"))
+    # the sweep and the main run of distil, with the frozen teacher; SFT, grpo and the oracle runs are shared
+    assert sorted(os.path.basename(c["out_dir"]) for c in calls) == ["main_distil_frozen_lr0.0001_s1",
+                                                                     "sweep_distil_frozen_lr0.0001_s1"]
+    assert {c["teacher"] for c in calls} == {"frozen"}
+    assert {r["method"] for r in rows if r["phase"] == "main"} >= set(methods.split(","))
+    live = open(tmp_path / "results" / "experiment.md").read()
+    frozen = open(tmp_path / "results" / "experiment_frozen.md").read()
+    assert "--teacher frozen" in frozen and "--teacher" not in live
+    assert {"exp_frozen_pass1_mult.png", "exp_frozen_passn.png", "exp_pass1_mult.png"} <= \
+        {f.name for f in (tmp_path / "figures").iterdir()}
+    with pytest.raises(SystemExit, match="choose among self, frozen, ema"):
+        ex.task_specs(tiny(tmp_path, teacher="oracle"))
+
+
 def test_report_only_rebuilds_the_table_from_the_csv_alone(tmp_path):
     cfg = tiny(tmp_path, methods="grpo")
     ex.main(cfg)
