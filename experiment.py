@@ -551,7 +551,8 @@ def plot(get, names, methods, lr_of, specs, cfg):
         ax.axhline(get.get(("sft", t, "sft", "", "threshold"), {}).get("", (math.nan,))[0], color="gray",
                    ls=":", lw=1, label=f"threshold (SFT + {cfg.threshold_delta})")
         ax.set(xlabel="RL step", ylabel="held-out greedy pass@1",
-               title=f"{specs.get(t, (t,))[0]}\nmean ± std over seeds {cfg.seeds}")
+               title=f"{specs.get(t, (t,))[0]}\nmean ± std over seeds {cfg.seeds}"
+                     + ("" if cfg.teacher == "self" else f"; {cfg.teacher} self-teacher"))
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         fig.savefig(os.path.join(cfg.figures, f"exp{suffix(cfg.teacher)}_pass1_{t.replace(' ', '_')}.png"), dpi=100)
