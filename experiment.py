@@ -51,8 +51,10 @@ Run (CPU; two runs in parallel with one thread each, about two hours on two core
     python experiment.py --seeds 1 --lrs 1e-4 --rl_steps 20 --out runs/exp_smoke --results /tmp/r
 Writes: runs/experiment/<task>/sft/ and <task>/<phase>_<method>_lr<lr>_s<seed>/ (checkpoint, JSONL,
 log.txt, and result.json once finished: finished runs are skipped on rerun, unfinished ones resume
-from their checkpoint; `_<teacher>` after the method with --teacher), results/experiment.csv (every aggregated number), results/experiment.md
+from their checkpoint), results/experiment.csv (every aggregated number), results/experiment.md
 (the tables), figures/exp_pass1_<task>.png (pass@1 vs steps, ±1 std bands), figures/exp_passn.png.
+With --teacher frozen|ema: `_<teacher>` after the method in run names, and experiment_<teacher>.*,
+exp_<teacher>_*.png for the results and figures.
 """
 
 import argparse
@@ -494,7 +496,8 @@ def report(rows, cfg):
     sfx, flag = suffix(cfg.teacher), "" if cfg.teacher == "self" else f" --teacher {cfg.teacher}"
     L = [f"# The paper's experiment in miniature (written by experiment.py from results/experiment{sfx}.csv)", "",
          f"Command: `python experiment.py{flag}`. Self-teacher: {cfg.teacher} ({TEACHER_WORDS[cfg.teacher]}); "
-         f"distil_sampled's teacher is the oracle; grpo never reads a teacher. Hardware: 2 shared CPU cores, torch {torch.__version__} (CPU), "
+         "distil_sampled's teacher is the oracle; grpo never reads a teacher. "
+         f"Hardware: 2 shared CPU cores, torch {torch.__version__} (CPU), "
          f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
          f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times {tg.fmt_time(meta.get('run_time_s', 0))}).",
          "", f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
