@@ -65,6 +65,7 @@ import torch.nn.functional as F
 REDUCTIONS = ("sum", "token_mean", "none")
 FUTURE_COSTS = ("ce", "kl")
 BASELINES = ("none", "loo")
+STOP_RULES = ("literal",)  # how the end of a response is priced; the first entry is the default
 
 # -----------------------------------------------------------------------------
 # Per-position divergences: (..., V) -> (...)
@@ -235,7 +236,7 @@ def _score(logp, weight):
 
 def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
                 sequence_level=True, future_cost="ce", baseline="none", group_size=1,
-                topk=None, tail=True, reduction="sum"):
+                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0]):
     """DistIL surrogate loss on a batch of the student's own rollouts.
 
     student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
@@ -250,7 +251,10 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     estimate of ∇L (of ∇E[Σ_t KL_t] with future_cost="kl") for the full and sampled estimators with
     reduction "sum"; top-k is a biased (coarse-grained) cost, and "token_mean" divides by a random
     token count (a ratio estimator, as in SDPO/TRL).
+    stop            how the end of a response is priced: "literal" = the sum over the response as is.
     """
+    if stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if (teacher_logits is None) == (teacher_tokens is None):
         raise ValueError("give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
                          "(samples from a black-box teacher)")
