@@ -58,7 +58,9 @@ Run:  python tasks.py            demo: problem, reference, corrupted attempt, fe
       python -m pytest -q tests/test_tasks.py
 """
 import argparse
+import ast
 import hashlib
+import inspect
 import math
 import random
 import re
@@ -170,6 +172,17 @@ class Task:
         return self.check(p, text)
 
     def hopeless(self, p, s) -> bool:
+        return False
+
+    def has_recovery(self, p: Problem, text: str) -> bool:
+        """Whether a response contains a recovery: a complete line off the canonical path (a line
+        the recovery rule retracts, supersedes or skips)."""
+        s = self.start(p)
+        for line in filter(str.strip, text.split("\n")):
+            t = self._legal(p, s).get(line, _MISSING)
+            if t is _MISSING:
+                return True
+            s = t
         return False
 
     def _legal(self, p, s) -> dict:
@@ -858,6 +871,32 @@ class Chem(_ReferenceLines):
 
 
 TASKS = {t.name: t for t in (Mult(), Countdown(), ListProg(), Chem())}
+
+
+def make_task(spec: str) -> Task:
+    """"name" -> TASKS[name]; "name:knob=value,..." -> a fresh instance of that task's class with
+    those difficulty knobs (constructor arguments; values read by ast.literal_eval)."""
+    name, _, args = spec.partition(":")
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r} in {spec!r}; tasks: {', '.join(TASKS)}")
+    cls = type(TASKS[name])
+    if not args:
+        return TASKS[name]
+    knobs = list(inspect.signature(cls.__init__).parameters)[1:]
+    kw = {}
+    for kv in args.split(","):
+        k, eq, v = (x.strip() for x in kv.partition("="))
+        if k not in knobs or not eq:
+            raise ValueError(f"task {spec!r}: {kv.strip()!r} is not knob=value with a knob of {name} "
+                             f"({', '.join(knobs)})")
+        try:
+            kw[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"task {spec!r}: cannot read the value {v!r} of {k} (a Python literal, e.g. 3)") from None
+    try:
+        return cls(**kw)
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ValueError(f"task {spec!r}: {e}") from None
 
 # ----------------------------------------------------------------------------------------------
 # Demo and timings
