@@ -144,23 +144,35 @@ def teacher_context(problem: Problem, feedback: str = None, peer: str = None) ->
 
 class Task:
     """A task supplies sample/split_key/check/corrupt/answer and the expert's state machine:
-    start(p) -> state; moves(p, s) -> {legal canonical line: next state}; done(p, s) -> bool;
-    replay(p, s, line) -> state after any other written line; hopeless(p, s) (optional prune)."""
-    name, domain, max_response_chars = "", "", 0
+    start(p) -> state; moves(p, s) -> {canonical line: next state}; done(p, s) -> bool;
+    replay(p, s, line) -> state after any other written line (DEAD: a line only undo can
+    repair); hopeless(p, s) (optional prune). undo = True: the line UNDO retracts the latest
+    line still standing, and the expert's state is the stack of states of the standing lines."""
+    name, domain, max_response_chars, undo = "", "", 0, False
 
     def __init__(self):
-        self._moves, self._count, self._dist = {}, {}, {}
+        self._memo()
+
+    def _memo(self):
+        """Empty the oracle's memo tables (bounded memory: see MEMO_LIMIT)."""
+        self._moves, self._count, self._dist, self._alive, self._replays = {}, {}, {}, {}, {}
 
     def generate(self, split: str, n: int, seed: int) -> list:
+        """n problems of the split; distinct prompts first (until 200 draws in a row find no new
+        one), then repeats: small splits are covered before any problem appears twice."""
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        rng, out = random.Random(f"{self.name}/{split}/{seed}"), []
-        for _ in range(100 * n + 1000):        # rejection sampling: sample() may return None
+        rng, out, seen, misses = random.Random(f"{self.name}/{split}/{seed}"), [], set(), 0
+        for _ in range(200 * n + 1000):        # rejection sampling: sample() may return None
             if len(out) == n:
                 break
             p = self.sample(rng)
-            if p is not None and split_of(self.split_key(p)) == split:
+            if p is None or split_of(self.split_key(p)) != split:
+                continue
+            misses = misses + 1 if p.prompt in seen else 0
+            if p.prompt not in seen or misses > 200:
                 out.append(p)
+                seen.add(p.prompt)
         if len(out) < n:
             raise RuntimeError(f"{self.name}: found {len(out)} of {n} {split} problems; loosen the knobs")
         return out
@@ -174,21 +186,10 @@ class Task:
     def hopeless(self, p, s) -> bool:
         return False
 
-    def has_recovery(self, p: Problem, text: str) -> bool:
-        """Whether a response contains a recovery: a complete line off the canonical path (a line
-        the recovery rule retracts, supersedes or skips)."""
-        s = self.start(p)
-        for line in filter(str.strip, text.split("\n")):
-            t = self._legal(p, s).get(line, _MISSING)
-            if t is _MISSING:
-                return True
-            s = t
-        return False
-
     def _legal(self, p, s) -> dict:
         key = (p.prompt, s)
         if key not in self._moves:
-            self._moves[key] = {} if self.done(p, s) else self.moves(p, s)
+            self._moves[key] = {} if s is DEAD or self.done(p, s) else self.moves(p, s)
         return self._moves[key]
 
     def _n(self, p, s) -> int:
@@ -196,43 +197,102 @@ class Task:
         key = (p.prompt, s)
         n = self._count.get(key)
         if n is None:
-            n = 0 if self.hopeless(p, s) else (
+            n = 0 if s is DEAD or self.hopeless(p, s) else (
                 int(self.done(p, s)) + sum(self._n(p, t) for t in self._legal(p, s).values()))
             self._count[key] = n
         return n
 
-    def oracle(self, p: Problem, prefix: str) -> dict:
-        if len(self._moves) + len(self._count) + len(self._dist) > MEMO_LIMIT:
-            self._moves, self._count, self._dist = {}, {}, {}
-        *lines, cur = prefix.split("\n")
-        s = self.start(p)
+    def _live(self, p, s) -> bool:
+        """_n(p, s) > 0, by a depth-first search that stops at the first solution (verify's need)."""
+        key = (p.prompt, s)
+        if key not in self._count and key not in self._alive:
+            self._alive[key] = s is not DEAD and not self.hopeless(p, s) and (
+                self.done(p, s) or any(self._live(p, t) for t in self._legal(p, s).values()))
+        return self._count[key] > 0 if key in self._count else self._alive[key]
+
+    def states(self, p: Problem, lines: list) -> tuple:
+        """The expert's stack of states after the written lines (blank lines do not count); without
+        undo the stack is one state. A canonical line moves along S, any other line replays."""
+        stack = (self.start(p),)
         for line in lines:
-            t = self._legal(p, s).get(line, _MISSING)
-            s = self.replay(p, s, line) if t is _MISSING else t
+            if not line.strip():
+                continue
+            if self.undo and line.strip() == UNDO:
+                stack = stack[:-1] or stack    # nothing to retract: ignored
+                continue
+            t = self._legal(p, stack[-1]).get(line, _MISSING)
+            if t is _MISSING:
+                key = (p.prompt, stack[-1], line)
+                if key not in self._replays:
+                    self._replays[key] = DEAD if stack[-1] is DEAD else self.replay(p, stack[-1], line)
+                t = self._replays[key]
+            stack = stack + (t,) if self.undo else (t,)
+        return stack
+
+    def has_recovery(self, p: Problem, text: str) -> bool:
+        """Whether a response recovers from a step: an undo that retracts a line (undo tasks), or a
+        line before the last one that is not the canonical next line (mult, chem: superseded)."""
+        lines = [ln for ln in text.split("\n") if ln.strip()]
+        if self.undo:
+            return any(ln.strip() == UNDO and len(self.states(p, lines[:i])) > 1 for i, ln in enumerate(lines))
+        return any(ln not in self._legal(p, self.states(p, lines[:i])[-1]) for i, ln in enumerate(lines[:-1]))
+
+    def standing(self, text: str) -> list:
+        """(line number, line) of the non-blank lines an undo task keeps: UNDO retracts the latest."""
+        out = []
+        for i, line in enumerate([ln for ln in text.split("\n") if ln.strip()], 1):
+            if line.strip() != UNDO:
+                out.append((i, line))
+            elif out:
+                out.pop()
+        return out
+
+    def way_back(self, p: Problem, standing: list) -> str:
+        """Feedback's recovery: the first standing line after which no canonical solution is left
+        and the undo lines that retract it ("" when every standing line leaves one)."""
+        stack = self.states(p, [line for _, line in standing])
+        k = next((k for k, s in enumerate(stack) if not self._live(p, s)), None)
+        if k is None:
+            return ""
+        n = len(stack) - k
+        return (f"line {standing[k - 1][0]} leaves no solution: write {UNDO} " +
+                ("to retract it" if n == 1 else f"{n} times to retract it and the lines after it"))
+
+    def oracle(self, p: Problem, prefix: str) -> dict:
+        if sum(map(len, (self._moves, self._count, self._dist, self._alive, self._replays))) > MEMO_LIMIT:
+            self._memo()
+        *lines, cur = prefix.split("\n")
+        s = self.states(p, lines)[-1]
         key = (p.prompt, s, cur)
         if key not in self._dist:
             self._dist[key] = self._next_char(p, s, cur)
         return dict(self._dist[key])
 
     def _next_char(self, p, s, cur: str) -> dict:
-        w, legal = Counter(), self._legal(p, s)
-        for line, t in legal.items():          # uniform over S, marginalised to the next character
-            n = self._n(p, t)
-            if n and line.startswith(cur):
+        """Uniform over the canonical completions from s, marginalised to the next character; from
+        a state without one (undo tasks only) the expert first writes UNDO."""
+        legal = self._legal(p, s)
+        expert = {ln: (self._n(p, t), int(self.done(p, t))) for ln, t in legal.items() if self._n(p, t)}
+        if not self._n(p, s):
+            expert = {UNDO: (1, 0)}
+        w = Counter({EOT: 1} if cur == "" and s is not DEAD and self.done(p, s) else {})
+        for line, (n, stop) in expert.items():
+            if line.startswith(cur):
                 if len(line) > len(cur):
                     w[line[len(cur)]] += n
                 else:                          # the line is complete: end here, or a new line
-                    stop = int(self.done(p, t))
                     w[EOT] += stop
                     w["\n"] += n - stop
         w = +w
-        if not w:                              # off S: the expert's correction (header docstring)
+        if not w:                              # mid-line off S: finish it as a legal line, else end it
             w = Counter(ln[len(cur)] for ln in legal if cur and ln.startswith(cur) and len(ln) > len(cur))
-            w = w or Counter({EOT if cur == "" else "\n": 1})
+            w = w or Counter({"\n": 1})
         total = sum(w.values())
         return {c: k / total for c, k in w.items()}
 
 
+UNDO = "undo"     # the line that retracts the latest standing line (countdown, listprog)
+DEAD = None       # the expert's state after a line that only undo can repair
 _MISSING = object()
 
 
@@ -256,43 +316,68 @@ def oracle_greedy(task: Task, p: Problem, prefix: str = "", max_chars: int = 102
     return text
 
 
-class _ReferenceLines(Task):
-    """Expert for tasks with one correct response graded by its last line (mult, chem): the
-    state is the number of lines written; blank lines do not count; a wrong last line is
-    written again, so the last line always ends correct."""
+def recovery_rates(task: Task, n: int = 150, seed: int = 0) -> tuple:
+    """(from corrupted, from random): the share of n test problems whose greedy oracle completion
+    reaches reward 1 from a random prefix of task.corrupt's attempt, and from 1-8 random
+    characters of the task's alphabet (the characters of the reference solutions)."""
+    rng, problems = random.Random(seed), task.generate("test", n, seed)
+    alphabet = sorted(set("".join(p.solution for p in problems)) | {"\n"})
+    cut = [(p, a[:rng.randint(0, len(a))]) for p in problems for a in [task.corrupt(p, rng)]]
+    noise = [(p, "".join(rng.choices(alphabet, k=rng.randint(1, 8)))) for p in problems]
+    return tuple(sum(task.verify(p, oracle_greedy(task, p, s))[0] for p, s in pairs) / n for pairs in (cut, noise))
+
+
+class _LastLine(Task):
+    """Expert for tasks graded by their last line against one reference (mult, chem). The state
+    is (bitmask of the reference's working lines whose latest statement is correct, the last line
+    is a correct answer). Recovery by restatement: the expert writes the first working line not
+    yet correct, restating a wrong one from the values in view, then the answer line."""
 
     def start(self, p):
-        return 0
+        return 0, False
 
-    def moves(self, p, k):
+    def moves(self, p, s):
         ref = p.solution.split("\n")
-        return {ref[k]: k + 1} if k < len(ref) else {}
+        j = next((j for j in range(len(ref) - 1) if not s[0] >> j & 1), None)
+        return {ref[-1]: (s[0], True)} if j is None else {ref[j]: (s[0] | 1 << j, False)}
 
-    def done(self, p, k):
-        return k == p.solution.count("\n") + 1
+    def done(self, p, s):
+        return s[1]
 
-    def replay(self, p, k, line):
-        ref = p.solution.split("\n")
-        if not line.strip():
-            return k
-        if k < len(ref) - 1:
-            return k + 1
-        return len(ref) if line == ref[-1] else len(ref) - 1
+    def replay(self, p, s, line):
+        mask, line = s[0], line.replace(" ", "")
+        for j, r in enumerate(p.solution.split("\n")[:-1]):
+            if line.split("=")[0] == r.split("=")[0]:   # it restates working line j
+                mask = mask | 1 << j if line == r else mask & ~(1 << j)
+        return mask, self.check(p, line)[0] == 1.0
+
+    def first_mistake(self, p, lines):
+        """(index, the line it should have been) of the first line off the canonical path, or None."""
+        ref, s = p.solution.split("\n"), self.start(p)
+        for i, line in enumerate(lines):
+            legal = self._legal(p, s)
+            if line not in legal:
+                claims = [r for r in ref if line.replace(" ", "").split("=")[0] == r.split("=")[0]]
+                return i, (claims or list(legal) or ref[-1:])[0]
+            s = legal[line]
+        return None
 
 # ----------------------------------------------------------------------------------------------
 # math: multiplication with a worked scratchpad
 
 
-class Mult(_ReferenceLines):
+class Mult(_LastLine):
     """a*b: one line a*(d*10^i) per nonzero digit d of b, lowest first, then the sum line.
-    Reward: the number after the last '=' of the last line is a*b. Feedback: the first line
-    that differs from the worked scratchpad, with its correct value, and the answer's verdict."""
+    Reward: the number after the last '=' of the last line is a*b. Recovery: a later line
+    restating a working line (same left side) supersedes it. Feedback: the first line off the
+    worked scratchpad, the line to write instead, and the answer's verdict."""
     name, domain = "mult", "math"
 
     def __init__(self, digits_a: int = 3, digits_b: int = 2):
         super().__init__()
         self.digits_a, self.digits_b = digits_a, digits_b
-        self.max_response_chars = len(self.scratchpad(10 ** digits_a - 1, 10 ** digits_b - 1))
+        longest = self.scratchpad(10 ** digits_a - 1, 10 ** digits_b - 1)
+        self.max_response_chars = len(longest) + 1 + max(map(len, longest.split("\n")))  # + one restatement
 
     @staticmethod
     def scratchpad(a, b, values=None, total=None) -> str:
@@ -315,17 +400,16 @@ class Mult(_ReferenceLines):
         return str(int(m[0])) if m else None
 
     def check(self, p, text):
-        ref = p.solution.split("\n")
         got = [ln.replace(" ", "") for ln in text.split("\n") if ln.strip()]
-        notes = []
-        for i, r in enumerate(ref):
-            if i >= len(got) or got[i] != r:
-                what = "missing" if i >= len(got) else f"wrong: {_quote(got[i])}"
-                notes.append(f"line {i + 1} {what}; correct: {r}")
-                break
+        wrong, notes = self.first_mistake(p, got), []
+        if wrong:
+            i, want = wrong
+            notes.append(f"line {i + 1} wrong: {_quote(got[i])}; correct: {want} (write it on a new line: "
+                         "a later line supersedes an earlier one)")
+        elif not self.done(p, self.states(p, got)[-1]):
+            notes.append(f"line {len(got) + 1} missing; correct: {list(self._legal(p, self.states(p, got)[-1]))[0]}")
         else:
-            notes.append(f"line {len(ref) + 1}: extra line after the sum" if len(got) > len(ref)
-                         else "every line correct")
+            notes.append("every line correct")
         ans = self.answer(p, text)
         ok = ans is not None and int(ans) == p.data[0] * p.data[1]
         notes.append("no final answer: the last line must end with =N" if ans is None
@@ -392,16 +476,18 @@ def _cd_check(rem: tuple, line: str):
 
 class Countdown(Task):
     """Reach the target from the numbers with + - * /, one operation a?b=c per line, each number
-    (given or produced) used at most once, every result a positive integer; the last line's
-    result is the target. Feedback: each line's evaluation and the numbers left, until the first
-    invalid line, then whether the target was reached."""
-    name, domain = "countdown", "math"
+    (given or produced) used at most once, every result a positive integer; the last standing
+    line's result is the target. Recovery: a line `undo` retracts the latest standing line (an
+    invalid line, or a valid one that leaves no solution). Feedback: each standing line's
+    evaluation and the numbers left, until the first invalid one, whether the target was
+    reached, and which line to retract."""
+    name, domain, undo = "countdown", "math", True
 
     def __init__(self, n_numbers: int = 4, max_number: int = 15, max_target: int = 100):
         super().__init__()
         self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
         d = len(str(max_number ** n_numbers))  # no result exceeds the product of all numbers
-        self.max_response_chars = (n_numbers - 1) * (3 * d + 3) - 1
+        self.max_response_chars = n_numbers * (3 * d + 3) + len(UNDO)  # + one retracted line and its undo
 
     def sample(self, rng):
         nums = tuple(sorted(rng.randint(1, self.max_number) for _ in range(self.n_numbers)))
@@ -430,28 +516,28 @@ class Countdown(Task):
         return s[1] == p.data[1]
 
     def replay(self, p, s, line):
-        rest, r, _ = _cd_check(s[0], line)
-        return s if r is None else (rest, r)
+        rest, r, err = _cd_check(s[0], line)
+        return DEAD if err else (rest, r)
 
     def _run(self, p, text):
-        """-> (trace lines, every line valid, last result)."""
-        rem, last, trace = p.data[0], None, []
-        for i, line in enumerate([ln for ln in text.split("\n") if ln.strip()], 1):
+        """-> (trace of the standing lines, every standing line valid, last result, standing)."""
+        rem, last, trace, standing = p.data[0], None, [], self.standing(text)
+        for i, line in standing:
             rem, r, err = _cd_check(rem, line)
             if err:
-                return trace + [f"line {i}: {err}"], False, None
+                return trace + [f"line {i}: {err}"], False, None, standing
             last = r
             trace.append(f"line {i}: {line.replace(' ', '')} ok, left {' '.join(map(str, rem))}")
-        return trace, bool(trace), last
+        return trace, bool(trace), last, standing
 
     def check(self, p, text):
-        trace, valid, last = self._run(p, text)
+        trace, valid, last, standing = self._run(p, text)
         ok = valid and last == p.data[1]
-        verdict = f"target {p.data[1]} {'reached' if ok else 'not reached'}"
-        return float(ok), "\n".join((trace or ["no operations"]) + [verdict])
+        rows = (trace or ["no operations"]) + [f"target {p.data[1]} {'reached' if ok else 'not reached'}"]
+        return float(ok), "\n".join(rows + ([] if ok else [self.way_back(p, standing)])).strip()
 
     def answer(self, p, text):
-        _, valid, last = self._run(p, text)
+        _, valid, last, _ = self._run(p, text)
         return str(last) if valid else None
 
     def corrupt(self, p, rng):
@@ -557,16 +643,18 @@ _LP_PROBES = ((3, 1, 4, 1, 5, 9, 2, 6), (5, 3, 5), (8, 0, 7, 2, 2, 9), (7,), ())
 
 class ListProg(Task):
     """Write a program, one step per line (a pipeline), that maps every example input to its
-    output. Feedback, like a test runner: per failing example the trace (each line and the value
-    after it) and expected versus actual; then how many examples pass."""
-    name, domain = "listprog", "code"
+    output. Recovery: a line `undo` retracts the latest standing line (a step that errs, or one
+    after which no program of max_steps useful steps passes). Feedback, like a test runner: per
+    failing example the trace of the standing program (each line and the value after it) and
+    expected versus actual; how many examples pass; which line to retract."""
+    name, domain, undo = "listprog", "code", True
 
     def __init__(self, max_steps: int = 3, min_steps: int = 1, n_examples: int = 3, min_len: int = 4,
                  max_len: int = 6, max_value: int = 9):
         super().__init__()
         self.max_steps, self.min_steps, self.n_examples = max_steps, min_steps, n_examples
         self.min_len, self.max_len, self.max_value = min_len, max_len, max_value
-        self.max_response_chars = max_steps * (max(map(len, LP_STEPS)) + 1) - 1
+        self.max_response_chars = (max_steps + 1) * (max(map(len, LP_STEPS)) + 1) + len(UNDO)
 
     def sample(self, rng):
         prog = [rng.choice(LP_STEPS) for _ in range(rng.randint(self.min_steps, self.max_steps))]
@@ -605,22 +693,23 @@ class ListProg(Task):
         if s[1] < self.max_steps:
             for step in LP_STEPS:
                 t = self.replay(p, s, step)
-                if t is not s:
+                if t is not DEAD and t[1] > s[1]:
                     out[step] = t
         return out
 
     def replay(self, p, s, line):
         ys = tuple(_lp_apply(line.strip(), v) for v in s[0])
-        if ys == s[0] or any(isinstance(y, str) for y in ys):
-            return s                           # a line that errs or changes nothing is ignored
-        return ys, s[1] + 1
+        if any(isinstance(y, str) for y in ys):
+            return DEAD                        # a line that errs: only undo repairs it
+        return s if ys == s[0] else (ys, s[1] + 1)   # a line that changes nothing does not count
 
     def _runs(self, p, text):
-        prog = [ln.strip() for ln in text.split("\n") if ln.strip()]
-        return prog, [lp_run(prog, x) for x, _ in p.data]
+        standing = self.standing(text)
+        prog = [ln.strip() for _, ln in standing]
+        return prog, [lp_run(prog, x) for x, _ in p.data], standing
 
     def check(self, p, text):
-        prog, runs = self._runs(p, text)
+        prog, runs, standing = self._runs(p, text)
         if not prog:
             return 0.0, "empty program"
         report, passed = [], 0
@@ -632,11 +721,12 @@ class ListProg(Task):
             got = f"error: {err}" if err else f"got {_fmt(vals[-1])}"
             report.append(f"example {i} FAIL: {_fmt(x)}{trace} -> {got}, expected {_fmt(want)}")
         report.append(f"{passed}/{len(p.data)} examples pass")
-        return float(passed == len(p.data)), "\n".join(report)
+        ok = passed == len(p.data)
+        return float(ok), "\n".join(report + ([] if ok else [self.way_back(p, standing)])).strip()
 
     def answer(self, p, text):
         """The program's behaviour on the examples: programs that agree there vote together."""
-        prog, runs = self._runs(p, text)
+        prog, runs, _ = self._runs(p, text)
         return None if not prog or any(err for _, err in runs) else ";".join(_fmt(vals[-1]) for vals, _ in runs)
 
     def corrupt(self, p, rng):
@@ -700,10 +790,11 @@ def parse_formula(s: str):
 
 
 def balance(lhs: tuple, rhs: tuple):
-    """Smallest positive integer coefficients balancing lhs -> rhs (exact nullspace over the
-    rationals), or None unless they exist and are unique up to scale."""
+    """Smallest positive integer coefficients balancing lhs -> rhs (the nullspace of the element
+    x species matrix by fraction-free elimination), or None unless they exist and are unique up
+    to scale."""
     comps = [parse_formula(f) for f in lhs + rhs]
-    rows = [[Fraction(c.get(e, 0) * (1 if j < len(lhs) else -1)) for j, c in enumerate(comps)]
+    rows = [[c.get(e, 0) * (1 if j < len(lhs) else -1) for j, c in enumerate(comps)]
             for e in sorted({e for c in comps for e in c})]
     pivots = []
     for col in range(len(comps)):
@@ -712,41 +803,40 @@ def balance(lhs: tuple, rhs: tuple):
             continue
         k = len(pivots)
         rows[k], rows[r] = rows[r], rows[k]
-        rows[k] = [v / rows[k][col] for v in rows[k]]
-        rows = [row if i == k else [a - row[col] * b for a, b in zip(row, rows[k])] for i, row in enumerate(rows)]
+        pk = rows[k]
+        for i, row in enumerate(rows):
+            if i != k and row[col]:
+                row = [a * pk[col] - b * row[col] for a, b in zip(row, pk)]
+                g = math.gcd(*row) or 1
+                rows[i] = [v // g for v in row]
         pivots.append(col)
     free = [c for c in range(len(comps)) if c not in pivots]
     if len(free) != 1:
         return None
-    x = [Fraction(1) if c == free[0] else Fraction(0) for c in range(len(comps))]
+    f, scale = free[0], math.lcm(*(rows[k][col] for k, col in enumerate(pivots)))
+    x = [scale if c == f else 0 for c in range(len(comps))]
     for k, col in enumerate(pivots):
-        x[col] = -rows[k][free[0]]
-    ints = [int(v * math.lcm(*(v.denominator for v in x))) for v in x]
-    if min(ints) <= 0:
+        x[col] = -rows[k][f] * (scale // rows[k][col])
+    g = math.gcd(*x)
+    x = [v // g for v in x]
+    if min(x) < 0 < max(x):
         return None
-    return tuple(v // math.gcd(*ints) for v in ints)
+    x = [abs(v) for v in x]
+    return tuple(x) if min(x) > 0 else None
 
 
 # ----------------------------------------------------------------------------------------------
-# science: balancing equations over a table of real reactions
+# science: balancing equations drawn from reaction families over an ion table
 
-_CATIONS = {"Li": 1, "Na": 1, "K": 1, "Mg": 2, "Ca": 2, "Ba": 2, "Zn": 2, "Cu": 2, "Al": 3, "Fe": 3}
-_ACIDS = {"HCl": ("Cl", 1), "HBr": ("Br", 1), "HNO3": ("NO3", 1), "H2SO4": ("SO4", 2), "H3PO4": ("PO4", 3)}
-_NAMED = """N2 + H2 -> NH3; CO2 + H2O -> C6H12O6 + O2; Fe2O3 + Al -> Al2O3 + Fe; NH3 + O2 -> NO + H2O;
-    NO + O2 -> NO2; NO2 + H2O -> HNO3 + NO; SO2 + O2 -> SO3; KClO3 -> KCl + O2; H2O2 -> H2O + O2;
-    Fe2O3 + CO -> Fe + CO2; CaCO3 -> CaO + CO2; NaHCO3 -> Na2CO3 + H2O + CO2; HgO -> Hg + O2;
-    Cu + HNO3 -> Cu(NO3)2 + NO + H2O; Cu + AgNO3 -> Cu(NO3)2 + Ag; Zn + CuSO4 -> ZnSO4 + Cu;
-    AgNO3 + NaCl -> AgCl + NaNO3; Pb(NO3)2 + KI -> PbI2 + KNO3; BaCl2 + Na2SO4 -> BaSO4 + NaCl;
-    FeS2 + O2 -> Fe2O3 + SO2; P4 + O2 -> P4O10; P4O10 + H2O -> H3PO4; NH4NO3 -> N2O + H2O;
-    (NH4)2Cr2O7 -> Cr2O3 + N2 + H2O; KMnO4 + HCl -> KCl + MnCl2 + H2O + Cl2; Mg + CO2 -> MgO + C;
-    Na + H2O -> NaOH + H2; K + H2O -> KOH + H2; Ca + H2O -> Ca(OH)2 + H2; Fe3O4 + H2 -> Fe + H2O;
-    C + H2O -> CO + H2; CH4 + H2O -> CO + H2; Ca3(PO4)2 + SiO2 + C -> CaSiO3 + P4 + CO;
-    Cl2 + NaOH -> NaCl + NaClO3 + H2O; NaN3 -> Na + N2; C3H5(NO3)3 -> CO2 + H2O + N2 + O2;
-    Fe + H2O -> Fe3O4 + H2; SiCl4 + H2O -> SiO2 + HCl; Al4C3 + H2O -> Al(OH)3 + CH4;
-    CaC2 + H2O -> Ca(OH)2 + C2H2; (NH4)2SO4 + NaOH -> Na2SO4 + NH3 + H2O; NH3 + HCl -> NH4Cl"""
-_FUELS = ("CH4 C2H6 C3H8 C4H10 C5H12 C6H14 C7H16 C8H18 C2H4 C3H6 C4H8 C5H10 C2H2 C6H6 CH3OH "
-          "C2H5OH C3H7OH C4H9OH C6H12O6 C12H22O11")
-_HYDRATES = "CuSO4.5H2O MgSO4.7H2O CaCl2.2H2O Na2CO3.10H2O CoCl2.6H2O BaCl2.2H2O FeSO4.7H2O ZnSO4.7H2O"
+_CATIONS = {"Li": 1, "Na": 1, "K": 1, "NH4": 1, "Ag": 1, "Mg": 2, "Ca": 2, "Sr": 2, "Ba": 2, "Zn": 2,
+            "Cu": 2, "Ni": 2, "Pb": 2, "Fe": (2, 3), "Al": 3, "Cr": 3}
+_ANIONS = {"F": 1, "Cl": 1, "Br": 1, "I": 1, "OH": 1, "NO3": 1, "ClO3": 1, "SO4": 2, "CO3": 2,
+           "SO3": 2, "CrO4": 2, "PO4": 3}
+_NONMETALS = {"O2": ("O", 2), "S": ("S", 2), "N2": ("N", 3), "P4": ("P", 3), "F2": ("F", 1),
+              "Cl2": ("Cl", 1), "Br2": ("Br", 1), "I2": ("I", 1)}   # element as written -> (anion, charge)
+_IONS = [(c, q) for c, qs in _CATIONS.items() for q in (qs if isinstance(qs, tuple) else (qs,))]
+_METALS = [(c, q) for c, q in _IONS if c != "NH4"]
+_SALTS = [(c, q, a, qa) for c, q in _IONS for a, qa in _ANIONS.items()]
 
 
 def _ionic(cation: str, qc: int, anion: str, qa: int) -> str:
@@ -757,30 +847,54 @@ def _ionic(cation: str, qc: int, anion: str, qa: int) -> str:
     return part(cation, qa // g) + part(anion, qc // g)
 
 
+def _fuel(x: int, y: int, z: int) -> str:
+    return "".join(f"{e}{n if n > 1 else ''}" for e, n in (("C", x), ("H", y), ("O", z)) if n)
+
+
+def reaction_families() -> dict:
+    """family -> [(reactants, products)]: combustion (complete and to CO) of CxHyOz, synthesis
+    and decomposition (to elements, of carbonates, hydroxides, chlorates, nitrates), single
+    displacement (metal + salt, metal + acid, halogen + halide), double displacement (salt +
+    salt, acid + base), and hydrate dehydration. Not all are favourable in a lab: the task is
+    to balance, and every equation balances uniquely (checked when the pool is built)."""
+    fuels = [_fuel(x, y, z) for x in range(1, 9) for y in range(2, 2 * x + 3, 2) for z in range(3)]
+    ion = {(c, q, a): _ionic(c, q, a, qa) for c, q, a, qa in _SALTS}
+    halides = [a for a in ("F", "Cl", "Br", "I")]
+    fam = {"combustion": [((f, "O2"), ("CO2", "H2O")) for f in fuels] +
+                         [((f, "O2"), ("CO", "H2O")) for f in fuels],
+           "synthesis": [((m, x), (_ionic(m, q, a, qa),)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()],
+           "decomposition": [((_ionic(m, q, a, qa),), (m, x)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()]
+           + [((ion[m, q, "CO3"],), (_ionic(m, q, "O", 2), "CO2")) for m, q in _METALS]
+           + [((ion[m, q, "OH"],), (_ionic(m, q, "O", 2), "H2O")) for m, q in _METALS]
+           + [((ion[m, q, "ClO3"],), (ion[m, q, "Cl"], "O2")) for m, q in _IONS]
+           + [((ion[m, q, "NO3"],), (_ionic(m, q, "O", 2), "NO2", "O2")) for m, q in _METALS],
+           "single displacement": [((m, ion[c, qc, a]), (ion[m, q, a], c)) for m, q in _METALS
+                                   for c, qc in _METALS for a in _ANIONS if m != c and a != "OH"]
+           + [((m, _ionic("H", 1, a, qa)), (ion[m, q, a], "H2")) for m, q in _METALS for a, qa in _ANIONS.items()
+              if a not in ("OH", "NO3", "ClO3")]
+           + [((x + "2", ion[c, q, y]), (ion[c, q, x], y + "2")) for x in halides for y in halides
+              for c, q in _IONS if halides.index(x) < halides.index(y)],
+           "double displacement": [((ion[c, q, a], ion[d, r, b]), (ion[c, q, b], ion[d, r, a]))
+                                   for i, (c, q) in enumerate(_IONS) for d, r in _IONS[i + 1:] if c != d
+                                   for a in _ANIONS for b in _ANIONS if a != b]
+           + [((_ionic("H", 1, a, qa), ion[c, q, "OH"]), (ion[c, q, a], "H2O"))
+              for c, q in _IONS for a, qa in _ANIONS.items() if a != "OH"],
+           "hydrate": [((f"{ion[c, q, a]}.{n if n > 1 else ''}H2O",), (ion[c, q, a], "H2O"))
+                       for c, q, a, _ in _SALTS if a != "OH" for n in range(2, 11)]}
+    return fam
+
+
 @lru_cache(maxsize=None)
-def reaction_table() -> tuple:
-    """~200 real reactions as (reactants, products): five families generated from ions and
-    elements (neutralisation, metal + acid, carbonate + acid, synthesis, combustion), hydrate
-    dehydration, and named textbook reactions."""
-    rx = []
-    for acid, (an, qa) in _ACIDS.items():
-        for cat, qc in _CATIONS.items():
-            salt = _ionic(cat, qc, an, qa)
-            rx.append(((acid, _ionic(cat, qc, "OH", 1)), (salt, "H2O")))
-            if cat not in ("Cu", "Fe", "Ba") and acid not in ("HNO3", "H3PO4"):
-                rx.append(((cat, acid), (salt, "H2")))
-            if qc < 3 and cat != "Cu" and acid != "H3PO4":
-                rx.append(((_ionic(cat, qc, "CO3", 2), acid), (salt, "H2O", "CO2")))
-    for cat, qc in _CATIONS.items():
-        for elem, an, qa in (("O2", "O", 2), ("Cl2", "Cl", 1), ("Br2", "Br", 1), ("S", "S", 2), ("N2", "N", 3)):
-            if elem in ("O2", "Cl2") or cat not in ("Cu", "Fe", "Na", "K") and (elem != "N2" or qc > 1):
-                rx.append(((cat, elem), (_ionic(cat, qc, an, qa),)))
-    rx += [((fuel, "O2"), ("CO2", "H2O")) for fuel in _FUELS.split()]
-    rx += [((h,), (h.split(".")[0], "H2O")) for h in _HYDRATES.split()]
-    for eq in _NAMED.split(";"):
-        lhs, rhs = eq.split("->")
-        rx.append((tuple(lhs.split(" + ")), tuple(rhs.split(" + "))))
-    return tuple(dict.fromkeys((tuple(f.strip() for f in l), tuple(f.strip() for f in r)) for l, r in rx))
+def _balanced_families() -> tuple:
+    """(family, reactants, products, coefficients) for every equation of reaction_families()
+    that balances uniquely with positive coefficients; computed once (a few seconds)."""
+    out = []
+    for family, reactions in reaction_families().items():
+        for lhs, rhs in dict.fromkeys(reactions):
+            coefs = balance(lhs, rhs) if len(set(lhs + rhs)) == len(lhs + rhs) else None
+            if coefs is not None:
+                out.append((family, lhs, rhs, coefs))
+    return tuple(out)
 
 
 def _equation(lhs, rhs, coefs=None) -> str:
@@ -792,29 +906,42 @@ def _equation(lhs, rhs, coefs=None) -> str:
 _TERM = re.compile(r" *([0-9]{0,3}) *([A-Z(][A-Za-z0-9().]{0,39}) *")
 
 
-class Chem(_ReferenceLines):
+class Chem(_LastLine):
     """Balance the equation: the smallest positive integer coefficients (1 omitted), species in
-    the prompt's order. Graded by the last line. Feedback: the atom count of every element on
-    each side, which elements are unbalanced, and a common factor if any."""
+    the prompt's order. A family is drawn uniformly, then an equation of it with at most
+    max_species species and coefficients 2..max_coef (all 1s: nothing to do). Graded by the
+    last line; recovery: a later equation supersedes an earlier one. Feedback: the atom count
+    of every element on each side, the unbalanced elements, a common factor if any."""
     name, domain = "chem", "science"
 
     def __init__(self, max_coef: int = 10, max_species: int = 4):
         super().__init__()
-        self.pool = []
-        for lhs, rhs in reaction_table():
-            coefs = balance(lhs, rhs)
-            if coefs is None:
-                raise ValueError(f"table reaction {_equation(lhs, rhs)} does not balance uniquely")
-            if 1 < max(coefs) <= max_coef and len(coefs) <= max_species:  # all 1s: nothing to do
-                self.pool.append(Problem(self.name, f"chem: {_equation(lhs, rhs)}",
-                                         _equation(lhs, rhs, coefs), (lhs, rhs, coefs)))
-        self.max_response_chars = max(len(p.solution) for p in self.pool)
+        if max_coef < 2 or max_species < 2:
+            raise ValueError(f"max_coef >= 2 and max_species >= 2 (got {max_coef}, {max_species})")
+        self.max_coef, self.max_species = max_coef, max_species
+
+    @property
+    def pool(self) -> dict:
+        """family -> [Problem]: the equations the knobs allow, built on first use."""
+        if "_pool" not in self.__dict__:
+            pool = {}
+            for family, lhs, rhs, coefs in _balanced_families():
+                if 1 < max(coefs) <= self.max_coef and len(coefs) <= self.max_species:
+                    pool.setdefault(family, []).append(Problem(
+                        self.name, f"chem: {_equation(lhs, rhs)}", _equation(lhs, rhs, coefs), (lhs, rhs, coefs)))
+            self._pool = pool
+        return self._pool
+
+    @property
+    def max_response_chars(self) -> int:
+        return 2 * max(len(p.solution) for ps in self.pool.values() for p in ps) + 1  # + one restatement
 
     def sample(self, rng):
-        return rng.choice(self.pool)
+        return rng.choice(self.pool[rng.choice(sorted(self.pool))])
 
     def split_key(self, p):
-        return p.prompt
+        """The species, unordered: a reaction and its reverse share a split."""
+        return " ".join(sorted(p.data[0] + p.data[1]))
 
     def _parse(self, text):
         """The last line -> [[(coefficient, formula), ...] per side], or an error (str)."""
