@@ -2,6 +2,7 @@
 verifiers survive adversarial strings, the oracle is the uniform distribution it claims to be and
 recovers from wrong prefixes, splits are disjoint, the tokenizer round-trips, limits hold."""
 
+import math
 import random
 import re
 import time
@@ -214,6 +215,7 @@ def test_oracle_samples_are_valid_solutions_within_the_budget(problems):
                         break
                     text += c
                 assert task.verify(p, text)[0] == 1.0 and len(text) <= task.max_response_chars, (p, text)
+                assert not task.has_recovery(p, text), (p, text)   # offline (the oracle's own answers) sees none
 
 
 def brute_force_countdown(nums, target):
@@ -400,6 +402,32 @@ def test_train_and_test_splits_are_disjoint():
         test = {task.split_key(p) for p in task.generate("test", 300, 5)}
         assert train and test and not train & test
         assert all(tasks.split_of(k) == "train" for k in train) and all(tasks.split_of(k) == "test" for k in test)
+
+
+def test_test_splits_have_distinct_problems_at_the_defaults_and_the_experiment_knobs():
+    chem = [p.prompt for p in TASKS["chem"].generate("test", 2000, 1337)]
+    assert len(set(chem)) >= 1500                                  # the issue: 25 distinct before
+    for spec in list(TASKS) + EXPERIMENT_SPECS:
+        task = tasks.make_task(spec)
+        for n in (128, 2000) if spec in TASKS else (128,):         # 128: experiment.py's eval_n
+            assert len({p.prompt for p in task.generate("test", n, 1337)}) >= 0.75 * n, (spec, n)
+    small = tasks.make_task(EXPERIMENT_SPECS[0])                   # 2x1-digit mult: ~170 test problems
+    ps = small.generate("test", 400, 1337)
+    assert len({p.prompt for p in ps[:150]}) == 150                # every problem once before any repeats
+
+
+def test_chem_generator_draws_every_family_with_small_unique_coefficients():
+    chem = TASKS["chem"]
+    assert set(chem.pool) == set(tasks.reaction_families()) and sum(map(len, chem.pool.values())) > 5000
+    for ps in chem.pool.values():
+        for p in ps[::97]:
+            lhs, rhs, coefs = p.data
+            atoms = [Counter(), Counter()]
+            for k, (c, f) in enumerate(zip(coefs, lhs + rhs)):
+                for e, n in tasks.parse_formula(f).items():
+                    atoms[k >= len(lhs)][e] += c * n
+            assert atoms[0] == atoms[1] and math.gcd(*coefs) == 1, p
+            assert 1 < max(coefs) <= chem.max_coef and len(coefs) <= 4 and p.prompt == "chem: " + tasks._equation(lhs, rhs)
 
 
 def test_generators_are_deterministic_per_seed():
