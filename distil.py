@@ -24,6 +24,14 @@ f = F(x, y) really depends on the whole rollout). b_t is a baseline that does no
 Dropping the future term gives the token-level variant (the paper's "CE" ablation; SDPO with α=0
 up to the teacher-entropy constant).
 
+The end. The student chooses |y|: ending is a move to a state with no future cost, so the future
+term pays for it (the literal minimiser mostly says nothing once the teacher's entropy to go
+exceeds 1 nat; theory_checks T7). `stop="surprise"` (default) prices the end by the teacher:
+    L_σ(θ) = E_y[ Σ_t C_t + σ(y) ],   σ = −log π_T(y_|y| | s_|y|)    (teacher's surprise at the end)
+σ does not depend on θ, so ∇E[σ] = E[Σ_{t≤|y|} ∇log π_θ(y_t|s_t) σ]: σ joins every cost-to-go,
+t = |y| included. Ending where the teacher ends costs ≈ 0, where it would go on log 1/π_T(EOT).
+`stop="literal"` is the paper's sum. (A cut response's last token is priced the same way.)
+
 `distil_loss` returns a *surrogate*: its gradient is the estimator above for one batch of rollouts,
 and its value is the Monte-Carlo estimate of L (the score-function term is written as
 w·(log π − sg log π), which is zero in value). Sign convention everywhere: loss = −objective, to
@@ -65,7 +73,7 @@ import torch.nn.functional as F
 REDUCTIONS = ("sum", "token_mean", "none")
 FUTURE_COSTS = ("ce", "kl")
 BASELINES = ("none", "loo")
-STOP_RULES = ("literal",)  # how the end of a response is priced; the first entry is the default
+STOP_RULES = ("surprise", "literal")  # how the end of a response is priced; the first is the default
 
 # -----------------------------------------------------------------------------
 # Per-position divergences: (..., V) -> (...)
@@ -234,6 +242,22 @@ def _score(logp, weight):
 # DistIL
 
 
+def end_surprise(teacher_logits, teacher_tokens, tokens, on):
+    """σ = −log π_T(y_|y| | s_|y|) at each row's last response position, 0 elsewhere (B, T). From K
+    teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y], unbiased for Σ_{k≤K} (1−p)^k/k, the series
+    −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k nats: more samples, a firmer price)."""
+    last = on & ~F.pad(on[:, 1:], (0, 1), value=False)
+    if teacher_logits is not None:
+        sigma = -token_logprobs(_clean(teacher_logits.detach(), on), tokens)
+        if (last & ~torch.isfinite(sigma)).any():
+            raise ValueError("stop='surprise': the teacher gives probability 0 to a response's last token "
+                             "(its end), an infinite price; smooth the teacher (mix in ε/V)")
+    else:
+        miss = (_clean(teacher_tokens, on) != tokens.unsqueeze(-1)).cumprod(-1)  # all of a_1..a_k ≠ y
+        sigma = (miss / torch.arange(1, miss.shape[-1] + 1, device=miss.device)).sum(-1)
+    return torch.where(last, sigma, 0.0)
+
+
 def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
                 sequence_level=True, future_cost="ce", baseline="none", group_size=1,
                 topk=None, tail=True, reduction="sum", stop=STOP_RULES[0]):
@@ -251,7 +275,11 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     estimate of ∇L (of ∇E[Σ_t KL_t] with future_cost="kl") for the full and sampled estimators with
     reduction "sum"; top-k is a biased (coarse-grained) cost, and "token_mean" divides by a random
     token count (a ratio estimator, as in SDPO/TRL).
-    stop            how the end of a response is priced: "literal" = the sum over the response as is.
+    stop            how the end of a response is priced in the future-credit term: "surprise" adds
+                    σ = −log π_T(y_|y| | s_|y|), the teacher's surprise at the last response token
+                    (the end-of-text of an ended response), to the cost-to-go of every position:
+                    L_σ = E[Σ_t C_t + σ]; "literal" prices an end at 0 (the sum as is, which pays
+                    the student to end early). With teacher_tokens σ is estimated (end_surprise).
     """
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
@@ -285,7 +313,11 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     if not sequence_level:
         return _reduce(cost, on, reduction)
     future = (cost if kl is None else kl * on).detach()  # C_t
-    to_go = future.flip(-1).cumsum(-1).flip(-1) - future  # Σ_{t'>t} C_t'     (B, T)
+    rev_cumsum = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t'≥t}
+    to_go = rev_cumsum(future) - future  # Σ_{t'>t} C_t'     (B, T)
+    if stop == "surprise":  # σ at the last response position, in the cost-to-go of every t ≤ |y|
+        sigma = end_surprise(teacher_logits, teacher_tokens, tokens, on)
+        to_go, cost = to_go + rev_cumsum(sigma), cost + sigma
     if baseline == "loo":
         g = to_go.view(-1, group_size, to_go.shape[-1])
         to_go = (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).view_as(to_go)

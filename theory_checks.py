@@ -37,8 +37,12 @@ which, and shows the failure under the others.
       objectives differ only in the direction they choose: J per iteration, and how often each step
       lowered J. "policy gradient" uses the exact ∇J — noise-free, which no RLVR run with 0/1
       rewards has — so it is a reference line, not a fair baseline.
+  T7  the stop problem: on a tree with an END action, the literal objective's minimiser (reached by
+      natural-gradient flow from π = q and from a far student) ends early when the teacher has
+      entropy to go (not without, not with the KL cost); candidate prices of the end compared
+      exactly — distil.py's default, the teacher's surprise at the end, keeps the teacher's length.
 
-Run (CPU, ~15 s on 2 cores):   python theory_checks.py
+Run (CPU, ~20 s on 2 cores):   python theory_checks.py
                     python theory_checks.py --only T3 --json results.json
 Figures go to figures/*.png. The exit status is non-zero if any check fails.
 """
@@ -76,7 +80,7 @@ class Config:
     iterations: int = 30  # T6 training iterations
     figures: str = "figures"  # folder for the PNG figures ("" = none)
     json: str = ""  # also write the results (and counterexample instances) to this JSON file
-    only: str = ""  # run only this check (T1..T6)
+    only: str = ""  # run only this check (T1..T7)
 
 
 @dataclass
@@ -548,9 +552,167 @@ def check_t6(cfg):
 
 
 # -----------------------------------------------------------------------------
+# T7: the stop problem — with an END action, the literal sum pays the student to end early
 
 
-CHECKS = {"T1": check_t1, "T2": check_t2, "T3": check_t3, "T4": check_t4, "T5": check_t5, "T6": check_t6}
+STOP_EPS = 1e-3  # uniform mass mixed into the oracle, as train_gpt.ORACLE_EPS: the price of an end stays finite
+STOP_LAMBDA = 2.0  # nats: the outcome candidate's terminal cost λ(1 − r), above the teacher's entropy to go
+STOP_CANDIDATES = (("literal", "ce"), ("literal", "kl"), ("surprise", "ce"), ("surprise", "kl"),
+                   ("mean", "ce"), ("outcome", "ce"), ("hold", "ce"))  # (rule, future cost)
+
+
+def stop_instance(entropy, H=5, eps=STOP_EPS):
+    """Countdown in miniature: tokens 0, 1 and END, at most H positions. The correct responses are the
+    3-token strings that start with 0, then END; all others fail. The teacher is the oracle: uniform
+    over the correct continuations (entropy=False: the first of them), uniform where none is left (no
+    expert off its support), mixed with ε/A — so its entropy to go along an answer is ≈ log 4 or ≈ 0."""
+    rewards = torch.tensor([float(p[0] == 0 and 2 not in p[:3] and all(a == 2 for a in p[3:]))
+                            for p in itertools.product(range(3), repeat=H)], dtype=D)
+    mdp = tm.TreeMDP(H, 3, rewards, end=True)
+    Q = tm.optimal_q(mdp)
+    best = (Q == Q.max(-1, keepdim=True).values).to(D)
+    if not entropy:
+        best = torch.nn.functional.one_hot(best.argmax(-1), 3).to(D)
+    return mdp, (1 - eps) * best / best.sum(-1, keepdim=True) + eps / 3
+
+
+def response_table(mdp):
+    """All A^H leaves as responses: state ids (N, H), response mask (N, H), index of the last position."""
+    paths = torch.tensor(list(itertools.product(range(mdp.branching), repeat=mdp.horizon)))
+    sid = torch.zeros_like(paths)
+    for n, path in enumerate(paths.tolist()):
+        s = 0
+        for t, a in enumerate(path):
+            sid[n, t], s = s, mdp.child(s, a)
+    alive = mdp.alive[sid]
+    return paths, sid, alive, alive.sum(1) - 1
+
+
+def stop_objective(theta, mdp, q, rule, cost, table):
+    """Σ_y π(y) g(y) by enumeration, for each candidate price g of a response y (C = H× or KL):
+    literal Σ_t C_t · surprise Σ_t C_t − log q(y_last) · mean Σ_t C_t / |y| · outcome Σ_t C_t + λ(1 − r)
+    · hold (a fixed horizon H in which the ended state keeps the cost of the state it ended in)."""
+    paths, sid, alive, last = table
+    c = (distil.forward_ce if cost == "ce" else distil.forward_kl)(q.log(), theta)  # (..., S)
+    C = c[..., sid] * alive  # (..., N, H)
+    g = C.sum(-1)
+    n = torch.arange(len(last))
+    if rule == "surprise":
+        g = g - q.log()[..., sid[n, last], paths[n, last]]
+    elif rule == "mean":
+        g = g / (last + 1)
+    elif rule == "outcome":
+        g = g + STOP_LAMBDA * (1 - mdp.rewards)
+    elif rule == "hold":
+        g = g + (mdp.horizon - 1 - last) * C[..., n, last]
+    return (tm.leaf_probs(torch.softmax(theta, -1), mdp) * g).sum(-1)
+
+
+def stop_flow(theta, mdp, q, rule, cost, table, steps, eta=0.2):
+    """Natural-gradient flow (per-state steps g/(d π), capped at 50 where d π is tiny): the mean
+    response length after each step, and the final logits."""
+    lengths = []
+    for _ in range(steps):
+        theta = theta.detach().requires_grad_()
+        (g,) = torch.autograd.grad(stop_objective(theta, mdp, q, rule, cost, table).sum(), theta)
+        pi = torch.softmax(theta, -1).detach()
+        theta = theta - eta * (g / (tm.occupancy(pi, mdp).unsqueeze(-1) * pi).clamp_min(1e-300)).clamp(-50, 50)
+        lengths.append(mean_length(theta.detach(), mdp))
+    return theta.detach(), torch.stack(lengths)
+
+
+def mean_length(theta, mdp):
+    return (tm.occupancy(torch.softmax(theta, -1), mdp) * mdp.alive).sum(-1)
+
+
+def check_t7(cfg):
+    steps = 300  # the flows settle in ~150 natural-gradient steps of 0.2 on these 121-state trees
+    insts = {ent: stop_instance(ent) for ent in (True, False)}
+    mdp = insts[True][0]
+    table = response_table(mdp)
+    q = torch.stack([insts[True][1], insts[False][1]])  # (2 teachers, S, A)
+    far = -q.log() / 3  # the student plays the teacher's least likely token (the ε ones) ...
+    far[:, 0] = torch.tensor([0.0, 0.0, -3.0], dtype=D)  # ... except at the root: any first token, rarely END
+    starts = torch.cat([q.log(), far])  # (4 = start × teacher, S, A)
+    qq = q.repeat(2, 1, 1)
+    # the enumeration is the DP objective of toy_mdp (and so distil.py's, by tests/test_toy_mdp.py)
+    enum_err = max((stop_objective(starts, mdp, qq, r, c, table)
+                    - tm.objective(starts, mdp, qq, "distil" if c == "ce" else "distil_kl", r)).abs().max().item()
+                   for r in distil.STOP_RULES for c in ("ce", "kl"))
+    Jq, len_q = J(q.log(), mdp), mean_length(q.log(), mdp)
+    entropy_to_go = (tm.occupancy(q, mdp) * mdp.alive * distil.entropy(q.log())).sum(-1)  # E, per teacher
+    rows, curves = {}, {}
+    for rule, cost in STOP_CANDIDATES:
+        theta, lengths = stop_flow(starts, mdp, qq, rule, cost, table, steps)
+        L_end, L_q = stop_objective(theta, mdp, qq, rule, cost, table), stop_objective(qq.log(), mdp, qq, rule, cost, table)
+        for i, (start, ent) in enumerate(itertools.product(("teacher", "far"), (True, False))):
+            rows[rule, cost, start, ent] = {
+                "J_end": J(theta[i], mdp).item(), "length_end": lengths[-1, i].item(),
+                "length_min": lengths[:, i].min().item(), "p_empty": torch.softmax(theta[i, 0], -1)[2].item(),
+                "L_end_minus_L_teacher": (L_end[i] - L_q[i]).item()}
+        curves[rule, cost] = lengths[:, 2]  # far start, teacher with entropy
+    r = lambda rule, cost, start, ent: rows[rule, cost, start, ent]  # noqa: E731
+    print(f"  end tree H=5, tokens (0, 1, END): teacher with entropy — J(q) = {Jq[0]:.3f}, length {len_q[0]:.2f}, "
+          f"entropy to go E = {entropy_to_go[0]:.2f} nats (1 − 1/E = {1 - 1 / entropy_to_go[0]:.2f}); without: E = "
+          f"{entropy_to_go[1]:.3f}. Enumeration = DP objective to {enum_err:.0e}.")
+    print(f"  after {steps} natural-gradient steps (η = 0.2) from π = q and from a far student (start length "
+          f"{mean_length(far[0], mdp):.2f}): J, mean length (its minimum along the flow), P(empty); L − L(q) < 0: "
+          "π = q is not the minimiser")
+    for rule, cost in STOP_CANDIDATES:
+        for ent in (True, False):
+            cells = [f"J {r(rule, cost, s, ent)['J_end']:.3f} len {r(rule, cost, s, ent)['length_end']:.2f} "
+                     f"({r(rule, cost, s, ent)['length_min']:.2f}) P∅ {r(rule, cost, s, ent)['p_empty']:.3f}"
+                     for s in ("teacher", "far")]
+            x = r(rule, cost, "teacher", ent)
+            print(f"    {rule:8s} {cost:2s} {'H(q)>0' if ent else 'H(q)≈0'}  from q: {cells[0]}   far: {cells[1]}   "
+                  f"L−L(q) {x['L_end_minus_L_teacher']:+.3f}")
+    both = [(s, e) for s in ("teacher", "far") for e in (True, False)]
+    keeps = lambda rule, cost, s, e: (abs(r(rule, cost, s, e)["length_end"] - len_q[0 if e else 1]) < 0.05  # noqa: E731
+                                      and r(rule, cost, s, e)["J_end"] > Jq[0 if e else 1] - 0.01)
+    passed = (enum_err < 1e-10
+              and all(r("literal", "ce", s, True)["p_empty"] > 0.1 and r("literal", "ce", s, True)["J_end"] < Jq[0] - 0.1
+                      for s in ("teacher", "far"))  # the literal minimiser stops when the teacher has entropy ...
+              and all(keeps("literal", "ce", s, False) for s in ("teacher", "far"))  # ... and not without
+              and all(keeps("literal", "kl", s, e) for s, e in both)  # KL cost: the minimiser is the teacher
+              and all(keeps("surprise", c, s, e) for c in ("ce", "kl") for s, e in both))  # the fix keeps the length
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for (rule, cost), ls in curves.items():
+        ax.plot(ls, label=f"{rule} ({cost})", ls="-" if rule in distil.STOP_RULES else "--")
+    ax.axhline(len_q[0], color="gray", lw=0.8, ls=":", label="teacher")
+    ax.set_xlabel("natural-gradient step from a far student"), ax.set_ylabel("mean response length")
+    ax.set_title("T7: teacher with entropy", fontsize=10), ax.legend(fontsize=7)
+    names = [f"{rule}\n{cost}" for rule, cost in STOP_CANDIDATES]
+    for k, ent in enumerate((True, False)):
+        ax2.bar([i + 0.4 * k for i in range(len(names))],
+                [r(rule, cost, "teacher", ent)["p_empty"] for rule, cost in STOP_CANDIDATES],
+                width=0.4, label="teacher with entropy" if ent else "deterministic teacher")
+    ax2.set_xticks([i + 0.2 for i in range(len(names))], names, fontsize=7)
+    ax2.set_ylabel("P(empty response) at the minimiser"), ax2.legend(fontsize=7)
+    savefig(cfg, fig, "t7_stop_problem.png")
+    lit, fix = (lambda s: r("literal", "ce", s, True)), (lambda s: r("surprise", "ce", s, True))  # noqa: E731
+    return Result("T7", "with an END action and a teacher with entropy, the literal objective's minimiser ends early "
+                  "(not without entropy, not with the KL cost); pricing the end by the teacher's surprise "
+                  "(stop='surprise') keeps the teacher's length from π = q and from a far student",
+                  f"literal CE from q / far: P(empty) {lit('teacher')['p_empty']:.2f}/{lit('far')['p_empty']:.2f}, "
+                  f"length {lit('teacher')['length_end']:.2f}/{lit('far')['length_end']:.2f}, J {lit('teacher')['J_end']:.3f} "
+                  f"(J(q)={Jq[0]:.3f}, length {len_q[0]:.2f}, E={entropy_to_go[0]:.2f}) | surprise CE: length "
+                  f"{fix('teacher')['length_end']:.2f}/{fix('far')['length_end']:.2f}, J {fix('teacher')['J_end']:.3f}/"
+                  f"{fix('far')['J_end']:.3f}",
+                  passed, {"rows": {f"{k[0]}/{k[1]}/{k[2]}/{'entropy' if k[3] else 'no_entropy'}": v for k, v in rows.items()},
+                           "instances": {("entropy" if e else "no_entropy"): {
+                               "horizon": 5, "branching": 3, "end_action": 2, "transitions": TRANSITIONS + "; action 2 "
+                               "is END: afterwards END is forced at no cost (toy_mdp.played)", "rewards": insts[e][0].rewards,
+                               "teacher": insts[e][1]} for e in (True, False)},
+                           "far_student_logits": far[0], "entropy_to_go": entropy_to_go, "J_teacher": Jq,
+                           "length_teacher": len_q, "lambda": STOP_LAMBDA, "eta": 0.2, "steps": steps,
+                           "enumeration_error": enum_err})
+
+
+# -----------------------------------------------------------------------------
+
+
+CHECKS = {"T1": check_t1, "T2": check_t2, "T3": check_t3, "T4": check_t4, "T5": check_t5, "T6": check_t6,
+          "T7": check_t7}
 
 
 def parse_args(argv=None):

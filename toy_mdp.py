@@ -32,6 +32,10 @@ Equations (π a tabular softmax policy π(a|s) = softmax(θ_s), q a teacher, r(l
                   For reverse KL the npg step θ − η(log π/q − KL) *is* the geometric mixture; for
                   forward CE the npg step θ + η(q/π − 1) agrees with the mixture to first order only.
 
+Variable length (`end=True`): action A−1 is END; it ends the response, after which END is forced
+at no cost (`played`, as the sampler holds end-of-text), so a response is the prefix up to its first
+END (`alive` states pay, `reachable` leaves can occur) and every DP above is unchanged.
+
 Simplifications: 1. transitions are deterministic (a token tree), as in language generation;
 2. reward only at the leaves; 3. everything is batched over a leading axis of instances, so
 thousands of random MDPs are solved at once. `TreeMDPEnv` (registered as `DistIL/TreeMDP-v0`) is
@@ -60,15 +64,24 @@ RULES = ("gd", "npg", "prox")
 
 @dataclass
 class TreeMDP:
-    horizon: int  # H: actions per episode
+    horizon: int  # H: actions per episode (with end: the maximum response length, END included)
     branching: int  # A: actions per state
     rewards: torch.Tensor  # (..., A^H) reward of each leaf, in [0, 1]
+    end: bool = False  # action A−1 is END: it ends the response; afterwards END is forced, at no cost
 
     def __post_init__(self):
-        if self.horizon < 1 or self.branching < 2:
-            raise ValueError(f"need horizon >= 1 and branching >= 2, got H={self.horizon}, A={self.branching}")
+        if self.horizon < 1 or self.branching < (3 if self.end else 2):
+            raise ValueError(f"need horizon >= 1 and branching >= 2 (3 with an END action), got H={self.horizon}, "
+                             f"A={self.branching}")
         if self.rewards.shape[-1] != self.n_leaves:
             raise ValueError(f"rewards must have A^H = {self.n_leaves} leaves, got {self.rewards.shape[-1]}")
+        # alive[s]: s is a response state (its prefix holds no END) — where the student acts and pays
+        alive = [torch.ones(1, dtype=torch.bool)]
+        for t in range(1, self.horizon + 1):
+            keep = torch.ones(self.branching, dtype=torch.bool)
+            keep[-1] = not self.end
+            alive.append((alive[-1].unsqueeze(-1) & keep).flatten())
+        self.alive, self.alive_leaf = torch.cat(alive[:-1]), alive[-1]
 
     @property
     def n_states(self):  # internal states (where an action is taken)
@@ -84,6 +97,11 @@ class TreeMDP:
     def depth_slice(self, t):
         return slice(self.offset(t), self.offset(t + 1))
 
+    @property
+    def reachable(self):  # (A^H,) bool: the leaves a rollout can end at (with end: END, END, ... after an END)
+        uniform = torch.full((self.n_states, self.branching), 1.0 / self.branching, dtype=DTYPE)
+        return leaf_probs(uniform, self) > 0
+
     def child(self, s, a):  # works for every depth; leaves get indices n_states .. n_states+A^H-1
         t = 0
         while self.offset(t + 1) <= s:  # the depth of s
@@ -91,15 +109,18 @@ class TreeMDP:
         return self.offset(t + 1) + (s - self.offset(t)) * self.branching + a
 
 
-def random_tree(horizon, branching, n=1, p_success=0.3, binary=True, seed=0):
+def random_tree(horizon, branching, n=1, p_success=0.3, binary=True, seed=0, end=False):
     """n random instances: leaf rewards Bernoulli(p_success) (binary) or Uniform(0, 1), with at least
-    one rewarding leaf each."""
+    one rewarding leaf each (with end: a reachable one, and unreachable leaves are 0)."""
     g = torch.Generator().manual_seed(seed)
     L = branching ** horizon
     u = torch.rand(n, L, generator=g, dtype=DTYPE)
     r = (u < p_success).to(DTYPE) if binary else u
-    r[torch.arange(n), torch.randint(L, (n,), generator=g)] = 1.0
-    return TreeMDP(horizon, branching, r)
+    mdp = TreeMDP(horizon, branching, r, end)
+    r *= mdp.reachable
+    reach = mdp.reachable.nonzero()[:, 0]
+    r[torch.arange(n), reach[torch.randint(len(reach), (n,), generator=g)]] = 1.0
+    return mdp
 
 
 def check_distribution(q, name="teacher"):
@@ -117,8 +138,19 @@ def check_distribution(q, name="teacher"):
 # Exact dynamic programming (batched over leading axes, differentiable)
 
 
+def played(pi, mdp):
+    """The policy a rollout follows: π on response states; with end, END forever after an END (as
+    train_gpt's sampler holds end-of-text), so every rollout has H steps and ended states cost nothing."""
+    if not mdp.end:
+        return pi
+    forced = torch.zeros_like(pi)
+    forced[..., -1] = 1.0
+    return torch.where(mdp.alive.unsqueeze(-1), pi, forced)
+
+
 def occupancy(pi, mdp):
     """d(s): probability that a rollout of π visits s. pi (..., S, A) -> (..., S)."""
+    pi = played(pi, mdp)
     d = [torch.ones(pi.shape[:-2] + (1,), dtype=pi.dtype)]
     for t in range(mdp.horizon - 1):
         d.append((d[-1].unsqueeze(-1) * pi[..., mdp.depth_slice(t), :]).flatten(-2))
@@ -128,11 +160,12 @@ def occupancy(pi, mdp):
 def leaf_probs(pi, mdp):
     """π(y) for every complete rollout y (leaf), (..., A^H)."""
     last = mdp.depth_slice(mdp.horizon - 1)
-    return (occupancy(pi, mdp)[..., last].unsqueeze(-1) * pi[..., last, :]).flatten(-2)
+    return (occupancy(pi, mdp)[..., last].unsqueeze(-1) * played(pi, mdp)[..., last, :]).flatten(-2)
 
 
 def values(pi, mdp):
     """V (..., S) and Q (..., S, A) of policy π by backward induction."""
+    pi = played(pi, mdp)
     v, Vs, Qs = mdp.rewards.expand(pi.shape[:-2] + mdp.rewards.shape[-1:]), [], []
     for t in reversed(range(mdp.horizon)):
         q = v.reshape(v.shape[:-1] + (-1, mdp.branching))
@@ -147,11 +180,11 @@ def expected_reward(pi, mdp):
 
 
 def optimal_q(mdp):
-    """Q* by backward induction with max instead of the policy average."""
+    """Q* by backward induction with max instead of the policy average (after an END: END's value)."""
     v, Qs = mdp.rewards, []
     for t in reversed(range(mdp.horizon)):
         q = v.reshape(v.shape[:-1] + (-1, mdp.branching))
-        v = q.max(-1).values
+        v = torch.where(mdp.alive[mdp.depth_slice(t)], q.max(-1).values, q[..., -1])
         Qs.insert(0, q)
     return torch.cat(Qs, -2)
 
@@ -202,11 +235,26 @@ def state_costs(theta, teacher, kind, beta=0.5):
     raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
 
 
-def objective(theta, mdp, teacher, kind):
+def end_surprise(pi, mdp, teacher):
+    """E_π[σ], σ = −log q(last action | last state): the teacher's surprise at the response's last
+    action — END, or the action at depth H−1 if the response never ended (distil.py's stop="surprise")."""
+    last = torch.zeros(mdp.n_states, mdp.branching, dtype=torch.bool)
+    last[mdp.depth_slice(mdp.horizon - 1)] = True
+    if mdp.end:
+        last[:, -1] = True
+    last &= mdp.alive.unsqueeze(-1)
+    surprise = torch.where(last, -teacher.log(), 0.0)  # +inf where q = 0 on a last action: a true price
+    return (occupancy(pi, mdp).unsqueeze(-1) * pi * torch.where(pi > 0, surprise, 0.0)).sum((-2, -1))
+
+
+def objective(theta, mdp, teacher, kind, stop="literal"):
     """The loss each method minimises, exactly, per instance (...,). Sequence-level objectives
-    differentiate the occupancy; token-level ones stop its gradient."""
+    differentiate the occupancy; token-level ones stop its gradient. stop: distil.STOP_RULES, for
+    the sequence-level distil objectives ("literal", the paper's sum, is what T1–T6 study)."""
     if kind not in OBJECTIVES:
         raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
+    if stop not in distil.STOP_RULES:
+        raise ValueError(f"stop must be one of {distil.STOP_RULES}, got {stop!r}")
     check_distribution(teacher)
     pi = torch.softmax(theta, -1)
     if kind == "sdpo" and ((teacher == 0) & (pi > 0)).any():
@@ -214,19 +262,20 @@ def objective(theta, mdp, teacher, kind):
                          "student plays; use a teacher with full support (e.g. feedback_teacher, eps > 0)")
     if kind == "grpo":
         return -expected_reward(pi, mdp)
-    d = occupancy(pi, mdp)
+    d = occupancy(pi, mdp) * mdp.alive  # response states only: an ended state costs nothing
     if kind not in SEQUENCE_LEVEL:
         d = d.detach()
-    return (d * state_costs(theta, teacher, kind)).sum(-1)
+    loss = (d * state_costs(theta, teacher, kind)).sum(-1)
+    return loss + end_surprise(pi, mdp, teacher) if stop == "surprise" and kind in SEQUENCE_LEVEL else loss
 
 
-def gradient(theta, mdp, teacher, kind):
+def gradient(theta, mdp, teacher, kind, stop="literal"):
     theta = theta.detach().requires_grad_()
-    (g,) = torch.autograd.grad(objective(theta, mdp, teacher, kind).sum(), theta)
+    (g,) = torch.autograd.grad(objective(theta, mdp, teacher, kind, stop).sum(), theta)
     return g
 
 
-def update(theta, mdp, teacher, kind, rule, eta):
+def update(theta, mdp, teacher, kind, rule, eta, stop="literal"):
     """One step of `rule` on objective `kind` with step size eta (a float or a 0-d tensor, so that
     dJ/dη can be taken by autograd). Returns the new logits."""
     if rule == "prox":
@@ -237,7 +286,7 @@ def update(theta, mdp, teacher, kind, rule, eta):
         if kind == "sdpo":
             return (1 - eta) * pi.log() + eta * teacher.log()
         raise ValueError(f"no closed-form proximal step for {kind!r} (only distil_token: mixture, sdpo: geometric)")
-    g = gradient(theta, mdp, teacher, kind)
+    g = gradient(theta, mdp, teacher, kind, stop)
     if rule == "gd":
         return theta - eta * g
     if rule == "npg":
@@ -262,22 +311,25 @@ def reward_slope(theta, mdp, teacher, kind, rule):
 
 class TreeMDPEnv(gym.Env):
     """Observation: the current node (internal states 0..S-1, leaves S..S+A^H-1); action: a branch;
-    reward: the leaf's reward when the episode ends at depth H, 0 before."""
+    reward: the leaf's reward when the episode ends at depth H, 0 before. end=True: action A−1 is
+    END, which ends the episode at once, at the leaf reached by END, END, ... (info["length"]: the
+    response length, END included)."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, horizon=3, branching=3, p_success=0.3, instance_seed=0, rewards=None, render_mode=None):
-        r = random_tree(horizon, branching, 1, p_success, seed=instance_seed).rewards[0] if rewards is None \
+    def __init__(self, horizon=3, branching=3, p_success=0.3, instance_seed=0, rewards=None, render_mode=None,
+                 end=False):
+        r = random_tree(horizon, branching, 1, p_success, seed=instance_seed, end=end).rewards[0] if rewards is None \
             else torch.as_tensor(rewards, dtype=torch.float64)
-        self.mdp = TreeMDP(horizon, branching, r)
+        self.mdp = TreeMDP(horizon, branching, r, end)
         self.observation_space = gym.spaces.Discrete(self.mdp.n_states + self.mdp.n_leaves)
         self.action_space = gym.spaces.Discrete(branching)
         self.render_mode = render_mode
-        self.state = 0
+        self.state, self.length = 0, 0
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        self.state = 0
+        self.state, self.length = 0, 0
         return self.state, {"depth": 0}
 
     def step(self, action):
@@ -285,10 +337,12 @@ class TreeMDPEnv(gym.Env):
             raise ValueError(f"action must be an int in [0, {self.mdp.branching}), got {action!r}")
         if self.state >= self.mdp.n_states:
             raise RuntimeError("episode is over; call reset()")
-        self.state = self.mdp.child(self.state, int(action))
+        self.state, self.length = self.mdp.child(self.state, int(action)), self.length + 1
+        while self.mdp.end and action == self.mdp.branching - 1 and self.state < self.mdp.n_states:
+            self.state = self.mdp.child(self.state, action)  # after END: END, END, ... to the leaf
         done = self.state >= self.mdp.n_states
         reward = float(self.mdp.rewards[self.state - self.mdp.n_states]) if done else 0.0
-        return self.state, reward, done, False, {}
+        return self.state, reward, done, False, {"length": self.length} if done else {}
 
     def render(self):
         return f"node {self.state} of {self.observation_space.n}"

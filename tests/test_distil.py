@@ -67,9 +67,11 @@ def seq_logprob(theta, tokens, mask, sid):
     return (logp * mask).sum(-1)
 
 
-def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True):
-    """Σ_y π(y) Σ_t C_t(y), written out independently of distil.py. through_states=False stops the
-    gradient through the rollout probabilities (the token-level / local objective)."""
+def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True, stop="literal"):
+    """Σ_y π(y) (Σ_t C_t(y) + σ(y)), written out independently of distil.py. through_states=False stops
+    the gradient through the rollout probabilities (the token-level / local objective). σ(y): 0
+    ("literal"), the teacher's surprise −log q(y_last) at the last token ("surprise"), or its series
+    cut at one term, 1 − q(y_last) ("series1": what one teacher sample per position estimates)."""
     p_t = torch.softmax(teacher, -1)[sid]
     logq = torch.log_softmax(theta, -1)[sid]
     ce = -(p_t * logq).sum(-1)
@@ -77,7 +79,10 @@ def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states
     prob = seq_logprob(theta, tokens, mask, sid).exp()
     if not through_states:
         prob = prob.detach()
-    return (prob * (c * mask).sum(-1)).sum()
+    n = mask.sum(-1).long() - 1  # the last response position
+    q_last = p_t[torch.arange(len(n)), n].gather(-1, tokens[torch.arange(len(n)), n, None]).squeeze(-1)
+    sigma = {"literal": 0.0, "surprise": -q_last.log(), "series1": 1 - q_last}[stop]
+    return (prob * ((c * mask).sum(-1) + sigma)).sum()
 
 
 def grad(f, theta):
@@ -211,16 +216,34 @@ def student_teacher_logits(theta, teacher, sid):
     return theta[sid], teacher[sid]
 
 
-def test_sequence_level_expected_gradient_equals_exact_gradient_of_L():
+@pytest.mark.parametrize("stop", distil.STOP_RULES)
+@pytest.mark.parametrize("cost", distil.FUTURE_COSTS)
+def test_sequence_level_expected_gradient_equals_exact_gradient_of_L(stop, cost):
+    """Variable length: responses end at EOS (the end decision is a token) or are cut at depth D."""
     theta, teacher = make_tables(0)
     tokens, mask, sid = batch(SEQS)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none")
-    L = exact_objective(theta, teacher, tokens, mask, sid)
-    assert torch.allclose((prob * per).sum(), L)  # the surrogate's value estimates L
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, future_cost=cost, stop=stop,
+                             reduction="none")
+    L = exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=stop)
+    if cost == "ce":
+        assert torch.allclose((prob * per).sum(), L)  # the surrogate's value estimates L
     g_est = grad((prob * per).sum(), theta)
-    assert torch.allclose(g_est, grad(exact_objective(theta, teacher, tokens, mask, sid), theta), atol=1e-12)
+    assert torch.allclose(g_est, grad(L, theta), atol=1e-12)
+    other = [r for r in distil.STOP_RULES if r != stop][0]  # the rules differ: the end is priced
+    assert (g_est - grad(exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=other), theta)).abs().max() > 1e-3
+
+
+def test_surprise_makes_ending_where_the_teacher_continues_costly():
+    """One state, tokens (a, EOS): a teacher that continues with 0.99 and a student that ends with 0.5.
+    Literal: the end saves the future (here nothing follows, so both rules agree on value but not on
+    the end's price); surprise: the ended rollout pays −log 0.01 on top of its cost."""
+    s = torch.zeros(2, 1, 3)  # logits: uniform student over (0, 1, EOS=2)
+    t = torch.tensor([0.495, 0.495, 0.01]).log().expand(2, 1, 3)
+    tok, mask = torch.tensor([[0], [2]]), torch.ones(2, 1)
+    per = {r: distil.distil_loss(s, tok, mask, teacher_logits=t, stop=r, reduction="none") for r in distil.STOP_RULES}
+    assert torch.allclose(per["surprise"] - per["literal"], -torch.tensor([0.495, 0.01]).log())
 
 
 def test_token_level_expected_gradient_is_the_local_term_only():
@@ -243,7 +266,7 @@ def test_future_cost_kl_gives_the_gradient_of_the_expected_kl():
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
     per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, future_cost="kl",
-                             reduction="none")
+                             stop="literal", reduction="none")
     g = grad((prob * per).sum(), theta)
     assert torch.allclose(g, grad(exact_objective(theta, teacher, tokens, mask, sid, cost="kl"), theta), atol=1e-12)
     assert (g - grad(exact_objective(theta, teacher, tokens, mask, sid), theta)).abs().max() > 1e-3
@@ -259,7 +282,7 @@ def test_leave_one_out_baseline_keeps_the_gradient_unbiased():
     per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, baseline="loo",
                              group_size=2, reduction="none")
     t1, m1, s1 = batch(SEQS)
-    L = exact_objective(theta, teacher, t1, m1, s1)
+    L = exact_objective(theta, teacher, t1, m1, s1, stop=distil.STOP_RULES[0])
     assert torch.allclose(grad((w * per).sum(), theta), grad(L, theta), atol=1e-12)
 
 
@@ -271,8 +294,8 @@ def test_leave_one_out_subtracts_the_mean_cost_to_go_of_the_other_rollouts():
     tok = torch.randint(0, V_, (B, T), generator=g)
     mask = torch.ones(B, T)
     mask[1, 3] = mask[4, 2:] = 0
-    g_none = grad(distil.distil_loss(s, tok, mask, teacher_logits=t), s)
-    g_loo = grad(distil.distil_loss(s, tok, mask, teacher_logits=t, baseline="loo", group_size=G), s)
+    g_none = grad(distil.distil_loss(s, tok, mask, teacher_logits=t, stop="literal"), s)
+    g_loo = grad(distil.distil_loss(s, tok, mask, teacher_logits=t, baseline="loo", group_size=G, stop="literal"), s)
     cost = (distil.forward_ce(t, s) * mask).detach()
     to_go = torch.stack([cost[:, u + 1:].sum(-1) for u in range(T)], -1)
     grp = to_go.view(-1, G, T)
@@ -313,11 +336,23 @@ def test_sampled_teacher_estimator_is_unbiased_in_value_and_gradient():
     s_logits = theta[sid]
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach() * torch.tensor(weights)
     t_tokens = torch.tensor(samples).unsqueeze(-1)  # (N, D, K=1)
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_tokens=t_tokens, reduction="none")
     t1, m1, s1 = batch(SEQS)
-    L = exact_objective(theta, teacher, t1, m1, s1)
-    assert torch.allclose((prob * per).sum(), L)
-    assert torch.allclose(grad((prob * per).sum(), theta), grad(L, theta), atol=1e-12)
+    for stop, end in (("literal", "literal"), ("surprise", "series1")):  # one sample: σ cut at one term
+        per = distil.distil_loss(s_logits, tokens, mask, teacher_tokens=t_tokens, stop=stop, reduction="none")
+        L = exact_objective(theta, teacher, t1, m1, s1, stop=end)
+        assert torch.allclose((prob * per).sum(), L)
+        assert torch.allclose(grad((prob * per).sum(), theta), grad(L, theta), atol=1e-12)
+
+
+def test_sampled_end_surprise_is_the_truncated_series_of_minus_log_p():
+    """K samples per position: E[σ_K] = Σ_{k≤K} (1−p)^k / k, enumerated over all K-tuples of samples."""
+    q = torch.tensor([0.2, 0.5, 0.3])  # the teacher at the last state; the student's last token is 0
+    K, on, tok = 3, torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.long)
+    expect = sum((1 - q[0]) ** k / k for k in range(1, K + 1))
+    total = sum(q[list(a)].prod() * distil.end_surprise(None, torch.tensor([[a]]), tok, on)[0, 0]
+                for a in itertools.product(range(3), repeat=K))
+    assert torch.allclose(total, expect)
+    assert torch.allclose(distil.end_surprise(q.log().view(1, 1, 3), None, tok, on), -q[:1].log().view(1, 1))
 
 
 def test_topk_with_all_tokens_equals_the_full_loss():
@@ -337,11 +372,11 @@ def test_reductions_sum_mean_and_token_mean():
     theta, teacher = make_tables(6)
     tokens, mask, sid = batch(SEQS)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none")
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop="literal", reduction="none")
     expect = (distil.forward_ce(t_logits, s_logits) * mask).sum(-1)
     assert torch.allclose(per, expect)
-    assert torch.allclose(distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits), per.mean())
-    tm = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="token_mean")
+    assert torch.allclose(distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop="literal"), per.mean())
+    tm = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop="literal", reduction="token_mean")
     assert torch.allclose(tm, per.sum() / mask.sum())
 
 
@@ -468,6 +503,8 @@ def bad_inputs():
         ("baseline must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="mean")),
         ("future_cost must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="x")),
         ("reduction must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, reduction="avg")),
+        ("stop must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, stop="early")),
+        ("infinite price", lambda: distil.distil_loss(s, tok, m, teacher_logits=t.index_fill(-1, torch.tensor([0]), -math.inf))),
         ("topk must be in", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, topk=6)),
         ("rewards must be", lambda: distil.grpo_loss(s, tok, m, torch.zeros(3), 2)),
         ("needs the sampled tokens", lambda: distil.sdpo_loss(s, t, m, sampled=True)),

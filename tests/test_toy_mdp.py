@@ -56,6 +56,19 @@ def test_env_passes_gymnasium_checker_and_follows_the_tree():
     assert obs == raw.mdp.n_states + leaf and reward == raw.mdp.rewards[leaf].item()
 
 
+def test_env_with_end_action_ends_at_once_and_passes_the_checker():
+    env = gym.make("DistIL/TreeMDP-v0", horizon=3, branching=3, instance_seed=4, end=True)
+    check_env(env.unwrapped)
+    raw = env.unwrapped
+    env.reset(seed=0)
+    env.step(1)
+    obs, reward, terminated, _, info = env.step(2)  # END after one token: a response of length 2
+    leaf = 1 * 9 + 2 * 3 + 2  # the path (1, END, END)
+    assert terminated and info["length"] == 2 and raw.mdp.reachable[leaf]
+    assert obs == raw.mdp.n_states + leaf and reward == raw.mdp.rewards[leaf].item()
+    assert raw.mdp.rewards[~raw.mdp.reachable].abs().sum() == 0  # unreachable leaves carry no reward
+
+
 def test_env_rejects_invalid_actions_and_steps_after_the_end():
     env = tm.TreeMDPEnv(horizon=1, branching=2)
     env.reset(seed=0)
@@ -84,7 +97,8 @@ def test_bad_trees_and_unnormalised_teachers_raise_clear_errors():
 
 
 def rollout_batch(mdp, theta, teacher):
-    """All A^H rollouts as a batch for distil.py: tokens, student/teacher logits per position, π(y)."""
+    """All A^H rollouts as a batch for distil.py: tokens, student/teacher logits per position, the
+    response mask (with an END action: up to and including the first END), π(y) (0 if unreachable)."""
     A, H = mdp.branching, mdp.horizon
     paths = list(itertools.product(range(A), repeat=H))
     tokens = torch.tensor(paths)
@@ -94,21 +108,47 @@ def rollout_batch(mdp, theta, teacher):
         for t, a in enumerate(path):
             sid[n, t], s = s, mdp.child(s, a)
     prob = tm.leaf_probs(torch.softmax(theta, -1), mdp).detach()
-    return tokens, theta[sid], teacher.log()[sid], torch.ones(len(paths), H, dtype=D), prob
+    return tokens, theta[sid], teacher.log()[sid], mdp.alive[sid].to(D), prob
 
 
+@pytest.mark.parametrize("end", [False, True], ids=["fixed_depth", "with_end"])
+@pytest.mark.parametrize("stop", distil.STOP_RULES)
 @pytest.mark.parametrize("kind,kwargs", [("distil", {}), ("distil_token", {"sequence_level": False}),
                                          ("distil_kl", {"future_cost": "kl"})])
-def test_tabular_gradient_equals_expected_distil_surrogate_gradient(kind, kwargs):
-    mdp = tm.random_tree(3, 3, seed=2)
-    mdp = tm.TreeMDP(3, 3, mdp.rewards[0])
+def test_tabular_gradient_equals_expected_distil_surrogate_gradient(kind, kwargs, stop, end):
+    mdp = tm.random_tree(3, 3, seed=2, end=end)
+    mdp = tm.TreeMDP(3, 3, mdp.rewards[0], end)
     g = torch.Generator().manual_seed(3)
     theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D).requires_grad_()
     teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
     tokens, s_logits, t_logits, mask, prob = rollout_batch(mdp, theta, teacher)
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", **kwargs)
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", stop=stop, **kwargs)
     (g_sur,) = torch.autograd.grad((prob * per).sum(), theta)
-    assert torch.allclose(g_sur, tm.gradient(theta, mdp, teacher, kind), atol=1e-12)
+    assert torch.allclose(g_sur, tm.gradient(theta, mdp, teacher, kind, stop), atol=1e-12)
+    if kind == "distil":  # the value estimates the objective too
+        assert torch.allclose((prob * per).sum(), tm.objective(theta, mdp, teacher, kind, stop))
+
+
+def test_end_trees_have_variable_length_and_a_forced_end():
+    """H=2, A=3 with END=2: responses (END), (a, END), (a, b) for a, b in {0, 1}; 7 of 9 leaves reachable."""
+    mdp = tm.TreeMDP(2, 3, torch.zeros(9, dtype=D), end=True)
+    assert mdp.alive.tolist() == [True, True, True, False]
+    assert mdp.reachable.int().tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 1]
+    pi = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [0.4, 0.4, 0.2]], dtype=D)
+    played = tm.played(pi, mdp)
+    assert played[3].tolist() == [0.0, 0.0, 1.0] and torch.equal(played[:3], pi[:3])
+    assert torch.allclose(tm.leaf_probs(pi, mdp), torch.tensor(
+        [0.05, 0.05, 0.4, 0.18, 0.06, 0.06, 0, 0, 0.2], dtype=D))
+    assert torch.isclose((tm.occupancy(pi, mdp) * mdp.alive).sum(), torch.tensor(1.8, dtype=D))  # mean length
+
+
+def test_end_surprise_is_the_expected_teacher_surprise_at_the_last_action():
+    mdp = tm.TreeMDP(2, 3, torch.zeros(9, dtype=D), end=True)
+    pi = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [1 / 3] * 3], dtype=D)
+    q = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25], [1 / 3] * 3], dtype=D)
+    lq = -q.log()
+    by_hand = 0.2 * lq[0, 2] + 0.5 * (pi[1] * lq[1]).sum() + 0.3 * (pi[2] * lq[2]).sum()
+    assert torch.isclose(tm.end_surprise(pi, mdp, q), by_hand)
 
 
 def test_sampled_env_rollouts_estimate_the_exact_gradient():
@@ -226,12 +266,17 @@ def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_pa
                                     "--iterations", "12", "--figures", str(tmp_path / "fig"), "--json", str(out)])
     assert theory_checks.main(cfg)
     results = {r["name"]: r for r in json.loads(out.read_text())}
-    assert sorted(results) == ["T1", "T2", "T3", "T4", "T5", "T6"] and all(r["passed"] for r in results.values())
+    assert sorted(results) == ["T1", "T2", "T3", "T4", "T5", "T6", "T7"] and all(r["passed"] for r in results.values())
     t1 = results["T1"]["data"]["instance"]  # the counterexample can be recomputed from the JSON alone
     mdp = tm.TreeMDP(1, 3, torch.tensor([t1["rewards"]], dtype=D))
     q, pi = torch.tensor([[t1["teacher"]]], dtype=D), torch.tensor([[t1["pi"]]], dtype=D)
     assert tm.reward_slope(pi.log(), mdp, q, "sdpo", "npg").item() < 0 < tm.expected_reward(q, mdp) - tm.expected_reward(pi, mdp)
-    assert len(list((tmp_path / "fig").glob("*.png"))) == 5
+    assert len(list((tmp_path / "fig").glob("*.png"))) == 6
+    t7 = results["T7"]["data"]  # the stop instance can be recomputed from the JSON alone
+    inst = t7["instances"]["entropy"]
+    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=D), end=True)
+    assert torch.allclose(tm.expected_reward(torch.tensor(inst["teacher"], dtype=D), mdp),
+                          torch.tensor(t7["J_teacher"][0], dtype=D))
 
 
 def test_only_runs_one_check_and_a_failed_check_makes_main_fail(tmp_path, monkeypatch):
