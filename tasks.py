@@ -37,6 +37,7 @@ import ast
 import hashlib
 import inspect
 import math
+import os
 import random
 import re
 import time
@@ -161,6 +162,10 @@ class Task:
     def hopeless(self, p, s) -> bool:
         return False
 
+    def finishes(self, p, s, cur: str) -> list:
+        """Well-formed lines besides the legal ones that the partial line cur may be finished as."""
+        return []
+
     def _legal(self, p, s) -> dict:
         key = (p.prompt, s)
         if key not in self._moves:
@@ -259,11 +264,21 @@ class Task:
                     w[EOT] += stop
                     w["\n"] += n - stop
         w = +w
-        if not w:                              # mid-line off S: finish it as a legal line, else end it
-            w = Counter(ln[len(cur)] for ln in legal if cur and ln.startswith(cur) and len(ln) > len(cur))
-            w = w or Counter({"\n": 1})
+        if not w and cur:                      # mid-line off S: keep the line well formed
+            pool = list(legal) + self.finishes(p, s, cur)
+            w = Counter(ln[len(cur)] for ln in pool if ln.startswith(cur) and len(ln) > len(cur))
+            w = w or Counter(ln[len(cur)] if len(ln) > len(cur) else "\n" for ln in pool if _misdigit(ln, cur))
+        w = w or Counter({"\n": 1})
         total = sum(w.values())
         return {c: k / total for c, k in w.items()}
+
+
+def _misdigit(line: str, cur: str) -> bool:
+    """Whether cur is line's first len(cur) characters with some digits miswritten (a wrong value
+    in a value's place): the expert then writes the rest of line, keeping its shape."""
+    k = len(os.path.commonprefix([line, cur]))
+    return k == len(cur) == len(line) or len(line) >= len(cur) > k and bool(
+        re.fullmatch(r"[0-9]+", cur[k:] + line[k:len(cur)]))
 
 
 UNDO = "undo"     # the line that retracts the latest standing line (countdown, listprog)
@@ -304,27 +319,34 @@ def recovery_rates(task: Task, n: int = 150, seed: int = 0) -> tuple:
 
 class _LastLine(Task):
     """Expert for tasks graded by their last line against one reference (mult, chem). The state
-    is (bitmask of the reference's working lines whose latest statement is correct, the last line
-    is a correct answer). Recovery by restatement: the expert writes the first working line not
-    yet correct, restating a wrong one from the values in view, then the answer line."""
+    is (the value last stated for each working line of the reference, the last line is a correct
+    answer). Recovery by restatement: the expert writes the first working line whose stated value
+    is wrong or missing, recomputed from the operands in view, then the answer line. Mid-line it
+    finishes the line the student is writing in shape (see Task._next_char) before restating."""
+
+    def _ref(self, p):
+        ref = p.solution.split("\n")
+        return ref, [r.split("=", 1) for r in ref[:-1]]   # working lines as (left side, value)
 
     def start(self, p):
-        return 0, False
+        return ("",) * (p.solution.count("\n")), False
 
     def moves(self, p, s):
-        ref = p.solution.split("\n")
-        j = next((j for j in range(len(ref) - 1) if not s[0] >> j & 1), None)
-        return {ref[-1]: (s[0], True)} if j is None else {ref[j]: (s[0] | 1 << j, False)}
+        ref, work = self._ref(p)
+        j = next((j for j, (_, v) in enumerate(work) if s[0][j] != v), None)
+        if j is None:
+            return {ref[-1]: (s[0], True)}
+        return {ref[j]: (s[0][:j] + (work[j][1],) + s[0][j + 1:], False)}
 
     def done(self, p, s):
         return s[1]
 
     def replay(self, p, s, line):
-        mask, line = s[0], line.replace(" ", "")
-        for j, r in enumerate(p.solution.split("\n")[:-1]):
-            if line.split("=")[0] == r.split("=")[0]:   # it restates working line j
-                mask = mask | 1 << j if line == r else mask & ~(1 << j)
-        return mask, self.check(p, line)[0] == 1.0
+        values, (lhs, _, v) = list(s[0]), line.replace(" ", "").partition("=")
+        for j, (left, _) in enumerate(self._ref(p)[1]):
+            if lhs == left:                    # it restates working line j
+                values[j] = v
+        return tuple(values), self.check(p, line)[0] == 1.0
 
     def first_mistake(self, p, lines):
         """(index, the line it should have been) of the first line off the canonical path, or None."""
@@ -353,6 +375,12 @@ class Mult(_LastLine):
         self.digits_a, self.digits_b = digits_a, digits_b
         longest = self.scratchpad(10 ** digits_a - 1, 10 ** digits_b - 1)
         self.max_response_chars = len(longest) + 1 + max(map(len, longest.split("\n")))  # + one restatement
+
+    def finishes(self, p, s, cur):
+        """Every working line, and the sum of the values as stated (right or wrong)."""
+        stated = [v for v in s[0] if re.fullmatch(r"[0-9]{1,12}", v)]
+        return p.solution.split("\n")[:-1] + (
+            ["+".join(stated) + f"={sum(map(int, stated))}"] if len(stated) == len(s[0]) else [])
 
     @staticmethod
     def scratchpad(a, b, values=None, total=None) -> str:
@@ -913,6 +941,23 @@ class Chem(_LastLine):
 
     def sample(self, rng):
         return rng.choice(self.pool[rng.choice(sorted(self.pool))])
+
+    def finishes(self, p, s, cur):
+        """The reference, and cur finished in shape: its current species, then every later term
+        with its correct coefficient (a wrong coefficient stays wrong, the equation well formed)."""
+        lhs, rhs, coefs = p.data
+        species = lhs + rhs
+        terms = [f"{c if c != 1 else ''}{f}" for c, f in zip(coefs, species)]
+        for i in range(len(cur), 0, -1):       # the longest start of cur that a finish extends
+            k, seg = len(re.findall(r"\+|->", cur[:i])), re.split(r"\+|->", cur[:i])[-1]
+            m = re.fullmatch(r" *[0-9]{0,3}(.*)", seg)
+            if k < len(species) and species[k].startswith(m[1]):
+                now = (" " if k and not seg else "") + terms[k] if not seg.strip() else species[k][len(m[1]):]
+                line = cur[:i] + now + "".join(
+                    (" -> " if j == len(lhs) else " + ") + terms[j] for j in range(k + 1, len(species)))
+                if line.startswith(cur):
+                    return [p.solution, line]
+        return [p.solution]
 
     def split_key(self, p):
         """The species, unordered: a reaction and its reverse share a split."""
