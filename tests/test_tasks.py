@@ -363,6 +363,21 @@ def test_mult_expert_restates_the_wrong_line_and_sums_only_values_in_view(proble
                 assert task.has_recovery(p, text)
 
 
+def test_mid_line_the_oracle_keeps_the_students_line_in_shape_then_recovers():
+    mult, chem, cd = TASKS["mult"], TASKS["chem"], TASKS["countdown"]
+    p = Problem("mult", "mult: 55*5", tasks.Mult.scratchpad(55, 5), (55, 5))
+    assert oracle_greedy(mult, p, "55*5=25") == "55*5=255\n55*5=275\n275=275"   # finish the value, restate
+    assert mult.oracle(p, "55*5=255\n2") == {"5": 1.0}                           # its sum of what it stated
+    assert oracle_greedy(mult, p, "55*5=2555") == "55*5=2555\n55*5=275\n275=275"  # too long: end the line
+    lhs, rhs = ("MgO",), ("Mg", "O2")
+    q = Problem("chem", "chem: MgO -> Mg + O2", "2MgO -> 2Mg + O2", (lhs, rhs, (2, 2, 1)))
+    assert oracle_greedy(chem, q, "3") == "3MgO -> 2Mg + O2\n2MgO -> 2Mg + O2"      # a wrong coefficient stays
+    assert oracle_greedy(chem, q, "2MgO -> 2Mg +5") == "2MgO -> 2Mg +5O2\n2MgO -> 2Mg + O2"
+    assert oracle_greedy(chem, q, "2MgO 7") == "2MgO 7\n2MgO -> 2Mg + O2"          # no shape to keep: end it
+    r = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
+    assert cd.oracle(r, "1+3=5") == {"\n": 1.0} and cd.oracle(r, "1+3=5\n") == {"u": 1.0}
+
+
 def eval_product(lhs):
     a, m = lhs.split("*")
     return int(a) * int(m)
