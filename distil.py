@@ -26,11 +26,14 @@ up to the teacher-entropy constant).
 
 The end. The student chooses |y|: ending is a move to a state with no future cost, so the future
 term pays for it (the literal minimiser mostly says nothing once the teacher's entropy to go
-exceeds 1 nat; theory_checks T7). `stop="surprise"` (default) prices the end by the teacher:
-    L_σ(θ) = E_y[ Σ_t C_t + σ(y) ],   σ = −log π_T(y_|y| | s_|y|)    (teacher's surprise at the end)
-σ does not depend on θ, so ∇E[σ] = E[Σ_{t≤|y|} ∇log π_θ(y_t|s_t) σ]: σ joins every cost-to-go,
-t = |y| included. Ending where the teacher ends costs ≈ 0, where it would go on log 1/π_T(EOT).
-`stop="literal"` is the paper's sum. (A cut response's last token is priced the same way.)
+exceeds 1 nat; theory_checks T7). `stop="horizon"` (default) prices the end by the teacher, on a
+fixed horizon of H positions in which the ended state is held and each position it skips is
+priced by the teacher's surprise at the end, σ = −log π_T(y_|y| | s_|y|), again:
+    L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1) σ(y) ]                    (σ: the teacher's surprise)
+σ does not depend on θ, so its gradient is E[Σ_{t≤|y|} ∇log π_θ(y_t|s_t) (H − |y| + 1) σ]: it
+joins every cost-to-go, t = |y| included. An end where the teacher ends costs ≈ 0; an early end
+where it would go on costs log 1/π_T(EOT) per skipped position, more than a wrong continuation
+(a price of one σ, `stop="surprise"`, is not: T7, README). `stop="literal"` is the paper's sum.
 
 `distil_loss` returns a *surrogate*: its gradient is the estimator above for one batch of rollouts,
 and its value is the Monte-Carlo estimate of L (the score-function term is written as
@@ -73,7 +76,7 @@ import torch.nn.functional as F
 REDUCTIONS = ("sum", "token_mean", "none")
 FUTURE_COSTS = ("ce", "kl")
 BASELINES = ("none", "loo")
-STOP_RULES = ("surprise", "literal")  # how the end of a response is priced; the first is the default
+STOP_RULES = ("horizon", "surprise", "literal")  # how the end of a response is priced; the first is the default
 
 # -----------------------------------------------------------------------------
 # Per-position divergences: (..., V) -> (...)
@@ -260,7 +263,7 @@ def end_surprise(teacher_logits, teacher_tokens, tokens, on):
 
 def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
                 sequence_level=True, future_cost="ce", baseline="none", group_size=1,
-                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0]):
+                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0], horizon=None):
     """DistIL surrogate loss on a batch of the student's own rollouts.
 
     student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
@@ -271,15 +274,18 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     future_cost     "ce": C = H× (the paper's L); "kl": C = KL(π_T‖π_θ) (needs teacher_logits).
     baseline        "none" or "loo": b_t for rollout i = mean of Σ_{t'>t} C_t' over the other
                     rollouts of its group (consecutive groups of group_size); unbiased.
-    Value: the estimate of Σ_t H×_t, reduced (also with future_cost="kl"). Gradient: an unbiased
+    Value: the estimate of L (Σ_t H×_t + the end's price), reduced (also with future_cost="kl"). Gradient: an unbiased
     estimate of ∇L (of ∇E[Σ_t KL_t] with future_cost="kl") for the full and sampled estimators with
     reduction "sum"; top-k is a biased (coarse-grained) cost, and "token_mean" divides by a random
     token count (a ratio estimator, as in SDPO/TRL).
-    stop            how the end of a response is priced in the future-credit term: "surprise" adds
+    stop            how the end of a response is priced in the future-credit term, with
                     σ = −log π_T(y_|y| | s_|y|), the teacher's surprise at the last response token
-                    (the end-of-text of an ended response), to the cost-to-go of every position:
-                    L_σ = E[Σ_t C_t + σ]; "literal" prices an end at 0 (the sum as is, which pays
-                    the student to end early). With teacher_tokens σ is estimated (end_surprise).
+                    (the end-of-text of an ended response; estimated from teacher_tokens):
+                    "horizon" L = E[Σ_t C_t + (H − |y| + 1) σ]: a fixed horizon of H positions in
+                    which the ended state is held, each skipped position priced σ again;
+                    "surprise" L = E[Σ_t C_t + σ]; "literal" L = E[Σ_t C_t] (an end costs 0).
+    horizon         H for stop="horizon": the most response positions a rollout can have (the
+                    sampler's max_new_tokens); None: the width T of the batch.
     """
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
@@ -297,6 +303,9 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
                          "topk and future_cost='kl' need teacher_logits")
     on = _check(student_logits, tokens, mask, teacher_logits, teacher_tokens,
                 group_size=group_size, reduction=reduction)
+    if horizon is not None and (not isinstance(horizon, int) or horizon < on.shape[-1]):
+        raise ValueError(f"horizon must be an int >= the width T={on.shape[-1]} of the batch (the longest "
+                         f"possible response), got {horizon!r}")
     student_logits, tokens = _clean(student_logits, on), _clean(tokens, on)
     if teacher_tokens is not None:
         cost = sampled_forward_ce(_clean(teacher_tokens, on), student_logits)  # (B, T)
@@ -315,8 +324,10 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     future = (cost if kl is None else kl * on).detach()  # C_t
     rev_cumsum = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t'≥t}
     to_go = rev_cumsum(future) - future  # Σ_{t'>t} C_t'     (B, T)
-    if stop == "surprise":  # σ at the last response position, in the cost-to-go of every t ≤ |y|
+    if stop != "literal":  # the end's price at the last response position, in every cost-to-go t ≤ |y|
         sigma = end_surprise(teacher_logits, teacher_tokens, tokens, on)
+        if stop == "horizon":  # σ for the end and for each of the H − |y| positions it skips
+            sigma = sigma * ((horizon or on.shape[-1]) - on.sum(-1, keepdim=True) + 1)
         to_go, cost = to_go + rev_cumsum(sigma), cost + sigma
     if baseline == "loo":
         g = to_go.view(-1, group_size, to_go.shape[-1])

@@ -557,8 +557,9 @@ def check_t6(cfg):
 
 STOP_EPS = 1e-3  # uniform mass mixed into the oracle, as train_gpt.ORACLE_EPS: the price of an end stays finite
 STOP_LAMBDA = 2.0  # nats: the outcome candidate's terminal cost λ(1 − r), above the teacher's entropy to go
-STOP_CANDIDATES = (("literal", "ce"), ("literal", "kl"), ("surprise", "ce"), ("surprise", "kl"),
+STOP_CANDIDATES = (("literal", "ce"), ("literal", "kl"), ("surprise", "ce"), ("horizon", "ce"), ("horizon", "kl"),
                    ("mean", "ce"), ("outcome", "ce"), ("hold", "ce"))  # (rule, future cost)
+FAR_SCALE = 1.5  # the far student's logits: −log q / 1.5, it plays the teacher's least likely tokens
 
 
 def stop_instance(entropy, H=5, eps=STOP_EPS):
@@ -577,7 +578,7 @@ def stop_instance(entropy, H=5, eps=STOP_EPS):
 
 
 def response_table(mdp):
-    """All A^H leaves as responses: state ids (N, H), response mask (N, H), index of the last position."""
+    """All A^H leaves as responses: tokens (N, H), state ids (N, H), response mask (N, H), last position."""
     paths = torch.tensor(list(itertools.product(range(mdp.branching), repeat=mdp.horizon)))
     sid = torch.zeros_like(paths)
     for n, path in enumerate(paths.tolist()):
@@ -589,16 +590,17 @@ def response_table(mdp):
 
 
 def stop_objective(theta, mdp, q, rule, cost, table):
-    """Σ_y π(y) g(y) by enumeration, for each candidate price g of a response y (C = H× or KL):
-    literal Σ_t C_t · surprise Σ_t C_t − log q(y_last) · mean Σ_t C_t / |y| · outcome Σ_t C_t + λ(1 − r)
-    · hold (a fixed horizon H in which the ended state keeps the cost of the state it ended in)."""
+    """Σ_y π(y) g(y) by enumeration, for each candidate price g of a response y (C = H× or KL,
+    σ = −log q(y_last)): literal Σ_t C_t · surprise + σ · horizon + (H − |y| + 1) σ · mean Σ_t C_t / |y|
+    · outcome + λ(1 − r) · hold + (H − |y|) C_|y| (the ended state keeps its own cost to the horizon)."""
     paths, sid, alive, last = table
     c = (distil.forward_ce if cost == "ce" else distil.forward_kl)(q.log(), theta)  # (..., S)
     C = c[..., sid] * alive  # (..., N, H)
     g = C.sum(-1)
     n = torch.arange(len(last))
-    if rule == "surprise":
-        g = g - q.log()[..., sid[n, last], paths[n, last]]
+    sigma = -q.log()[..., sid[n, last], paths[n, last]]
+    if rule in ("surprise", "horizon"):
+        g = g + sigma * (mdp.horizon - last if rule == "horizon" else 1)
     elif rule == "mean":
         g = g / (last + 1)
     elif rule == "outcome":
@@ -608,17 +610,24 @@ def stop_objective(theta, mdp, q, rule, cost, table):
     return (tm.leaf_probs(torch.softmax(theta, -1), mdp) * g).sum(-1)
 
 
-def stop_flow(theta, mdp, q, rule, cost, table, steps, eta=0.2):
-    """Natural-gradient flow (per-state steps g/(d π), capped at 50 where d π is tiny): the mean
-    response length after each step, and the final logits."""
+def stop_flow(theta, mdp, q, table, steps, natural):
+    """Gradient flow on every candidate at once, theta (len(STOP_CANDIDATES), ..., S, A): natural-gradient
+    steps of 0.2 (per state g/(d π), capped at 10 where d π is tiny: the price of an end is tens of nats)
+    or plain gradient steps of 1.0 (which starve rarely visited states). Returns the final logits and
+    the mean response length after each step (steps, len(STOP_CANDIDATES), ...)."""
     lengths = []
     for _ in range(steps):
         theta = theta.detach().requires_grad_()
-        (g,) = torch.autograd.grad(stop_objective(theta, mdp, q, rule, cost, table).sum(), theta)
-        pi = torch.softmax(theta, -1).detach()
-        theta = theta - eta * (g / (tm.occupancy(pi, mdp).unsqueeze(-1) * pi).clamp_min(1e-300)).clamp(-50, 50)
-        lengths.append(mean_length(theta.detach(), mdp))
-    return theta.detach(), torch.stack(lengths)
+        loss = sum(stop_objective(th, mdp, q, rule, cost, table).sum() for th, (rule, cost) in zip(theta, STOP_CANDIDATES))
+        (g,) = torch.autograd.grad(loss, theta)
+        theta = theta.detach()
+        if natural:
+            pi = torch.softmax(theta, -1)
+            theta = theta - 0.2 * (g / (tm.occupancy(pi, mdp).unsqueeze(-1) * pi).clamp_min(1e-300)).clamp(-10, 10)
+        else:
+            theta = theta - 1.0 * g
+        lengths.append(mean_length(theta, mdp))
+    return theta, torch.stack(lengths)
 
 
 def mean_length(theta, mdp):
@@ -626,86 +635,81 @@ def mean_length(theta, mdp):
 
 
 def check_t7(cfg):
-    steps = 300  # the flows settle in ~150 natural-gradient steps of 0.2 on these 121-state trees
+    steps = 300  # the flows settle in ~150 natural-gradient steps; plain gradient is slower (its curves)
     insts = {ent: stop_instance(ent) for ent in (True, False)}
     mdp = insts[True][0]
     table = response_table(mdp)
-    q = torch.stack([insts[True][1], insts[False][1]])  # (2 teachers, S, A)
-    far = -q.log() / 3  # the student plays the teacher's least likely token (the ε ones) ...
-    far[:, 0] = torch.tensor([0.0, 0.0, -3.0], dtype=D)  # ... except at the root: any first token, rarely END
-    starts = torch.cat([q.log(), far])  # (4 = start × teacher, S, A)
-    qq = q.repeat(2, 1, 1)
+    q = torch.stack([insts[True][1], insts[False][1]])  # (2 teachers: with / without entropy, S, A)
+    far = -q.log() / FAR_SCALE
+    far[:, 0] = torch.tensor([0.0, 0.0, -3.0], dtype=D)  # at the root: either first token, rarely END
     # the enumeration is the DP objective of toy_mdp (and so distil.py's, by tests/test_toy_mdp.py)
-    enum_err = max((stop_objective(starts, mdp, qq, r, c, table)
-                    - tm.objective(starts, mdp, qq, "distil" if c == "ce" else "distil_kl", r)).abs().max().item()
+    enum_err = max((stop_objective(far, mdp, q, r, c, table)
+                    - tm.objective(far, mdp, q, "distil" if c == "ce" else "distil_kl", r)).abs().max().item()
                    for r in distil.STOP_RULES for c in ("ce", "kl"))
-    Jq, len_q = J(q.log(), mdp), mean_length(q.log(), mdp)
-    entropy_to_go = (tm.occupancy(q, mdp) * mdp.alive * distil.entropy(q.log())).sum(-1)  # E, per teacher
-    rows, curves = {}, {}
-    for rule, cost in STOP_CANDIDATES:
-        theta, lengths = stop_flow(starts, mdp, qq, rule, cost, table, steps)
-        L_end, L_q = stop_objective(theta, mdp, qq, rule, cost, table), stop_objective(qq.log(), mdp, qq, rule, cost, table)
-        for i, (start, ent) in enumerate(itertools.product(("teacher", "far"), (True, False))):
-            rows[rule, cost, start, ent] = {
-                "J_end": J(theta[i], mdp).item(), "length_end": lengths[-1, i].item(),
-                "length_min": lengths[:, i].min().item(), "p_empty": torch.softmax(theta[i, 0], -1)[2].item(),
-                "L_end_minus_L_teacher": (L_end[i] - L_q[i]).item()}
-        curves[rule, cost] = lengths[:, 2]  # far start, teacher with entropy
-    r = lambda rule, cost, start, ent: rows[rule, cost, start, ent]  # noqa: E731
-    print(f"  end tree H=5, tokens (0, 1, END): teacher with entropy — J(q) = {Jq[0]:.3f}, length {len_q[0]:.2f}, "
-          f"entropy to go E = {entropy_to_go[0]:.2f} nats (1 − 1/E = {1 - 1 / entropy_to_go[0]:.2f}); without: E = "
-          f"{entropy_to_go[1]:.3f}. Enumeration = DP objective to {enum_err:.0e}.")
-    print(f"  after {steps} natural-gradient steps (η = 0.2) from π = q and from a far student (start length "
-          f"{mean_length(far[0], mdp):.2f}): J, mean length (its minimum along the flow), P(empty); L − L(q) < 0: "
-          "π = q is not the minimiser")
+    Jq, len_q, len_far = J(q.log(), mdp), mean_length(q.log(), mdp), mean_length(far, mdp)
+    E = (tm.occupancy(q, mdp) * mdp.alive * distil.entropy(q.log())).sum(-1)  # the teacher's entropy to go
+    rows, curves, K = {}, {}, len(STOP_CANDIDATES)
+    mins, _ = stop_flow(q.log().expand(K, -1, -1, -1), mdp, q, table, steps, natural=True)  # each one's minimiser
+    fars, far_lengths = stop_flow(far.expand(K, -1, -1, -1), mdp, q, table, steps, natural=False)  # from far, plain gd
+    for k, (rule, cost) in enumerate(STOP_CANDIDATES):
+        th_min, th_far, lengths = mins[k], fars[k], far_lengths[:, k]
+        L_min, L_q = stop_objective(th_min, mdp, q, rule, cost, table), stop_objective(q.log(), mdp, q, rule, cost, table)
+        for i, ent in enumerate((True, False)):
+            rows[rule, cost, ent] = {
+                "J_min": J(th_min[i], mdp).item(), "length_min": mean_length(th_min[i], mdp).item(),
+                "p_empty_min": torch.softmax(th_min[i, 0], -1)[2].item(), "L_min_minus_L_teacher": (L_min[i] - L_q[i]).item(),
+                "J_far": J(th_far[i], mdp).item(), "length_far": lengths[-1, i].item(),
+                "shortest_far": lengths[:, i].min().item()}
+        curves[rule, cost] = lengths[:, 0]
+    r = lambda rule, cost, ent=True: rows[rule, cost, ent]  # noqa: E731
+    print(f"  end tree H=5, tokens (0, 1, END); teacher with entropy: J(q) = {Jq[0]:.3f}, length {len_q[0]:.2f}, "
+          f"entropy to go E = {E[0]:.2f} nats (back-of-envelope P(empty) = 1 − 1/E = {1 - 1 / E[0]:.2f}); "
+          f"without: E = {E[1]:.3f}. Enumeration = DP objective to {enum_err:.0e}.")
+    print(f"  minimiser: {steps} natural-gradient steps from π = q (L − L(q) < 0: q is not the minimiser); far: "
+          f"{steps} plain gradient steps from a student playing the teacher's unlikely tokens (length {len_far[0]:.2f})")
     for rule, cost in STOP_CANDIDATES:
         for ent in (True, False):
-            cells = [f"J {r(rule, cost, s, ent)['J_end']:.3f} len {r(rule, cost, s, ent)['length_end']:.2f} "
-                     f"({r(rule, cost, s, ent)['length_min']:.2f}) P∅ {r(rule, cost, s, ent)['p_empty']:.3f}"
-                     for s in ("teacher", "far")]
-            x = r(rule, cost, "teacher", ent)
-            print(f"    {rule:8s} {cost:2s} {'H(q)>0' if ent else 'H(q)≈0'}  from q: {cells[0]}   far: {cells[1]}   "
-                  f"L−L(q) {x['L_end_minus_L_teacher']:+.3f}")
-    both = [(s, e) for s in ("teacher", "far") for e in (True, False)]
-    keeps = lambda rule, cost, s, e: (abs(r(rule, cost, s, e)["length_end"] - len_q[0 if e else 1]) < 0.05  # noqa: E731
-                                      and r(rule, cost, s, e)["J_end"] > Jq[0 if e else 1] - 0.01)
+            x = r(rule, cost, ent)
+            print(f"    {rule:8s} {cost:2s} {'H(q)>0' if ent else 'H(q)≈0'}  minimiser: J {x['J_min']:.3f} length "
+                  f"{x['length_min']:.2f} P(empty) {x['p_empty_min']:.3f} L−L(q) {x['L_min_minus_L_teacher']:+.3f}   "
+                  f"far: J {x['J_far']:.3f} length {x['length_far']:.2f} (shortest {x['shortest_far']:.2f})")
+    teacher_like = lambda x, i: abs(x["length_min"] - len_q[i]) < 0.05 and x["J_min"] > Jq[i] - 0.01  # noqa: E731
     passed = (enum_err < 1e-10
-              and all(r("literal", "ce", s, True)["p_empty"] > 0.1 and r("literal", "ce", s, True)["J_end"] < Jq[0] - 0.1
-                      for s in ("teacher", "far"))  # the literal minimiser stops when the teacher has entropy ...
-              and all(keeps("literal", "ce", s, False) for s in ("teacher", "far"))  # ... and not without
-              and all(keeps("literal", "kl", s, e) for s, e in both)  # KL cost: the minimiser is the teacher
-              and all(keeps("surprise", c, s, e) for c in ("ce", "kl") for s, e in both))  # the fix keeps the length
+              and r("literal", "ce")["p_empty_min"] > 0.1 and r("literal", "ce")["J_min"] < Jq[0] - 0.1  # it stops
+              and teacher_like(r("literal", "ce", False), 1)  # ... not without teacher entropy
+              and all(teacher_like(r("literal", "kl", e), 1 - e) for e in (True, False))  # KL: the teacher is the minimiser
+              and r("literal", "ce")["shortest_far"] < len_far[0] - 0.5  # from far, the literal flow shortens
+              and r("surprise", "ce")["shortest_far"] < len_far[0]  # one σ does not hold a far student ...
+              and all(teacher_like(r("horizon", c, e), 1 - e) for c in ("ce", "kl") for e in (True, False))
+              and all(r("horizon", c, e)["shortest_far"] >= len_far[1 - e] for c in ("ce", "kl") for e in (True, False)))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     for (rule, cost), ls in curves.items():
         ax.plot(ls, label=f"{rule} ({cost})", ls="-" if rule in distil.STOP_RULES else "--")
     ax.axhline(len_q[0], color="gray", lw=0.8, ls=":", label="teacher")
-    ax.set_xlabel("natural-gradient step from a far student"), ax.set_ylabel("mean response length")
-    ax.set_title("T7: teacher with entropy", fontsize=10), ax.legend(fontsize=7)
+    ax.set_xlabel("plain gradient step from a far student"), ax.set_ylabel("mean response length")
+    ax.set_title("T7: teacher with entropy to go", fontsize=10), ax.legend(fontsize=7)
     names = [f"{rule}\n{cost}" for rule, cost in STOP_CANDIDATES]
     for k, ent in enumerate((True, False)):
-        ax2.bar([i + 0.4 * k for i in range(len(names))],
-                [r(rule, cost, "teacher", ent)["p_empty"] for rule, cost in STOP_CANDIDATES],
+        ax2.bar([i + 0.4 * k for i in range(len(names))], [r(rule, cost, ent)["p_empty_min"] for rule, cost in STOP_CANDIDATES],
                 width=0.4, label="teacher with entropy" if ent else "deterministic teacher")
     ax2.set_xticks([i + 0.2 for i in range(len(names))], names, fontsize=7)
     ax2.set_ylabel("P(empty response) at the minimiser"), ax2.legend(fontsize=7)
     savefig(cfg, fig, "t7_stop_problem.png")
-    lit, fix = (lambda s: r("literal", "ce", s, True)), (lambda s: r("surprise", "ce", s, True))  # noqa: E731
-    return Result("T7", "with an END action and a teacher with entropy, the literal objective's minimiser ends early "
-                  "(not without entropy, not with the KL cost); pricing the end by the teacher's surprise "
-                  "(stop='surprise') keeps the teacher's length from π = q and from a far student",
-                  f"literal CE from q / far: P(empty) {lit('teacher')['p_empty']:.2f}/{lit('far')['p_empty']:.2f}, "
-                  f"length {lit('teacher')['length_end']:.2f}/{lit('far')['length_end']:.2f}, J {lit('teacher')['J_end']:.3f} "
-                  f"(J(q)={Jq[0]:.3f}, length {len_q[0]:.2f}, E={entropy_to_go[0]:.2f}) | surprise CE: length "
-                  f"{fix('teacher')['length_end']:.2f}/{fix('far')['length_end']:.2f}, J {fix('teacher')['J_end']:.3f}/"
-                  f"{fix('far')['J_end']:.3f}",
-                  passed, {"rows": {f"{k[0]}/{k[1]}/{k[2]}/{'entropy' if k[3] else 'no_entropy'}": v for k, v in rows.items()},
+    lit, sur, hor = r("literal", "ce"), r("surprise", "ce"), r("horizon", "ce")
+    return Result("T7", "with an END action and teacher entropy to go E > 1 nat the literal minimiser ends early (not "
+                  "without entropy, not with the KL cost) and a far student's flow shortens; one teacher surprise at the "
+                  "end does not hold a far student, the surprise per skipped position (stop='horizon') keeps the length",
+                  f"literal CE minimiser: P(empty) {lit['p_empty_min']:.2f} (1−1/E {1 - 1 / E[0]:.2f}), length "
+                  f"{lit['length_min']:.2f}, J {lit['J_min']:.3f} (teacher {len_q[0]:.2f}, {Jq[0]:.3f}) | from far "
+                  f"(length {len_far[0]:.2f}) shortest: literal {lit['shortest_far']:.2f}, surprise {sur['shortest_far']:.2f}, "
+                  f"horizon {hor['shortest_far']:.2f} | horizon minimiser length {hor['length_min']:.2f}, J {hor['J_min']:.3f}",
+                  passed, {"rows": {f"{k[0]}/{k[1]}/{'entropy' if k[2] else 'no_entropy'}": v for k, v in rows.items()},
                            "instances": {("entropy" if e else "no_entropy"): {
                                "horizon": 5, "branching": 3, "end_action": 2, "transitions": TRANSITIONS + "; action 2 "
                                "is END: afterwards END is forced at no cost (toy_mdp.played)", "rewards": insts[e][0].rewards,
-                               "teacher": insts[e][1]} for e in (True, False)},
-                           "far_student_logits": far[0], "entropy_to_go": entropy_to_go, "J_teacher": Jq,
-                           "length_teacher": len_q, "lambda": STOP_LAMBDA, "eta": 0.2, "steps": steps,
-                           "enumeration_error": enum_err})
+                               "teacher": insts[e][1], "far_student_logits": far[1 - e]} for e in (True, False)},
+                           "entropy_to_go": E, "J_teacher": Jq, "length_teacher": len_q, "lambda": STOP_LAMBDA,
+                           "steps": steps, "enumeration_error": enum_err})
 
 
 # -----------------------------------------------------------------------------

@@ -235,15 +235,18 @@ def state_costs(theta, teacher, kind, beta=0.5):
     raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
 
 
-def end_surprise(pi, mdp, teacher):
-    """E_π[σ], σ = −log q(last action | last state): the teacher's surprise at the response's last
-    action — END, or the action at depth H−1 if the response never ended (distil.py's stop="surprise")."""
+def end_surprise(pi, mdp, teacher, held=False):
+    """E_π[w σ], σ = −log q(last action | last state): the teacher's surprise at the response's last
+    action — END, or the action at depth H−1 if the response never ended (distil.py's stop="surprise");
+    held=True: w = H − |y| + 1, once for the end and once per skipped position (stop="horizon")."""
     last = torch.zeros(mdp.n_states, mdp.branching, dtype=torch.bool)
     last[mdp.depth_slice(mdp.horizon - 1)] = True
     if mdp.end:
         last[:, -1] = True
     last &= mdp.alive.unsqueeze(-1)
-    surprise = torch.where(last, -teacher.log(), 0.0)  # +inf where q = 0 on a last action: a true price
+    depth = torch.cat([torch.full((mdp.branching ** t,), t, dtype=pi.dtype) for t in range(mdp.horizon)])
+    weight = (mdp.horizon - depth).unsqueeze(-1) if held else 1.0  # |y| = depth + 1
+    surprise = torch.where(last, -teacher.log() * weight, 0.0)  # +inf where q = 0 on a last action: a true price
     return (occupancy(pi, mdp).unsqueeze(-1) * pi * torch.where(pi > 0, surprise, 0.0)).sum((-2, -1))
 
 
@@ -266,7 +269,9 @@ def objective(theta, mdp, teacher, kind, stop="literal"):
     if kind not in SEQUENCE_LEVEL:
         d = d.detach()
     loss = (d * state_costs(theta, teacher, kind)).sum(-1)
-    return loss + end_surprise(pi, mdp, teacher) if stop == "surprise" and kind in SEQUENCE_LEVEL else loss
+    if stop == "literal" or kind not in SEQUENCE_LEVEL:
+        return loss
+    return loss + end_surprise(pi, mdp, teacher, held=stop == "horizon")
 
 
 def gradient(theta, mdp, teacher, kind, stop="literal"):

@@ -67,11 +67,12 @@ def seq_logprob(theta, tokens, mask, sid):
     return (logp * mask).sum(-1)
 
 
-def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True, stop="literal"):
+def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True, stop="literal", horizon=D):
     """Σ_y π(y) (Σ_t C_t(y) + σ(y)), written out independently of distil.py. through_states=False stops
     the gradient through the rollout probabilities (the token-level / local objective). σ(y): 0
-    ("literal"), the teacher's surprise −log q(y_last) at the last token ("surprise"), or its series
-    cut at one term, 1 − q(y_last) ("series1": what one teacher sample per position estimates)."""
+    ("literal"), the teacher's surprise −log q(y_last) at the last token ("surprise"), that for the end
+    and each position it skips up to the horizon ("horizon": × (horizon − |y| + 1)), or the surprise's
+    series cut at one term, 1 − q(y_last) ("series1…": what one teacher sample per position estimates)."""
     p_t = torch.softmax(teacher, -1)[sid]
     logq = torch.log_softmax(theta, -1)[sid]
     ce = -(p_t * logq).sum(-1)
@@ -81,7 +82,8 @@ def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states
         prob = prob.detach()
     n = mask.sum(-1).long() - 1  # the last response position
     q_last = p_t[torch.arange(len(n)), n].gather(-1, tokens[torch.arange(len(n)), n, None]).squeeze(-1)
-    sigma = {"literal": 0.0, "surprise": -q_last.log(), "series1": 1 - q_last}[stop]
+    sigma = {"literal": 0.0, "surprise": -q_last.log(), "horizon": -q_last.log() * (horizon - n),
+             "series1": 1 - q_last, "series1_horizon": (1 - q_last) * (horizon - n)}[stop]
     return (prob * ((c * mask).sum(-1) + sigma)).sum()
 
 
@@ -232,6 +234,11 @@ def test_sequence_level_expected_gradient_equals_exact_gradient_of_L(stop, cost)
     g_est = grad((prob * per).sum(), theta)
     assert torch.allclose(g_est, grad(L, theta), atol=1e-12)
     other = [r for r in distil.STOP_RULES if r != stop][0]  # the rules differ: the end is priced
+    if stop == "horizon":  # a longer horizon: every skipped position is priced
+        per7 = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, future_cost=cost, stop=stop,
+                                  horizon=7, reduction="none")
+        L7 = exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=stop, horizon=7)
+        assert torch.allclose(grad((prob * per7).sum(), theta), grad(L7, theta), atol=1e-12)
     assert (g_est - grad(exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=other), theta)).abs().max() > 1e-3
 
 
@@ -242,8 +249,10 @@ def test_surprise_makes_ending_where_the_teacher_continues_costly():
     s = torch.zeros(2, 1, 3)  # logits: uniform student over (0, 1, EOS=2)
     t = torch.tensor([0.495, 0.495, 0.01]).log().expand(2, 1, 3)
     tok, mask = torch.tensor([[0], [2]]), torch.ones(2, 1)
-    per = {r: distil.distil_loss(s, tok, mask, teacher_logits=t, stop=r, reduction="none") for r in distil.STOP_RULES}
+    per = {r: distil.distil_loss(s, tok, mask, teacher_logits=t, stop=r, reduction="none", horizon=1 if r != "horizon" else 4)
+           for r in distil.STOP_RULES}
     assert torch.allclose(per["surprise"] - per["literal"], -torch.tensor([0.495, 0.01]).log())
+    assert torch.allclose(per["horizon"] - per["literal"], -4 * torch.tensor([0.495, 0.01]).log())  # 3 skipped
 
 
 def test_token_level_expected_gradient_is_the_local_term_only():
@@ -337,7 +346,7 @@ def test_sampled_teacher_estimator_is_unbiased_in_value_and_gradient():
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach() * torch.tensor(weights)
     t_tokens = torch.tensor(samples).unsqueeze(-1)  # (N, D, K=1)
     t1, m1, s1 = batch(SEQS)
-    for stop, end in (("literal", "literal"), ("surprise", "series1")):  # one sample: σ cut at one term
+    for stop, end in (("literal", "literal"), ("surprise", "series1"), ("horizon", "series1_horizon")):  # σ cut at one term
         per = distil.distil_loss(s_logits, tokens, mask, teacher_tokens=t_tokens, stop=stop, reduction="none")
         L = exact_objective(theta, teacher, t1, m1, s1, stop=end)
         assert torch.allclose((prob * per).sum(), L)
@@ -504,6 +513,7 @@ def bad_inputs():
         ("future_cost must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="x")),
         ("reduction must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, reduction="avg")),
         ("stop must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, stop="early")),
+        ("horizon must be an int >= the width", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, horizon=2)),
         ("infinite price", lambda: distil.distil_loss(s, tok, m, teacher_logits=t.index_fill(-1, torch.tensor([0]), -math.inf))),
         ("topk must be in", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, topk=6)),
         ("rewards must be", lambda: distil.grpo_loss(s, tok, m, torch.zeros(3), 2)),

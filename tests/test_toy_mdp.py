@@ -149,6 +149,8 @@ def test_end_surprise_is_the_expected_teacher_surprise_at_the_last_action():
     lq = -q.log()
     by_hand = 0.2 * lq[0, 2] + 0.5 * (pi[1] * lq[1]).sum() + 0.3 * (pi[2] * lq[2]).sum()
     assert torch.isclose(tm.end_surprise(pi, mdp, q), by_hand)
+    held = 2 * 0.2 * lq[0, 2] + 0.5 * (pi[1] * lq[1]).sum() + 0.3 * (pi[2] * lq[2]).sum()  # the empty one skips 1
+    assert torch.isclose(tm.end_surprise(pi, mdp, q, held=True), held)
 
 
 def test_sampled_env_rollouts_estimate_the_exact_gradient():
