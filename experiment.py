@@ -1,60 +1,34 @@
 """
-experiment.py — the paper's experiment in miniature: DistIL against RLVR (GRPO) and the
-self-distillation baselines (SDPO, OPSD) on every task of tasks.py, with seeds, a learning-rate
-sweep, and one command that regenerates the table, the CSV and the figures.
+experiment.py — the paper's experiment in miniature: every method of train_gpt.py against the
+others on every task of tasks.py, with seeds, a learning-rate sweep, error bars, one command.
+Claim tested (arXiv 2606.05152): on-policy forward CE toward a feedback-conditioned teacher,
+L(θ) = E_{y~π_θ}[Σ_t H×(sg π_T(·|x, f, y_<t), π_θ(·|x, y_<t))], beats GRPO and SDPO/OPSD on average,
+is more stable, and improves Pass@N.
 
-The paper's claim (arXiv 2606.05152): on-policy forward cross-entropy toward a feedback-conditioned
-teacher, with the sequence-level gradient,
+Protocol (fixed before any result; the numbers are Config's defaults):
+ 1. One SFT checkpoint per task (seed sft_seed), shared by every method and seed; its metrics and
+    its teacher lift head each table. Problem lists are drawn with data_seed.
+ 2. Every method in --methods from it, with the same prompts and random numbers on a seed; the
+    self-teacher is --teacher (self, frozen or ema), distil_sampled's is the oracle, grpo reads none
+    (so grpo and the oracle runs are shared between --teacher values).
+ 3. Learning rates: each method runs every rate of `lrs` on `sweep_task` (first seed), scored on a
+    validation set of val_n distinct training problems that SFT and RL never see, by validation
+    avg@8 averaged over the evaluations after step 0 (ties: the smaller rate); then fixed.
+ 4. Main runs: tasks x methods x seeds, test evaluations every eval_every steps (greedy pass@1,
+    pass@8 / avg@8 from 8 samples), mean ± sample std over seeds; pass@N at the end.
+ 5. Steps to threshold: the first evaluation at which the seed-mean pass@1 reaches SFT +
+    threshold_delta. 6. Drops: consecutive evaluations where pass@1 fell by more than the binomial
+    σ of the SFT's pass@1. 7. "mean of tasks": per seed the task average, then over seeds.
+Simplifications: tiny preset from scratch; short RL budgets; one sweep seed; one SFT per task.
 
-    L(θ) = E_{y~π_θ}[ Σ_t H×(sg π_T(·|x, f, y_<t), π_θ(·|x, y_<t)) ]
-
-beats GRPO and SDPO/OPSD on average, is more stable, and improves Pass@N. Here every method of
-train_gpt.py starts from the same SFT checkpoint and gets the same prompts, rollouts and updates,
-and we count what happens.
-
-Protocol (fixed before any result was seen; the numbers are Config's defaults):
- 1. One SFT checkpoint per task (train_gpt.py's SFT, seed `sft_seed`), shared by every method and
-    seed. Its held-out metrics and its teacher lift (the self-teacher's success with a successful
-    peer in its context, minus the student's avg@8) are the first row of each table. Problem lists
-    (train, validation, test) are drawn with `data_seed`: every run of a task sees the same test set.
- 2. Methods: distil, distil_token, distil_kl, sdpo, opsd, grpo, offline with the live self-teacher
-    (train_gpt.py's defaults, --context peer --self_peer), and distil_sampled with the programmatic
-    oracle as a black-box teacher. A seed fixes every step's prompts and the random numbers of the
-    rollouts and of the evaluations, so on a seed the methods differ only by their loss.
-    `--teacher frozen` (or ema) repeats the protocol, sweep included, with that self-teacher; grpo
-    and distil_sampled do not depend on it and share the live runs.
- 3. Learning rates: every method runs every rate of `lrs` on `sweep_task` (seed = the first seed),
-    evaluated on a validation set of `val_n` distinct training problems that SFT and RL never see
-    (train_gpt.py --val_n, --eval_split val). Criterion: validation avg@8 averaged over the
-    evaluation points after step 0 (area under the learning curve; an exact tie goes to the smaller
-    rate). The chosen rate is then fixed for every task and seed.
- 4. Main runs: tasks x methods x seeds at the chosen rates, evaluated on the test split every
-    `eval_every` steps: greedy pass@1, and pass@8 / avg@8 from 8 samples at temperature 1, as
-    mean ± sample std over seeds, at `early_step` and at the end; pass@N at the end for N = 1, 2,
-    4, .. `passn_samples` from that many fresh samples per problem (unbiased estimator).
- 5. Steps to threshold: the first evaluation step at which the seed-mean greedy pass@1 reaches the
-    SFT's pass@1 + `threshold_delta` ("-" if never), and how many seeds reach it on their own.
- 6. Drops (the monotonicity claim): per seed, the consecutive evaluation points at which greedy
-    pass@1 fell by more than the noise σ = sqrt(p (1 − p) / n), the binomial standard error of the
-    SFT's greedy pass@1 p on the n distinct test problems; reported as drops / pairs over all seeds.
- 7. "mean of tasks": per seed the average over tasks, then mean ± std over seeds (its σ is the
-    standard error of a mean of independent tasks, sqrt(Σ σ_task²) / #tasks).
-
-Simplifications: 1. the tiny preset trained from scratch (no pretrained model can be downloaded);
-2. short RL budgets (about a minute per run on one core); 3. one seed for the sweep; 4. the SFT
-checkpoint is not redrawn per seed, so the seed spread is RL noise only.
-
-Run (CPU; two runs in parallel with one thread each, about two hours on two cores):
+Run (CPU; two runs in parallel with one thread each, about an hour and a half on two cores):
     python experiment.py                    # everything; rerun the same command to resume
-    python experiment.py --report_only      # the table and figures from results/experiment.csv
-    python experiment.py --teacher frozen   # the same with the SFT model as a frozen teacher (_frozen files)
-    python experiment.py --seeds 1 --lrs 1e-4 --rl_steps 20 --out runs/exp_smoke --results /tmp/r
-Writes: runs/experiment/<task>/sft/ and <task>/<phase>_<method>_lr<lr>_s<seed>/ (checkpoint, JSONL,
-log.txt, and result.json once finished: finished runs are skipped on rerun, unfinished ones resume
-from their checkpoint), results/experiment.csv (every aggregated number), results/experiment.md
-(the tables), figures/exp_pass1_<task>.png (pass@1 vs steps, ±1 std bands), figures/exp_passn.png.
-With --teacher frozen|ema: `_<teacher>` after the method in run names, and experiment_<teacher>.*,
-exp_<teacher>_*.png for the results and figures.
+    python experiment.py --teacher frozen   # the same with a frozen self-teacher (_frozen files)
+    python experiment.py --report_only      # results/README.md, the README summary, figures from the CSVs
+    python experiment.py --tasks mult --methods distil,grpo --seeds 1 --lrs 1e-4   # a quick comparison
+    python experiment.py --plot out/rl_distil.jsonl   # the curves of one train_gpt.py run
+Writes runs/experiment/<task>/... (resumable raw runs), results/experiment[_<teacher>].csv (every
+number), results/README.md (the tables), figures/exp[_<teacher>]_*.png.
 """
 
 import argparse
@@ -79,12 +53,10 @@ import train_gpt as tg
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
 
+# the protocol's methods (train_gpt.METHODS has them all): with the self-teacher, and with the oracle
 SELF_METHODS = ("distil", "distil_token", "distil_kl", "sdpo", "opsd", "grpo", "offline")
-ORACLE_METHODS = ("distil_sampled",)  # run with the task's programmatic expert as teacher
-TEACHERLESS = ("grpo",)  # its loss never reads the teacher: its runs are shared by every --teacher
-TEACHER_WORDS = {"self": "the live student with feedback in context", "frozen": "the SFT model, never updated",
-                 "ema": "an exponential moving average of the student"}
-TEACHERS = tuple(TEACHER_WORDS)  # the self-teacher's variants (train_gpt.py --teacher)
+ORACLE_METHODS = ("distil_sampled",)
+TEACHERLESS = tuple(m for m, reads in tg.METHODS.items() if reads is None)  # runs shared by every --teacher
 METRICS = ("pass@1", "pass@8", "avg@8")  # the table's metrics (pass@1 greedy; 8 samples for the rest)
 CURVES = METRICS + ("t_rew",)  # what the CSV keeps at every evaluation step (t_rew: the teacher's success)
 TASK_SPECS = ("mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
@@ -121,9 +93,11 @@ class Config:
     jobs: int = 2  # runs in parallel (processes)
     threads: int = 1  # torch threads per run
     out: str = "runs/experiment"  # raw runs (git-ignored)
-    results: str = "results"  # experiment.csv and experiment.md
+    results: str = "results"  # experiment[_<teacher>].csv and README.md
     figures: str = "figures"  # exp_pass1_<task>.png and exp_passn.png
-    report_only: bool = False  # rebuild experiment.md and the figures from experiment.csv, no training
+    readme: str = "README.md"  # the file whose results summary block --report_only rewrites ("" = none)
+    report_only: bool = False  # rebuild results/README.md, the README summary and the figures from the CSVs
+    plot: str = ""  # a train_gpt.py JSONL log to draw as <log>.png (then exit)
 
 
 def parse_args(argv=None):
@@ -139,16 +113,19 @@ def task_specs(cfg):
     steps = [int(s) for s in cfg.sft_steps.split(",")]
     if len(steps) == 1:
         steps *= len(specs)
-    names = [s.partition(":")[0] for s in specs]
+    try:
+        names = [tasks.make_task(s).name for s in specs]
+    except ValueError as e:
+        raise SystemExit(f"error: --tasks: {e}")
     if len(steps) != len(specs):
         raise SystemExit(f"error: --sft_steps has {len(steps)} values for {len(specs)} tasks")
     if cfg.sweep_task not in names:
         raise SystemExit(f"error: --sweep_task {cfg.sweep_task!r} is not one of the tasks: {', '.join(names)}")
-    bad = [m for m in cfg.methods.split(",") if m not in SELF_METHODS + ORACLE_METHODS]
+    bad = [m for m in cfg.methods.split(",") if m not in tg.METHODS]
     if bad:
-        raise SystemExit(f"error: --methods {','.join(bad)}: choose among {', '.join(SELF_METHODS + ORACLE_METHODS)}")
-    if cfg.teacher not in TEACHERS:
-        raise SystemExit(f"error: --teacher {cfg.teacher!r}: choose among {', '.join(TEACHERS)}")
+        raise SystemExit(f"error: --methods {','.join(bad)}: choose among {', '.join(tg.METHODS)}")
+    if cfg.teacher not in tg.SELF_TEACHERS:
+        raise SystemExit(f"error: --teacher {cfg.teacher!r}: choose among {', '.join(tg.SELF_TEACHERS)}")
     if cfg.early_step % cfg.eval_every or not 0 < cfg.early_step <= cfg.rl_steps:
         raise SystemExit(f"error: --early_step {cfg.early_step} must be an evaluation step (a multiple of "
                          f"--eval_every {cfg.eval_every}, at most --rl_steps {cfg.rl_steps})")
@@ -271,7 +248,7 @@ def base_config(cfg, spec, name, seed):
                      n_train=cfg.n_train, val_n=cfg.val_n if name == cfg.sweep_task else 0, sft_batch=cfg.sft_batch,
                      rl_steps=cfg.rl_steps, prompts=cfg.prompts, group=cfg.group, eval_n=cfg.eval_n,
                      eval_samples=8, eval_k=8, eval_every=cfg.eval_every, ckpt_every=cfg.eval_every,
-                     resume=True)
+                     eval_passn=cfg.passn_samples, resume=True)
 
 
 def load_result(run_dir, tcfg):
@@ -287,22 +264,6 @@ def load_result(run_dir, tcfg):
     return res
 
 
-@torch.no_grad()
-def pass_curve(model, tcfg, rt, samples):
-    """pass@N for N = 1, 2, 4, .., samples on the evaluation problems, from `samples` draws per problem
-    at temperature 1 (unbiased estimator), with random numbers fixed by the seed."""
-    problems = tg.problem_sets(tcfg, rt.task)[1]
-    gen = torch.Generator("cpu").manual_seed(tg.seed_of(tcfg.seed, "passn", 0, 0))
-    ids = [tg.encode(rt.enc, tasks.student_context(p)) for p in problems for _ in range(samples)]
-    resp, mask = tg.generate_responses(model.eval(), ids, rt.task.max_response_chars + 1, 1.0, None, gen,
-                                       rt.amp, tcfg.sample_batch)
-    texts = tg.decode_responses(rt.enc, resp, mask)
-    wins = [rt.task.verify(p, t)[0] for p, t in zip([p for p in problems for _ in range(samples)], texts)]
-    counts = [int(sum(wins[i:i + samples])) for i in range(0, len(wins), samples)]
-    ns = [2 ** i for i in range(int(math.log2(samples)) + 1)]
-    return {str(n): statistics.fmean(tg.pass_at_k(samples, c, n) for c in counts) for n in ns}
-
-
 @contextlib.contextmanager
 def restore_threads(n):
     try:
@@ -312,8 +273,8 @@ def restore_threads(n):
 
 
 def execute(job):
-    """Run one job (in a worker process): train_gpt.main, then the pass@N curve; write result.json.
-    Returns the result, or None if the run was stopped (Ctrl-C) before it finished."""
+    """Run one job (in a worker process) through train_gpt.run; write result.json. Returns the
+    result, or None if the run was stopped (Ctrl-C) before it finished."""
     threads = torch.get_num_threads()
     torch.set_num_threads(job["threads"])  # restored below: --jobs 1 runs in the caller's process
     tcfg = tg.Config(**job["config"])
@@ -321,22 +282,15 @@ def execute(job):
     t0 = time.time()
     with open(os.path.join(tcfg.out_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log), restore_threads(threads):
-        out = tg.main(tcfg)
-        stage = "sft" if tcfg.stage == "sft" else "rl"
-        if out.get(stage) is None or out[stage].get("stopped"):
-            return None
-        rt = tg.setup(tcfg)
-        ck = os.path.join(tcfg.out_dir, "sft.pt" if stage == "sft" else f"rl_{tcfg.method}.pt")
-        model = tg.model_from(tg.load_checkpoint(ck), ck, rt.enc.n_vocab)
-        res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0,
-                   passn=pass_curve(model, tcfg, rt, job["passn_samples"]))
-        if stage == "sft":
-            test = tg.problem_sets(tcfg, rt.task)[1]
-            n = len({rt.task.split_key(p) for p in test})  # distinct problems: the binomial n
-            res.update(eval=out["sft"], n_distinct=n, noise=binomial_se(out["sft"]["pass@1"], n))
-        else:
-            res["evals"] = [{"step": r["step"], **{k: r[k] for k in tg.eval_keys(tcfg)}}
-                            for r in out["rl"]["rows"] if "pass@1" in r]
+        out = tg.run(tcfg)
+    if out["stopped"]:
+        return None
+    res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0, passn=out["passn"])
+    if tcfg.stage == "sft":  # the binomial n: distinct test problems
+        res.update(eval=out["eval"], n_distinct=out["eval_problems"],
+                   noise=binomial_se(out["eval"]["pass@1"], out["eval_problems"]))
+    else:
+        res["evals"] = [{"step": r["step"], **{k: r[k] for k in tg.eval_keys(tcfg)}} for r in out["rows"] if "pass@1" in r]
     tmp = os.path.join(tcfg.out_dir, "result.json.tmp")
     with open(tmp, "w") as f:
         json.dump(res, f)
@@ -481,7 +435,7 @@ def pm(m, s, d=3):
 
 
 def report(rows, cfg):
-    """experiment.md and the figures from the CSV rows; returns the markdown."""
+    """One teacher's section of results/README.md, and its figures, from its CSV rows."""
     get = defaultdict(dict)  # (phase, task, method, lr, metric) -> {x: (mean, std, n)}
     for r in rows:
         get[r["phase"], r["task"], r["method"], r["lr"], r["metric"]][r["x"]] = (r["mean"], r["std"], r["n"])
@@ -494,23 +448,23 @@ def report(rows, cfg):
     end = max((r["x"] for r in rows if r["phase"] == "main" and r["metric"] == "pass@1"), default=0)
     early = cfg.early_step
     sfx, flag = suffix(cfg.teacher), "" if cfg.teacher == "self" else f" --teacher {cfg.teacher}"
-    L = [f"# The paper's experiment in miniature (written by experiment.py from results/experiment{sfx}.csv)", "",
-         f"Command: `python experiment.py{flag}`. Self-teacher: {cfg.teacher} ({TEACHER_WORDS[cfg.teacher]}); "
-         "distil_sampled's teacher is the oracle; grpo never reads a teacher. "
-         f"Hardware: 2 shared CPU cores, torch {torch.__version__} (CPU), "
+    torch_version = next((r["method"] for r in rows if r["metric"] == "torch"), "")
+    L = [f"## Self-teacher {cfg.teacher}: {tg.TEACHERS[cfg.teacher]} (results/experiment{sfx}.csv)", "",
+         f"Command: `python experiment.py{flag}`. distil_sampled's teacher is the oracle; grpo never reads a "
+         f"teacher. Hardware: 2 shared CPU cores{', torch ' + torch_version if torch_version else ''}, "
          f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
          f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times {tg.fmt_time(meta.get('run_time_s', 0))}).",
          "", f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
          f"{cfg.group} rollouts; test evaluation every {cfg.eval_every} steps; early budget = step {early}; "
          "mean ± sample std over seeds.", ""]
     lrs = sorted({r["lr"] for r in rows if r["metric"] == "criterion"}, key=float)
-    L += [f"## Learning-rate sweep on {cfg.sweep_task} (validation set, seed {cfg.seeds.split(',')[0]})", "",
+    L += [f"### Learning-rate sweep on {cfg.sweep_task} (validation set, seed {cfg.seeds.split(',')[0]})", "",
           "Criterion: validation avg@8 averaged over the evaluation points after step 0.", "",
           "| method | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |", "|---" * (len(lrs) + 2) + "|"]
     for m in methods:
         cells = [val(("sweep", cfg.sweep_task, m, lr, "criterion"), "") for lr in lrs]
         L.append(f"| {m} | " + " | ".join("-" if c != c else f"{c:.3f}" for c in cells) + f" | {lr_of[m]} |")
-    L += ["", "## SFT start points (one checkpoint per task, shared by every method and seed)", "",
+    L += ["", "### SFT start points (one checkpoint per task, shared by every method and seed)", "",
           "| task | SFT steps | pass@1 | pass@8 | avg@8 | teacher t_rew | teacher lift | threshold | noise σ |",
           "|---|---|---|---|---|---|---|---|---|"]
     for t in names:
@@ -519,7 +473,7 @@ def report(rows, cfg):
         L.append(f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('pass@8'):.3f} | {v('avg@8'):.3f} | "
                  f"{v('t_rew'):.3f} | {v('lift'):+.3f} | {v('threshold', ''):.3f} | {v('noise', ''):.3f} |")
     for t in names:
-        L += ["", f"## {specs.get(t, (t,))[0]}", "",
+        L += ["", f"### {specs.get(t, (t,))[0]}", "",
               "| method | lr | " + " | ".join(f"{k} @{early} | {k} @{end}" for k in METRICS)
               + " | steps to threshold (seeds) | drops > σ / pairs |", "|---" * (2 * len(METRICS) + 4) + "|"]
         L.append("| SFT | - | " + " | ".join(f"{val(('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS
@@ -535,9 +489,17 @@ def report(rows, cfg):
     return "\n".join(L) + "\n"
 
 
+def pyplot():
+    """matplotlib, imported lazily (runs that do not plot do not pay for it), writing files only."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def plot(get, names, methods, lr_of, specs, cfg):
     """figures/exp_pass1_<task>.png (pass@1 vs RL step, mean ± std bands) and exp_passn.png."""
-    plt = tg.pyplot()
+    plt = pyplot()
     os.makedirs(cfg.figures, exist_ok=True)
     color = {m: f"C{i}" for i, m in enumerate(methods)}
     for t in names:
@@ -580,13 +542,93 @@ def plot(get, names, methods, lr_of, specs, cfg):
 # main
 
 
+def csv_path(cfg, teacher):
+    return os.path.join(cfg.results, f"experiment{suffix(teacher)}.csv")
+
+
+SUMMARY_START = "<!-- results summary: written by `python experiment.py --report_only` from results/*.csv -->"
+SUMMARY_END = "<!-- end of results summary -->"
+
+
+def summary(by_teacher, cfg):
+    """The README's summary block: the mean over tasks with the live teacher, pass@1 by teacher, a figure."""
+    get = defaultdict(dict)
+    for teacher, rows in by_teacher.items():
+        for r in rows:
+            get[teacher, r["phase"], r["task"], r["method"], r["metric"]][r["x"]] = (r["mean"], r["std"])
+    live, end, early = by_teacher["self"], cfg.rl_steps, cfg.early_step
+    methods = list(dict.fromkeys(r["method"] for r in live if r["phase"] == "main"))
+    lr_of = {r["method"]: r["lr"] for r in live if r["phase"] == "main"}
+    cell = lambda t, m, k, x: pm(*get.get((t, "main", MEAN, m, k), {}).get(x, (math.nan, math.nan)))
+    sft = lambda k, x=0: get[("self", "sft", MEAN, "sft", k)].get(x, (math.nan,))[0]
+    n = max(get[("self", "sft", MEAN, "sft", "pass@N")])
+    names = [t for t in dict.fromkeys(r["task"] for r in live if r["phase"] == "sft") if t != MEAN]
+    L = [SUMMARY_START, "", f"Mean over the {len(names)} tasks (per seed, then mean ± std over seeds {cfg.seeds}; "
+         "`python experiment.py`); drops summed over the tasks:", "",
+         f"| method | lr | pass@1 @{early} | pass@1 @{end} | pass@8 @{end} | avg@8 @{end} | pass@{n} @{end} | drops > σ |",
+         "|---|---|---|---|---|---|---|---|",
+         f"| SFT start | - | {sft('pass@1'):.3f} | {sft('pass@1'):.3f} | {sft('pass@8'):.3f} | {sft('avg@8'):.3f} | "
+         f"{sft('pass@N', n):.3f} | - |"]
+    for m in methods:
+        drops = lambda k: sum(int(get[("self", "main", t, m, k)][""][0]) for t in names)
+        L.append(f"| {m}{' (oracle teacher)' if m in ORACLE_METHODS else ''} | {lr_of[m]} | {cell('self', m, 'pass@1', early)} | "
+                 f"{cell('self', m, 'pass@1', end)} | {cell('self', m, 'pass@8', end)} | {cell('self', m, 'avg@8', end)} | "
+                 f"{cell('self', m, 'pass@N', n)} | {drops('drops')} / {drops('drop_pairs')} |")
+    others = [t for t in tg.SELF_TEACHERS if t in by_teacher]
+    L += ["", f"Greedy pass@1 at step {end}, mean of tasks, by self-teacher (`--teacher`; "
+          f"{', '.join(TEACHERLESS + ORACLE_METHODS)} never read it):", "",
+          "| method | " + " | ".join(others) + " |", "|---" * (len(others) + 1) + "|"]
+    for m in methods:
+        L.append(f"| {m} | " + " | ".join(cell(t, m, "pass@1", end) for t in others) + " |")
+    fig = os.path.relpath(os.path.join(cfg.figures, "exp_pass1_mean_of_tasks.png"), os.path.dirname(os.path.abspath(cfg.readme)))
+    L += ["", f"![pass@1 against RL steps, mean of tasks]({fig})", "", SUMMARY_END]
+    return "\n".join(L)
+
+
+def write_reports(cfg):
+    """results/README.md (every table, from every results/experiment*.csv) and the figures; the
+    summary block of --readme. Returns the markdown of results/README.md."""
+    by_teacher = {t: read_csv(csv_path(cfg, t)) for t in tg.SELF_TEACHERS if os.path.exists(csv_path(cfg, t))}
+    parts = [report(rows, dataclasses.replace(cfg, teacher=t)) for t, rows in by_teacher.items()]
+    md = ("# The paper's experiment in miniature: every table (written by `python experiment.py --report_only` "
+          "from the CSVs in this folder)\n\n" + "\n".join(parts))
+    with open(os.path.join(cfg.results, "README.md"), "w") as f:
+        f.write(md)
+    if cfg.readme and "self" in by_teacher:
+        text = open(cfg.readme).read()
+        if SUMMARY_START not in text or SUMMARY_END not in text:
+            raise SystemExit(f"error: {cfg.readme} has no results summary block ({SUMMARY_START} ... {SUMMARY_END})")
+        head, rest = text.split(SUMMARY_START, 1)
+        with open(cfg.readme, "w") as f:
+            f.write(head + summary(by_teacher, cfg) + rest.split(SUMMARY_END, 1)[1])
+    return md
+
+
+def plot_run(path):
+    """<log>.png from a train_gpt.py JSONL log: training (reward, teacher signal, recoveries), held-out
+    metrics, teacher vs student (nats per token)."""
+    rows, plt = tg.read_jsonl(path), pyplot()
+    fig, axs = plt.subplots(1, 3, figsize=(15, 4))
+    evals = [k for k in next((r for r in rows if "pass@1" in r), {}) if k not in ("step", "lift")]
+    for ax, name, keys in zip(axs, ("training", "held-out evaluation", "teacher vs student (nats per token)"),
+                              (("reward", "signal", "recov"), evals, ("H×", "KL", "ent"))):
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in rows if k in r]
+            ax.plot(*zip(*pts), marker="o" if keys is evals else None, label=k)
+        ax.set(title=name, xlabel="RL step")
+        ax.legend()
+    fig.suptitle(path)
+    fig.tight_layout()
+    fig.savefig(path.rsplit(".", 1)[0] + ".png", dpi=100)
+    plt.close(fig)
+
+
 def main(cfg):
-    """Run (or resume) everything, aggregate, write the CSV, the markdown and the figures."""
+    """Run (or resume) everything, aggregate, write the CSV, results/README.md, the summary, the figures."""
+    if cfg.plot:
+        return plot_run(cfg.plot)
     sfx = suffix(cfg.teacher)
-    csv_path, md_path = (os.path.join(cfg.results, f"experiment{sfx}.{ext}") for ext in ("csv", "md"))
-    if cfg.report_only:
-        rows = read_csv(csv_path)
-    else:
+    if not cfg.report_only:
         specs = task_specs(cfg)
         print(f"experiment: {len(specs)} tasks, methods {cfg.methods}, seeds {cfg.seeds}, sweep {cfg.lrs} on "
               f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in {cfg.out}",
@@ -609,8 +651,7 @@ def main(cfg):
         spent += (time.time() - t0) if stats["ran"] else 0.0
         sfts = [results["sft", n] for n, _, _ in specs]
         records = [r for k, r in results.items() if k[0] in ("sweep", "main")]
-        main_records = [r for r in records if r["phase"] == "main"]
-        mean_records, mean_sft = mean_of_tasks(main_records, sfts)
+        mean_records, mean_sft = mean_of_tasks([r for r in records if r["phase"] == "main"], sfts)
         rows = aggregate(records + mean_records, sfts + [mean_sft], cfg.threshold_delta)
         rows += [{"phase": "meta", "task": n, "method": spec, "lr": "", "metric": "sft_steps", "x": "",
                   "mean": float(steps), "std": 0.0, "n": 1} for n, spec, steps in specs]
@@ -618,15 +659,15 @@ def main(cfg):
                      "mean": spent, "std": 0.0, "n": 1})
         rows.append({"phase": "meta", "task": "", "method": "", "lr": "", "metric": "run_time_s", "x": "",
                      "mean": sum(r["wall_s"] for r in results.values()), "std": 0.0, "n": len(results)})
+        rows.append({"phase": "meta", "task": "", "method": torch.__version__, "lr": "", "metric": "torch", "x": "",
+                     "mean": 0.0, "std": 0.0, "n": 1})
         os.makedirs(cfg.results, exist_ok=True)
-        write_csv(csv_path, rows)
-        rows = read_csv(csv_path)  # the report reads exactly what is committed
-    md = report(rows, cfg)
-    with open(md_path, "w") as f:
-        f.write(md)
+        write_csv(csv_path(cfg, cfg.teacher), rows)
+    md = write_reports(cfg)  # the report reads exactly what is committed
     print(md)
-    print(f"wrote {csv_path}, {md_path}, {cfg.figures}/exp{sfx}_pass1_<task>.png, {cfg.figures}/exp{sfx}_passn.png")
-    return rows
+    print(f"wrote {csv_path(cfg, cfg.teacher)}, {cfg.results}/README.md, {cfg.figures}/exp{sfx}_*.png"
+          + (f", the summary in {cfg.readme}" if cfg.readme else ""))
+    return read_csv(csv_path(cfg, cfg.teacher))
 
 
 if __name__ == "__main__":
