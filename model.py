@@ -215,7 +215,7 @@ def sample(model, prompt, max_new_tokens, n_pad=None, temperature=1.0, top_k=Non
             logp = F.log_softmax(logits, dim=-1)
             tok = logp.argmax(-1)
         else:
-            logits = logits / temperature
+            logits = logits / temperature if temperature != 1 else logits
             if top_k:
                 kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, [-1]]
                 logits = logits.masked_fill(logits < kth, -math.inf)
