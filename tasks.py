@@ -242,15 +242,18 @@ class Task:
         if sum(map(len, (self._moves, self._count, self._dist, self._alive, self._replays))) > MEMO_LIMIT:
             self._memo()
         *lines, cur = prefix.split("\n")
-        s = self.states(p, lines)[-1]
-        key = (p.prompt, s, cur)
+        stack = self.states(p, lines)
+        s, shape = stack[-1], next(t for t in reversed(stack) if t is not DEAD)
+        key = (p.prompt, s, shape, cur)
         if key not in self._dist:
-            self._dist[key] = self._next_char(p, s, cur)
+            self._dist[key] = self._next_char(p, s, shape, cur)
         return dict(self._dist[key])
 
-    def _next_char(self, p, s, cur: str) -> dict:
+    def _next_char(self, p, s, shape, cur: str) -> dict:
         """Uniform over the canonical completions from s, marginalised to the next character; from
-        a state without one (undo tasks only) the expert first writes UNDO."""
+        a state without one (undo tasks only) the expert first writes UNDO. A partial line off S is
+        finished in the shape of the lines legal at `shape` (s, or below an invalid line the latest
+        valid state: the line is judged as if the invalid one were not there)."""
         legal = self._legal(p, s)
         expert = {ln: (self._n(p, t), int(self.done(p, t))) for ln, t in legal.items() if self._n(p, t)}
         if not self._n(p, s):
@@ -265,7 +268,7 @@ class Task:
                     w["\n"] += n - stop
         w = +w
         if not w and cur:                      # mid-line off S: keep the line well formed
-            pool = list(legal) + self.finishes(p, s, cur)
+            pool = list(self._legal(p, shape)) + self.finishes(p, shape, cur)
             w = Counter(ln[len(cur)] for ln in pool if ln.startswith(cur) and len(ln) > len(cur))
             w = w or Counter(ln[len(cur)] if len(ln) > len(cur) else "\n" for ln in pool if _misdigit(ln, cur))
         w = w or Counter({"\n": 1})
@@ -276,9 +279,10 @@ class Task:
 def _misdigit(line: str, cur: str) -> bool:
     """Whether cur is line's first len(cur) characters with some digits miswritten (a wrong value
     in a value's place): the expert then writes the rest of line, keeping its shape."""
-    k = len(os.path.commonprefix([line, cur]))
-    return k == len(cur) == len(line) or len(line) >= len(cur) > k and bool(
-        re.fullmatch(r"[0-9]+", cur[k:] + line[k:len(cur)]))
+    return len(line) >= len(cur) and all(a == b or a in _DIGITS and b in _DIGITS for a, b in zip(cur, line))
+
+
+_DIGITS = frozenset("0123456789")
 
 
 UNDO = "undo"     # the line that retracts the latest standing line (countdown, listprog)

@@ -171,7 +171,7 @@ def test_verifiers_never_raise_on_adversarial_strings_and_return_a_binary_reward
             for s in adversarial_strings(p, rng, 150):
                 t0 = time.perf_counter()
                 reward, fb = task.verify(p, s)
-                assert time.perf_counter() - t0 < 0.05, (name, s[:80])
+                assert time.perf_counter() - t0 < 0.2, (name, s[:80])   # runaway input takes seconds
                 assert reward in (0.0, 1.0) and isinstance(fb, str) and fb.isascii(), (name, s[:80])
                 assert task.answer(p, s) is None or isinstance(task.answer(p, s), str)
 
@@ -296,7 +296,7 @@ def test_countdown_oracle_finishes_a_dead_line_then_retracts_it():
     assert task.oracle(p, "1+2=3\n") == {"u": 1.0}     # no solution left: retract it
     assert task.oracle(p, "1+2=7") == {"\n": 1.0}      # nothing legal extends the line: end it
     assert task.oracle(p, "1+2=7\nund") == {"o": 1.0}
-    assert task.oracle(p, "9*9=81\n1+3=") == {"\n": 1.0}  # above an invalid line: end, undo both
+    assert task.oracle(p, "9*9=81\n1+3=") == {"4": 1.0}   # in shape, as if the invalid line were not there
     assert oracle_greedy(task, p, "9*9=81\n1+3=4\n").startswith("9*9=81\n1+3=4\nundo\nundo\n")
     support = oracle_support(task, p, "1+2=3\n")        # after the retraction: uniform over S
     assert set(support) == {"1+2=3\nundo\n" + s for s in sols}
