@@ -103,6 +103,7 @@ class Config:
     baseline: str = "loo"  # future-credit baseline: loo (leave-one-out over the group) | none
     reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
     stop: str = D.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
+    horizon: int = 0  # H of --stop horizon, positions a response may have (0 = the sampling budget, the task's + 1)
     ema_tau: float = 0.05  # EMA teacher rate τ (SDPO's teacher_update_rate)
     distil_topk: int = 16  # k of distil_topk (teacher's k likeliest tokens + a tail bucket)
     teacher_samples: int = 4  # K teacher samples per position for distil_sampled
@@ -121,18 +122,20 @@ class Config:
 
 
 # the accepted values of the fields that take one of a fixed set (--teacher also takes a path), and
-# the accepted range [low, high] of every numeric field (None: unbounded)
+# the range [low, high] (None: unbounded) of the numeric fields not in the default: ints >= 1, floats >= 0
 CHOICES = {"stage": ("all", "sft", "rl", "eval"), "method": tuple(METHODS), "teacher": tuple(TEACHERS),
            "preset": tuple(PRESETS), "device": ("auto", "cpu", "cuda", "mps"), "dtype": ("auto", "bf16", "fp32"),
            "context": ("peer", "feedback", "both", "none"), "baseline": D.BASELINES,
            "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "eval_split": ("test", "val")}
-RANGES = {"seed": (0, None), "sft_steps": (0, None), "sft_batch": (1, None), "sft_lr": (0, None),
-          "sft_teacher_frac": (0, 1), "n_train": (1, None), "data_seed": (-1, None), "val_n": (0, None),
-          "rl_steps": (0, None), "prompts": (1, None), "group": (1, None), "rl_lr": (0, None),
-          "temperature": (0, None), "top_k": (0, None), "ema_tau": (0, 1), "distil_topk": (1, None),
-          "teacher_samples": (1, None), "opsd_beta": (0, 1), "grad_clip": (0, None), "micro_batch": (0, None),
-          "eval_n": (1, None), "eval_samples": (2, None), "eval_k": (2, None), "eval_every": (0, None),
-          "eval_passn": (0, None), "ckpt_every": (1, None), "sample_batch": (1, None)}
+RANGES = {"seed": (0, None), "sft_steps": (0, None), "data_seed": (-1, None), "val_n": (0, None), "rl_steps": (0, None),
+          "top_k": (0, None), "micro_batch": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None),
+          "eval_samples": (2, None), "eval_k": (2, None), "sft_teacher_frac": (0, 1), "ema_tau": (0, 1), "opsd_beta": (0, 1)}
+
+
+def numeric_range(field):
+    """[low, high] of a numeric Config field (RANGES, else ints >= 1 and floats >= 0); None if not numeric."""
+    kind = {int: 1, "int": 1, float: 0, "float": 0}.get(field.type)
+    return None if kind is None else RANGES.get(field.name, (kind, None))
 
 
 def field_help(cls=None):
@@ -146,13 +149,16 @@ def check_config(cfg):
         value = getattr(cfg, name)
         if value not in ok and not (name == "teacher" and value.endswith(".pt")):
             return f"--{name} {value!r} is not one of: {', '.join(ok)}" + (", or a .pt path" if name == "teacher" else "")
-    for name, (lo, hi) in RANGES.items():
-        if not (lo <= getattr(cfg, name) and (hi is None or getattr(cfg, name) <= hi)):  # also false for nan
-            return f"--{name} {getattr(cfg, name)} must be " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
+    for f in (f for f in dataclasses.fields(cfg) if numeric_range(f)):
+        (lo, hi), value = numeric_range(f), getattr(cfg, f.name)
+        if not (lo <= value and (hi is None or value <= hi)):  # also false for nan
+            return f"--{f.name} {value} must be " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
     try:
-        tasks.make_task(cfg.task)
+        budget = tasks.make_task(cfg.task).max_response_chars + 1  # the sampler's max_new_tokens
     except ValueError as e:
         return f"--task: {e}"
+    if 0 < cfg.horizon < budget:
+        return f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response of {cfg.task} can have"
     if cfg.baseline == "loo" and cfg.group < 2:
         return "--baseline loo needs --group >= 2 (the other rollouts of the prompt are the baseline)"
     if cfg.micro_batch % cfg.group:
@@ -675,7 +681,7 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     return sig
 
 
-def method_loss(cfg, logits, tokens, mask, rewards, sig, rows):
+def method_loss(cfg, logits, tokens, mask, rewards, sig, rows, horizon):
     """The method's loss from distil.py on `rows` (whole groups): the one place a method is defined."""
     m, G, red = cfg.method, cfg.group, cfg.reduction
     if m == "grpo":
@@ -691,7 +697,7 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, rows):
                          teacher_tokens=sig["tokens"][rows] if sampled else None,
                          sequence_level=m != "distil_token", future_cost="kl" if m == "distil_kl" else "ce",
                          baseline=cfg.baseline, group_size=G, reduction=red,
-                         topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop)
+                         topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop, horizon=horizon)
 
 
 def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
@@ -708,7 +714,8 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
         with contextlib.nullcontext() if i0 + mb >= B or rt.world == 1 else model.no_sync():
             with rt.amp:
                 logits = response_logits(model, ro.ctx[rows], tokens[rows], tasks.EOT_ID)
-            loss = method_loss(cfg, logits, tokens[rows], mask[rows], ro.rewards, sig, rows)
+            loss = method_loss(cfg, logits, tokens[rows], mask[rows], ro.rewards, sig, rows,
+                               cfg.horizon or rt.task.max_response_chars + 1)
             (loss * (logits.shape[0] / B)).backward()  # exact for "sum" (a mean over rollouts)
         with torch.no_grad():
             lg, on = logits.float(), mask[rows]

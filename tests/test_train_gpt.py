@@ -357,7 +357,7 @@ def test_ddp_gloo_two_ranks_keep_parameters_identical(sft_dir, tmp_path):
 @pytest.mark.parametrize("flag,value,accepted", [
     ("--task", "nope", "mult"), ("--method", "ppo", "distil_sampled"), ("--teacher", "bigger", "oracle"),
     ("--preset", "huge", "gpt2"), ("--stop", "never", D.STOP_RULES[0]), ("--task", "mult:digits=2", "digits_a"),
-    ("--rl_lr", "-1", ">= 0"), ("--prompts", "0", ">= 1"), ("--ema_tau", "2", "[0, 1]"), ("--eval_k", "9", "eval_samples")])
+    ("--rl_lr", "-1", ">= 0"), ("--horizon", "5", "0 or >= 26"), ("--prompts", "0", ">= 1"), ("--ema_tau", "2", "[0, 1]"), ("--eval_k", "9", "eval_samples")])
 def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, accepted, capsys):
     with pytest.raises(SystemExit):
         tg.parse_args([flag, value])
@@ -365,9 +365,9 @@ def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, acc
     assert flag in err and accepted in err
 
 
-@pytest.mark.parametrize("name", tg.RANGES)
+@pytest.mark.parametrize("name", [f.name for f in tg.dataclasses.fields(tg.Config) if tg.numeric_range(f)])
 def test_every_numeric_flag_below_its_range_gets_a_one_line_error(name):
-    low = tg.RANGES[name][0]
+    low = tg.numeric_range(tg.Config.__dataclass_fields__[name])[0]
     err = tg.check_config(tiny_cfg(".", **{name: low - 1}))
     assert err and err.startswith(f"--{name} ") and "\n" not in err
     assert tg.check_config(tiny_cfg(".", **{name: float("nan")})) is not None
