@@ -262,15 +262,14 @@ def test_listprog_oracle_is_uniform_over_all_passing_programs(problems):
         assert set(support) == sols and all(abs(q - 1 / len(sols)) < 1e-9 for q in support.values())
 
 
-def test_oracle_recovers_to_reward_one_after_the_first_wrong_character_in_mult_and_chem(problems):
+def test_oracle_recovers_to_reward_one_after_the_first_wrong_character_and_after_the_whole_attempt(problems):
     rng = random.Random(3)
-    for name in ("mult", "chem"):
-        task = TASKS[name]
+    for name, task in TASKS.items():
         for p in problems[name]:
             bad = task.corrupt(p, rng)
             i = first_off_support(task, p, bad)
-            assert task.verify(p, oracle_greedy(task, p, bad[:i + 1]))[0] == 1.0, (p, bad)
-            assert task.verify(p, oracle_greedy(task, p, "garbage ) 12\n\n=" + bad))[0] == 1.0
+            for prefix in (bad[:i + 1], bad + "\n", "garbage ) 12\n\n=" + bad):
+                assert task.verify(p, oracle_greedy(task, p, prefix))[0] == 1.0, (p, prefix)
 
 
 def test_oracle_continues_from_valid_student_lines_outside_the_canonical_set(problems):
