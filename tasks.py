@@ -866,29 +866,28 @@ def reaction_families() -> dict:
     to balance, and every equation balances uniquely (checked when the pool is built)."""
     fuels = [_fuel(x, y, z) for x in range(1, 9) for y in range(2, 2 * x + 3, 2) for z in range(3)]
     ion = {(c, q, a): _ionic(c, q, a, qa) for c, q, a, qa in _SALTS}
-    halides = [a for a in ("F", "Cl", "Br", "I")]
-    fam = {"combustion": [((f, "O2"), ("CO2", "H2O")) for f in fuels] +
-                         [((f, "O2"), ("CO", "H2O")) for f in fuels],
-           "synthesis": [((m, x), (_ionic(m, q, a, qa),)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()],
-           "decomposition": [((_ionic(m, q, a, qa),), (m, x)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()]
-           + [((ion[m, q, "CO3"],), (_ionic(m, q, "O", 2), "CO2")) for m, q in _METALS]
-           + [((ion[m, q, "OH"],), (_ionic(m, q, "O", 2), "H2O")) for m, q in _METALS]
-           + [((ion[m, q, "ClO3"],), (ion[m, q, "Cl"], "O2")) for m, q in _IONS]
-           + [((ion[m, q, "NO3"],), (_ionic(m, q, "O", 2), "NO2", "O2")) for m, q in _METALS],
-           "single displacement": [((m, ion[c, qc, a]), (ion[m, q, a], c)) for m, q in _METALS
-                                   for c, qc in _METALS for a in _ANIONS if m != c and a != "OH"]
-           + [((m, _ionic("H", 1, a, qa)), (ion[m, q, a], "H2")) for m, q in _METALS for a, qa in _ANIONS.items()
-              if a not in ("OH", "NO3", "ClO3")]
-           + [((x + "2", ion[c, q, y]), (ion[c, q, x], y + "2")) for x in halides for y in halides
-              for c, q in _IONS if halides.index(x) < halides.index(y)],
-           "double displacement": [((ion[c, q, a], ion[d, r, b]), (ion[c, q, b], ion[d, r, a]))
-                                   for i, (c, q) in enumerate(_IONS) for d, r in _IONS[i + 1:] if c != d
-                                   for a in _ANIONS for b in _ANIONS if a != b]
-           + [((_ionic("H", 1, a, qa), ion[c, q, "OH"]), (ion[c, q, a], "H2O"))
-              for c, q in _IONS for a, qa in _ANIONS.items() if a != "OH"],
-           "hydrate": [((f"{ion[c, q, a]}.{n if n > 1 else ''}H2O",), (ion[c, q, a], "H2O"))
-                       for c, q, a, _ in _SALTS if a != "OH" for n in range(2, 11)]}
-    return fam
+    halides = ["F", "Cl", "Br", "I"]
+    return {"combustion": [((f, "O2"), ("CO2", "H2O")) for f in fuels] +
+                          [((f, "O2"), ("CO", "H2O")) for f in fuels],
+            "synthesis": [((m, x), (_ionic(m, q, a, qa),)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()],
+            "decomposition": [((_ionic(m, q, a, qa),), (m, x)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()]
+            + [((ion[m, q, "CO3"],), (_ionic(m, q, "O", 2), "CO2")) for m, q in _METALS]
+            + [((ion[m, q, "OH"],), (_ionic(m, q, "O", 2), "H2O")) for m, q in _METALS]
+            + [((ion[m, q, "ClO3"],), (ion[m, q, "Cl"], "O2")) for m, q in _IONS]
+            + [((ion[m, q, "NO3"],), (_ionic(m, q, "O", 2), "NO2", "O2")) for m, q in _METALS],
+            "single displacement": [((m, ion[c, qc, a]), (ion[m, q, a], c)) for m, q in _METALS
+                                    for c, qc in _METALS for a in _ANIONS if m != c and a != "OH"]
+            + [((m, _ionic("H", 1, a, qa)), (ion[m, q, a], "H2")) for m, q in _METALS for a, qa in _ANIONS.items()
+               if a not in ("OH", "NO3", "ClO3")]
+            + [((x + "2", ion[c, q, y]), (ion[c, q, x], y + "2")) for x in halides for y in halides
+               for c, q in _IONS if halides.index(x) < halides.index(y)],
+            "double displacement": [((ion[c, q, a], ion[d, r, b]), (ion[c, q, b], ion[d, r, a]))
+                                    for i, (c, q) in enumerate(_IONS) for d, r in _IONS[i + 1:] if c != d
+                                    for a in _ANIONS for b in _ANIONS if a != b]
+            + [((_ionic("H", 1, a, qa), ion[c, q, "OH"]), (ion[c, q, a], "H2O"))
+               for c, q in _IONS for a, qa in _ANIONS.items() if a != "OH"],
+            "hydrate": [((f"{ion[c, q, a]}.{n if n > 1 else ''}H2O",), (ion[c, q, a], "H2O"))
+                        for c, q, a, _ in _SALTS if a != "OH" for n in range(2, 11)]}
 
 
 @lru_cache(maxsize=None)
