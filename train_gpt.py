@@ -6,7 +6,7 @@ torchrun. The objectives are distil.py's, the tasks tasks.py's; the README expla
 One RL step (rl_step), P prompts x G rollouts; s_t = (x, y_<t) are the student's states:
     y ~ π_θ(·|x);  r, f = verify(x, y);  c = teacher context (f if r = 0 and/or a successful peer)
     π_T(·|c, y_<t) at every t: ONE no-grad teacher forward on the student's own tokens
-    L(θ) = E_y[ Σ_t H×(π_T(·|c, y_<t), π_θ(·|s_t)) ]                          distil.distil_loss
+    L(θ) = E_y[ Σ_t H×(π_T(·|c, y_<t), π_θ(·|s_t)) ] + the end's price (--stop)   distil.distil_loss
     ∇L   = E[ Σ_t ∇H×_t + Σ_t ∇log π_θ(y_t|s_t) (Σ_{t'>t} H×_t' − b_t) ]      b: leave-one-out over G
     θ ← AdamW(θ, ∇L);  teacher.update(θ)  (EMA: θ_T ← (1 − τ) θ_T + τ θ)
 Baselines (sdpo, opsd, grpo, offline, the DistIL ablations) change only method_loss(); teachers
@@ -243,7 +243,6 @@ class Rollouts:
     texts: list = None  # (B) decoded responses
     rewards: torch.Tensor = None  # (B,) 0/1 from the verifier
     feedback: list = None  # (B) the verifier's feedback
-    recovered: list = None  # (B) a success that went through a recovery (tasks.Task.has_recovery)
 
 
 def sample_rollouts(model, cfg, rt, prompts, group, temperature, gen):
@@ -257,12 +256,11 @@ def sample_rollouts(model, cfg, rt, prompts, group, temperature, gen):
 
 
 def score_rollouts(rt, ro):
-    """Verify every rollout: reward, rich feedback, and whether a success went through a recovery."""
+    """Verify every rollout: reward and rich feedback."""
     ro.texts = decode_responses(rt.enc, ro.resp, ro.mask)
     scored = [rt.task.verify(p, t) for p, t in zip(ro.problems, ro.texts)]
     ro.rewards = torch.tensor([r for r, _ in scored], device=ro.resp.device)
     ro.feedback = [f for _, f in scored]
-    ro.recovered = [r > 0.5 and rt.task.has_recovery(p, t) for p, t, (r, _) in zip(ro.problems, ro.texts, scored)]
     return ro
 
 
@@ -368,15 +366,15 @@ class OracleTeacher(Teacher):
 
     def logprobs(self, problems, ctx, resp, mask):
         """log((1 − ε) p + ε/V): forward CE changes by ≤ ε log V, reverse KL / JSD stay finite."""
-        V = self.rt.enc.n_vocab
-        probs = torch.zeros(*resp.shape, V)
-        for b, (row, n) in enumerate(zip(resp.tolist(), mask.sum(1).tolist())):
-            text = bytes(t for t in row[:n] if t < 256).decode("latin-1")  # one char per byte token
-            for t in range(n if ctx[b] is not None else 0):
+        V, out = self.rt.enc.n_vocab, torch.zeros(*resp.shape, self.rt.enc.n_vocab)
+        for b in (b for b, c in enumerate(ctx) if c is not None):
+            n, probs = int(mask[b].sum()), torch.zeros(resp.shape[1], V)
+            text = bytes(t for t in resp[b, :n].tolist() if t < 256).decode("latin-1")  # one char per byte token
+            for t in range(n):
                 for ch, pr in self.rt.task.oracle(problems[b], text[:t]).items():
-                    probs[b, t, tasks.EOT_ID if ch == tasks.EOT else ord(ch)] += pr
-        has = torch.tensor([c is not None for c in ctx])[:, None, None]
-        return (torch.log((1 - ORACLE_EPS) * probs + ORACLE_EPS / V) * has).to(resp.device)
+                    probs[t, tasks.EOT_ID if ch == tasks.EOT else ord(ch)] += pr
+            out[b] = torch.log((1 - ORACLE_EPS) * probs + ORACLE_EPS / V)
+        return out.to(resp.device)
 
     def complete(self, problems, ctx, prefixes, gen):
         rng, out = random.Random(int(torch.randint(2**31, (1,), generator=gen, device=gen.device))), [None] * len(ctx)
@@ -726,7 +724,8 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
             s["ent"] += D.entropy(lg)[ent_mask[rows]].sum().item()
     s = reduce_sums(rt, s | {
         "ranks": 1.0, "rollouts": B, "reward": ro.rewards.sum().item(), "signal": sig["has"].sum().item(),
-        "successes": (ro.rewards > 0.5).sum().item(), "recov": sum(ro.recovered),
+        "successes": (ro.rewards > 0.5).sum().item(),  # and how many of them went through a recovery:
+        "recov": sum(r > 0.5 and rt.task.has_recovery(p, t) for p, t, r in zip(ro.problems, ro.texts, ro.rewards.tolist())),
         "signal_tokens": mask.sum().item(), "ent_tokens": ent_mask.sum().item(), "tokens": ro.mask.sum().item()})
     check_finite(s["loss"], "rl", step, ckpt)
     if cfg.grad_clip > 0:

@@ -452,8 +452,10 @@ def test_step_metrics_are_named_and_computed_from_the_rollouts():
     resp, mask = M.right_pad([[65, 66, tasks.EOT_ID], [67, tasks.EOT_ID], [65, 66, 67, 68, tasks.EOT_ID], [70, tasks.EOT_ID]],
                              tasks.EOT_ID, "cpu")
     ro = tg.Rollouts(problems, [tg.encode(ENC, tasks.student_context(p)) for p in problems], resp, mask,
-                     texts=["a"] * 4, rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), feedback=[""] * 4,
-                     recovered=[True, False, False, False])
+                     texts=["a"] * 4, rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), feedback=[""] * 4)
+    rt.task = type("RecoversOnFirstRow", (), {"max_response_chars": 57,  # has_recovery is the task's
+                   "has_recovery": lambda self, p, t: t == "r"})()
+    ro.texts[0] = "r"
     cfg = tiny_cfg(".", method="grpo")
     m = tg.rl_update(cfg, rt, model, model.configure_optimizers(1e-4, 0.0, False), ro, tg.teacher_signal(cfg, rt, None, ro, None),
                      0, "none")
