@@ -609,7 +609,7 @@ def plot_run(path):
     metrics, teacher vs student (nats per token)."""
     rows, plt = tg.read_jsonl(path), pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(15, 4))
-    evals = [k for k in next((r for r in rows if "pass@1" in r), {}) if k not in ("step", "lift")]
+    evals = [k for k in next((r for r in rows if "pass@1" in r), {}) if k.split("@")[0] in ("pass", "avg", "maj") or k == "t_rew"]
     for ax, name, keys in zip(axs, ("training", "held-out evaluation", "teacher vs student (nats per token)"),
                               (("reward", "signal", "recov"), evals, ("H×", "KL", "ent"))):
         for k in keys:
