@@ -246,15 +246,17 @@ def _score(logp, weight):
 
 
 def end_surprise(teacher_logits, teacher_tokens, tokens, on):
-    """σ = −log π_T(y_|y| | s_|y|) at each row's last response position, 0 elsewhere (B, T). From K
-    teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y], unbiased for Σ_{k≤K} (1−p)^k/k, the series
-    −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k nats: more samples, a firmer price)."""
+    """σ = −log π_T(y_|y| | s_|y|) at each row's last response position (its mask is one block), 0
+    elsewhere (B, T). From K teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y], unbiased for
+    Σ_{k≤K} (1−p)^k/k, the series −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k
+    nats: more samples, a firmer price)."""
     last = on & ~F.pad(on[:, 1:], (0, 1), value=False)
     if teacher_logits is not None:
         sigma = -token_logprobs(_clean(teacher_logits.detach(), on), tokens)
         if (last & ~torch.isfinite(sigma)).any():
-            raise ValueError("stop='surprise': the teacher gives probability 0 to a response's last token "
-                             "(its end), an infinite price; smooth the teacher (mix in ε/V)")
+            raise ValueError(f"stop={STOP_RULES[:2]} price the end by the teacher's surprise, and the teacher "
+                             "gives probability 0 to a response's last token: an infinite price; smooth the "
+                             "teacher (mix in ε/V) or use stop='literal'")
     else:
         miss = (_clean(teacher_tokens, on) != tokens.unsqueeze(-1)).cumprod(-1)  # all of a_1..a_k ≠ y
         sigma = (miss / torch.arange(1, miss.shape[-1] + 1, device=miss.device)).sum(-1)
@@ -274,10 +276,10 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     future_cost     "ce": C = H× (the paper's L); "kl": C = KL(π_T‖π_θ) (needs teacher_logits).
     baseline        "none" or "loo": b_t for rollout i = mean of Σ_{t'>t} C_t' over the other
                     rollouts of its group (consecutive groups of group_size); unbiased.
-    Value: the estimate of L (Σ_t H×_t + the end's price), reduced (also with future_cost="kl"). Gradient: an unbiased
-    estimate of ∇L (of ∇E[Σ_t KL_t] with future_cost="kl") for the full and sampled estimators with
-    reduction "sum"; top-k is a biased (coarse-grained) cost, and "token_mean" divides by a random
-    token count (a ratio estimator, as in SDPO/TRL).
+    Value: the estimate of L (Σ_t H×_t + the end's price), reduced (also with future_cost="kl").
+    Gradient: an unbiased estimate of ∇L (of ∇E[Σ_t KL_t + price] with future_cost="kl") for the
+    full and sampled estimators with reduction "sum"; top-k is a biased (coarse-grained) cost, and
+    "token_mean" divides by a random token count (a ratio estimator, as in SDPO/TRL).
     stop            how the end of a response is priced in the future-credit term, with
                     σ = −log π_T(y_|y| | s_|y|), the teacher's surprise at the last response token
                     (the end-of-text of an ended response; estimated from teacher_tokens):

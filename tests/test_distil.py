@@ -242,10 +242,9 @@ def test_sequence_level_expected_gradient_equals_exact_gradient_of_L(stop, cost)
     assert (g_est - grad(exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=other), theta)).abs().max() > 1e-3
 
 
-def test_surprise_makes_ending_where_the_teacher_continues_costly():
-    """One state, tokens (a, EOS): a teacher that continues with 0.99 and a student that ends with 0.5.
-    Literal: the end saves the future (here nothing follows, so both rules agree on value but not on
-    the end's price); surprise: the ended rollout pays −log 0.01 on top of its cost."""
+def test_the_end_is_priced_by_the_teacher_surprise_once_or_per_skipped_position():
+    """One state, tokens (0, 1, EOS=2), a teacher that ends with 0.01, rollouts "0" and "EOS" of length 1:
+    surprise adds −log q(last token) to each; horizon H = 4 adds it once more per skipped position."""
     s = torch.zeros(2, 1, 3)  # logits: uniform student over (0, 1, EOS=2)
     t = torch.tensor([0.495, 0.495, 0.01]).log().expand(2, 1, 3)
     tok, mask = torch.tensor([[0], [2]]), torch.ones(2, 1)
