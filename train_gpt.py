@@ -46,7 +46,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
 
 import distil as D
 import tasks
@@ -157,21 +156,17 @@ def check_config(cfg):
         budget = tasks.make_task(cfg.task).max_response_chars + 1  # the sampler's max_new_tokens
     except ValueError as e:
         return f"--task: {e}"
-    if 0 < cfg.horizon < budget:
-        return f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response of {cfg.task} can have"
-    if cfg.baseline == "loo" and cfg.group < 2:
-        return "--baseline loo needs --group >= 2 (the other rollouts of the prompt are the baseline)"
-    if cfg.micro_batch % cfg.group:
-        return f"--micro_batch {cfg.micro_batch} must be a multiple of --group {cfg.group} (groups stay whole)"
-    if cfg.eval_split == "val" and cfg.val_n < 1:
-        return "--eval_split val needs --val_n >= 1 (the training problems held out for validation)"
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's ranks share the batches
-    for name in ("sft_batch", "prompts"):
-        if getattr(cfg, name) % world:
-            return f"--{name} {getattr(cfg, name)} must be divisible by the {world} ranks"
-    if cfg.eval_k > cfg.eval_samples:  # pass@1 is the greedy metric; sampled pass@1 is avg@n
-        return f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]"
-    return None
+    rules = [  # (violated, what is accepted)
+        (0 < cfg.horizon < budget, f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response "
+                                   f"of {cfg.task} can have"),
+        (cfg.baseline == "loo" and cfg.group < 2, "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"),
+        (cfg.micro_batch % cfg.group, f"--micro_batch {cfg.micro_batch} must be a multiple of --group {cfg.group}"),
+        (cfg.eval_split == "val" and cfg.val_n < 1, "--eval_split val needs --val_n >= 1 (the held-out training problems)"),
+        (cfg.sft_batch % world, f"--sft_batch {cfg.sft_batch} must be divisible by the {world} ranks"),
+        (cfg.prompts % world, f"--prompts {cfg.prompts} must be divisible by the {world} ranks"),
+        (cfg.eval_k > cfg.eval_samples, f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]")]
+    return next((msg for violated, msg in rules if violated), None)  # (pass@1 is greedy; sampled pass@1 is avg@n)
 
 
 def str2bool(s):
@@ -280,8 +275,8 @@ class Teacher:
     update(student)                        after every optimizer step of the student
     state_dict()                           what the RL checkpoint keeps of it (None: nothing)"""
 
-    def __init__(self, cfg, rt):
-        self.cfg, self.rt = cfg, rt
+    def __init__(self, cfg, rt, model=None, kind=None):
+        self.cfg, self.rt, self.model, self.kind = cfg, rt, model, kind
 
     def contexts(self, problems, rewards, texts, feedback, group):
         """SDPO's reprompt (rows are consecutive groups of `group` per prompt): the environment feedback
@@ -320,10 +315,6 @@ class Teacher:
 class ModelTeacher(Teacher):
     """A GPT reading the teacher context: the live student (self; no-grad = stop-gradient), a copy
     that follows it (ema) or stays (frozen), or another checkpoint."""
-
-    def __init__(self, cfg, rt, model, kind):
-        super().__init__(cfg, rt)
-        self.model, self.kind = model, kind
 
     @torch.no_grad()
     def logprobs(self, problems, ctx, resp, mask):
@@ -509,7 +500,7 @@ def wrap(raw, cfg, rt):
     """The module the training forward goes through: optionally compiled, DDP across ranks."""
     model = torch.compile(raw, dynamic=True) if cfg.compile else raw
     if rt.world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     return model
 
 
