@@ -50,7 +50,7 @@ import torch.distributed as dist
 import distil as D
 import tasks
 from model import (BLOCK_SIZE, GPT, PRESETS, GPTConfig, bench_sampler, bench_update, generate_responses,
-                   load_checkpoint, model_from, response_logits, resume_from, right_pad, save_checkpoint, timed)
+                   load_checkpoint, model_from, response_logits, resume_from, right_pad, save_checkpoint)
 
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
@@ -792,36 +792,35 @@ def train_rl(cfg, rt, eval0=None):
 
 # -----------------------------------------------------------------------------
 # --bench: model.py's sampler table (and on CUDA its MFU table); one DistIL step against one GRPO
-# step, the teacher forward timed on real contexts for every row (feedback on a corrupted attempt,
-# a reference solution as the peer: the lengths the task produces)
+# step, phase by phase, with a teacher forward over real contexts for every row
 
 
 def bench(cfg, rt):
-    """Print the benchmark tables; return the numbers."""
-    out = {"sampler": bench_sampler(rt.device, rt.amp, cfg.seed)}
-    sft, tiny = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt"), GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS["tiny"]))
-    raw = (model_from(load_checkpoint(sft), sft, rt.enc.n_vocab) if os.path.exists(sft) else tiny).to(rt.device)
-    prompts = random.Random(cfg.seed).sample(problem_sets(cfg, rt.task)[0], cfg.prompts)
-    gen, rng = torch.Generator(rt.device).manual_seed(cfg.seed), random.Random(cfg.seed)
-    t_sample, ro = timed(lambda: sample_rollouts(raw, cfg, rt, prompts, cfg.group, cfg.temperature, gen), rt.device)
-    t_verify = timed(lambda: score_rollouts(rt, ro), rt.device)[0]
-    fb = [rt.task.verify(p, rt.task.corrupt(p, rng))[1] for p in ro.problems]
-    ctx = {m: [tasks.teacher_context(p, feedback=f if m != "peer" else None, peer=p.solution if m != "feedback" else None)
-               for p, f in zip(ro.problems, fb)] for m in ("peer", "feedback", "both")}
-    cols = [f"distil, --context {m} ({sum(map(len, cs)) / len(cs):.0f}-token contexts)" for m, cs in ctx.items()] + ["grpo"]
-    times = {c: {"sample": t_sample, "verify": t_verify, "teacher": 0.0} for c in cols}
-    for col, cs in zip(cols, list(ctx.values()) + [None]):
-        c, student = dataclasses.replace(cfg, method="distil" if cs else "grpo"), copy.deepcopy(raw)
-        opt, teacher = student.configure_optimizers(c.rl_lr, 0.0, rt.device.type == "cuda"), ModelTeacher(c, rt, student, "self")
-        sig = {"has": torch.ones(len(ro.problems), dtype=torch.bool, device=rt.device)}
-        if cs:
-            times[col]["teacher"], sig["logp"] = timed(lambda: teacher.logprobs(ro.problems, cs, ro.resp, ro.mask), rt.device, 3)
-        times[col]["update"] = timed(lambda: rl_update(c, rt, student, opt, ro, sig, 0, "none"), rt.device, 3)[0]
-    total = {c: sum(t.values()) for c, t in times.items()}
-    print(f"\n| one RL step, ms ({sft if raw is not tiny else 'a random tiny model'}; {cfg.prompts} prompts x {cfg.group} "
-          f"rollouts of {ro.mask.sum().item() / len(ro.problems):.1f} tokens; every row has a teacher context) | "
-          + " | ".join(cols) + " |\n" + "| --- " * (len(cols) + 1) + "|")
-    for k in ("sample", "verify", "teacher", "update"):
+    """Print the benchmark tables; return the numbers. The RL step is rl_step() itself (best of 3 per
+    phase), with a teacher that gives every rollout a context of the lengths the task produces."""
+    out, rng = {"sampler": bench_sampler(rt.device, rt.amp, cfg.seed)}, random.Random(cfg.seed)
+    sft = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")  # the SFT model if there is one
+    raw = model_from(load_checkpoint(sft), sft, rt.enc.n_vocab) if os.path.exists(sft) else None
+
+    class EveryRow(ModelTeacher):  # feedback on a corrupted attempt and/or a reference solution as the peer
+        def contexts(self, problems, *_):
+            fb = lambda p: rt.task.verify(p, rt.task.corrupt(p, rng))[1] if self.cfg.context != "peer" else None
+            return [tasks.teacher_context(p, fb(p), p.solution if self.cfg.context != "feedback" else None) for p in problems]
+
+    times, train, lengths = {}, problem_sets(cfg, rt.task)[0], {}
+    for col in ("peer", "feedback", "both", "grpo"):
+        c = dataclasses.replace(cfg, method="grpo" if col == "grpo" else "distil", context="both" if col == "grpo" else col)
+        student = (copy.deepcopy(raw) if raw else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS["tiny"]))).to(rt.device)
+        teacher, opt = EveryRow(c, rt, student, "self"), student.configure_optimizers(c.rl_lr, 0.0, rt.device.type == "cuda")
+        runs = [rl_step(c, rt, student, student, opt, teacher, train, 0, "none") for _ in range(3)]
+        times[col] = {k: min(t[k] for _, t in runs) for k in runs[0][1]}
+        lengths[col] = sum(map(len, teacher.contexts(train[:64]))) / 64, runs[0][0]["len"]
+    cols, total = list(times), {c: sum(t.values()) for c, t in times.items()}
+    print(f"\n| one RL step, ms ({sft if raw else 'a random tiny model'}; {cfg.prompts} prompts x {cfg.group} rollouts "
+          f"of {lengths['grpo'][1]:.1f} tokens; every row has a teacher context) | "
+          + " | ".join(f"distil, --context {c} ({lengths[c][0]:.0f}-token contexts)" for c in cols[:3]) + " | grpo |\n"
+          + "| --- " * (len(cols) + 1) + "|")
+    for k in times["grpo"]:
         print(f"| {k} | " + " | ".join(f"{times[c][k] * 1e3:.0f}" for c in cols) + " |")
     print("| total | " + " | ".join(f"{total[c] * 1e3:.0f}" for c in cols) + " |")
     print("| ratio to grpo | " + " | ".join(f"{total[c] / total['grpo']:.2f}x" for c in cols) + " |")
