@@ -73,7 +73,7 @@ class Config:
     method: str = "distil"  # RL objective (distil.py)
     teacher: str = "self"  # self (live weights) | ema | frozen (RL start) | oracle | path/to/ckpt.pt
     bench: bool = False  # time the sampler and the phases of one RL step, print tables, exit
-    out_dir: str = "out"  # checkpoints, JSONL logs and plots
+    out_dir: str = "out"  # checkpoints and JSONL logs
     init_from: str = ""  # checkpoint for the rl/eval stage ("" = out_dir/sft.pt, or the rl one for eval)
     resume: bool = False  # continue the stage from its own checkpoint in out_dir
     seed: int = 1337  # every random draw is a function of (seed, stage, step, rank)
