@@ -687,7 +687,7 @@ def check_t7(cfg):
         ax.plot(ls, label=f"{rule} ({cost})", ls="-" if rule in distil.STOP_RULES else "--")
     ax.axhline(len_q[0], color="gray", lw=0.8, ls=":", label="teacher")
     ax.set_xlabel("plain gradient step from a far student"), ax.set_ylabel("mean response length")
-    ax.set_title("T7: teacher with entropy to go", fontsize=10), ax.legend(fontsize=7)
+    ax.set_title("T7: teacher with entropy to go", fontsize=10), ax.legend(fontsize=6, ncol=2, loc="lower right")
     names = [f"{rule}\n{cost}" for rule, cost in STOP_CANDIDATES]
     for k, ent in enumerate((True, False)):
         ax2.bar([i + 0.4 * k for i in range(len(names))], [r(rule, cost, ent)["p_empty_min"] for rule, cost in STOP_CANDIDATES],
