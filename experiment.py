@@ -97,6 +97,9 @@ class Config:
     figures: str = "figures"  # exp_pass1_<task>.png and exp_passn.png
     readme: str = "README.md"  # the file whose results summary block --report_only rewrites ("" = none)
     report_only: bool = False  # rebuild results/README.md, the README summary and the figures from the CSVs
+    premise: bool = False  # measure t_adv of every PREMISE_TEACHERS at each task's SFT student (results/premise.csv)
+    teacher_preset: str = "tiny"  # the teacher model of --premise: this preset ...
+    teacher_scale: int = 2  # ... trained on the same SFT data for this many times the task's SFT steps
     plot: str = ""  # a train_gpt.py JSONL log to draw as <log>.png (then exit)
 
 
@@ -285,7 +288,7 @@ def execute(job):
         out = tg.run(tcfg)
     if out["stopped"]:
         return None
-    res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0, passn=out["passn"])
+    res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0, passn=out.get("passn"))
     if tcfg.stage == "sft":  # the binomial n: distinct test problems
         res.update(eval=out["eval"], n_distinct=out["eval_problems"],
                    noise=binomial_se(out["eval"]["pass@1"], out["eval_problems"]))
@@ -309,6 +312,14 @@ def suffix(teacher):
     return "" if teacher in ("self", "oracle") else f"_{teacher}"
 
 
+def sft_job(cfg, name, spec, steps, kind="sft", **changes):
+    """The SFT run of a task that every RL run starts from (or, with kind and changes, another SFT run)."""
+    c = dataclasses.replace(base_config(cfg, spec, name, cfg.sft_seed), stage="sft", sft_steps=steps,
+                            out_dir=os.path.join(cfg.out, name, kind), **changes)
+    return {"config": dataclasses.asdict(c), "threads": cfg.threads, "passn_samples": cfg.passn_samples,
+            "meta": {"phase": kind, "task": name}}
+
+
 def plan(cfg):
     """Every job as (key, deps, build): build(results) -> the job given its finished dependencies
     (a main run's rate is known once its method's sweep is done)."""
@@ -330,11 +341,7 @@ def plan(cfg):
                 "meta": {"phase": phase, "task": name, "method": method, "lr": lr, "seed": seed}}
 
     for name, spec, steps in sorted(specs, key=lambda s: s[0] != cfg.sweep_task):  # sweep task first
-        c = dataclasses.replace(base_config(cfg, spec, name, cfg.sft_seed), stage="sft", sft_steps=steps,
-                                out_dir=os.path.join(cfg.out, name, "sft"))
-        job = {"config": dataclasses.asdict(c), "threads": cfg.threads, "passn_samples": cfg.passn_samples,
-               "meta": {"phase": "sft", "task": name}}
-        jobs.append((("sft", name), [], lambda res, job=job: job))
+        jobs.append((("sft", name), [], lambda res, job=sft_job(cfg, name, spec, steps): job))
     for m in methods:
         for lr in lrs:
             jobs.append((("sweep", m, lr), [("sft", cfg.sweep_task)],
@@ -361,11 +368,11 @@ class Inline:
         pass
 
 
-def run_all(cfg, stats):
-    """Run every job whose dependencies are done, `jobs` at a time; skip finished ones. Returns
-    {key: result}; stats["ran"] counts the jobs started. Raises KeyboardInterrupt after stopping
-    cleanly (the runs save a checkpoint)."""
-    jobs, results, running = plan(cfg), {}, {}
+def run_all(cfg, stats, jobs=None):
+    """Run every job of `jobs` (default plan(cfg)) whose dependencies are done, `jobs` at a time; skip
+    finished ones. Returns {key: result}; stats["ran"] counts the jobs started. Raises
+    KeyboardInterrupt after stopping cleanly (the runs save a checkpoint)."""
+    jobs, results, running = plan(cfg) if jobs is None else jobs, {}, {}
     total, t0, walls = len(jobs), time.time(), []
     ex = Inline() if cfg.jobs == 1 else cf.ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn"))
     try:
@@ -539,6 +546,90 @@ def plot(get, names, methods, lr_of, specs, cfg):
 
 
 # -----------------------------------------------------------------------------
+# --premise: the teacher's advantage at the SFT student's states (train_gpt.teacher_advantage), per
+# task, for every teacher: is it better than the student where DistIL trains it?
+
+PREMISE_TEACHERS = ("self", "frozen", "model", "oracle")  # model: <out>/<task>/teacher/sft.pt
+PREMISE_FIELDS = ("task", "teacher", "t_adv", "t_adv_se", "t_adv_n", "t_rew", "avg@8", "eval_s", "train_s", "seed", "torch")
+PREMISE_START = "<!-- premise: written by `python experiment.py --report_only` from results/premise.csv -->"
+PREMISE_END = "<!-- end of premise -->"
+
+
+def premise_path(cfg):
+    return os.path.join(cfg.results, "premise.csv")
+
+
+def measure_premise(cfg, name, spec, teacher):
+    """One row of premise.csv: t_adv ± SE of `teacher` at the students states of the task's SFT
+    checkpoint on the test split, with the teacher's own success t_rew and the student's avg@8."""
+    run = os.path.join(cfg.out, name)
+    c = dataclasses.replace(base_config(cfg, spec, name, cfg.sft_seed), stage="eval", eval_passn=0, resume=False,
+                            teacher=os.path.join(run, "teacher", "sft.pt") if teacher == "model" else teacher,
+                            init_from=os.path.join(run, "sft", "sft.pt"), out_dir=os.path.join(run, f"premise_{teacher}"))
+    os.makedirs(c.out_dir, exist_ok=True)
+    t0, threads = time.time(), torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    with open(os.path.join(c.out_dir, "log.txt"), "w") as log, contextlib.redirect_stdout(log), restore_threads(threads):
+        m = tg.run(c)["eval"]
+    return {"task": name, "teacher": teacher, **{k: m[k] for k in PREMISE_FIELDS[2:7]}, "eval_s": time.time() - t0,
+            "train_s": 0.0, "seed": cfg.sft_seed, "torch": torch.__version__}
+
+
+def premise(cfg):
+    """Train what is missing (the SFT checkpoints, shared with the main experiment, and the teacher
+    models, `jobs` at a time), then measure every (task, teacher) not yet in premise.csv; each row is
+    written as soon as it is measured, so a rerun continues."""
+    specs, path = task_specs(cfg), premise_path(cfg)
+    rows = read_premise(path) if os.path.exists(path) else []
+    todo = [s for s in specs if {(s[0], t) for t in PREMISE_TEACHERS} - {(r["task"], r["teacher"]) for r in rows}]
+    jobs = [(("sft", n), [], lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
+    jobs += [(("teacher", n), [], lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0,
+                                                        preset=cfg.teacher_preset): j) for n, s, k in todo]
+    results = run_all(cfg, {"ran": 0}, jobs)
+    for name, spec, _ in todo:
+        for t in (t for t in PREMISE_TEACHERS if (name, t) not in {(r["task"], r["teacher"]) for r in rows}):
+            rows.append(measure_premise(cfg, name, spec, t) | ({"train_s": results["teacher", name]["wall_s"]} if t == "model" else {}))
+            print(f"premise {name} {t}: t_adv {rows[-1]['t_adv']:+.3f} ± {rows[-1]['t_adv_se']:.3f}", flush=True)
+            os.makedirs(cfg.results, exist_ok=True)
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=PREMISE_FIELDS)
+                w.writeheader()
+                w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+
+
+def read_premise(path):
+    with open(path) as f:
+        return [{k: v if k in ("task", "teacher", "torch") else float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def premise_table(rows, cfg):
+    """The README's premise block from premise.csv's rows."""
+    names = {"self": "live self", "frozen": "frozen (the SFT model)", "oracle": "oracle",
+             "model": f"teacher model ({cfg.teacher_preset}, {cfg.teacher_scale}x the SFT steps)"}
+    total = sum(r["eval_s"] + r["train_s"] for r in rows)
+    L = [PREMISE_START, "", f"`python experiment.py --premise`: t_adv at the SFT student's states on {cfg.eval_n} test "
+         f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each from teacher "
+         f"and student), seed {int(rows[0]['seed'])}; 2 shared CPU cores, torch {rows[0]['torch']}, one thread; "
+         f"wall time {tg.fmt_time(total)} (the teacher models' training and the measurements, not the SFT runs).", "",
+         "| task | teacher | t_adv ± SE | cuts | teacher's t_rew | student's avg@8 | time |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        time_s = r["eval_s"] + r["train_s"]
+        L.append(f"| {r['task']} | {names[r['teacher']]} | {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
+                 f"{r['t_rew']:.3f} | {r['avg@8']:.3f} | {tg.fmt_time(time_s)} |")
+    return "\n".join(L + ["", PREMISE_END])
+
+
+def replace_block(path, start, end, block):
+    """Rewrite the text between the markers start and end of the file `path` (both kept)."""
+    text = open(path).read()
+    if start not in text or end not in text:
+        raise SystemExit(f"error: {path} has no block {start} ... {end}")
+    head, rest = text.split(start, 1)
+    with open(path, "w") as f:
+        f.write(head + block + rest.split(end, 1)[1])
+
+
+# -----------------------------------------------------------------------------
 # main
 
 
@@ -590,17 +681,18 @@ def write_reports(cfg):
     summary block of --readme. Returns the markdown of results/README.md."""
     by_teacher = {t: read_csv(csv_path(cfg, t)) for t in tg.SELF_TEACHERS if os.path.exists(csv_path(cfg, t))}
     parts = [report(rows, dataclasses.replace(cfg, teacher=t)) for t, rows in by_teacher.items()]
+    premise_rows = read_premise(premise_path(cfg)) if os.path.exists(premise_path(cfg)) else []
+    if premise_rows:
+        parts.append("## The premise: the teacher's advantage at the student's states (results/premise.csv)\n\n"
+                     + premise_table(premise_rows, cfg) + "\n")
     md = ("# The paper's experiment in miniature: every table (written by `python experiment.py --report_only` "
           "from the CSVs in this folder)\n\n" + "\n".join(parts))
     with open(os.path.join(cfg.results, "README.md"), "w") as f:
         f.write(md)
     if cfg.readme and "self" in by_teacher:
-        text = open(cfg.readme).read()
-        if SUMMARY_START not in text or SUMMARY_END not in text:
-            raise SystemExit(f"error: {cfg.readme} has no results summary block ({SUMMARY_START} ... {SUMMARY_END})")
-        head, rest = text.split(SUMMARY_START, 1)
-        with open(cfg.readme, "w") as f:
-            f.write(head + summary(by_teacher, cfg) + rest.split(SUMMARY_END, 1)[1])
+        replace_block(cfg.readme, SUMMARY_START, SUMMARY_END, summary(by_teacher, cfg))
+    if cfg.readme and premise_rows:
+        replace_block(cfg.readme, PREMISE_START, PREMISE_END, premise_table(premise_rows, cfg))
     return md
 
 
@@ -628,7 +720,9 @@ def main(cfg):
     if cfg.plot:
         return plot_run(cfg.plot)
     sfx = suffix(cfg.teacher)
-    if not cfg.report_only:
+    if cfg.premise and not cfg.report_only:
+        premise(cfg)
+    elif not cfg.report_only:
         specs = task_specs(cfg)
         print(f"experiment: {len(specs)} tasks, methods {cfg.methods}, seeds {cfg.seeds}, sweep {cfg.lrs} on "
               f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in {cfg.out}",
@@ -665,6 +759,9 @@ def main(cfg):
         write_csv(csv_path(cfg, cfg.teacher), rows)
     md = write_reports(cfg)  # the report reads exactly what is committed
     print(md)
+    if cfg.premise:
+        print(f"wrote {premise_path(cfg)}, {cfg.results}/README.md" + (f", the premise block in {cfg.readme}" if cfg.readme else ""))
+        return read_premise(premise_path(cfg))
     print(f"wrote {csv_path(cfg, cfg.teacher)}, {cfg.results}/README.md, {cfg.figures}/exp{sfx}_*.png"
           + (f", the summary in {cfg.readme}" if cfg.readme else ""))
     return read_csv(csv_path(cfg, cfg.teacher))

@@ -116,6 +116,7 @@ class Config:
     eval_k: int = 4  # k of the unbiased pass@k estimator (2 <= k <= n)
     eval_every: int = 25  # RL steps between evaluations (0 = before and after only)
     eval_passn: int = 0  # at the end: pass@N for N = 1, 2, 4, .. from this many samples per problem (0 = off)
+    adv_samples: int = 2  # t_adv: completions per cut from the teacher and from the student (0 = off)
     ckpt_every: int = 50  # steps between checkpoints (the last step is always saved)
     sample_batch: int = 512  # most rows per sampler call (bounds KV-cache memory)
 
@@ -127,7 +128,7 @@ CHOICES = {"stage": ("all", "sft", "rl", "eval"), "method": tuple(METHODS), "tea
            "context": ("peer", "feedback", "both", "none"), "baseline": D.BASELINES,
            "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "eval_split": ("test", "val")}
 RANGES = {"seed": (0, None), "sft_steps": (0, None), "data_seed": (-1, None), "val_n": (0, None), "rl_steps": (0, None),
-          "top_k": (0, None), "micro_batch": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None),
+          "top_k": (0, None), "micro_batch": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None), "adv_samples": (0, None),
           "eval_samples": (2, None), "eval_k": (2, None), "sft_teacher_frac": (0, 1), "ema_tau": (0, 1), "opsd_beta": (0, 1)}
 
 
@@ -412,14 +413,16 @@ def majority_correct(task, problem, texts):
 
 
 def eval_keys(cfg):
-    return ["pass@1", f"pass@{cfg.eval_k}", f"avg@{cfg.eval_samples}", f"maj@{cfg.eval_samples}", "t_rew", "lift"]
+    return ["pass@1", f"pass@{cfg.eval_k}", f"avg@{cfg.eval_samples}", f"maj@{cfg.eval_samples}", "t_rew", "lift",
+            "t_adv", "t_adv_se", "t_adv_n"]
 
 
 @torch.no_grad()
 def evaluate(model, teacher, cfg, rt, problems):
     """Held-out metrics, sharded over ranks and summed. Every evaluation draws the same random
     numbers (seeded by seed and rank only): differences between checkpoints are not sampling noise.
-    t_rew is the teacher's success from the contexts it gets (nan if it gets none)."""
+    t_rew is the teacher's success from the contexts it gets (nan if it gets none); t_adv its
+    advantage at the student's states (teacher_advantage), with its standard error and n of cuts."""
     n, k, mine = cfg.eval_samples, cfg.eval_k, problems[rt.rank::rt.world]
     gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "eval", 0, rt.rank))
     greedy, ro = (score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, g, temp, gen))
@@ -432,10 +435,39 @@ def evaluate(model, teacher, cfg, rt, problems):
         f"pass@{k}": sum(pass_at_k(n, int(sum(rewards[i:i + n])), k) for i in range(0, len(rewards), n)),
         f"avg@{n}": sum(rewards) / n,
         f"maj@{n}": sum(majority_correct(rt.task, p, ro.texts[i * n:(i + 1) * n]) for i, p in enumerate(mine)),
-        "t_rew": sum(t_rewards), "t_rows": len(t_rewards)})
+        "t_rew": sum(t_rewards), "t_rows": len(t_rewards)} | teacher_advantage(model, teacher, cfg, rt, ro, ctx))
     out = {key: s[key] / max(s["problems"], 1) for key in eval_keys(cfg)[:4]}
     out["t_rew"] = s["t_rew"] / s["t_rows"] if s["t_rows"] else math.nan
-    return out | {"lift": out["t_rew"] - out[f"avg@{n}"]}
+    t_adv = mean_se(int(s["cuts"]), s["d"], s["d2"])
+    return out | {"lift": out["t_rew"] - out[f"avg@{n}"]} | dict(zip(("t_adv", "t_adv_se", "t_adv_n"), t_adv))
+
+
+def mean_se(n, total, total_sq):
+    """(mean, standard error = sample std / sqrt(n), n) of n values from their sums Σd and Σd²."""
+    mean = total / n if n else math.nan
+    return mean, math.sqrt(max(total_sq - n * mean * mean, 0.0) / (n - 1) / n) if n > 1 else math.nan, n
+
+
+@torch.no_grad()
+def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
+    """The premise of T2/T4 at the student's states: per problem one cut, in its first evaluation sample
+    with a teacher context (the rollouts DistIL trains on; problems without one are left out), at a
+    position uniform over the response's tokens (the empty prefix included). From each prefix the
+    teacher (its context) and the student (its own) complete adv_samples times, from one generator
+    seed; d = the teacher's success rate − the student's. Returns the sums {cuts, d: Σd, d2: Σd²}."""
+    n, M, seed = cfg.eval_samples, cfg.adv_samples, seed_of(cfg.seed, "adv", 0, rt.rank)
+    firsts = (next((i for i in range(g, g + n) if ctx[i] is not None), None) for g in range(0, len(ctx), n))
+    rows, rng = [i for i in firsts if i is not None and M], random.Random(seed)
+    cuts = [rng.randrange(int(ro.mask[i].sum())) for i in rows]
+    probs = [ro.problems[i] for i in rows for _ in range(M)]
+    prefixes = [ro.texts[i][:c] for i, c in zip(rows, cuts) for _ in range(M)]
+    rates = []
+    for who, c in ((teacher, [ctx[i] for i in rows for _ in range(M)]),
+                   (ModelTeacher(cfg, rt, model, "self"), [tasks.student_context(p) for p in probs])):
+        texts = who.complete(probs, c, prefixes, torch.Generator(rt.device).manual_seed(seed))  # paired draws
+        rates.append(torch.tensor([rt.task.verify(p, t)[0] for p, t in zip(probs, texts)]).reshape(len(rows), M).mean(1))
+    d = rates[0] - rates[1]
+    return {"cuts": len(rows), "d": d.sum().item(), "d2": (d * d).sum().item()}
 
 
 @torch.no_grad()

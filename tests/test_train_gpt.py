@@ -250,6 +250,55 @@ def test_oracle_teachers_own_success_is_measured_even_when_the_student_never_suc
     assert m["avg@2"] == 0.0 and m["t_rew"] == 1.0 and m["lift"] == 1.0
 
 
+def test_t_adv_mean_and_standard_error_match_hand_computed_values():
+    d = [1.0, 0.0, 0.5, -0.5]  # mean 0.25, sample variance (1.5 − 4 · 0.25²) / 3 = 5/12
+    mean, se, n = tg.mean_se(len(d), sum(d), sum(x * x for x in d))
+    assert (mean, n) == (0.25, 4) and se == pytest.approx(math.sqrt(5 / 12 / 4), abs=1e-12)
+    assert math.isnan(tg.mean_se(1, 0.5, 0.25)[1]) and math.isnan(tg.mean_se(0, 0.0, 0.0)[0])
+
+
+def hand_rollouts(rt, problems, texts, n):
+    """Rollouts with given responses, n samples per problem (rows of one problem consecutive)."""
+    rows = [p for p in problems for _ in range(n)]
+    resp, mask = M.right_pad([tg.encode(ENC, t) + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, torch.device("cpu"))
+    return tg.Rollouts(rows, [tg.encode(ENC, tasks.student_context(p)) for p in rows], resp, mask, texts)
+
+
+def test_t_adv_of_the_oracle_over_a_random_student_is_one_from_prefixes_of_the_reference():
+    """From any prefix of a reference solution the oracle finishes it and a random micro model never
+    does: every paired difference is exactly 1. A row without a teacher context is not cut."""
+    cfg, rt = tiny_cfg(".", eval_samples=2, adv_samples=2), cpu_rt()
+    problems = rt.task.generate("test", 6, 0)
+    ro = hand_rollouts(rt, problems, [t for p in problems for t in (p.solution[:5], p.solution)], 2)
+    ctx = [None if i == 0 else "c" for i in range(len(ro.problems))]  # problem 0 is cut in its second row
+    sums = tg.teacher_advantage(random_model(), tg.OracleTeacher(cfg, rt), cfg, rt, ro, ctx)
+    assert sums == {"cuts": 6, "d": 6.0, "d2": 6.0}
+    none = tg.teacher_advantage(random_model(), tg.OracleTeacher(cfg, rt), cfg, rt, ro, [None] * len(ctx))
+    assert none == {"cuts": 0, "d": 0.0, "d2": 0.0}
+
+
+def test_t_adv_of_the_student_as_its_own_teacher_is_exactly_zero_with_paired_draws(monkeypatch):
+    """Teacher = the student reading its own context: the same generator seed gives identical
+    completions, so d = 0 for every cut although the (even-length) reward is mixed."""
+    cfg, rt = tiny_cfg(".", eval_samples=2, adv_samples=4, context="none"), cpu_rt()
+    monkeypatch.setattr(rt.task, "verify", lambda p, t: (float(len(t) % 2 == 0), ""))
+    model, problems = random_model(), rt.task.generate("test", 8, 0)
+    m = tg.evaluate(model, tg.ModelTeacher(cfg, rt, model, "self"), cfg, rt, problems)
+    assert (m["t_adv"], m["t_adv_se"], m["t_adv_n"]) == (0.0, 0.0, 8) and 0 < m["avg@2"] < 1
+
+
+def test_a_teacher_model_of_another_size_loads_from_its_checkpoint_and_is_measured(sft_dir, tmp_path):
+    """--teacher PATH: a checkpoint of another preset (here tiny, the student micro) is the teacher."""
+    big = tmp_path / "teacher"
+    tg.run(tiny_cfg(big, stage="sft", preset="tiny", sft_steps=2))
+    cfg = tiny_cfg(tmp_path, stage="eval", init_from=str(sft_dir / "sft.pt"), teacher=str(big / "sft.pt"))
+    student = tg.model_from(tg.load_checkpoint(cfg.init_from), cfg.init_from, V)
+    teacher = tg.make_teacher(cfg, cpu_rt(), student)
+    assert teacher.kind == "checkpoint" and teacher.model.config.n_embd == M.PRESETS["tiny"][2] != student.config.n_embd
+    m = tg.run(cfg)["eval"]
+    assert m["t_adv_n"] >= 1 and -1 <= m["t_adv"] <= 1 and m["t_adv"] == m["t_adv"]
+
+
 # -----------------------------------------------------------------------------
 # Metrics
 
@@ -285,6 +334,8 @@ def test_every_teacher_kind_trains(teacher, sft_dir, tmp_path, mixed_rewards):
     name = str(sft_dir / "sft.pt") if teacher == "checkpoint" else teacher
     res = tg.run(tiny_cfg(out, teacher=name))
     assert all(math.isfinite(r["loss"]) for r in res["rows"] if "loss" in r)
+    evals = [r for r in tg.read_jsonl(str(out / "rl_distil.jsonl")) if "pass@1" in r]  # t_adv at every evaluation
+    assert len(evals) == 2 and all(-1 <= r["t_adv"] <= 1 and r["t_adv_n"] >= 1 for r in evals)
     if teacher in ("ema", "frozen"):  # the teacher's weights travel with the checkpoint
         ck = tg.load_checkpoint(str(out / "rl_distil.pt"))
         start = tg.load_checkpoint(str(sft_dir / "sft.pt"))["model"]
