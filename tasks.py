@@ -985,11 +985,11 @@ class Chem(_LastLine):
 
     def check(self, p, text):
         lhs, rhs, _ = p.data
-        sides = self._parse(text)
+        sides, back = self._parse(text), "write the corrected equation on a new line: the last line is graded"
         if isinstance(sides, str):
-            return 0.0, sides
+            return 0.0, f"{sides}\n{back}"
         if tuple(tuple(f for _, f in side) for side in sides) != (lhs, rhs):
-            return 0.0, f"the species must be {_equation(lhs, rhs)}, in this order"
+            return 0.0, f"the species must be {_equation(lhs, rhs)}, in this order\n{back}"
         counts = [Counter(), Counter()]
         for count, side in zip(counts, sides):
             for c, f in side:
@@ -1003,7 +1003,8 @@ class Chem(_LastLine):
             rows.append("every coefficient must be positive")
         elif balanced:
             rows.append(f"balanced, but every coefficient shares the factor {g}" if g > 1 else "balanced")
-        return float(balanced and g == 1 and min(cs) > 0), "\n".join(rows)
+        ok = balanced and g == 1 and min(cs) > 0
+        return float(ok), "\n".join(rows + ([] if ok else [back]))
 
     def corrupt(self, p, rng):
         """One coefficient off by one, every coefficient 1 (not balanced at all), or all doubled."""

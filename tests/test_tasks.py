@@ -116,6 +116,7 @@ def test_chem_feedback_lists_exactly_the_unbalanced_elements(problems):
         unbalanced = {e for e in sides[0] | sides[1] if sides[0][e] != sides[1][e]}
         assert reward == 0.0 and set(re.findall(r"(\w+): \d+ left, \d+ right UNBALANCED", fb)) == unbalanced, fb
         assert unbalanced or "shares the factor" in fb, (bad, fb)
+        assert fb.endswith("write the corrected equation on a new line: the last line is graded"), fb
 
 
 def test_mult_and_chem_are_graded_on_the_last_line_and_still_report_the_working():
