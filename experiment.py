@@ -62,6 +62,7 @@ CURVES = METRICS + ("t_rew",)  # what the CSV keeps at every evaluation step (t_
 TASK_SPECS = ("mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
               "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5;chem")
 MEAN = "mean of tasks"
+PREMISE_TEACHERS = ("self", "frozen", "model", "oracle")  # of --premise; model: <out>/<task>/teacher/sft.pt
 
 
 @dataclass
@@ -97,7 +98,8 @@ class Config:
     figures: str = "figures"  # exp_pass1_<task>.png and exp_passn.png
     readme: str = "README.md"  # the file whose results summary block --report_only rewrites ("" = none)
     report_only: bool = False  # rebuild results/README.md, the README summary and the figures from the CSVs
-    premise: bool = False  # measure t_adv of every PREMISE_TEACHERS at each task's SFT student (results/premise.csv)
+    premise: bool = False  # measure t_adv of every --premise_teachers at each task's SFT student (results/premise.csv)
+    premise_teachers: str = ",".join(PREMISE_TEACHERS)  # the teachers --premise measures (model: the teacher model)
     teacher_preset: str = "tiny"  # the teacher model of --premise: this preset ...
     teacher_scale: int = 2  # ... trained on the same SFT data for this many times the task's SFT steps
     plot: str = ""  # a train_gpt.py JSONL log to draw as <log>.png (then exit)
@@ -549,7 +551,6 @@ def plot(get, names, methods, lr_of, specs, cfg):
 # --premise: the teacher's advantage at the SFT student's states (train_gpt.teacher_advantage), per
 # task, for every teacher: is it better than the student where DistIL trains it?
 
-PREMISE_TEACHERS = ("self", "frozen", "model", "oracle")  # model: <out>/<task>/teacher/sft.pt
 PREMISE_FIELDS = ("task", "teacher", "t_adv", "t_adv_se", "t_adv_n", "t_rew", "avg@8", "eval_s", "train_s", "seed", "torch")
 PREMISE_START = "<!-- premise: written by `python experiment.py --report_only` from results/premise.csv -->"
 PREMISE_END = "<!-- end of premise -->"
@@ -579,15 +580,17 @@ def premise(cfg):
     """Train what is missing (the SFT checkpoints, shared with the main experiment, and the teacher
     models, `jobs` at a time), then measure every (task, teacher) not yet in premise.csv; each row is
     written as soon as it is measured, so a rerun continues."""
-    specs, path = task_specs(cfg), premise_path(cfg)
+    specs, path, teachers = task_specs(cfg), premise_path(cfg), cfg.premise_teachers.split(",")
+    if set(teachers) - set(PREMISE_TEACHERS):
+        raise SystemExit(f"error: --premise_teachers {cfg.premise_teachers!r}: choose among {', '.join(PREMISE_TEACHERS)}")
     rows = read_premise(path) if os.path.exists(path) else []
-    todo = [s for s in specs if {(s[0], t) for t in PREMISE_TEACHERS} - {(r["task"], r["teacher"]) for r in rows}]
+    todo = [s for s in specs if {(s[0], t) for t in teachers} - {(r["task"], r["teacher"]) for r in rows}]
     jobs = [(("sft", n), [], lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
     jobs += [(("teacher", n), [], lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0,
-                                                        preset=cfg.teacher_preset): j) for n, s, k in todo]
+                                                        preset=cfg.teacher_preset): j) for n, s, k in todo if "model" in teachers]
     results = run_all(cfg, {"ran": 0}, jobs)
     for name, spec, _ in todo:
-        for t in (t for t in PREMISE_TEACHERS if (name, t) not in {(r["task"], r["teacher"]) for r in rows}):
+        for t in (t for t in teachers if (name, t) not in {(r["task"], r["teacher"]) for r in rows}):
             rows.append(measure_premise(cfg, name, spec, t) | ({"train_s": results["teacher", name]["wall_s"]} if t == "model" else {}))
             print(f"premise {name} {t}: t_adv {rows[-1]['t_adv']:+.3f} ± {rows[-1]['t_adv_se']:.3f}", flush=True)
             os.makedirs(cfg.results, exist_ok=True)
@@ -603,7 +606,9 @@ def read_premise(path):
 
 
 def premise_table(rows, cfg):
-    """The README's premise block from premise.csv's rows."""
+    """The README's premise block from premise.csv's rows (none yet: says how to measure them)."""
+    if not rows:
+        return "\n".join([PREMISE_START, "", "Not measured yet: `python experiment.py --premise`.", "", PREMISE_END])
     names = {"self": "live self", "frozen": "frozen (the SFT model)", "oracle": "oracle",
              "model": f"teacher model ({cfg.teacher_preset}, {cfg.teacher_scale}x the SFT steps)"}
     total = sum(r["eval_s"] + r["train_s"] for r in rows)
@@ -691,7 +696,7 @@ def write_reports(cfg):
         f.write(md)
     if cfg.readme and "self" in by_teacher:
         replace_block(cfg.readme, SUMMARY_START, SUMMARY_END, summary(by_teacher, cfg))
-    if cfg.readme and premise_rows:
+    if cfg.readme:
         replace_block(cfg.readme, PREMISE_START, PREMISE_END, premise_table(premise_rows, cfg))
     return md
 

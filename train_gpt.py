@@ -15,8 +15,8 @@ Baselines (sdpo, opsd, grpo, offline, the DistIL ablations) change only method_l
 Simplifications: 1. models start from scratch (SFT on references plus teacher-format examples, so
 feedback in context helps); 2. byte tokenizer: a character is a token; 3. fully on-policy, one
 update per batch: no ratios, no clipping; 4. feedback is held fixed for the step; 5. no KL anchor,
-no entropy bonus; 6. the oracle is smoothed by ORACLE_EPS so reverse KL stays finite; 7. the
-teacher's own success (t_rew) is measured at evaluations only.
+no entropy bonus; 6. the oracle is smoothed by ORACLE_EPS so reverse KL stays finite; 7. the teacher's
+own success (t_rew) and its advantage at the student's states (t_adv) are measured at evaluations only.
 
 Run (CPU first; every Config field is a flag):
     python train_gpt.py                            # SFT -> eval -> DistIL -> eval, tiny preset, < 10 min
@@ -261,8 +261,7 @@ def score_rollouts(rt, ro):
 
 
 # -----------------------------------------------------------------------------
-# Teachers: what a method may ask of one, at the student's states s_t = (x, y_<t). A fork adds a
-# teacher as a subclass (logprobs and complete, more if it wants) and one line in make_teacher().
+# Teachers. A fork adds one as a subclass (logprobs and complete, more if it wants) and a line in make_teacher().
 
 
 class Teacher:
@@ -450,18 +449,17 @@ def mean_se(n, total, total_sq):
 
 @torch.no_grad()
 def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
-    """The premise of T2/T4 at the student's states: per problem one cut, in its first evaluation sample
-    with a teacher context (the rollouts DistIL trains on; problems without one are left out), at a
-    position uniform over the response's tokens (the empty prefix included). From each prefix the
-    teacher (its context) and the student (its own) complete adv_samples times, from one generator
-    seed; d = the teacher's success rate − the student's. Returns the sums {cuts, d: Σd, d2: Σd²}."""
+    """t_adv, the premise of T2/T4: per problem one cut of its first sample with a teacher context (the
+    rollouts DistIL trains on; problems without one are left out), uniform over the response's tokens
+    (the empty prefix included); from it the teacher (its context) and the student (its own) complete
+    adv_samples times from one seed. Returns the sums {cuts, d: Σd, d2: Σd²} of d = the teacher's
+    success rate − the student's, one d per cut."""
     n, M, seed = cfg.eval_samples, cfg.adv_samples, seed_of(cfg.seed, "adv", 0, rt.rank)
     firsts = (next((i for i in range(g, g + n) if ctx[i] is not None), None) for g in range(0, len(ctx), n))
-    rows, rng = [i for i in firsts if i is not None and M], random.Random(seed)
+    rows, rng, rates = [i for i in firsts if i is not None and M], random.Random(seed), []
     cuts = [rng.randrange(int(ro.mask[i].sum())) for i in rows]
     probs = [ro.problems[i] for i in rows for _ in range(M)]
     prefixes = [ro.texts[i][:c] for i, c in zip(rows, cuts) for _ in range(M)]
-    rates = []
     for who, c in ((teacher, [ctx[i] for i in rows for _ in range(M)]),
                    (ModelTeacher(cfg, rt, model, "self"), [tasks.student_context(p) for p in probs])):
         texts = who.complete(probs, c, prefixes, torch.Generator(rt.device).manual_seed(seed))  # paired draws
@@ -483,7 +481,8 @@ def pass_at_n(model, cfg, rt, problems):
 
 
 def format_eval(m):
-    return " | ".join(f"{key} {val:+.3f}" if key == "lift" else f"{key} {val:.3f}" for key, val in m.items())
+    return " | ".join(f"{key} {val:+.3f}" if key in ("lift", "t_adv") else f"{key} {val}" if isinstance(val, int)
+                      else f"{key} {val:.3f}" for key, val in m.items())
 
 
 # -----------------------------------------------------------------------------

@@ -231,7 +231,7 @@ def test_cli_rejects_unknown_flags_and_bad_task_lists(capsys):
 
 @pytest.mark.slow
 def test_report_only_regenerates_the_committed_results_and_readme_summary_byte_for_byte(tmp_path):
-    """results/README.md and the README's summary block come from the committed CSVs alone."""
+    """results/README.md and the README's summary and premise blocks come from the committed CSVs alone."""
     results = tmp_path / "results"
     results.mkdir()
     for name in os.listdir(os.path.join(ROOT, "results")):
@@ -239,8 +239,10 @@ def test_report_only_regenerates_the_committed_results_and_readme_summary_byte_f
             (results / name).write_bytes(open(os.path.join(ROOT, "results", name), "rb").read())
     readme = tmp_path / "README.md"
     committed = open(os.path.join(ROOT, "README.md")).read()
-    start, end = committed.index(ex.SUMMARY_START), committed.index(ex.SUMMARY_END)
-    readme.write_text(committed[:start] + ex.SUMMARY_START + "\nstale\n" + committed[end:])
+    stale = committed
+    for start, end in ((ex.SUMMARY_START, ex.SUMMARY_END), (ex.PREMISE_START, ex.PREMISE_END)):
+        stale = stale[:stale.index(start)] + start + "\nstale\n" + stale[stale.index(end):]
+    readme.write_text(stale)
     ex.main(ex.Config(report_only=True, results=str(results), figures=str(tmp_path / "figures"), readme=str(readme)))
     assert readme.read_text() == committed
     assert (results / "README.md").read_text() == open(os.path.join(ROOT, "results", "README.md")).read()

@@ -5,6 +5,7 @@ teacher, exact resume after Ctrl-C, DDP with gloo on two processes, the CUDA-onl
 autocast, fused AdamW, torch.compile), and the errors a user sees. Each test's name says the bug it
 prevents."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -289,9 +290,9 @@ def test_t_adv_of_the_student_as_its_own_teacher_is_exactly_zero_with_paired_dra
 
 def test_a_teacher_model_of_another_size_loads_from_its_checkpoint_and_is_measured(sft_dir, tmp_path):
     """--teacher PATH: a checkpoint of another preset (here tiny, the student micro) is the teacher."""
-    big = tmp_path / "teacher"
-    tg.run(tiny_cfg(big, stage="sft", preset="tiny", sft_steps=2))
-    cfg = tiny_cfg(tmp_path, stage="eval", init_from=str(sft_dir / "sft.pt"), teacher=str(big / "sft.pt"))
+    big = random_model(preset="tiny")
+    M.save_checkpoint(str(tmp_path / "teacher.pt"), model=big.state_dict(), model_args=dataclasses.asdict(big.config))
+    cfg = tiny_cfg(tmp_path, stage="eval", init_from=str(sft_dir / "sft.pt"), teacher=str(tmp_path / "teacher.pt"))
     student = tg.model_from(tg.load_checkpoint(cfg.init_from), cfg.init_from, V)
     teacher = tg.make_teacher(cfg, cpu_rt(), student)
     assert teacher.kind == "checkpoint" and teacher.model.config.n_embd == M.PRESETS["tiny"][2] != student.config.n_embd
