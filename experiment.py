@@ -62,7 +62,8 @@ CURVES = METRICS + ("t_rew",)  # what the CSV keeps at every evaluation step (t_
 TASK_SPECS = ("mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
               "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5;chem")
 MEAN = "mean of tasks"
-PREMISE_TEACHERS = ("self", "frozen", "model", "oracle")  # of --premise; model: <out>/<task>/teacher/sft.pt
+# of --premise; model: <out>/<task>/teacher/sft.pt with the teacher context, model_plain: with the student's
+PREMISE_TEACHERS = ("self", "frozen", "model", "model_plain", "oracle")
 
 
 @dataclass
@@ -561,11 +562,12 @@ def premise_path(cfg):
 
 
 def measure_premise(cfg, name, spec, teacher):
-    """One row of premise.csv: t_adv ± SE of `teacher` at the students states of the task's SFT
+    """One row of premise.csv: t_adv ± SE of `teacher` at the student's states of the task's SFT
     checkpoint on the test split, with the teacher's own success t_rew and the student's avg@8."""
     run = os.path.join(cfg.out, name)
     c = dataclasses.replace(base_config(cfg, spec, name, cfg.sft_seed), stage="eval", eval_passn=0, resume=False,
-                            teacher=os.path.join(run, "teacher", "sft.pt") if teacher == "model" else teacher,
+                            context="none" if teacher == "model_plain" else tg.Config.context,
+                            teacher=os.path.join(run, "teacher", "sft.pt") if teacher.startswith("model") else teacher,
                             init_from=os.path.join(run, "sft", "sft.pt"), out_dir=os.path.join(run, f"premise_{teacher}"))
     os.makedirs(c.out_dir, exist_ok=True)
     t0, threads = time.time(), torch.get_num_threads()
@@ -586,12 +588,14 @@ def premise(cfg):
     rows = read_premise(path) if os.path.exists(path) else []
     todo = [s for s in specs if {(s[0], t) for t in teachers} - {(r["task"], r["teacher"]) for r in rows}]
     jobs = [(("sft", n), [], lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
-    jobs += [(("teacher", n), [], lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0,
-                                                        preset=cfg.teacher_preset): j) for n, s, k in todo if "model" in teachers]
+    if {"model", "model_plain"} & set(teachers):
+        jobs += [(("teacher", n), [], lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0,
+                                                            preset=cfg.teacher_preset): j) for n, s, k in todo]
     results = run_all(cfg, {"ran": 0}, jobs)
     for name, spec, _ in todo:
         for t in (t for t in teachers if (name, t) not in {(r["task"], r["teacher"]) for r in rows}):
-            rows.append(measure_premise(cfg, name, spec, t) | ({"train_s": results["teacher", name]["wall_s"]} if t == "model" else {}))
+            train_s = results["teacher", name]["wall_s"] if t == "model" else 0.0  # counted once
+            rows.append(measure_premise(cfg, name, spec, t) | {"train_s": train_s})
             print(f"premise {name} {t}: t_adv {rows[-1]['t_adv']:+.3f} ± {rows[-1]['t_adv_se']:.3f}", flush=True)
             os.makedirs(cfg.results, exist_ok=True)
             with open(path, "w", newline="") as f:
@@ -610,7 +614,10 @@ def premise_table(rows, cfg):
     if not rows:
         return "\n".join([PREMISE_START, "", "Not measured yet: `python experiment.py --premise`.", "", PREMISE_END])
     names = {"self": "live self", "frozen": "frozen (the SFT model)", "oracle": "oracle",
-             "model": f"teacher model ({cfg.teacher_preset}, {cfg.teacher_scale}x the SFT steps)"}
+             "model": f"teacher model ({cfg.teacher_preset}, {cfg.teacher_scale}x the SFT steps)",
+             "model_plain": "teacher model, the student's context"}
+    order = list(dict.fromkeys(r["task"] for r in rows))
+    rows = sorted(rows, key=lambda r: (order.index(r["task"]), PREMISE_TEACHERS.index(r["teacher"])))
     total = sum(r["eval_s"] + r["train_s"] for r in rows)
     L = [PREMISE_START, "", f"`python experiment.py --premise`: t_adv at the SFT student's states on {cfg.eval_n} test "
          f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each from teacher "
