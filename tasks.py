@@ -270,19 +270,19 @@ class Task:
         if not w and cur:                      # mid-line off S: keep the line well formed
             pool = list(self._legal(p, shape)) + self.finishes(p, shape, cur)
             w = Counter(ln[len(cur)] for ln in pool if ln.startswith(cur) and len(ln) > len(cur))
-            w = w or Counter(ln[len(cur)] if len(ln) > len(cur) else "\n" for ln in pool if _misdigit(ln, cur))
+            w = w or _nearest(pool, cur)
         w = w or Counter({"\n": 1})
         total = sum(w.values())
         return {c: k / total for c, k in w.items()}
 
 
-def _misdigit(line: str, cur: str) -> bool:
-    """Whether cur is line's first len(cur) characters with some digits miswritten (a wrong value
-    in a value's place): the expert then writes the rest of line, keeping its shape."""
-    return len(line) >= len(cur) and all(a == b or a in _DIGITS and b in _DIGITS for a, b in zip(cur, line))
-
-
-_DIGITS = frozenset("0123456789")
+def _nearest(pool: list, cur: str) -> Counter:
+    """Next characters of the lines of pool at least as long as cur that agree with it in the most
+    positions: cur is read as such a line with some characters miswritten, and the expert writes
+    on in that line's shape ("\n" at its end) instead of breaking the line off."""
+    fits = {ln: sum(a == b for a, b in zip(cur, ln)) for ln in pool if len(ln) >= len(cur)}
+    best = max(fits.values(), default=None)
+    return Counter(ln[len(cur)] if len(ln) > len(cur) else "\n" for ln, k in fits.items() if k == best)
 
 
 UNDO = "undo"     # the line that retracts the latest standing line (countdown, listprog)
@@ -952,7 +952,7 @@ class Chem(_LastLine):
         species = lhs + rhs
         terms = [f"{c if c != 1 else ''}{f}" for c, f in zip(coefs, species)]
         for i in range(len(cur), 0, -1):       # the longest start of cur that a finish extends
-            k, seg = len(re.findall(r"\+|->", cur[:i])), re.split(r"\+|->", cur[:i])[-1]
+            k, seg = len(re.findall(r"\+|-?>", cur[:i])), re.split(r"\+|-?>", cur[:i])[-1]
             m = re.fullmatch(r" *[0-9]{0,3}(.*)", seg)
             if k < len(species) and species[k].startswith(m[1]):
                 now = (" " if k and not seg else "") + terms[k] if not seg.strip() else species[k][len(m[1]):]

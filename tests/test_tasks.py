@@ -373,7 +373,7 @@ def test_mid_line_the_oracle_keeps_the_students_line_in_shape_then_recovers():
     q = Problem("chem", "chem: MgO -> Mg + O2", "2MgO -> 2Mg + O2", (lhs, rhs, (2, 2, 1)))
     assert oracle_greedy(chem, q, "3") == "3MgO -> 2Mg + O2\n2MgO -> 2Mg + O2"      # a wrong coefficient stays
     assert oracle_greedy(chem, q, "2MgO -> 2Mg +5") == "2MgO -> 2Mg +5O2\n2MgO -> 2Mg + O2"
-    assert oracle_greedy(chem, q, "2MgO 7") == "2MgO 7\n2MgO -> 2Mg + O2"          # no shape to keep: end it
+    assert oracle_greedy(chem, q, "2MgO 7") == "2MgO 7> 2Mg + O2\n2MgO -> 2Mg + O2"  # a miswritten character
     r = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
     assert cd.oracle(r, "1+3=5") == {"\n": 1.0} and cd.oracle(r, "1+3=5\n") == {"u": 1.0}
 
