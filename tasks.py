@@ -24,8 +24,9 @@ supersedes it. References stay clean: only on-policy rollouts ever meet a recove
 Oracle. S = canonical responses (mult, chem: the reference; countdown: every valid solution;
 listprog: every passing program of <= max_steps LP_STEPS lines); p(c | y) = uniform over S's
 completions of the expert state y reached, marginalised to c. Off S the expert first recovers
-with what the student sees: an unfinished line is finished as a legal line, or ended; a state
-with no solution left is undone; a wrong mult/chem line is restated, then the rest follows.
+with what the student sees: an unfinished line is finished in shape (as a legal line it starts,
+else as the nearest line with characters miswritten); a state with no solution left is undone; a
+wrong mult/chem line is restated; then the canonical completion follows.
 Simplifications: 1. verifiers check the examples shown; 2. chem equations come from reaction
 families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
 
