@@ -397,7 +397,7 @@ def make_teacher(cfg, rt, student, ck=None):
 
 
 # -----------------------------------------------------------------------------
-# Evaluation: greedy pass@1, unbiased pass@k, avg@n, maj@n, the teacher's own success
+# Evaluation: greedy pass@1, unbiased pass@k, avg@n, maj@n, the teacher's success and advantage
 
 
 def pass_at_k(n, c, k):
@@ -822,8 +822,7 @@ def train_rl(cfg, rt, eval0=None):
 
 
 # -----------------------------------------------------------------------------
-# --bench: model.py's sampler table (and on CUDA its MFU table); one DistIL step against one GRPO
-# step, phase by phase, with a teacher forward over real contexts for every row
+# --bench: model.py's sampler (and on CUDA MFU) tables; one DistIL step against one GRPO step, by phase
 
 
 def bench(cfg, rt):
