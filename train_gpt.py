@@ -437,8 +437,8 @@ def evaluate(model, teacher, cfg, rt, problems):
         "t_rew": sum(t_rewards), "t_rows": len(t_rewards)} | teacher_advantage(model, teacher, cfg, rt, ro, ctx))
     out = {key: s[key] / max(s["problems"], 1) for key in eval_keys(cfg)[:4]}
     out["t_rew"] = s["t_rew"] / s["t_rows"] if s["t_rows"] else math.nan
-    t_adv = mean_se(int(s["cuts"]), s["d"], s["d2"])
-    return out | {"lift": out["t_rew"] - out[f"avg@{n}"]} | dict(zip(("t_adv", "t_adv_se", "t_adv_n"), t_adv))
+    t_adv = dict(zip(eval_keys(cfg)[6:], mean_se(int(s["cuts"]), s["d"], s["d2"])))  # t_adv, t_adv_se, t_adv_n
+    return out | {"lift": out["t_rew"] - out[f"avg@{n}"]} | t_adv
 
 
 def mean_se(n, total, total_sq):

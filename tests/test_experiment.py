@@ -196,6 +196,7 @@ def test_report_only_rebuilds_the_table_from_the_csv_alone(tmp_path):
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.slow
 def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_measures_nothing(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"
     readme.write_text(f"head\n{ex.PREMISE_START}\nstale\n{ex.PREMISE_END}\ntail\n")
