@@ -113,8 +113,9 @@ def parse_args(argv=None):
     return Config(**vars(p.parse_args(argv)))
 
 
-def task_specs(cfg):
-    """[(name, spec, sft_steps)] from --tasks and --sft_steps; exits naming a bad value."""
+def task_specs(cfg, sweep=True):
+    """[(name, spec, sft_steps)] from --tasks and --sft_steps; exits naming a bad value (sweep=False:
+    the sweep task need not be among them, as for --premise on a subset of the tasks)."""
     specs = [s.strip() for s in cfg.tasks.split(";") if s.strip()]
     steps = [int(s) for s in cfg.sft_steps.split(",")]
     if len(steps) == 1:
@@ -125,7 +126,7 @@ def task_specs(cfg):
         raise SystemExit(f"error: --tasks: {e}")
     if len(steps) != len(specs):
         raise SystemExit(f"error: --sft_steps has {len(steps)} values for {len(specs)} tasks")
-    if cfg.sweep_task not in names:
+    if sweep and cfg.sweep_task not in names:
         raise SystemExit(f"error: --sweep_task {cfg.sweep_task!r} is not one of the tasks: {', '.join(names)}")
     bad = [m for m in cfg.methods.split(",") if m not in tg.METHODS]
     if bad:
@@ -582,7 +583,7 @@ def premise(cfg):
     """Train what is missing (the SFT checkpoints, shared with the main experiment, and the teacher
     models, `jobs` at a time), then measure every (task, teacher) not yet in premise.csv; each row is
     written as soon as it is measured, so a rerun continues."""
-    specs, path, teachers = task_specs(cfg), premise_path(cfg), cfg.premise_teachers.split(",")
+    specs, path, teachers = task_specs(cfg, sweep=False), premise_path(cfg), cfg.premise_teachers.split(",")
     if set(teachers) - set(PREMISE_TEACHERS):
         raise SystemExit(f"error: --premise_teachers {cfg.premise_teachers!r}: choose among {', '.join(PREMISE_TEACHERS)}")
     rows = read_premise(path) if os.path.exists(path) else []
