@@ -172,7 +172,7 @@ def test_verifiers_never_raise_on_adversarial_strings_and_return_a_binary_reward
             for s in adversarial_strings(p, rng, 150):
                 t0 = time.perf_counter()
                 reward, fb = task.verify(p, s)
-                assert time.perf_counter() - t0 < 0.2, (name, s[:80])   # runaway input takes seconds
+                assert time.perf_counter() - t0 < 1.0, (name, s[:80])   # bounded; generous: a shared, loaded CPU
                 assert reward in (0.0, 1.0) and isinstance(fb, str) and fb.isascii(), (name, s[:80])
                 assert task.answer(p, s) is None or isinstance(task.answer(p, s), str)
 
