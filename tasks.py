@@ -115,6 +115,52 @@ def teacher_context(problem: Problem, feedback: str = None, peer: str = None) ->
         parts += ["peer:", _clip(peer, PEER_CHARS)]
     return "\n".join(parts) + "\nanswer:\n"
 
+
+def sft_example(task, problem: Problem, rng, teacher_frac: float) -> tuple:
+    """(context, reference) for SFT: the student's context, or with prob teacher_frac a teacher's
+    (feedback on a corrupted attempt, the reference as a peer, or both, a third each)."""
+    if rng.random() >= teacher_frac:
+        return student_context(problem), problem.solution
+    kind = rng.randrange(3)
+    feedback = task.verify(problem, task.corrupt(problem, rng))[1] if kind != 1 else None
+    return teacher_context(problem, feedback=feedback, peer=problem.solution if kind != 0 else None), problem.solution
+
+
+def reprompt(problems, rewards, texts, feedback, group, mode="peer", self_peer=True) -> list:
+    """SDPO's reprompt, the teacher context of every rollout (rows are consecutive groups of `group`
+    per prompt): the feedback if the rollout failed, and/or the first *other* successful rollout of
+    the prompt as a peer (self_peer: a lone success is its own peer, SDPO's
+    dont_reprompt_on_self_success=False); mode peer | feedback | both | none (the student's context).
+    None where neither exists: that rollout gets no teacher signal."""
+    out = []
+    for i, p in enumerate(problems):
+        if mode == "none":
+            out.append(student_context(p))
+            continue
+        g0 = i - i % group
+        peer = next((texts[j] for j in range(g0, g0 + group) if j != i and rewards[j] > 0.5), None)
+        if peer is None and self_peer and rewards[i] > 0.5:
+            peer = texts[i]
+        fb = feedback[i] if rewards[i] <= 0.5 and feedback[i] else None
+        fb, peer = (fb if mode in ("both", "feedback") else None), (peer if mode in ("both", "peer") else None)
+        out.append(teacher_context(p, feedback=fb, peer=peer) if (fb or peer) else None)
+    return out
+
+
+def problem_sets(task, n_train: int, n_test: int, seed: int, val_n: int = 0) -> tuple:
+    """(train, validation, test) problem lists. The validation set is the first val_n distinct
+    training problems (by split key, so equivalent problems count once); every copy of them leaves
+    the training list, so training never sees them. ValueError if none would be left."""
+    train, test = task.generate("train", n_train, seed), task.generate("test", n_test, seed)
+    first = {}
+    for p in train:
+        first.setdefault(task.split_key(p), p)
+    if val_n and val_n >= len(first):
+        raise ValueError(f"val_n {val_n} leaves no training problems ({len(first)} distinct)")
+    val = list(first.values())[:val_n]
+    held = {task.split_key(p) for p in val}
+    return [p for p in train if task.split_key(p) not in held], val, test
+
 # ----------------------------------------------------------------------------------------------
 # Task: the shared generator loop and the oracle engine (a counted state machine over lines)
 
@@ -299,12 +345,13 @@ def first_off_support(task: Task, p: Problem, text: str):
     return None
 
 
-def oracle_greedy(task: Task, p: Problem, prefix: str = "", max_chars: int = 1024) -> str:
-    """Greedy decoding with the oracle alone (ties: the first key); stops at EOT or max_chars."""
+def oracle_greedy(task: Task, p: Problem, prefix: str = "", max_chars: int = 1024, rng=None) -> str:
+    """The oracle's completion of prefix, greedy (ties: the first key), or sampled with rng (a
+    random.Random); stops at EOT or max_chars."""
     text = prefix
     while len(text) < max_chars:
         d = task.oracle(p, text)
-        c = max(d, key=d.get)
+        c = max(d, key=d.get) if rng is None else rng.choices(list(d), weights=list(d.values()))[0]
         if c == EOT:
             break
         text += c

@@ -213,21 +213,13 @@ def decode_responses(enc, resp, mask):  # the texts the verifier scores: no end-
 
 
 def problem_sets(cfg, task):
-    """(training problems, evaluation problems), drawn with --data_seed. With --val_n the first val_n
-    distinct training problems (by the task's split key, so equivalent problems count once) are the
-    validation set: every copy of them leaves the training list, so SFT and RL never see them."""
-    seed = cfg.seed if cfg.data_seed < 0 else cfg.data_seed
-    train, test = task.generate("train", cfg.n_train, seed), task.generate("test", cfg.eval_n, seed)
-    if cfg.val_n == 0:
-        return train, test
-    first = {}
-    for p in train:
-        first.setdefault(task.split_key(p), p)
-    if cfg.val_n >= len(first):
-        raise SystemExit(f"error: --val_n {cfg.val_n} leaves no training problems ({len(first)} distinct)")
-    val = list(first.values())[:cfg.val_n]
-    held = {task.split_key(p) for p in val}
-    return [p for p in train if task.split_key(p) not in held], val if cfg.eval_split == "val" else test
+    """(training problems, evaluation problems) drawn with --data_seed (tasks.problem_sets; --val_n
+    holds out validation problems, which --eval_split val evaluates)."""
+    try:
+        train, val, test = tasks.problem_sets(task, cfg.n_train, cfg.eval_n, cfg.seed if cfg.data_seed < 0 else cfg.data_seed, cfg.val_n)
+    except ValueError as e:
+        raise SystemExit(f"error: --{e}")
+    return train, val if cfg.eval_split == "val" else test
 
 
 @dataclass
@@ -279,23 +271,8 @@ class Teacher:
         self.cfg, self.rt, self.model, self.kind = cfg, rt, model, kind
 
     def contexts(self, problems, rewards, texts, feedback, group):
-        """SDPO's reprompt (rows are consecutive groups of `group` per prompt): the environment feedback
-        if the rollout failed, and/or the first *other* successful rollout of the prompt as a peer
-        (--self_peer: a success without one is its own peer, SDPO's dont_reprompt_on_self_success=False);
-        --context picks which. None where neither exists: that rollout gets no signal."""
-        out, mode = [], self.cfg.context
-        for i, p in enumerate(problems):
-            if mode == "none":
-                out.append(tasks.student_context(p))
-                continue
-            g0 = i - i % group
-            peer = next((texts[j] for j in range(g0, g0 + group) if j != i and rewards[j] > 0.5), None)
-            if peer is None and self.cfg.self_peer and rewards[i] > 0.5:
-                peer = texts[i]
-            fb = feedback[i] if rewards[i] <= 0.5 and feedback[i] else None
-            fb, peer = (fb if mode in ("both", "feedback") else None), (peer if mode in ("both", "peer") else None)
-            out.append(tasks.teacher_context(p, feedback=fb, peer=peer) if (fb or peer) else None)
-        return out
+        """SDPO's reprompt (tasks.reprompt): --context picks the feedback and/or a successful peer."""
+        return tasks.reprompt(problems, rewards, texts, feedback, group, self.cfg.context, self.cfg.self_peer)
 
     def answers(self, problems, ctx, gen):
         return self.complete(problems, ctx, [""] * len(ctx), gen)
@@ -368,17 +345,9 @@ class OracleTeacher(Teacher):
         return out.to(resp.device)
 
     def complete(self, problems, ctx, prefixes, gen):
-        rng, out = random.Random(int(torch.randint(2**31, (1,), generator=gen, device=gen.device))), [None] * len(ctx)
-        for i in (i for i, c in enumerate(ctx) if c is not None):
-            text = prefixes[i]
-            while len(text) < self.rt.task.max_response_chars:
-                probs = self.rt.task.oracle(problems[i], text)
-                ch = rng.choices(list(probs), weights=list(probs.values()))[0]
-                if ch == tasks.EOT:
-                    break
-                text += ch
-            out[i] = text
-        return out
+        rng = random.Random(int(torch.randint(2**31, (1,), generator=gen, device=gen.device)))
+        return [None if c is None else tasks.oracle_greedy(self.rt.task, p, x, self.rt.task.max_response_chars, rng)
+                for p, c, x in zip(problems, ctx, prefixes)]
 
 
 def make_teacher(cfg, rt, student, ck=None):
@@ -624,16 +593,6 @@ def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every
 # Stage 1: SFT warm start on reference solutions and teacher-format examples
 
 
-def sft_example(task, problem, rng, teacher_frac):
-    """(context, reference): the student's context, or with prob teacher_frac a teacher's (feedback
-    on a corrupted attempt, a peer solution, or both, a third each)."""
-    if rng.random() >= teacher_frac:
-        return tasks.student_context(problem), problem.solution
-    kind = rng.randrange(3)
-    feedback = task.verify(problem, task.corrupt(problem, rng))[1] if kind != 1 else None
-    return tasks.teacher_context(problem, feedback=feedback, peer=problem.solution if kind != 0 else None), problem.solution
-
-
 def lr_at(step, total, peak):
     """Linear warmup over the first 5% of steps, then cosine to 10% of peak (nanoGPT's schedule)."""
     warm = max(1, total // 20)
@@ -652,7 +611,7 @@ def train_sft(cfg, rt):
 
     def step_fn(step):
         rng = random.Random(seed_of(cfg.seed, "sft", step, rt.rank))
-        pairs = [sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac) for _ in range(cfg.sft_batch // rt.world)]
+        pairs = [tasks.sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac) for _ in range(cfg.sft_batch // rt.world)]
         resp, mask = right_pad([encode(rt.enc, r) + [tasks.EOT_ID] for _, r in pairs], tasks.EOT_ID, rt.device)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg.sft_steps, cfg.sft_lr)
