@@ -19,6 +19,7 @@ Use:  model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128));  logits = model(i
 """
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -292,7 +293,8 @@ def generate_responses(model, ctx_ids, max_new, stop_id, temperature=1.0, top_k=
 
 
 # -----------------------------------------------------------------------------
-# Checkpoints: a dict {"model", "model_args", ...} written atomically; loading errors are one line
+# Run files: checkpoints, a dict {"model", "model_args", ...} written atomically (loading errors are
+# one line), and the JSONL logs of the metrics
 
 
 def save_checkpoint(path, **state):
@@ -339,6 +341,19 @@ def model_from(ck, path, vocab_size, preset=None):
     model = GPT(GPTConfig(**args))
     model.load_state_dict(ck["model"])
     return model
+
+
+def append_jsonl(path, row):
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+
+
+def fmt_time(s):
+    return f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
 # -----------------------------------------------------------------------------

@@ -38,13 +38,11 @@ import ast
 import hashlib
 import inspect
 import math
-import os
 import random
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import lru_cache
 
 import tiktoken

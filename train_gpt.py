@@ -49,8 +49,9 @@ import torch.distributed as dist
 
 import distil as D
 import tasks
-from model import (BLOCK_SIZE, GPT, PRESETS, GPTConfig, bench_sampler, bench_update, generate_responses,
-                   load_checkpoint, model_from, response_logits, resume_from, right_pad, save_checkpoint)
+from model import (BLOCK_SIZE, GPT, PRESETS, GPTConfig, append_jsonl, bench_sampler, bench_update, fmt_time,
+                   generate_responses, load_checkpoint, model_from, read_jsonl, response_logits, resume_from,
+                   right_pad, save_checkpoint)
 
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
@@ -132,12 +133,6 @@ RANGES = {"seed": (0, None), "sft_steps": (0, None), "data_seed": (-1, None), "v
           "eval_samples": (2, None), "eval_k": (2, None), "sft_teacher_frac": (0, 1), "ema_tau": (0, 1), "opsd_beta": (0, 1)}
 
 
-def numeric_range(field):
-    """[low, high] of a numeric Config field (RANGES, else ints >= 1 and floats >= 0); None if not numeric."""
-    kind = {int: 1, "int": 1, float: 0, "float": 0}.get(field.type)
-    return None if kind is None else RANGES.get(field.name, (kind, None))
-
-
 def field_help(cls=None):
     """The trailing comment of each field of a config dataclass (Config by default): its --help."""
     return dict(re.findall(r"^\s+(\w+): \w+ = .*?  # (.*)$", inspect.getsource(cls or Config), flags=re.M))
@@ -149,8 +144,8 @@ def check_config(cfg):
         value = getattr(cfg, name)
         if value not in ok and not (name == "teacher" and value.endswith(".pt")):
             return f"--{name} {value!r} is not one of: {', '.join(ok)}" + (", or a .pt path" if name == "teacher" else "")
-    for f in (f for f in dataclasses.fields(cfg) if numeric_range(f)):
-        (lo, hi), value = numeric_range(f), getattr(cfg, f.name)
+    for f in (f for f in dataclasses.fields(cfg) if f.type in (int, float, "int", "float")):  # RANGES, else ints >= 1, floats >= 0
+        (lo, hi), value = RANGES.get(f.name, (int(f.type in (int, "int")), None)), getattr(cfg, f.name)
         if not (lo <= value and (hi is None or value <= hi)):  # also false for nan
             return f"--{f.name} {value} must be " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
     try:
@@ -261,8 +256,7 @@ class Teacher:
     contexts(problems, rewards, texts, feedback, group)  its context per rollout (None: no signal)
     logprobs(problems, ctx, resp, mask)    log π_T(·|c_b, resp[b, :t]), (B, T, V); 0 where ctx is None
     next_tokens(.., resp, mask, k, gen)    K samples a_k ~ π_T(·|s_t) per position, (B, T, K): a black box
-    complete(problems, ctx, prefixes, gen) its samples at the student's states: each prefix (a student's
-                                           partial response) continued from its context, as whole texts
+    complete(problems, ctx, prefixes, gen) its samples at the student's states: each student prefix, continued
     answers(problems, ctx, gen)            its own answers (complete from the empty prefix)
     update(student)                        after every optimizer step of the student
     state_dict()                           what the RL checkpoint keeps of it (None: nothing)"""
@@ -504,19 +498,6 @@ def wrap(raw, cfg, rt):
     return model
 
 
-def append_jsonl(path, row):
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in open(path)] if os.path.exists(path) else []
-
-
-def fmt_time(s):
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
-
-
 @contextlib.contextmanager
 def ctrl_c_stops():
     """First Ctrl-C: finish the step, save, stop (the loop polls flag["stop"]). Second: abort at once."""
@@ -596,9 +577,8 @@ def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every
 def lr_at(step, total, peak):
     """Linear warmup over the first 5% of steps, then cosine to 10% of peak (nanoGPT's schedule)."""
     warm = max(1, total // 20)
-    if step < warm:
-        return peak * (step + 1) / warm
-    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
+    cosine = 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+    return peak * ((step + 1) / warm if step < warm else cosine)
 
 
 def train_sft(cfg, rt):
@@ -809,10 +789,9 @@ def bench(cfg, rt):
           f"of {lengths['grpo'][1]:.1f} tokens; every row has a teacher context) | "
           + " | ".join(f"distil, --context {c} ({lengths[c][0]:.0f}-token contexts)" for c in cols[:3]) + " | grpo |\n"
           + "| --- " * (len(cols) + 1) + "|")
-    for k in times["grpo"]:
-        print(f"| {k} | " + " | ".join(f"{times[c][k] * 1e3:.0f}" for c in cols) + " |")
-    print("| total | " + " | ".join(f"{total[c] * 1e3:.0f}" for c in cols) + " |")
-    print("| ratio to grpo | " + " | ".join(f"{total[c] / total['grpo']:.2f}x" for c in cols) + " |")
+    rows = [(k, {c: f"{times[c][k] * 1e3:.0f}" for c in cols}) for k in times["grpo"]] + [
+        ("total", {c: f"{total[c] * 1e3:.0f}" for c in cols}), ("ratio to grpo", {c: f"{total[c] / total['grpo']:.2f}x" for c in cols})]
+    print("\n".join(f"| {k} | " + " | ".join(r[c] for c in cols) + " |" for k, r in rows))
     out.update(phases=times, ratio={c: total[c] / total["grpo"] for c in cols})
     if rt.device.type == "cuda":
         out["gpu"] = bench_update(rt.device, rt.amp, cfg.compile)
