@@ -1,71 +1,38 @@
 """
 distil.py — the DistIL objective and its baselines, as pure functions on tensors.
 
-The concept. A student π_θ samples a response y = (y_1..y_T) to a prompt x; the environment returns
-rich feedback f; a teacher π_T (e.g. the same model with f in its context) gives a next-token
-distribution at every state s_t = (x, y_<t) *the student visited*. DistIL (Agrawal, Fein-Ashley,
-Rashidinejad, arXiv 2606.05152) minimises the forward cross-entropy from the teacher, summed over
-the student's own rollout — a distributional DAgger:
+A student π_θ samples y = (y_1..y_T) for a prompt x; a teacher π_T (e.g. the same model with the
+feedback f in its context) gives a next-token distribution at every state s_t = (x, y_<t) *the
+student visited*. DistIL (arXiv 2606.05152) minimises the forward cross-entropy from the teacher
+summed over the student's own rollout, a distributional DAgger:
 
-    L(θ)  = E_{y~π_θ} [ Σ_t H×_t ],      H×_t = H×( sg π_T(·|s_t, f), π_θ(·|s_t) ),
-    H×(p, q) = −Σ_a p(a) log q(a) = H(p) + KL(p ‖ q)
+    L(θ) = E_{y~π_θ}[ Σ_t H×_t ],   H×_t = H×(sg π_T(·|s_t, f), π_θ(·|s_t)),   H×(p, q) = H(p) + KL(p‖q)
+    ∇L   = E[ Σ_t ∇H×_t ] + E[ Σ_t ∇log π_θ(y_t|s_t) · (Σ_{t'>t} C_t' − b_t) ]   (local + future credit)
 
-Because the states themselves are sampled from π_θ, the exact gradient has two parts:
+C = H× (future_cost="ce", the paper's) or KL(π_T‖π_θ) ("kl"); the future sum is over strictly later
+steps (H×_t depends on s_t, not y_t, with f held fixed for the step); b_t does not depend on y_t
+("loo": the other rollouts of the prompt). Without the future term: the token-level "CE" ablation.
+The end (theory_checks T7): ending is a move to a state with no future cost, so the literal sum
+pays the student to stop. stop="horizon" (default) minimises instead, on a fixed horizon H,
 
-    ∇L = E[ Σ_t ∇_θ H×_t ]                                                  (local credit)
-       + E[ Σ_t ∇_θ log π_θ(y_t|s_t) · ( Σ_{t'>t} C_{t'} − b_t ) ]          (future credit)
+    L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1)·σ(y) ],   σ = −log π_T(y_|y| | s_|y|)   (the teacher's surprise at the end)
 
-with C = H× (`future_cost="ce"`, the paper's objective) or C = KL(π_T ‖ π_θ) (`future_cost="kl"`,
-the gradient of E[Σ_t KL_t]: pure disagreement, no pull toward states where the teacher is sure).
-The future sum is over strictly later steps: H×_t depends on s_t, not on y_t — exactly so when the
-teacher at s_t does not depend on y_≥t, i.e. with the feedback f held fixed for the step (DESIGN §2;
-f = F(x, y) really depends on the whole rollout). b_t is a baseline that does not depend on y_t
-("loo": the mean cost-to-go of the other rollouts of the same prompt).
-Dropping the future term gives the token-level variant (the paper's "CE" ablation; SDPO with α=0
-up to the teacher-entropy constant).
+σ does not depend on θ, so it joins every cost-to-go; "surprise" prices the end once, "literal" is
+the paper's sum. Baselines on the same rollouts: SDPO Σ_t KL(π_θ‖sg π_T); OPSD Σ_t JSD_β (TRL GKD
+convention); GRPO −Σ_t Â log π_θ(y_t); offline −Σ_t log π_θ on teacher samples (behaviour cloning).
+Estimators of H×_t: the full teacher distribution; top-k (+ a tail bucket, or renormalised); sampled
+−(1/K) Σ_k log π_θ(a_k), a_k ~ π_T (a black-box teacher).
 
-The end. The student chooses |y|: ending is a move to a state with no future cost, so the future
-term pays for it (the literal minimiser mostly says nothing once the teacher's entropy to go
-exceeds 1 nat; theory_checks T7). `stop="horizon"` (default) prices the end by the teacher, on a
-fixed horizon of H positions in which the ended state is held and each position it skips is
-priced by the teacher's surprise at the end, σ = −log π_T(y_|y| | s_|y|), again:
-    L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1) σ(y) ]                    (σ: the teacher's surprise)
-σ does not depend on θ, so its gradient is E[Σ_{t≤|y|} ∇log π_θ(y_t|s_t) (H − |y| + 1) σ]: it
-joins every cost-to-go, t = |y| included. An end where the teacher ends costs ≈ 0; an early end
-where it would go on costs log 1/π_T(EOT) per skipped position, more than a wrong continuation
-(a price of one σ, `stop="surprise"`, is not: T7, README). `stop="literal"` is the paper's sum.
+Conventions: loss = −objective. Shapes B rollouts, T positions, V vocabulary; student_logits[b, t]
+predict tokens[b, t], teacher_logits[b, t] are the teacher's at the same state; mask is 1 on response
+tokens, and masked positions reach no loss or gradient. Logits may be raw or log-probabilities; a
+−inf logit is probability 0 (0·log 0 = 0). Arguments follow the math: forward_ce(teacher, student),
+reverse_kl(student, teacher). Reductions: "sum" over positions, mean over rollouts (default);
+"token_mean" (SDPO/TRL); "none" (B,). The value of a surrogate is the Monte-Carlo estimate of its
+objective (score terms are written w·(log π − sg log π), zero in value).
 
-`distil_loss` returns a *surrogate*: its gradient is the estimator above for one batch of rollouts,
-and its value is the Monte-Carlo estimate of L (the score-function term is written as
-w·(log π − sg log π), which is zero in value). Sign convention everywhere: loss = −objective, to
-be minimised. Baselines on the same rollouts:
-
-    SDPO    Σ_t KL(π_θ ‖ sg π_T)                                 reverse KL, token level
-    OPSD    Σ_t JSD_β(π_T, π_θ), M = β π_T + (1−β) π_θ,
-            JSD_β = β KL(π_T ‖ M) + (1−β) KL(π_θ ‖ M)            TRL GKD convention, token level
-    GRPO    −Σ_t Â_i log π_θ(y_t|s_t),  Â_i = (r_i − mean_g r) / (std_g r + ε)
-    offline −Σ_t log π_θ(y_t|s_t) on teacher samples             behaviour cloning, not DAgger
-
-Estimators of the per-position cost (DESIGN §2):
-    full      the whole teacher distribution;
-    top-k     the teacher's k most likely tokens plus one tail bucket holding the rest of the mass
-              (a coarse-graining: never above the full divergence), or renormalised over the k;
-    sampled   H×_t ≈ −(1/K) Σ_k log π_θ(a_k|s_t), a_k ~ π_T(·|s_t): black-box teacher, unbiased.
-
-Conventions. Shapes: B rollouts, T positions, V vocabulary. student_logits[b, t] are the logits
-that predict tokens[b, t]; teacher_logits[b, t] are the teacher's at the same state. mask[b, t] is
-1 on response tokens, 0 on prompt and padding: masked positions contribute nothing to any loss or
-gradient, whatever they hold. Logits may be raw or log-probabilities (log_softmax is applied to
-both sides; bf16/fp16 are upcast to fp32); a logit of −inf is a token of probability 0 (0·log 0 =
-0), so sparse teachers (an oracle, a top-k server) need no smoothing. Argument order follows the
-math: teacher first where the math puts it first — forward_ce(teacher, student), reverse_kl(student,
-teacher). The divergence
-functions do not detach anything; the losses stop the teacher's gradient (sg). Reductions:
-"sum" (default) sums over positions and averages over rollouts; "token_mean" divides the total by
-the number of response tokens (SDPO/TRL style); "none" returns the per-rollout values (B,).
-
-Run `python -m pytest -q tests/test_distil.py`: the expected gradient of every surrogate is checked
-against the exact gradient of its objective by enumerating all rollouts of a tabular model.
+Run `python -m pytest -q tests/test_distil.py`: every surrogate's expected gradient equals the exact
+gradient of its objective, by enumerating all rollouts of a tabular model (variable length too).
 """
 
 import math
