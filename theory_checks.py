@@ -3,44 +3,25 @@ theory_checks.py — the theoretical claims of DistIL, checked exactly on tabula
 
 Each check computes its numbers with toy_mdp.py's exact dynamic programming and distil.py's
 divergences — nothing is sampled, nothing is typed in — and prints a row: name, claim, numbers,
-PASS/FAIL. Where a claim holds only under one update rule or one kind of teacher, the check says
-which, and shows the failure under the others.
+PASS/FAIL. Where a claim holds only under one update rule or teacher, the check says which, and
+shows the failure under the others (the README discusses every row).
 
-  T1  bandit counterexample: one step of reverse KL (SDPO) or JSD (OPSD) toward a *better* teacher
-      lowers the expected reward J; the forward cross-entropy step cannot — under the mixture
-      (proximal) and natural-gradient rules, where dJ/dη = J(q) − J(π). Plain gradient descent on
-      the logits can lower J for forward CE too. The teacher here is not a reweighting of the
-      student by an increasing function of the reward; toward such a "tilt" q ∝ π·g(Q) reverse
-      KL's step is safe as well (T2's second column, and T6).
-  T2  the same over thousands of random bandits and trees: how often each update lowers J. In a
-      multi-step MDP token-level forward CE is monotone (first order) when the teacher improves on
-      the student at every state (Σ_a q(a|s) A^π(s,a) ≥ 0); a teacher that is only better overall
-      can still be followed downhill (the DAgger caveat: d^π ≠ d^q). The sequence-level step is not
-      monotone even then: its future term also chases low teacher entropy (T3).
-  T3  credit assignment: token-level forward CE stops at π = q (the teacher's J) while the
-      sequence-level gradient moves toward subtrees where the teacher is confident — at π = q the
-      future cost is the teacher's entropy-to-go Σ H(q) — up in reward when confidence goes with
-      success, down when the teacher is confidently wrong. future_cost="kl" stops with the token
-      level (its optimum is also π = q).
-  T4  DAgger bound on the student's own states (performance difference lemma + Pinsker):
-          J(q) − J(π) ≤ u Σ_s d^π(s) TV(q_s, π_s) ≤ u Σ_s d^π(s) √(KL(q_s‖π_s)/2) ≤ u √(H/2 · L_KL(π))
-      with u = max_s span_a Q^q(s, a) and L_KL = Σ_s d^π(s) KL(q_s‖π_s), the DistIL loss with
-      future_cost="kl": driving it to 0 on-policy forces J(π) → J(q).
-  T5  teacher-weighted maximum likelihood: for a teacher q on successful sequences,
-          log P_π(success) ≥ −H×(q, π) + H(q),   gap = KL(q ‖ π(·|success)),
-      equality iff q = π(·|success), for which ∇ −H×(sg q, π_θ) = ∇ log P_θ(success) exactly; so
-      pass@N ≥ 1 − (1 − exp(−H×(q,π) + H(q)))^N, and log p = −Σ_k (1−p)^k / k makes ∇ log p =
-      Σ_k (1/k) ∇ pass@k. The sequence CE equals the per-state forward CE on the *teacher's* states;
-      DistIL's on-policy sum is a different quantity, and we only report how aligned its gradient is.
-  T6  iterated training with a feedback-conditioned self-teacher (toy_mdp.feedback_teacher) on a
-      family of random MDPs, every step of the same Fisher length (TRPO's step size), so that the
-      objectives differ only in the direction they choose: J per iteration, and how often each step
-      lowered J. "policy gradient" uses the exact ∇J — noise-free, which no RLVR run with 0/1
-      rewards has — so it is a reference line, not a fair baseline.
-  T7  the stop problem: on a tree with an END action, the literal objective's minimiser (reached by
-      natural-gradient flow from π = q and from a far student) ends early when the teacher has
-      entropy to go (not without, not with the KL cost); candidate prices of the end compared
-      exactly — distil.py's default, the teacher's surprise at the end, keeps the teacher's length.
+  T1  a reverse-KL (SDPO) or JSD (OPSD) step toward a *better* teacher can lower J; the forward-CE
+      step cannot under the mixture / natural-gradient rules (dJ/dη = J(q) − J(π)); under plain GD it can.
+  T2  the same over thousands of random bandits and trees: how often each update lowers J (forward
+      CE is monotone when the teacher improves on the student at every state: Σ_a q A^π(s,a) ≥ 0).
+  T3  credit assignment: token-level forward CE stops at π = q; the sequence-level gradient moves
+      toward subtrees where the teacher is confident (at π = q the future cost is its entropy to go).
+  T4  the DAgger bound on the student's own states (performance difference lemma + Pinsker):
+          J(q) − J(π) ≤ u Σ_s d^π(s) TV(q_s, π_s) ≤ u √(H/2 · L_KL(π)),   L_KL = Σ_s d^π(s) KL(q_s‖π_s)
+  T5  teacher-weighted maximum likelihood, for q on successful sequences:
+          log P_π(success) ≥ −H×(q, π) + H(q),   gap = KL(q ‖ π(·|success)),   log p = −Σ_k (1−p)^k / k
+  T6  iterated self-distillation on random MDPs, every step of the same Fisher length: J per
+      iteration and how often each objective lowered it (exact ∇J as a reference line only).
+  T7  the stop problem: with an END action the literal objective's minimiser ends early when the
+      teacher has entropy to go (not without, not with the KL cost); candidate prices of the end
+      compared exactly from π = q and from a far student — distil.py's default, the teacher's
+      surprise at the end for each position it skips (stop="horizon"), keeps the teacher's length.
 
 Run (CPU, ~20 s on 2 cores):   python theory_checks.py
                     python theory_checks.py --only T3 --json results.json

@@ -1,12 +1,10 @@
 """
 toy_mdp.py — exact tabular finite-horizon MDPs: the token tree on which DistIL's theory is checked.
 
-The concept. Language generation is a finite-horizon MDP whose states are prefixes: a state at
-depth t is the sequence of t actions taken so far, every action leads to a new state, and the
-reward arrives at a leaf (depth H) as the probability that the response is judged correct. With
-branching A and horizon H this tree is small enough to solve *exactly*: every quantity below is
-computed by dynamic programming over all A^H rollouts, so gradients and rewards carry no sampling
-noise, and every claim in theory_checks.py is a computation, not an experiment.
+Generation as an MDP whose states are prefixes: every action leads to a new state and the reward
+(the probability the response is judged correct) arrives at a leaf. With branching A and horizon H
+every quantity is computed exactly by dynamic programming over all A^H rollouts, so the claims of
+theory_checks.py are computations, not experiments.
 
 Equations (π a tabular softmax policy π(a|s) = softmax(θ_s), q a teacher, r(leaf) ∈ [0, 1]):
 
@@ -23,23 +21,18 @@ Equations (π a tabular softmax policy π(a|s) = softmax(θ_s), q a teacher, r(l
                                    of the student's prior it keeps (κ=λ=1, σ=0, ε→0: the
                                    success-conditioned teacher);  expert  q = softmax(Q*/τ)
     update rules  gd    θ ← θ − η ∇_θ L                      (plain gradient on the logits)
-                  npg   θ_s ← θ_s − η ∇_{θ_s} L / (d(s) π_s)   (natural gradient: the Fisher of a
-                        tabular softmax policy is d(s)(diag π_s − π_s π_sᵀ) per state, singular
-                        along 1; since a softmax gradient g sums to 0, x = g/(d π) solves F x = g)
-                  prox  exact per-state proximal steps with closed forms:
-                        forward CE  π_s ← (1−η) π_s + η q_s             (arithmetic mixture)
-                        reverse KL  π_s ∝ π_s^{1−η} q_s^η               (geometric mixture)
-                  For reverse KL the npg step θ − η(log π/q − KL) *is* the geometric mixture; for
-                  forward CE the npg step θ + η(q/π − 1) agrees with the mixture to first order only.
+                  npg   θ_s ← θ_s − η ∇_{θ_s} L / (d(s) π_s)   (natural gradient: x = g/(dπ) solves
+                        F x = g for the tabular Fisher d(s)(diag π_s − π_s π_sᵀ), as g sums to 0)
+                  prox  forward CE π_s ← (1−η) π_s + η q_s; reverse KL π_s ∝ π_s^{1−η} q_s^η
+                        (for reverse KL this is its npg step; for forward CE npg agrees to first order)
 
 Variable length (`end=True`): action A−1 is END; it ends the response, after which END is forced
 at no cost (`played`, as the sampler holds end-of-text), so a response is the prefix up to its first
 END (`alive` states pay, `reachable` leaves can occur) and every DP above is unchanged.
 
-Simplifications: 1. transitions are deterministic (a token tree), as in language generation;
-2. reward only at the leaves; 3. everything is batched over a leading axis of instances, so
-thousands of random MDPs are solved at once. `TreeMDPEnv` (registered as `DistIL/TreeMDP-v0`) is
-the same MDP as a gymnasium environment for sampling-based code.
+Simplifications: 1. deterministic transitions (a token tree); 2. reward only at the leaves;
+3. batched over a leading axis of instances (thousands of MDPs at once). `TreeMDPEnv`
+(`DistIL/TreeMDP-v0`) is the same MDP as a gymnasium environment.
 
 Run: `python toy_mdp.py` solves a random instance and prints J, the teacher's J and one step of
 every objective; `python theory_checks.py` uses this file for every check.
