@@ -88,7 +88,7 @@ class Config:
     group: int = 8  # rollouts per prompt
     eval_every: int = 15  # RL steps between evaluations (and checkpoints)
     early_step: int = 15  # the early-budget column: an evaluation step
-    eval_n: int = 128  # test problems (drawn with replacement from the test split)
+    eval_n: int = 128  # test problems (distinct ones first, then repeats: tasks.Task.generate)
     passn_samples: int = 16  # samples per test problem for the final pass@N curve
     threshold_delta: float = 0.05  # steps to threshold: first step with pass@1 >= SFT pass@1 + this
     # execution and output
