@@ -1,6 +1,7 @@
 """
-model.py — GPT-2 in nanoGPT's names, its KV-cached batched sampler, and the batch layouts the
-trainer feeds it. train_gpt.py trains it; nothing here knows about tasks, teachers or losses.
+model.py — GPT-2 in nanoGPT's names, its KV-cached batched sampler, the batch layouts the trainer
+feeds it and the files a run writes (atomic checkpoints, JSONL logs). train_gpt.py trains it;
+nothing here knows about tasks, teachers or losses.
 
     x = wte(idx) + wpe(pos);  x += attn(ln_1(x));  x += mlp(ln_2(x));  logits = lm_head(ln_f(x))
     attention: softmax(q kᵀ / √d + mask) v, causal, pad keys masked;  lm_head.weight = wte.weight
