@@ -232,7 +232,7 @@ def end_surprise(teacher_logits, teacher_tokens, tokens, on):
 
 def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
                 sequence_level=True, future_cost="ce", baseline="none", group_size=1,
-                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0], horizon=None):
+                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0], horizon=None, states=None):
     """DistIL surrogate loss on a batch of the student's own rollouts.
 
     student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
@@ -255,6 +255,9 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
                     "surprise" L = E[Σ_t C_t + σ]; "literal" L = E[Σ_t C_t] (an end costs 0).
     horizon         H for stop="horizon": the most response positions a rollout can have (the
                     sampler's max_new_tokens); None: the width T of the batch.
+    states          (B, T) bool: the states whose cost counts, 1[s_t ∈ S] for a set S decided by
+                    y_<t alone (e.g. the expert's support): L_S = E[Σ_t 1[s_t ∈ S] C_t + 1[s_|y| ∈ S]·price],
+                    with the same unbiased estimators (the indicator is part of the cost). None: all.
     """
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
@@ -275,6 +278,9 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     if horizon is not None and (not isinstance(horizon, int) or horizon < on.shape[-1]):
         raise ValueError(f"horizon must be an int >= the width T={on.shape[-1]} of the batch (the longest "
                          f"possible response), got {horizon!r}")
+    if states is not None and states.shape != on.shape:
+        raise ValueError(f"states must be (B, T) = {tuple(on.shape)} like mask, got {tuple(states.shape)}")
+    w = on if states is None else on & states.bool()  # where a cost counts
     student_logits, tokens = _clean(student_logits, on), _clean(tokens, on)
     if teacher_tokens is not None:
         cost = sampled_forward_ce(_clean(teacher_tokens, on), student_logits)  # (B, T)
@@ -287,14 +293,14 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
             student = student_logits
         cost = forward_ce(teacher, student)  # H×_t       (B, T)
         kl = forward_kl(teacher, student) if future_cost == "kl" else None
-    cost = cost * on
+    cost = cost * w
     if not sequence_level:
         return _reduce(cost, on, reduction)
-    future = (cost if kl is None else kl * on).detach()  # C_t
+    future = (cost if kl is None else kl * w).detach()  # C_t
     rev_cumsum = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t'≥t}
     to_go = rev_cumsum(future) - future  # Σ_{t'>t} C_t'     (B, T)
     if stop != "literal":  # the end's price at the last response position, in every cost-to-go t ≤ |y|
-        sigma = end_surprise(teacher_logits, teacher_tokens, tokens, on)
+        sigma = end_surprise(teacher_logits, teacher_tokens, tokens, on) * w
         if stop == "horizon":  # σ for the end and for each of the H − |y| positions it skips
             sigma = sigma * ((horizon or on.shape[-1]) - on.sum(-1, keepdim=True) + 1)
         to_go, cost = to_go + rev_cumsum(sigma), cost + sigma

@@ -104,6 +104,7 @@ class Config:
     teacher_preset: str = "tiny"  # the teacher model of --premise: this preset ...
     teacher_scale: int = 2  # ... trained on the same SFT data for this many times the task's SFT steps
     plot: str = ""  # a train_gpt.py JSONL log to draw as <log>.png (then exit)
+    table: str = ""  # train_gpt.py JSONL logs (comma-separated): print their markdown table (then exit)
 
 
 def parse_args(argv=None):
@@ -728,10 +729,30 @@ def plot_run(path):
     plt.close(fig)
 
 
+def run_table(paths):
+    """A markdown table of train_gpt.py RL logs, one row per log (named by its file): greedy pass@1 at
+    every evaluation, avg@n at the first and last, and the means of the step metrics ent, H× and len
+    over the first 5 and the last 10 steps."""
+    head, lines = None, []
+    for path in paths:
+        rows = tg.read_jsonl(path)
+        evals, steps = [r for r in rows if "pass@1" in r], [r for r in rows if "loss" in r]
+        avg = next(k for k in evals[0] if k.startswith("avg@"))
+        mean = lambda k, rs: statistics.fmean(r[k] for r in rs) if all(math.isfinite(r.get(k, math.nan)) for r in rs) else math.nan
+        span = lambda k: " → ".join("–" if math.isnan(v) else f"{v:.2f}" for v in (mean(k, steps[:5]), mean(k, steps[-10:])))
+        head = head or (f"| run | greedy pass@1 at step {' → '.join(str(r['step']) for r in evals)} | {avg} | ent | H× | len |",
+                        "| --- | --- | --- | --- | --- | --- |")
+        name, pass1 = os.path.basename(path).rsplit(".", 1)[0], " → ".join(f"{r['pass@1']:.3f}" for r in evals)
+        lines.append(f"| `{name}` | {pass1} | {evals[0][avg]:.3f} → {evals[-1][avg]:.3f} | {span('ent')} | {span('H×')} | {span('len')} |")
+    return "\n".join([*head, *lines])
+
+
 def main(cfg):
     """Run (or resume) everything, aggregate, write the CSV, results/README.md, the summary, the figures."""
     if cfg.plot:
         return plot_run(cfg.plot)
+    if cfg.table:
+        return print(run_table(cfg.table.split(",")))
     sfx = suffix(cfg.teacher)
     if cfg.premise and not cfg.report_only:
         premise(cfg)

@@ -1,7 +1,7 @@
 """
 model.py — GPT-2 in nanoGPT's names, its KV-cached batched sampler, the batch layouts the trainer
-feeds it and the files a run writes (atomic checkpoints, JSONL logs). train_gpt.py trains it;
-nothing here knows about tasks, teachers or losses.
+feeds it and the files a run writes (atomic checkpoints, JSONL logs; Ctrl-C saves, then stops).
+train_gpt.py trains it; nothing here knows about tasks, teachers or losses.
 
     x = wte(idx) + wpe(pos);  x += attn(ln_1(x));  x += mlp(ln_2(x));  logits = lm_head(ln_f(x))
     attention: softmax(q kᵀ / √d + mask) v, causal, pad keys masked;  lm_head.weight = wte.weight
@@ -24,6 +24,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -355,6 +357,25 @@ def read_jsonl(path):
 
 def fmt_time(s):
     return f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+@contextlib.contextmanager
+def ctrl_c_stops():
+    """First Ctrl-C: finish the step, save, stop (the loop polls flag["stop"]). Second: abort at once."""
+    flag, main = {"stop": False}, threading.current_thread() is threading.main_thread()
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        print("\nCtrl-C: finishing this step, then saving a checkpoint (press again to abort)", flush=True)
+
+    old = signal.signal(signal.SIGINT, handler) if main else None
+    try:
+        yield flag
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 # -----------------------------------------------------------------------------

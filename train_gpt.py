@@ -36,9 +36,7 @@ import math
 import os
 import random
 import re
-import signal
 import textwrap
-import threading
 import time
 import zlib
 from collections import Counter
@@ -49,8 +47,8 @@ import torch.distributed as dist
 
 import distil as D
 import tasks
-from model import (BLOCK_SIZE, GPT, PRESETS, GPTConfig, append_jsonl, bench_sampler, bench_update, fmt_time,
-                   generate_responses, load_checkpoint, model_from, read_jsonl, response_logits, resume_from,
+from model import (BLOCK_SIZE, GPT, PRESETS, GPTConfig, append_jsonl, bench_sampler, bench_update, ctrl_c_stops,
+                   fmt_time, generate_responses, load_checkpoint, model_from, read_jsonl, response_logits, resume_from,
                    right_pad, save_checkpoint)
 
 # -----------------------------------------------------------------------------
@@ -104,6 +102,7 @@ class Config:
     reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
     stop: str = D.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
     horizon: int = 0  # H of --stop horizon, positions a response may have (0 = the sampling budget, the task's + 1)
+    states: str = "all"  # where the teacher's labels count: all states of a rollout | support (on the oracle's S, see on_support)
     ema_tau: float = 0.05  # EMA teacher rate τ (SDPO's teacher_update_rate)
     distil_topk: int = 16  # k of distil_topk (teacher's k likeliest tokens + a tail bucket)
     teacher_samples: int = 4  # K teacher samples per position for distil_sampled
@@ -127,7 +126,7 @@ class Config:
 CHOICES = {"stage": ("all", "sft", "rl", "eval"), "method": tuple(METHODS), "teacher": tuple(TEACHERS),
            "preset": tuple(PRESETS), "device": ("auto", "cpu", "cuda", "mps"), "dtype": ("auto", "bf16", "fp32"),
            "context": ("peer", "feedback", "both", "none"), "baseline": D.BASELINES,
-           "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "eval_split": ("test", "val")}
+           "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "states": ("all", "support"), "eval_split": ("test", "val")}
 RANGES = {"seed": (0, None), "sft_steps": (0, None), "data_seed": (-1, None), "val_n": (0, None), "rl_steps": (0, None),
           "top_k": (0, None), "micro_batch": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None), "adv_samples": (0, None),
           "eval_samples": (2, None), "eval_k": (2, None), "sft_teacher_frac": (0, 1), "ema_tau": (0, 1), "opsd_beta": (0, 1)}
@@ -156,6 +155,8 @@ def check_config(cfg):
     rules = [  # (violated, what is accepted)
         (0 < cfg.horizon < budget, f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response "
                                    f"of {cfg.task} can have"),
+        (cfg.states == "support" and METHODS[cfg.method] not in ("logprobs", "samples"), f"--states support needs a "
+         f"method that reads the teacher at the student's states, not {cfg.method}"),
         (cfg.baseline == "loo" and cfg.group < 2, "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"),
         (cfg.micro_batch % cfg.group, f"--micro_batch {cfg.micro_batch} must be a multiple of --group {cfg.group}"),
         (cfg.eval_split == "val" and cfg.val_n < 1, "--eval_split val needs --val_n >= 1 (the held-out training problems)"),
@@ -319,6 +320,21 @@ class ModelTeacher(Teacher):
         return self.model.state_dict() if self.kind in ("ema", "frozen") else None
 
 
+def oracle_text(resp, mask):
+    """A response row as the oracle reads it: one character per byte token, EOT dropped."""
+    return bytes(t for t in resp[:int(mask.sum())].tolist() if t < 256).decode("latin-1")
+
+
+def on_support(task, problems, resp, mask):
+    """mask through each rollout's first token the oracle rules out: 1[s_t ∈ S], the states on the
+    expert's support (the first mistake's state is on S, and its label is the correction)."""
+    keep = mask.clone()
+    for b, p in enumerate(problems):
+        i = tasks.first_off_support(task, p, oracle_text(resp[b], mask[b]))  # None: all on S
+        keep[b, resp.shape[1] if i is None else i + 1:] = False
+    return keep
+
+
 class OracleTeacher(Teacher):
     """The task's programmatic expert. It reads the problem, not a context, so every rollout gets a
     signal; its character distribution is a token distribution (byte tokenizer), EOT = the end."""
@@ -330,8 +346,7 @@ class OracleTeacher(Teacher):
         """log((1 − ε) p + ε/V): forward CE changes by ≤ ε log V, reverse KL / JSD stay finite."""
         V, out = self.rt.enc.n_vocab, torch.zeros(*resp.shape, self.rt.enc.n_vocab)
         for b in (b for b, c in enumerate(ctx) if c is not None):
-            n, probs = int(mask[b].sum()), torch.zeros(resp.shape[1], V)
-            text = bytes(t for t in resp[b, :n].tolist() if t < 256).decode("latin-1")  # one char per byte token
+            n, probs, text = int(mask[b].sum()), torch.zeros(resp.shape[1], V), oracle_text(resp[b], mask[b])
             for t in range(n):
                 for ch, pr in self.rt.task.oracle(problems[b], text[:t]).items():
                     probs[t, tasks.EOT_ID if ch == tasks.EOT else ord(ch)] += pr
@@ -498,25 +513,6 @@ def wrap(raw, cfg, rt):
     return model
 
 
-@contextlib.contextmanager
-def ctrl_c_stops():
-    """First Ctrl-C: finish the step, save, stop (the loop polls flag["stop"]). Second: abort at once."""
-    flag, main = {"stop": False}, threading.current_thread() is threading.main_thread()
-
-    def handler(signum, frame):
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-        print("\nCtrl-C: finishing this step, then saving a checkpoint (press again to abort)", flush=True)
-
-    old = signal.signal(signal.SIGINT, handler) if main else None
-    try:
-        yield flag
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, old)
-
-
 def check_finite(loss, stage, step, ckpt):
     """Stop with the step and the last good checkpoint named if the loss is NaN or inf."""
     if not math.isfinite(loss):
@@ -640,23 +636,26 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     return sig
 
 
-def method_loss(cfg, logits, tokens, mask, rewards, sig, rows, horizon):
-    """The method's loss from distil.py on `rows` (whole groups): the one place a method is defined."""
+def method_loss(cfg, logits, tokens, mask, rewards, sig, rows, horizon, states=None):
+    """The method's loss from distil.py on `rows` (whole groups), the teacher's costs at `states` (None:
+    all): the one place a method is defined."""
     m, G, red = cfg.method, cfg.group, cfg.reduction
+    on = mask if states is None else mask & states  # the token-level baselines: the same as a weight
     if m == "grpo":
         return D.grpo_loss(logits, tokens, mask, rewards[rows], G, reduction=red)
     if m == "offline":
         return D.offline_loss(logits, tokens, mask, reduction=red)
     if m == "sdpo":
-        return D.sdpo_loss(logits, sig["logp"][rows], mask, reduction=red)
+        return D.sdpo_loss(logits, sig["logp"][rows], on, reduction=red)
     if m == "opsd":
-        return D.opsd_loss(logits, sig["logp"][rows], mask, beta=cfg.opsd_beta, reduction=red)
+        return D.opsd_loss(logits, sig["logp"][rows], on, beta=cfg.opsd_beta, reduction=red)
     sampled = m == "distil_sampled"
     return D.distil_loss(logits, tokens, mask, teacher_logits=None if sampled else sig["logp"][rows],
                          teacher_tokens=sig["tokens"][rows] if sampled else None,
                          sequence_level=m != "distil_token", future_cost="kl" if m == "distil_kl" else "ce",
                          baseline=cfg.baseline, group_size=G, reduction=red,
-                         topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop, horizon=horizon)
+                         topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop, horizon=horizon,
+                         states=states)
 
 
 def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
@@ -664,6 +663,7 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     groups with --micro_batch), one AdamW step. Returns the step's metrics, by name."""
     offline = "resp" in sig
     tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask & sig["has"][:, None])
+    states = on_support(rt.task, ro.problems, tokens, mask) if cfg.states == "support" else None  # 1[s_t ∈ S]
     ent_mask = mask if offline else ro.mask  # the student's entropy on the sequences it is trained on
     B, s = tokens.shape[0], dict.fromkeys(("loss", "H×", "KL", "ent"), 0.0)
     mb = cfg.micro_batch or B
@@ -674,7 +674,7 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
             with rt.amp:
                 logits = response_logits(model, ro.ctx[rows], tokens[rows], tasks.EOT_ID)
             loss = method_loss(cfg, logits, tokens[rows], mask[rows], ro.rewards, sig, rows,
-                               cfg.horizon or rt.task.max_response_chars + 1)
+                               cfg.horizon or rt.task.max_response_chars + 1, None if states is None else states[rows])
             (loss * (logits.shape[0] / B)).backward()  # exact for "sum" (a mean over rollouts)
         with torch.no_grad():
             lg, on = logits.float(), mask[rows]

@@ -67,12 +67,14 @@ def seq_logprob(theta, tokens, mask, sid):
     return (logp * mask).sum(-1)
 
 
-def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True, stop="literal", horizon=D):
+def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True, stop="literal", horizon=D,
+                    states=None):
     """Σ_y π(y) (Σ_t C_t(y) + σ(y)), written out independently of distil.py. through_states=False stops
     the gradient through the rollout probabilities (the token-level / local objective). σ(y): 0
     ("literal"), the teacher's surprise −log q(y_last) at the last token ("surprise"), that for the end
     and each position it skips up to the horizon ("horizon": × (horizon − |y| + 1)), or the surprise's
-    series cut at one term, 1 − q(y_last) ("series1…": what one teacher sample per position estimates)."""
+    series cut at one term, 1 − q(y_last) ("series1…": what one teacher sample per position estimates).
+    states (N, D): 1 where a state's cost counts (C_t and σ at the last state are 0 elsewhere)."""
     p_t = torch.softmax(teacher, -1)[sid]
     logq = torch.log_softmax(theta, -1)[sid]
     ce = -(p_t * logq).sum(-1)
@@ -84,6 +86,8 @@ def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states
     q_last = p_t[torch.arange(len(n)), n].gather(-1, tokens[torch.arange(len(n)), n, None]).squeeze(-1)
     sigma = {"literal": 0.0, "surprise": -q_last.log(), "horizon": -q_last.log() * (horizon - n),
              "series1": 1 - q_last, "series1_horizon": (1 - q_last) * (horizon - n)}[stop]
+    if states is not None:
+        mask, sigma = mask * states, sigma * states[torch.arange(len(n)), n]
     return (prob * ((c * mask).sum(-1) + sigma)).sum()
 
 
@@ -240,6 +244,26 @@ def test_sequence_level_expected_gradient_equals_exact_gradient_of_L(stop, cost)
         L7 = exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=stop, horizon=7)
         assert torch.allclose(grad((prob * per7).sum(), theta), grad(L7, theta), atol=1e-12)
     assert (g_est - grad(exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=other), theta)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("stop", distil.STOP_RULES)
+@pytest.mark.parametrize("sequence_level", (True, False))
+def test_costs_on_a_set_of_states_keep_the_gradient_exact(stop, sequence_level):
+    """states = 1[s_t ∈ S] with S = the prefixes without token 1 (decided by y_<t, as the expert's
+    support is): the estimators are exact for E[Σ_t 1[s_t ∈ S] C_t + 1[s_|y| ∈ S]·price]."""
+    theta, teacher = make_tables(4)
+    tokens, mask, sid = batch(SEQS)
+    on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop=stop, states=on_s.bool(),
+                             sequence_level=sequence_level, reduction="none")
+    L = exact_objective(theta, teacher, tokens, mask, sid, stop=stop if sequence_level else "literal",
+                        through_states=sequence_level, states=on_s)
+    assert torch.allclose(grad((prob * per).sum(), theta), grad(L, theta), atol=1e-12)
+    everywhere = exact_objective(theta, teacher, tokens, mask, sid, stop=stop if sequence_level else "literal",
+                                 through_states=sequence_level)
+    assert (grad(L, theta) - grad(everywhere, theta)).abs().max() > 1e-3  # S is a proper subset
 
 
 def test_the_end_is_priced_by_the_teacher_surprise_once_or_per_skipped_position():

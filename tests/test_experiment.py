@@ -220,6 +220,19 @@ def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_mea
     assert readme.read_text() == text  # the block comes from premise.csv alone
 
 
+def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
+    steps = [{"step": s, "loss": 1.0, "ent": 0.1 * s, "H×": 1.0, "len": 10.0 + s} for s in range(20)]
+    evals = {0: {"pass@1": 0.5, "avg@4": 0.25}, 20: {"pass@1": 0.75, "avg@4": 0.5}}
+    for r in steps:
+        r.update(evals.get(r["step"], {}))
+    path = tmp_path / "dagger_mult_x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in steps + [{"step": 20, **evals[20]}]))
+    head, _, row = ex.run_table([str(path)]).splitlines()
+    assert "step 0 → 20" in head and "avg@4" in head
+    # ent: mean of steps 0-4 = 0.2, of steps 10-19 = 1.45; len: 12 and 24.5
+    assert row == "| `dagger_mult_x` | 0.500 → 0.750 | 0.250 → 0.500 | 0.20 → 1.45 | 1.00 → 1.00 | 12.00 → 24.50 |"
+
+
 def test_cli_rejects_unknown_flags_and_bad_task_lists(capsys):
     with pytest.raises(SystemExit):
         ex.parse_args(["--no_such_flag", "1"])

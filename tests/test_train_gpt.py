@@ -221,6 +221,17 @@ def test_oracle_logprobs_put_the_oracle_mass_on_the_right_tokens_and_stay_finite
     assert torch.isfinite(D.reverse_kl(student, logp)).all() and torch.isfinite(D.jsd(logp, student)).all()
 
 
+def test_on_support_keeps_the_states_through_the_first_token_the_oracle_rules_out():
+    task = tasks.TASKS[TASK]
+    p = task.generate("test", 1, 0)[0]
+    k = p.solution.index("=") + 1  # the first digit of the first value, made wrong
+    bad = p.solution[:k] + str((int(p.solution[k]) + 1) % 10) + p.solution[k + 1:]
+    resp, mask = M.right_pad([tg.encode(ENC, t) + [tasks.EOT_ID] for t in (p.solution, bad)], tasks.EOT_ID, "cpu")
+    keep = tg.on_support(task, [p, p], resp, mask)
+    assert torch.equal(keep[0], mask[0])  # the reference stays on S to its end
+    assert keep[1, :k + 1].all() and not keep[1, k + 1:].any()  # the mistake's state is on S, the rest is not
+
+
 def test_teacher_completions_continue_the_students_prefix_from_the_teachers_context():
     """complete() is the teacher's samples at the student's states: the prefix is kept and the rest
     is what the teacher samples after [its context | prefix]."""
@@ -402,6 +413,16 @@ def test_ddp_gloo_two_ranks_keep_parameters_identical(sft_dir, tmp_path):
     assert [r.get("reward") for r in r0["rows"]] == [r.get("reward") for r in r1["rows"]]
 
 
+@pytest.mark.parametrize("method", ["distil", "distil_token", "distil_sampled", "sdpo"])
+def test_costs_on_the_oracles_support_train_and_differ_from_costs_everywhere(method, sft_dir, tmp_path, mixed_rewards):
+    def run(states):
+        (tmp_path / states).mkdir()
+        return tg.run(tiny_cfg(rl_dir(sft_dir, tmp_path / states), method=method, teacher="oracle", states=states, rl_steps=1))
+    runs = {s: run(s) for s in ("all", "support")}
+    loss = {s: [r["loss"] for r in res["rows"] if "loss" in r][0] for s, res in runs.items()}
+    assert math.isfinite(loss["support"]) and loss["support"] != loss["all"]  # same rollouts, fewer costs
+
+
 # -----------------------------------------------------------------------------
 # What a user sees when something is wrong
 
@@ -409,12 +430,19 @@ def test_ddp_gloo_two_ranks_keep_parameters_identical(sft_dir, tmp_path):
 @pytest.mark.parametrize("flag,value,accepted", [
     ("--task", "nope", "mult"), ("--method", "ppo", "distil_sampled"), ("--teacher", "bigger", "oracle"),
     ("--preset", "huge", "gpt2"), ("--stop", "never", D.STOP_RULES[0]), ("--task", "mult:digits=2", "digits_a"),
-    ("--rl_lr", "-1", ">= 0"), ("--horizon", "5", "0 or >= 26"), ("--prompts", "0", ">= 1"), ("--ema_tau", "2", "[0, 1]"), ("--eval_k", "9", "eval_samples")])
+    ("--rl_lr", "-1", ">= 0"), ("--horizon", "5", "0 or >= 26"), ("--prompts", "0", ">= 1"), ("--ema_tau", "2", "[0, 1]"), ("--eval_k", "9", "eval_samples"),
+    ("--states", "some", "support")])
 def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, accepted, capsys):
     with pytest.raises(SystemExit):
         tg.parse_args([flag, value])
     err = capsys.readouterr().err.strip().splitlines()[-1]  # argparse: usage, then the one-line error
     assert flag in err and accepted in err
+
+
+def test_costs_on_the_support_need_a_method_that_reads_the_teacher(capsys):
+    with pytest.raises(SystemExit):
+        tg.parse_args(["--method", "grpo", "--states", "support"])
+    assert "--states support" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 NUMERIC = {f.name: f for f in tg.dataclasses.fields(tg.Config) if f.type in (int, float, "int", "float")}
