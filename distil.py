@@ -18,8 +18,10 @@ pays the student to stop. stop="horizon" (default) minimises instead, on a fixed
     L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1)·σ(y) ],   σ = −log π_T(y_|y| | s_|y|)   (the teacher's surprise at the end)
 
 σ does not depend on θ, so it joins every cost-to-go; "surprise" prices the end once, "literal" is
-the paper's sum. Baselines on the same rollouts: SDPO Σ_t KL(π_θ‖sg π_T); OPSD Σ_t JSD_β (TRL GKD
-convention); GRPO −Σ_t Â log π_θ(y_t); offline −Σ_t log π_θ on teacher samples (behaviour cloning).
+the paper's sum. states= restricts the costs to a set S decided by y_<t (the expert's support):
+L_S = E[Σ_t 1[s_t ∈ S] C_t + 1[s_|y| ∈ S]·price], the same estimators. Baselines on the same
+rollouts: SDPO Σ_t KL(π_θ‖sg π_T); OPSD Σ_t JSD_β (TRL GKD convention); GRPO −Σ_t Â log π_θ(y_t);
+offline −Σ_t log π_θ on teacher samples (behaviour cloning).
 Estimators of H×_t: the full teacher distribution; top-k (+ a tail bucket, or renormalised); sampled
 −(1/K) Σ_k log π_θ(a_k), a_k ~ π_T (a black-box teacher).
 

@@ -36,6 +36,7 @@ import concurrent.futures as cf
 import contextlib
 import csv
 import dataclasses
+import glob
 import json
 import math
 import multiprocessing as mp
@@ -104,7 +105,7 @@ class Config:
     teacher_preset: str = "tiny"  # the teacher model of --premise: this preset ...
     teacher_scale: int = 2  # ... trained on the same SFT data for this many times the task's SFT steps
     plot: str = ""  # a train_gpt.py JSONL log to draw as <log>.png (then exit)
-    table: str = ""  # train_gpt.py JSONL logs (comma-separated): print their markdown table (then exit)
+    table: str = ""  # train_gpt.py JSONL logs (comma-separated paths or globs): print their markdown table (then exit)
 
 
 def parse_args(argv=None):
@@ -737,6 +738,8 @@ def run_table(paths):
     for path in paths:
         rows = tg.read_jsonl(path)
         evals, steps = [r for r in rows if "pass@1" in r], [r for r in rows if "loss" in r]
+        if not (evals and steps):
+            raise SystemExit(f"error: --table {path}: no evaluation or step rows (a train_gpt.py RL log is accepted)")
         avg = next(k for k in evals[0] if k.startswith("avg@"))
         mean = lambda k, rs: statistics.fmean(r[k] for r in rs) if all(math.isfinite(r.get(k, math.nan)) for r in rs) else math.nan
         span = lambda k: " → ".join("–" if math.isnan(v) else f"{v:.2f}" for v in (mean(k, steps[:5]), mean(k, steps[-10:])))
@@ -752,7 +755,7 @@ def main(cfg):
     if cfg.plot:
         return plot_run(cfg.plot)
     if cfg.table:
-        return print(run_table(cfg.table.split(",")))
+        return print(run_table([p for g in cfg.table.split(",") for p in sorted(glob.glob(g)) or [g]]))
     sfx = suffix(cfg.teacher)
     if cfg.premise and not cfg.report_only:
         premise(cfg)
