@@ -27,6 +27,7 @@ Run (CPU; two runs in parallel with one thread each, about an hour and a half on
     python experiment.py --report_only      # results/README.md, the README summary, figures from the CSVs
     python experiment.py --tasks mult --methods distil,grpo --seeds 1 --lrs 1e-4   # a quick comparison
     python experiment.py --plot out/rl_distil.jsonl   # the curves of one train_gpt.py run
+    python experiment.py --table 'results/trainer_checks/dagger_*.jsonl'   # a markdown table of run logs
 Writes runs/experiment/<task>/... (resumable raw runs), results/experiment[_<teacher>].csv (every
 number), results/README.md (the tables), figures/exp[_<teacher>]_*.png.
 """
