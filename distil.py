@@ -18,8 +18,9 @@ pays the student to stop. stop="horizon" (default) minimises instead, on a fixed
     L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1)·σ(y) ],   σ = −log π_T(y_|y| | s_|y|)   (the teacher's surprise at the end)
 
 σ does not depend on θ, so it joins every cost-to-go; "surprise" prices the end once, "literal" is
-the paper's sum. states= restricts the costs to a set S decided by y_<t (the expert's support):
-L_S = E[Σ_t 1[s_t ∈ S] C_t + 1[s_|y| ∈ S]·price], the same estimators. Baselines on the same
+the paper's sum. states= restricts the costs to a set S decided by y_<t (the expert's support), and
+leaving S is an end (theory_checks T8): with e the last state on S (the exit, or the end),
+L_S = E[Σ_t 1[s_t ∈ S] C_t + (H − e + 1)·σ_e], σ_e the teacher's surprise at y_e. Baselines on the same
 rollouts: SDPO Σ_t KL(π_θ‖sg π_T); OPSD Σ_t JSD_β (TRL GKD convention); GRPO −Σ_t Â log π_θ(y_t);
 offline −Σ_t log π_θ on teacher samples (behaviour cloning).
 Estimators of H×_t: the full teacher distribution; top-k (+ a tail bucket, or renormalised); sampled
@@ -214,27 +215,31 @@ def _score(logp, weight):
 # DistIL
 
 
-def end_surprise(teacher_logits, teacher_tokens, tokens, on):
-    """σ = −log π_T(y_|y| | s_|y|) at each row's last response position (its mask is one block), 0
-    elsewhere (B, T). From K teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y], unbiased for
-    Σ_{k≤K} (1−p)^k/k, the series −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k
-    nats: more samples, a firmer price)."""
-    last = on & ~F.pad(on[:, 1:], (0, 1), value=False)
+def surprise_at(teacher_logits, teacher_tokens, tokens, at):
+    """σ = −log π_T(y_t | s_t) where `at` (B, T) is set (the end, or the exit from S), 0 elsewhere. From K
+    teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y_t], unbiased for Σ_{k≤K} (1−p)^k/k, the series
+    −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k nats: more samples, a firmer price)."""
     if teacher_logits is not None:
-        sigma = -token_logprobs(_clean(teacher_logits.detach(), on), tokens)
-        if (last & ~torch.isfinite(sigma)).any():
-            raise ValueError(f"stop={STOP_RULES[:2]} price the end by the teacher's surprise, and the teacher "
-                             "gives probability 0 to a response's last token: an infinite price; smooth the "
-                             "teacher (mix in ε/V) or use stop='literal'")
+        sigma = -token_logprobs(_clean(teacher_logits.detach(), at), tokens)
+        if (at & ~torch.isfinite(sigma)).any():
+            raise ValueError(f"stop={STOP_RULES[:2]} price the end (and the exit from states) by the teacher's "
+                             "surprise, and the teacher gives probability 0 to a token priced so: an infinite "
+                             "price; smooth the teacher (mix in ε/V) or use stop='literal'")
     else:
-        miss = (_clean(teacher_tokens, on) != tokens.unsqueeze(-1)).cumprod(-1)  # all of a_1..a_k ≠ y
+        miss = (_clean(teacher_tokens, at) != tokens.unsqueeze(-1)).cumprod(-1)  # all of a_1..a_k ≠ y
         sigma = (miss / torch.arange(1, miss.shape[-1] + 1, device=miss.device)).sum(-1)
-    return torch.where(last, sigma, 0.0)
+    return torch.where(at, sigma, 0.0)
+
+
+def last_position(on):
+    """(B, T) bool: the last set position of each row of `on` (a block), nowhere on an empty row."""
+    return on & ~F.pad(on[:, 1:], (0, 1), value=False)
 
 
 def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
                 sequence_level=True, future_cost="ce", baseline="none", group_size=1,
-                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0], horizon=None, states=None):
+                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0], horizon=None, states=None,
+                price_exit=True):
     """DistIL surrogate loss on a batch of the student's own rollouts.
 
     student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
@@ -256,10 +261,17 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
                     which the ended state is held, each skipped position priced σ again;
                     "surprise" L = E[Σ_t C_t + σ]; "literal" L = E[Σ_t C_t] (an end costs 0).
     horizon         H for stop="horizon": the most response positions a rollout can have (the
-                    sampler's max_new_tokens); None: the width T of the batch.
+                    sampler's max_new_tokens); None: the longest response of the batch (counted in
+                    response positions, so padding changes neither value nor gradient).
     states          (B, T) bool: the states whose cost counts, 1[s_t ∈ S] for a set S decided by
-                    y_<t alone (e.g. the expert's support): L_S = E[Σ_t 1[s_t ∈ S] C_t + 1[s_|y| ∈ S]·price],
-                    with the same unbiased estimators (the indicator is part of the cost). None: all.
+                    y_<t alone and left for good (e.g. the expert's support, through the first token
+                    it rules out): L_S = E[Σ_t 1[s_t ∈ S] C_t + price], the same unbiased estimators
+                    (the indicator is part of the cost). None: all states.
+    price_exit      leaving S is an end (theory_checks T8): a rollout whose last state on S is
+                    s_e, e < |y|, pays the end's price there, with σ_e = −log π_T(y_e | s_e) the
+                    teacher's surprise at the exit token ("horizon": (H − e + 1)·σ_e); a rollout
+                    on S to its end pays the end's price. False: the exit is free (the ablation;
+                    the end's price is paid only by rollouts that end on S).
     """
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
@@ -277,12 +289,16 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
                          "topk and future_cost='kl' need teacher_logits")
     on = _check(student_logits, tokens, mask, teacher_logits, teacher_tokens,
                 group_size=group_size, reduction=reduction)
-    if horizon is not None and (not isinstance(horizon, int) or horizon < on.shape[-1]):
-        raise ValueError(f"horizon must be an int >= the width T={on.shape[-1]} of the batch (the longest "
-                         f"possible response), got {horizon!r}")
+    longest = int(on.sum(-1).max()) if on.numel() else 0
+    if horizon is not None and (not isinstance(horizon, int) or horizon < longest):
+        raise ValueError(f"horizon must be an int >= the longest response of the batch ({longest} positions), "
+                         f"got {horizon!r}")
     if states is not None and states.shape != on.shape:
         raise ValueError(f"states must be (B, T) = {tuple(on.shape)} like mask, got {tuple(states.shape)}")
     w = on if states is None else on & states.bool()  # where a cost counts
+    if price_exit and (w & (on & ~w).cumsum(-1).bool()).any():
+        raise ValueError("states must leave S for good (once a response position is off S, every later one "
+                         "is) for its exit to be priced; give such a set or price_exit=False")
     student_logits, tokens = _clean(student_logits, on), _clean(tokens, on)
     if teacher_tokens is not None:
         cost = sampled_forward_ce(_clean(teacher_tokens, on), student_logits)  # (B, T)
@@ -301,10 +317,11 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     future = (cost if kl is None else kl * w).detach()  # C_t
     rev_cumsum = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t'≥t}
     to_go = rev_cumsum(future) - future  # Σ_{t'>t} C_t'     (B, T)
-    if stop != "literal":  # the end's price at the last response position, in every cost-to-go t ≤ |y|
-        sigma = end_surprise(teacher_logits, teacher_tokens, tokens, on) * w
-        if stop == "horizon":  # σ for the end and for each of the H − |y| positions it skips
-            sigma = sigma * ((horizon or on.shape[-1]) - on.sum(-1, keepdim=True) + 1)
+    if stop != "literal":  # the end's price at the last position on S (the end, or the exit), in every t ≤ e
+        ended = w if price_exit else on  # the positions up to the priced end (e = their number)
+        sigma = surprise_at(teacher_logits, teacher_tokens, tokens, last_position(ended) & w)
+        if stop == "horizon":  # σ for the end and for each of the H − e positions it skips
+            sigma = sigma * ((horizon or longest) - ended.sum(-1, keepdim=True) + 1)
         to_go, cost = to_go + rev_cumsum(sigma), cost + sigma
     if baseline == "loo":
         g = to_go.view(-1, group_size, to_go.shape[-1])

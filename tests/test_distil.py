@@ -68,13 +68,14 @@ def seq_logprob(theta, tokens, mask, sid):
 
 
 def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True, stop="literal", horizon=D,
-                    states=None):
+                    states=None, price_exit=True):
     """Σ_y π(y) (Σ_t C_t(y) + σ(y)), written out independently of distil.py. through_states=False stops
     the gradient through the rollout probabilities (the token-level / local objective). σ(y): 0
-    ("literal"), the teacher's surprise −log q(y_last) at the last token ("surprise"), that for the end
-    and each position it skips up to the horizon ("horizon": × (horizon − |y| + 1)), or the surprise's
-    series cut at one term, 1 − q(y_last) ("series1…": what one teacher sample per position estimates).
-    states (N, D): 1 where a state's cost counts (C_t and σ at the last state are 0 elsewhere)."""
+    ("literal"), the teacher's surprise −log q(y_e) at the last token e ("surprise"), that for the end
+    and each position it skips up to the horizon ("horizon": × (horizon − e)), e 0-indexed, or the
+    surprise's series cut at one term, 1 − q(y_e) ("series1…": what one teacher sample per position
+    estimates). states (N, D): 1 where a state's cost counts, a prefix of each response; e is the last
+    state on S (the exit, priced as an end) or, with price_exit=False, the last state if it is on S."""
     p_t = torch.softmax(teacher, -1)[sid]
     logq = torch.log_softmax(theta, -1)[sid]
     ce = -(p_t * logq).sum(-1)
@@ -82,13 +83,14 @@ def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states
     prob = seq_logprob(theta, tokens, mask, sid).exp()
     if not through_states:
         prob = prob.detach()
-    n = mask.sum(-1).long() - 1  # the last response position
-    q_last = p_t[torch.arange(len(n)), n].gather(-1, tokens[torch.arange(len(n)), n, None]).squeeze(-1)
-    sigma = {"literal": 0.0, "surprise": -q_last.log(), "horizon": -q_last.log() * (horizon - n),
-             "series1": 1 - q_last, "series1_horizon": (1 - q_last) * (horizon - n)}[stop]
-    if states is not None:
-        mask, sigma = mask * states, sigma * states[torch.arange(len(n)), n]
-    return (prob * ((c * mask).sum(-1) + sigma)).sum()
+    rows = torch.arange(len(tokens))
+    on_s = mask if states is None else mask * states
+    e = (on_s if price_exit else mask).sum(-1).long() - 1  # the priced end's position
+    q_e = p_t[rows, e].gather(-1, tokens[rows, e, None]).squeeze(-1)
+    sigma = {"literal": 0.0, "surprise": -q_e.log(), "horizon": -q_e.log() * (horizon - e),
+             "series1": 1 - q_e, "series1_horizon": (1 - q_e) * (horizon - e)}[stop]
+    sigma = sigma * on_s[rows, e]  # 0 where that position is off S (or the row has no state on S)
+    return (prob * ((c * on_s).sum(-1) + sigma)).sum()
 
 
 def grad(f, theta):
@@ -266,6 +268,63 @@ def test_costs_on_a_set_of_states_keep_the_gradient_exact(stop, sequence_level):
     assert (grad(L, theta) - grad(everywhere, theta)).abs().max() > 1e-3  # S is a proper subset
 
 
+@pytest.mark.parametrize("stop", distil.STOP_RULES)
+def test_a_free_exit_from_the_states_is_the_ablation_and_stays_exact(stop):
+    """price_exit=False: only rollouts that end on S pay the end's price; the gradient stays exact,
+    and it differs from the priced exit's wherever the end is priced."""
+    theta, teacher = make_tables(5)
+    tokens, mask, sid = batch(SEQS)
+    on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
+    grads = {}
+    for priced in (True, False):
+        per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop=stop, states=on_s.bool(),
+                                 price_exit=priced, reduction="none")
+        L = exact_objective(theta, teacher, tokens, mask, sid, stop=stop, states=on_s, price_exit=priced)
+        assert torch.allclose((prob * per).sum(), L)
+        grads[priced] = grad((prob * per).sum(), theta)
+        assert torch.allclose(grads[priced], grad(L, theta), atol=1e-12)
+    assert ((grads[True] - grads[False]).abs().max() > 1e-3) == (stop != "literal")
+
+
+def test_the_exit_from_the_states_is_priced_like_an_end_where_it_happens():
+    """Rollout (0, 1, 0) on a uniform student with states S = {s_1, s_2}: it leaves S with token 1 at
+    position e = 2, to which the teacher gives 0.1, so horizon H = 5 adds (5 − 2 + 1)·(−log 0.1) and
+    surprise −log 0.1 once; the third state's cost does not count."""
+    s = torch.zeros(1, 3, 3)
+    t = torch.tensor([0.8, 0.1, 0.1]).log().expand(1, 3, 3)
+    tok, mask, on_s = torch.tensor([[0, 1, 0]]), torch.ones(1, 3), torch.tensor([[True, True, False]])
+    ce = math.log(3)  # H×(teacher, uniform)
+    per = {r: distil.distil_loss(s, tok, mask, teacher_logits=t, stop=r, states=on_s, horizon=5, reduction="none")
+           for r in distil.STOP_RULES}
+    assert torch.allclose(per["literal"], torch.tensor([2 * ce]))
+    assert torch.allclose(per["surprise"], torch.tensor([2 * ce - math.log(0.1)]))
+    assert torch.allclose(per["horizon"], torch.tensor([2 * ce - 4 * math.log(0.1)]))
+    free = distil.distil_loss(s, tok, mask, teacher_logits=t, states=on_s, horizon=5, price_exit=False,
+                              reduction="none")
+    assert torch.allclose(free, per["literal"])  # it did not end on S: nothing priced
+
+
+@pytest.mark.parametrize("pad", ("left", "right"))
+def test_padding_changes_neither_the_value_nor_the_gradient_of_the_priced_end(pad):
+    """The same rollouts with two masked positions more on one side (a longer prompt in [prompt |
+    response] logits, or right padding): the default horizon counts response positions only."""
+    theta, teacher = make_tables(6)
+    tokens, mask, sid = batch(SEQS)
+    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
+    side = (2, 0) if pad == "left" else (0, 2)
+    padded = [torch.nn.functional.pad(x, (0, 0) + side) for x in (s_logits, t_logits)]
+    p_tok, p_mask = torch.nn.functional.pad(tokens, side), torch.nn.functional.pad(mask, side)
+    on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
+    for states, p_states in ((None, None), (on_s.bool(), torch.nn.functional.pad(on_s, side).bool())):
+        per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, states=states, reduction="none")
+        per_pad = distil.distil_loss(*padded[:1], p_tok, p_mask, teacher_logits=padded[1], states=p_states,
+                                     reduction="none")
+        assert torch.allclose(per, per_pad)
+        assert torch.allclose(grad(per.sum(), theta), grad(per_pad.sum(), theta), atol=1e-12)
+
+
 def test_the_end_is_priced_by_the_teacher_surprise_once_or_per_skipped_position():
     """One state, tokens (0, 1, EOS=2), a teacher that ends with 0.01, rollouts "0" and "EOS" of length 1:
     surprise adds −log q(last token) to each; horizon H = 4 adds it once more per skipped position."""
@@ -381,10 +440,10 @@ def test_sampled_end_surprise_is_the_truncated_series_of_minus_log_p():
     q = torch.tensor([0.2, 0.5, 0.3])  # the teacher at the last state; the student's last token is 0
     K, on, tok = 3, torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.long)
     expect = sum((1 - q[0]) ** k / k for k in range(1, K + 1))
-    total = sum(q[list(a)].prod() * distil.end_surprise(None, torch.tensor([[a]]), tok, on)[0, 0]
+    total = sum(q[list(a)].prod() * distil.surprise_at(None, torch.tensor([[a]]), tok, on)[0, 0]
                 for a in itertools.product(range(3), repeat=K))
     assert torch.allclose(total, expect)
-    assert torch.allclose(distil.end_surprise(q.log().view(1, 1, 3), None, tok, on), -q[:1].log().view(1, 1))
+    assert torch.allclose(distil.surprise_at(q.log().view(1, 1, 3), None, tok, on), -q[:1].log().view(1, 1))
 
 
 def test_topk_with_all_tokens_equals_the_full_loss():
@@ -536,9 +595,11 @@ def bad_inputs():
         ("future_cost must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="x")),
         ("reduction must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, reduction="avg")),
         ("stop must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, stop="early")),
-        ("horizon must be an int >= the width", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, horizon=2)),
+        ("horizon must be an int >= the longest response", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, horizon=2)),
         ("infinite price", lambda: distil.distil_loss(s, tok, m, teacher_logits=t.index_fill(-1, torch.tensor([0]), -math.inf))),
         ("topk must be in", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, topk=6)),
+        ("states must leave S for good", lambda: distil.distil_loss(s, tok, m, teacher_logits=t,
+                                                                    states=torch.tensor([[0, 1, 1]] * 4).bool())),
         ("rewards must be", lambda: distil.grpo_loss(s, tok, m, torch.zeros(3), 2)),
         ("needs the sampled tokens", lambda: distil.sdpo_loss(s, t, m, sampled=True)),
     ]
