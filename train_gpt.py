@@ -102,7 +102,7 @@ class Config:
     reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
     stop: str = D.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
     horizon: int = 0  # H of --stop horizon, positions a response may have (0 = the sampling budget, the task's + 1)
-    states: str = "all"  # where the teacher's labels count: all states of a rollout | support (on the oracle's S, see on_support)
+    states: str = "all"  # where the teacher's labels count: all states | support (the oracle's S, see on_support; leaving it is priced as an end) | support_free (its exit unpriced)
     ema_tau: float = 0.05  # EMA teacher rate τ (SDPO's teacher_update_rate)
     distil_topk: int = 16  # k of distil_topk (teacher's k likeliest tokens + a tail bucket)
     teacher_samples: int = 4  # K teacher samples per position for distil_sampled
@@ -126,7 +126,7 @@ class Config:
 CHOICES = {"stage": ("all", "sft", "rl", "eval"), "method": tuple(METHODS), "teacher": tuple(TEACHERS),
            "preset": tuple(PRESETS), "device": ("auto", "cpu", "cuda", "mps"), "dtype": ("auto", "bf16", "fp32"),
            "context": ("peer", "feedback", "both", "none"), "baseline": D.BASELINES,
-           "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "states": ("all", "support"), "eval_split": ("test", "val")}
+           "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "states": ("all", "support", "support_free"), "eval_split": ("test", "val")}
 RANGES = {"seed": (0, None), "sft_steps": (0, None), "data_seed": (-1, None), "val_n": (0, None), "rl_steps": (0, None),
           "top_k": (0, None), "micro_batch": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None), "adv_samples": (0, None),
           "eval_samples": (2, None), "eval_k": (2, None), "sft_teacher_frac": (0, 1), "ema_tau": (0, 1), "opsd_beta": (0, 1)}
@@ -155,7 +155,7 @@ def check_config(cfg):
     rules = [  # (violated, what is accepted)
         (0 < cfg.horizon < budget, f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response "
                                    f"of {cfg.task} can have"),
-        (cfg.states == "support" and METHODS[cfg.method] not in ("logprobs", "samples"), f"--states support needs a "
+        (cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"), f"--states {cfg.states} needs a "
          f"method that reads the teacher at the student's states, not {cfg.method}"),
         (cfg.baseline == "loo" and cfg.group < 2, "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"),
         (cfg.micro_batch % cfg.group, f"--micro_batch {cfg.micro_batch} must be a multiple of --group {cfg.group}"),
@@ -655,7 +655,7 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, rows, horizon, states=N
                          sequence_level=m != "distil_token", future_cost="kl" if m == "distil_kl" else "ce",
                          baseline=cfg.baseline, group_size=G, reduction=red,
                          topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop, horizon=horizon,
-                         states=states)
+                         states=states, price_exit=cfg.states == "support")
 
 
 def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
@@ -663,7 +663,7 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     groups with --micro_batch), one AdamW step. Returns the step's metrics, by name."""
     offline = "resp" in sig
     tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask & sig["has"][:, None])
-    states = on_support(rt.task, ro.problems, tokens, mask) if cfg.states == "support" else None  # 1[s_t ∈ S]
+    states = None if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, mask)  # 1[s_t ∈ S]
     ent_mask = mask if offline else ro.mask  # the student's entropy on the sequences it is trained on
     B, s = tokens.shape[0], dict.fromkeys(("loss", "H×", "KL", "ent"), 0.0)
     mb = cfg.micro_batch or B

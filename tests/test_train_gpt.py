@@ -418,9 +418,13 @@ def test_costs_on_the_oracles_support_train_and_differ_from_costs_everywhere(met
     def run(states):
         (tmp_path / states).mkdir()
         return tg.run(tiny_cfg(rl_dir(sft_dir, tmp_path / states), method=method, teacher="oracle", states=states, rl_steps=1))
-    runs = {s: run(s) for s in ("all", "support")}
+    runs = {s: run(s) for s in ("all", "support", "support_free")}
     loss = {s: [r["loss"] for r in res["rows"] if "loss" in r][0] for s, res in runs.items()}
     assert math.isfinite(loss["support"]) and loss["support"] != loss["all"]  # same rollouts, fewer costs
+    if method in ("distil", "distil_sampled"):  # sequence level: the exit from S is priced (token level: no price)
+        assert loss["support"] > loss["support_free"]
+    else:
+        assert loss["support"] == loss["support_free"]
 
 
 # -----------------------------------------------------------------------------
