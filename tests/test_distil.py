@@ -325,6 +325,18 @@ def test_padding_changes_neither_the_value_nor_the_gradient_of_the_priced_end(pa
         assert torch.allclose(grad(per.sum(), theta), grad(per_pad.sum(), theta), atol=1e-12)
 
 
+def test_after_the_exit_from_the_states_no_position_gets_a_gradient():
+    """Off S every cost-to-go is 0 under every continuation, so the loo baseline's noise is not added
+    there: the student logits after the exit get exactly zero gradient, before it they do not."""
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(4, 3, 3, generator=g).requires_grad_()
+    t, tok = torch.randn(4, 3, 3, generator=g), torch.randint(0, 3, (4, 3), generator=g)
+    on_s = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0]]).bool()
+    loss = distil.distil_loss(s, tok, torch.ones(4, 3), teacher_logits=t, states=on_s, baseline="loo", group_size=4)
+    (gs,) = torch.autograd.grad(loss, s)
+    assert gs[~on_s].abs().max() == 0 and gs[on_s].abs().min() > 0
+
+
 def test_the_end_is_priced_by_the_teacher_surprise_once_or_per_skipped_position():
     """One state, tokens (0, 1, EOS=2), a teacher that ends with 0.01, rollouts "0" and "EOS" of length 1:
     surprise adds −log q(last token) to each; horizon H = 4 adds it once more per skipped position."""
@@ -363,17 +375,24 @@ def test_future_cost_kl_gives_the_gradient_of_the_expected_kl():
     assert (g - grad(exact_objective(theta, teacher, tokens, mask, sid), theta)).abs().max() > 1e-3
 
 
-def test_leave_one_out_baseline_keeps_the_gradient_unbiased():
+@pytest.mark.parametrize("on_states", (False, True))
+def test_leave_one_out_baseline_keeps_the_gradient_unbiased(on_states):
+    """Also with costs on a set S (no score term after the exit, where every cost-to-go is 0)."""
     theta, teacher = make_tables(3)
     pairs = [(a, b) for a in SEQS for b in SEQS]
-    tokens, mask, sid = batch([y for pair in pairs for y in pair], pad=-1)  # pad ids must be ignored
+    seqs = [y for pair in pairs for y in pair]
+    tokens, mask, sid = batch(seqs, pad=-1)  # pad ids must be ignored
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach().view(-1, 2)
     w = prob.prod(1, keepdim=True).expand(-1, 2).reshape(-1) / 2  # P(pair) · (mean over the group)
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, baseline="loo",
-                             group_size=2, reduction="none")
     t1, m1, s1 = batch(SEQS)
-    L = exact_objective(theta, teacher, t1, m1, s1, stop=distil.STOP_RULES[0])
+    on_s = on_s1 = None
+    if on_states:
+        on_s = torch.tensor([[1 not in y[:t] for t in range(D)] for y in seqs]) & mask.bool()
+        on_s1 = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * m1
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, baseline="loo",
+                             group_size=2, reduction="none", states=on_s)
+    L = exact_objective(theta, teacher, t1, m1, s1, stop=distil.STOP_RULES[0], states=on_s1)
     assert torch.allclose(grad((w * per).sum(), theta), grad(L, theta), atol=1e-12)
 
 
