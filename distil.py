@@ -326,9 +326,11 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     if baseline == "loo":
         g = to_go.view(-1, group_size, to_go.shape[-1])
         to_go = (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).view_as(to_go)
-    # Off S (after the exit) every continuation costs 0: the cost-to-go is exactly 0 there, so is the
-    # best baseline (it depends on s_t alone), and the score term, pure noise under "loo", is dropped.
-    score = _score(token_logprobs(student_logits, tokens), to_go) * w
+    # After the exit from S every continuation costs 0: the cost-to-go is exactly 0 there, so is the best
+    # baseline (it depends on s_t alone), and the score term, pure noise under "loo", is dropped. A row
+    # with no state on S (e.g. no teacher context) keeps its baseline term: dropping it would bias loo.
+    after_exit = on & ~w & (w.cumsum(-1) > 0)
+    score = _score(token_logprobs(student_logits, tokens), to_go) * (on & ~after_exit)
     return _reduce(cost + score, on, reduction)
 
 

@@ -636,21 +636,21 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     return sig
 
 
-def method_loss(cfg, logits, tokens, mask, rewards, sig, rows, horizon, states=None):
-    """The method's loss from distil.py on `rows` (whole groups), the teacher's costs at `states` (None:
-    all): the one place a method is defined."""
+def method_loss(cfg, logits, tokens, mask, rewards, sig, rows, horizon, states):
+    """The method's loss from distil.py on `rows` (whole groups), the one place a method is defined: `mask`
+    every response token (a loo baseline needs the rollouts without a teacher), `states` the teacher's costs."""
     m, G, red = cfg.method, cfg.group, cfg.reduction
-    on = mask if states is None else mask & states  # the token-level baselines: the same as a weight
     if m == "grpo":
         return D.grpo_loss(logits, tokens, mask, rewards[rows], G, reduction=red)
     if m == "offline":
         return D.offline_loss(logits, tokens, mask, reduction=red)
     if m == "sdpo":
-        return D.sdpo_loss(logits, sig["logp"][rows], on, reduction=red)
+        return D.sdpo_loss(logits, sig["logp"][rows], states, reduction=red)
     if m == "opsd":
-        return D.opsd_loss(logits, sig["logp"][rows], on, beta=cfg.opsd_beta, reduction=red)
+        return D.opsd_loss(logits, sig["logp"][rows], states, beta=cfg.opsd_beta, reduction=red)
     sampled = m == "distil_sampled"
-    return D.distil_loss(logits, tokens, mask, teacher_logits=None if sampled else sig["logp"][rows],
+    return D.distil_loss(logits, tokens, mask if m != "distil_token" else states,
+                         teacher_logits=None if sampled else sig["logp"][rows],
                          teacher_tokens=sig["tokens"][rows] if sampled else None,
                          sequence_level=m != "distil_token", future_cost="kl" if m == "distil_kl" else "ce",
                          baseline=cfg.baseline, group_size=G, reduction=red,
@@ -662,9 +662,9 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     """Student forward on [student context | tokens], the method's loss, backward (in chunks of whole
     groups with --micro_batch), one AdamW step. Returns the step's metrics, by name."""
     offline = "resp" in sig
-    tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask & sig["has"][:, None])
-    states = None if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, mask)  # 1[s_t ∈ S]
-    ent_mask = mask if offline else ro.mask  # the student's entropy on the sequences it is trained on
+    tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask)
+    taught = mask & sig["has"][:, None]  # the tokens of the rollouts with a teacher context
+    states = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)  # 1[s_t ∈ S]
     B, s = tokens.shape[0], dict.fromkeys(("loss", "H×", "KL", "ent"), 0.0)
     mb = cfg.micro_batch or B
     opt.zero_grad(set_to_none=True)
@@ -674,20 +674,20 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
             with rt.amp:
                 logits = response_logits(model, ro.ctx[rows], tokens[rows], tasks.EOT_ID)
             loss = method_loss(cfg, logits, tokens[rows], mask[rows], ro.rewards, sig, rows,
-                               cfg.horizon or rt.task.max_response_chars + 1, None if states is None else states[rows])
+                               cfg.horizon or rt.task.max_response_chars + 1, states[rows])
             (loss * (logits.shape[0] / B)).backward()  # exact for "sum" (a mean over rollouts)
         with torch.no_grad():
-            lg, on = logits.float(), mask[rows]
+            lg, on = logits.float(), taught[rows]
             s["loss"] += loss.item() * lg.shape[0] / B
             if "logp" in sig:
                 s["H×"] += D.forward_ce(sig["logp"][rows], lg)[on].sum().item()
                 s["KL"] += D.forward_kl(sig["logp"][rows], lg)[on].sum().item()
-            s["ent"] += D.entropy(lg)[ent_mask[rows]].sum().item()
+            s["ent"] += D.entropy(lg)[mask[rows]].sum().item()  # on the sequences it is trained on
     s = reduce_sums(rt, s | {
         "ranks": 1.0, "rollouts": B, "reward": ro.rewards.sum().item(), "signal": sig["has"].sum().item(),
         "successes": (ro.rewards > 0.5).sum().item(),  # and how many of them went through a recovery:
         "recov": sum(r > 0.5 and rt.task.has_recovery(p, t) for p, t, r in zip(ro.problems, ro.texts, ro.rewards.tolist())),
-        "signal_tokens": mask.sum().item(), "ent_tokens": ent_mask.sum().item(), "tokens": ro.mask.sum().item()})
+        "signal_tokens": taught.sum().item(), "ent_tokens": mask.sum().item(), "tokens": ro.mask.sum().item()})
     check_finite(s["loss"], "rl", step, ckpt)
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
