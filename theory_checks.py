@@ -22,8 +22,10 @@ shows the failure under the others (the README discusses every row).
       teacher has entropy to go (not without, not with the KL cost); candidate prices of the end
       compared exactly from π = q and from a far student — distil.py's default, the teacher's
       surprise at the end for each position it skips (stop="horizon"), keeps the teacher's length.
+  T8  a perfect expert's labels at states an aliased student cannot tell apart (it cannot see its line was
+      wrong) hurt DAgger on every state; costs on the expert's support do not; leaving S is priced as an end.
 
-Run (CPU, ~20 s on 2 cores):   python theory_checks.py
+Run (CPU, ~30 s on 2 cores):   python theory_checks.py
                     python theory_checks.py --only T3 --json results.json
 Figures go to figures/*.png. The exit status is non-zero if any check fails.
 """
@@ -31,6 +33,7 @@ Figures go to figures/*.png. The exit status is non-zero if any check fails.
 import argparse
 import itertools
 import json
+import math
 import os
 import sys
 import time
@@ -61,7 +64,7 @@ class Config:
     iterations: int = 30  # T6 training iterations
     figures: str = "figures"  # folder for the PNG figures ("" = none)
     json: str = ""  # also write the results (and counterexample instances) to this JSON file
-    only: str = ""  # run only this check (T1..T7)
+    only: str = ""  # run only this check (T1..T8)
 
 
 @dataclass
@@ -694,10 +697,331 @@ def check_t7(cfg):
 
 
 # -----------------------------------------------------------------------------
+# T8: a perfect expert's labels at states the student cannot tell apart, and the price of leaving S
+
+
+T8_TOKENS = ("R", "W", "U", "END")  # a correct line, a wrong line, undo the last line, end of text
+T8_LINES = 2  # a correct answer is two correct lines standing, then END (countdown's two operations)
+T8_SKILL = 0.2  # a line the student writes is wrong w.p. 0.2, whatever it sees: the skill it cannot learn
+T8_GAMMA = 0.5  # the expert plays the shortest correct completion (Q* of the reward γ^|y| r)
+T8_STARTS = (0.1, 0.3, 0.6)  # λ: the start is (1 − λ)·(write lines, then END) + λ·uniform over line/undo/END
+T8_METHODS = {
+    "token, all": ("distil_token", False, True),
+    "DistIL, all": ("distil", False, True),
+    "token, S": ("distil_token", True, True),
+    "DistIL, S priced": ("distil", True, True),
+    "DistIL, S free": ("distil", True, False),
+}  # (objective, costs on S only, exit priced)
+# plain gradient steps of 0.3 on the free logits; at 600 the token-level flows are ≤ 0.02 higher, same order
+T8_STEPS = 300
+
+
+def t8_stack(prefix):
+    """The lines standing after a prefix (True: correct), reading up to its first END."""
+    stack = []
+    for a in prefix:
+        if a == 3:
+            break
+        if a == 2:
+            stack = stack[:-1]
+        else:
+            stack.append(a == 0)
+    return stack
+
+
+def t8_instance(H=5, eps=STOP_EPS):
+    """Countdown in miniature: tokens R, W, U, END, at most H = 5 positions; correct iff the response
+    ends and two correct lines stand (R R END; a wrong line is repaired by U then R: R W U R END).
+    The expert (the trainer's oracle): uniform over the actions of the shortest correct completion,
+    uniform over all where none is left, smoothed log((1−ε)p + ε/A)."""
+    paths = list(itertools.product(range(4), repeat=H))
+    ends = [p.index(3) if 3 in p else H for p in paths]
+    rewards = torch.tensor(
+        [float(k < H and t8_stack(p[:k]) == [True] * T8_LINES) for p, k in zip(paths, ends)], dtype=D
+    )
+    mdp = tm.TreeMDP(H, 4, rewards, end=True)
+    mdp.rewards = rewards * mdp.reachable
+    length = torch.tensor([min(k + 1, H) for k in ends], dtype=D)
+    Qg = tm.optimal_q(tm.TreeMDP(H, 4, mdp.rewards * T8_GAMMA**length, end=True))
+    best = Qg >= Qg.max(-1, keepdim=True).values - 1e-12
+    q = (1 - eps) * best.to(D) / best.sum(-1, keepdim=True) + eps / 4
+    prefixes = [()]
+    for s in range(1, mdp.n_states):
+        prefixes.append(prefixes[(s - 1) // 4] + ((s - 1) % 4,))
+    return mdp, q, tm.support_states(mdp, best), prefixes
+
+
+def observation_map(prefixes, see):
+    """obs (S,) long: the index of see(prefix) among the distinct values."""
+    keys = [see(p) for p in prefixes]
+    index = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return torch.tensor([index[k] for k in keys])
+
+
+def t8_blind(prefix):  # what the aliased student sees: its tokens, a line without its correctness
+    return tuple(0 if a == 1 else a for a in prefix)
+
+
+def t8_told(prefix):  # the control: plus the bit "the last line standing is wrong"
+    stack = t8_stack(prefix)
+    return t8_blind(prefix), bool(stack) and not stack[-1]
+
+
+def t8_logits(psi, tied):
+    """Student logits over (R, W, U, END) from its free parameters: tied (skill fixed) psi (..., O, 3) =
+    (line, undo, end), a line is R w.p. 1 − T8_SKILL; untied psi (..., O, 4) are the logits."""
+    if not tied:
+        return psi
+    skill = torch.tensor([math.log(1 - T8_SKILL), math.log(T8_SKILL), 0.0, 0.0], dtype=D)
+    return psi[..., [0, 0, 1, 2]] + skill
+
+
+def t8_start(lam, prefixes, obs, tied):
+    """The start: write lines until two stand, then END, mixed with λ of uniform over line/undo/END
+    (untied: a line is W w.p. T8_SKILL, as the tied student's). A function of what every student sees."""
+    n = torch.tensor([len(t8_stack(p)) for p in prefixes])
+    clean = torch.zeros(len(prefixes), 3, dtype=D)
+    clean[n < T8_LINES, 0] = 1.0
+    clean[n >= T8_LINES, 2] = 1.0
+    p = (1 - lam) * clean + lam / 3
+    if not tied:
+        p = torch.stack([p[:, 0] * (1 - T8_SKILL), p[:, 0] * T8_SKILL, p[:, 1], p[:, 2]], -1)
+    psi = torch.zeros(int(obs.max()) + 1, p.shape[-1], dtype=D)
+    psi[obs] = p.log()  # every state of an observation has the same blind prefix, so the same row
+    return psi
+
+
+def t8_flow(psi, mdp, q, S, obs, tied, method):
+    """T8_STEPS plain gradient steps on one method; J, mean length and P(leave S) after each step."""
+    kind, on_support, priced = T8_METHODS[method]
+    leave = tm.exits(mdp, S)
+    curves = []
+    for step in range(T8_STEPS + 1):
+        pi = torch.softmax(tm.aliased(t8_logits(psi, tied), obs), -1)
+        d = tm.occupancy(pi, mdp)
+        reward, length = tm.expected_reward(pi, mdp), (d * mdp.alive).sum(-1)
+        leaving = (d.unsqueeze(-1) * pi * leave).sum((-2, -1))
+        curves.append(torch.stack([reward, length, leaving], -1))
+        if step == T8_STEPS:
+            break
+        psi = psi.detach().requires_grad_()
+        logits = t8_logits(psi, tied)
+        loss = tm.objective(logits, mdp, q, kind, "horizon", obs, S if on_support else None, priced)
+        (g,) = torch.autograd.grad(loss.sum(), psi)
+        psi = psi.detach() - 0.3 * g
+    return torch.stack(curves)  # (steps + 1, starts, 3)
+
+
+def per_start(x):
+    """'0.571/0.419/0.210': one number per start."""
+    return "/".join(f"{v:.3f}" for v in x.tolist())
+
+
+def check_t8(cfg):
+    mdp, q, S, prefixes = t8_instance()
+    obs = {
+        "full": torch.arange(mdp.n_states),
+        "aliased": observation_map(prefixes, t8_blind),
+        "told": observation_map(prefixes, t8_told),
+    }
+    students = {
+        "full": ("full", True),
+        "aliased": ("aliased", True),
+        "told": ("told", True),
+        "full, free skill": ("full", False),
+    }  # (observation, skill tied)
+    gap = {}  # realizability: the largest TV between the expert's rows at two live states of one observation
+    for name, ob in obs.items():
+        live = mdp.alive.nonzero()[:, 0]
+        same = ob[live].unsqueeze(0) == ob[live].unsqueeze(1)
+        tv = 0.5 * (q[live].unsqueeze(0) - q[live].unsqueeze(1)).abs().sum(-1)
+        gap[name] = (tv * same).max().item()
+    runs, t0 = {}, time.time()
+    for student, (see, tied) in students.items():
+        psi0 = torch.stack([t8_start(lam, prefixes, obs[see], tied) for lam in T8_STARTS])
+        for method in T8_METHODS:
+            runs[student, method] = t8_flow(psi0, mdp, q, S, obs[see], tied, method)
+    best_blind = (1 - T8_SKILL) ** T8_LINES  # an aliased student cannot use an undo: a redo errs as often
+    rows = {
+        f"{st}/{m}": {
+            "J_start": c[0, :, 0],
+            "J_end": c[-1, :, 0],
+            "J_min": c[:, :, 0].min(0).values,
+            "length_start": c[0, :, 1],
+            "length_end": c[-1, :, 1],
+            "exit_start": c[0, :, 2],
+            "exit_max": c[:, :, 2].max(0).values,
+            "exit_end": c[-1, :, 2],
+        }
+        for (st, m), c in runs.items()
+    }
+    print(
+        f"  tokens {T8_TOKENS}, H = {mdp.horizon}: correct = two correct lines standing, then END; a line is "
+        f"wrong w.p. {T8_SKILL} (fixed skill); |S| = {int(S.sum())} states (the expert's support); "
+        f"J(expert) = {J(q.log(), mdp).item():.4f}; aliased optimum (1−p)² = {best_blind:.2f}"
+    )
+    print(
+        "  realizability gap (max TV of the expert's rows within one observation): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in gap.items())
+        + f"  [{time.time() - t0:.1f}s of flows]"
+    )
+    print(
+        f"  {T8_STEPS} plain gradient steps (0.3) from the starts λ = {T8_STARTS}: J start → end, "
+        f"mean length start → end, P(leave S) start → max → end"
+    )
+    for key, r in rows.items():
+        print(
+            f"    {key:28s} J {per_start(r['J_start'])} → {per_start(r['J_end'])}  "
+            f"length {per_start(r['length_start'])} → {per_start(r['length_end'])}  "
+            f"leave S {per_start(r['exit_start'])} → {per_start(r['exit_max'])} → {per_start(r['exit_end'])}"
+        )
+
+    def at(student, method, key):
+        return rows[f"{student}/{method}"][key]
+
+    def gains(student, method):
+        return bool((at(student, method, "J_end") > at(student, method, "J_start") + 1e-3).all())
+
+    good, unsure = 0, -1  # the starts λ = 0.1 (good but not perfect) and λ = 0.6 (unsure everywhere)
+    support = ("token, S", "DistIL, S priced")
+    aliased_all, aliased_s = at("aliased", "token, all", "J_end"), at("aliased", "DistIL, S priced", "J_end")
+    free_skill = "full, free skill"
+    claims = {
+        "observations: full is realizable, told nearly, blind not": (
+            gap["full"] == 0 and gap["told"] < gap["aliased"]
+        ),
+        "(a) fully observed: every method raises J from every start": all(
+            gains("full", m) for m in T8_METHODS
+        ),
+        "(a) fully observed: all states beat the support by 0.1 (S teaches no repair)": all(
+            (at("full", m, "J_end") > at("full", "DistIL, S priced", "J_end") + 0.1).all()
+            for m in ("token, all", "DistIL, all")
+        ),
+        "(b) aliased: token-level DAgger on all states lowers J from the good start": (
+            aliased_all[good] < at("aliased", "token, all", "J_start")[good] - 0.01
+        ),
+        "(b) aliased: DistIL on all states makes responses longer by > 1 than on S": bool(
+            (
+                at("aliased", "DistIL, all", "length_end")
+                > at("aliased", "DistIL, S priced", "length_end") + 1
+            ).all()
+        ),
+        "(b) aliased: costs on S never lower J on the way": all(
+            (at("aliased", m, "J_min") >= at("aliased", m, "J_start") - 1e-9).all() for m in support
+        ),
+        "(b) aliased: costs on S end within 0.02 of the aliased optimum, above all states": all(
+            (abs(at("aliased", m, "J_end") - best_blind) < 0.02).all()
+            and (at("aliased", m, "J_end") > at("aliased", "DistIL, all", "J_end")).all()
+            for m in support
+        ),
+        "(c) told the bit: plain DAgger raises J again": all(
+            gains("told", m) for m in ("token, all", "DistIL, all")
+        ),
+        "3: from the unsure start the free exit raises P(leave S) by > 0.02": all(
+            at(st, "DistIL, S free", "exit_max")[unsure]
+            > at(st, "DistIL, S free", "exit_start")[unsure] + 0.02
+            for st in ("aliased", free_skill)
+        ),
+        "3: the priced exit never raises P(leave S), ends with fewer exits and higher J": all(
+            (at(st, "DistIL, S priced", "exit_max") <= at(st, "DistIL, S priced", "exit_start") + 1e-9).all()
+            and (at(st, "DistIL, S free", "exit_end") > at(st, "DistIL, S priced", "exit_end")).all()
+            and (at(st, "DistIL, S priced", "J_end") > at(st, "DistIL, S free", "J_end")).all()
+            for st in students
+        ),
+        "3: a student free to err leaves S 3x more often at the end of the free flow": bool(
+            (
+                at(free_skill, "DistIL, S free", "exit_end")
+                > 3 * at(free_skill, "DistIL, S priced", "exit_end")
+            ).all()
+        ),
+    }
+    for claim, ok in claims.items():
+        print(f"    {'ok  ' if ok else 'FAIL'} {claim}")
+    passed = all(claims.values())
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.4))
+    for ax, student in zip(axes[:2], ("aliased", "full")):
+        for method in T8_METHODS:
+            ax.plot(runs[student, method][:, good, 0], label=method, ls="--" if "free" in method else "-")
+        ax.set_title(f"T8: {student} student, start λ = {T8_STARTS[good]}", fontsize=10)
+        ax.set_xlabel("plain gradient step")
+    axes[0].axhline(best_blind, color="gray", lw=0.8, ls=":", label="aliased optimum (1−p)²")
+    axes[0].set_ylabel("J")
+    axes[0].legend(fontsize=7)
+    for student, ls in (("aliased", "-"), ("full, free skill", "--")):
+        for method in ("DistIL, S priced", "DistIL, S free"):
+            axes[2].plot(runs[student, method][:, -1, 2], ls=ls, label=f"{student}: {method}")
+    axes[2].set_title(f"P(leave S), start λ = {T8_STARTS[-1]}", fontsize=10)
+    axes[2].set_xlabel("plain gradient step")
+    axes[2].legend(fontsize=7)
+    savefig(cfg, fig, "t8_aliased_dagger.png")
+    lengths = (
+        at("aliased", "DistIL, all", "length_start")[good],
+        at("aliased", "DistIL, all", "length_end")[good],
+    )
+    exits_alias = [
+        at("aliased", m, k)[unsure]
+        for m, k in (
+            ("DistIL, S free", "exit_start"),
+            ("DistIL, S free", "exit_max"),
+            ("DistIL, S priced", "exit_max"),
+        )
+    ]
+    exits_free = [
+        at(free_skill, "DistIL, S free", "exit_max")[unsure],
+        at(free_skill, "DistIL, S free", "exit_end")[unsure],
+        at(free_skill, "DistIL, S priced", "exit_end")[unsure],
+    ]
+    numbers = (
+        f"aliased, start λ=.1 (J {at('aliased', 'token, all', 'J_start')[good]:.3f}): token/all "
+        f"{aliased_all[good]:.3f}, DistIL/all {at('aliased', 'DistIL, all', 'J_end')[good]:.3f} (length "
+        f"{lengths[0]:.2f} → {lengths[1]:.2f}), DistIL/S {aliased_s[good]:.3f} (optimum {best_blind:.2f}) | "
+        f"told: token/all {at('told', 'token, all', 'J_end')[good]:.3f} | full: token/all "
+        f"{at('full', 'token, all', 'J_end')[good]:.3f}, DistIL/all "
+        f"{at('full', 'DistIL, all', 'J_end')[good]:.3f}, "
+        f"DistIL/S {at('full', 'DistIL, S priced', 'J_end')[good]:.3f} | λ=.6, P(leave S): aliased "
+        f"{exits_alias[0]:.3f} → free max {exits_alias[1]:.3f}, priced max {exits_alias[2]:.3f}; "
+        f"free to err: free max {exits_free[0]:.3f}, end {exits_free[1]:.3f} vs priced {exits_free[2]:.3f}"
+    )
+    return Result(
+        "T8",
+        "with a perfect expert, token-level DAgger on every state lowers J of a student that cannot "
+        "see its line was wrong, and DistIL there makes it ramble; costs on the expert's support never lower "
+        "J and reach the aliased optimum; told the bit, plain DAgger gains; fully observed, all states win; "
+        "a free exit from S raises exits from an unsure student, the priced exit never does",
+        numbers,
+        passed,
+        {
+            "claims": claims,
+            "rows": rows,
+            "realizability_gap": gap,
+            "aliased_optimum": best_blind,
+            "starts_lambda": T8_STARTS,
+            "steps": T8_STEPS,
+            "step_size": 0.3,
+            "stop": "horizon",
+            "instance": {
+                "horizon": mdp.horizon,
+                "branching": 4,
+                "tokens": T8_TOKENS,
+                "end_action": 3,
+                "transitions": TRANSITIONS + "; action 3 is END: afterwards END is forced at "
+                "no cost (toy_mdp.played)",
+                "rewards": mdp.rewards,
+                "teacher": q,
+                "support": S,
+                "skill_error": T8_SKILL,
+                "lines": T8_LINES,
+                "observations": obs,
+            },
+        },
+    )
+
+
+# -----------------------------------------------------------------------------
 
 
 CHECKS = {"T1": check_t1, "T2": check_t2, "T3": check_t3, "T4": check_t4, "T5": check_t5, "T6": check_t6,
-          "T7": check_t7}
+          "T7": check_t7, "T8": check_t8}
 
 
 def parse_args(argv=None):

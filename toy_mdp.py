@@ -26,6 +26,9 @@ Equations (π a tabular softmax policy π(a|s) = softmax(θ_s), q a teacher, r(l
                   prox  forward CE π_s ← (1−η) π_s + η q_s; reverse KL π_s ∝ π_s^{1−η} q_s^η
                         (for reverse KL this is its npg step; for forward CE npg agrees to first order)
 
+Aliased student (`obs=`): π(·|s) = softmax(θ[obs[s]]), a row per observation shared by the states that
+look alike. Costs on a set S only (`states=`, the expert's support): leaving S is an end, priced so (T8).
+
 Variable length (`end=True`): action A−1 is END; it ends the response, after which END is forced
 at no cost (`played`, as the sampler holds end-of-text), so a response is the prefix up to its first
 END (`alive` states pay, `reachable` leaves can occur) and every DP above is unchanged.
@@ -125,6 +128,28 @@ def check_distribution(q, name="teacher"):
         raise ValueError(f"{name}: rows must sum to 1 (max deviation {err:.2e}); pass probabilities, "
                          "not logits or unnormalised scores")
     return q
+
+
+def aliased(theta, obs):
+    """The logits an aliased student plays at every state: theta (..., O, A) has one row per
+    observation, obs (S,) long maps a state to its observation; returns (..., S, A). With obs =
+    arange(S) (the full prefix) it is the tabular student."""
+    if obs is None:
+        return theta
+    if obs.shape != (obs.numel(),) or obs.min() < 0 or obs.max() >= theta.shape[-2]:
+        raise ValueError(f"obs must be (S,) indices into the {theta.shape[-2]} observation rows of theta")
+    return theta[..., obs, :]
+
+
+def support_states(mdp, best):
+    """S: the states a rollout reaches while every action so far was one the expert plays (best (S, A)
+    bool), i.e. the states through the first action the expert rules out; that state is on S, every
+    later one is not. (S,) bool, response states only."""
+    on = torch.zeros(mdp.n_states + mdp.n_leaves, dtype=torch.bool)
+    on[0] = True
+    for s in range(mdp.n_states):  # children of s are s·A + 1 + a (breadth first)
+        on[s * mdp.branching + 1:(s + 1) * mdp.branching + 1] = on[s] & best[s]
+    return on[:mdp.n_states] & mdp.alive
 
 
 # -----------------------------------------------------------------------------
@@ -228,30 +253,50 @@ def state_costs(theta, teacher, kind, beta=0.5):
     raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
 
 
-def end_surprise(pi, mdp, teacher, held=False):
+def exits(mdp, states):
+    """(S, A) bool: the actions that leave S, from a response state on S to one off it (not an end)."""
+    child_on = torch.cat([states, torch.zeros(mdp.n_leaves, dtype=torch.bool)])[1:].view(-1, mdp.branching)
+    ends = torch.zeros_like(child_on)
+    ends[mdp.depth_slice(mdp.horizon - 1)] = True
+    if mdp.end:
+        ends[:, -1] = True
+    return (states & mdp.alive).unsqueeze(-1) & ~ends & ~child_on
+
+
+def end_surprise(pi, mdp, teacher, held=False, states=None, price_exit=True):
     """E_π[w σ], σ = −log q(last action | last state): the teacher's surprise at the response's last
     action — END, or the action at depth H−1 if the response never ended (distil.py's stop="surprise");
-    held=True: w = H − |y| + 1, once for the end and once per skipped position (stop="horizon")."""
+    held=True: w = H − |y| + 1, once for the end and once per skipped position (stop="horizon").
+    states=S: the priced action is the last one taken on S: the end if the rollout stays on S, else
+    (price_exit) the exit, the action from s_e ∈ S to a state off S, w = H − e + 1; price_exit=False:
+    only rollouts that end on S pay (the exit is free)."""
     last = torch.zeros(mdp.n_states, mdp.branching, dtype=torch.bool)
     last[mdp.depth_slice(mdp.horizon - 1)] = True
     if mdp.end:
         last[:, -1] = True
+    if states is not None:
+        last = last & states.unsqueeze(-1)  # the end counts on S; off S it is no one's
+        if price_exit:
+            last = last | exits(mdp, states)
     last &= mdp.alive.unsqueeze(-1)
     depth = torch.cat([torch.full((mdp.branching ** t,), t, dtype=pi.dtype) for t in range(mdp.horizon)])
-    weight = (mdp.horizon - depth).unsqueeze(-1) if held else 1.0  # |y| = depth + 1
+    weight = (mdp.horizon - depth).unsqueeze(-1) if held else 1.0  # |y| (or e) = depth + 1
     surprise = torch.where(last, -teacher.log() * weight, 0.0)  # +inf where q = 0 on a last action: a true price
     return (occupancy(pi, mdp).unsqueeze(-1) * pi * torch.where(pi > 0, surprise, 0.0)).sum((-2, -1))
 
 
-def objective(theta, mdp, teacher, kind, stop="literal"):
+def objective(theta, mdp, teacher, kind, stop="literal", obs=None, states=None, price_exit=True):
     """The loss each method minimises, exactly, per instance (...,). Sequence-level objectives
     differentiate the occupancy; token-level ones stop its gradient. stop: distil.STOP_RULES, for
-    the sequence-level distil objectives ("literal", the paper's sum, is what T1–T6 study)."""
+    the sequence-level distil objectives ("literal", the paper's sum, is what T1–T6 study).
+    obs: theta holds one row per observation (aliased). states: (S,) bool, the costs count on S only
+    (distil.py's states=; leaving S for good), its exit priced as an end (price_exit) or free."""
     if kind not in OBJECTIVES:
         raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
     if stop not in distil.STOP_RULES:
         raise ValueError(f"stop must be one of {distil.STOP_RULES}, got {stop!r}")
     check_distribution(teacher)
+    theta = aliased(theta, obs)
     pi = torch.softmax(theta, -1)
     if kind == "sdpo" and ((teacher == 0) & (pi > 0)).any():
         raise ValueError("reverse KL(π‖q) is +inf where the teacher gives probability 0 to an action the "
@@ -259,24 +304,30 @@ def objective(theta, mdp, teacher, kind, stop="literal"):
     if kind == "grpo":
         return -expected_reward(pi, mdp)
     d = occupancy(pi, mdp) * mdp.alive  # response states only: an ended state costs nothing
+    if states is not None:
+        d = d * states
     if kind not in SEQUENCE_LEVEL:
         d = d.detach()
     loss = (d * state_costs(theta, teacher, kind)).sum(-1)
     if stop == "literal" or kind not in SEQUENCE_LEVEL:
         return loss
-    return loss + end_surprise(pi, mdp, teacher, held=stop == "horizon")
+    return loss + end_surprise(pi, mdp, teacher, stop == "horizon", states, price_exit)
 
 
-def gradient(theta, mdp, teacher, kind, stop="literal"):
+def gradient(theta, mdp, teacher, kind, stop="literal", obs=None, states=None, price_exit=True):
     theta = theta.detach().requires_grad_()
-    (g,) = torch.autograd.grad(objective(theta, mdp, teacher, kind, stop).sum(), theta)
+    loss = objective(theta, mdp, teacher, kind, stop, obs, states, price_exit)
+    (g,) = torch.autograd.grad(loss.sum(), theta)
     return g
 
 
-def update(theta, mdp, teacher, kind, rule, eta, stop="literal"):
+def update(theta, mdp, teacher, kind, rule, eta, stop="literal", obs=None):
     """One step of `rule` on objective `kind` with step size eta (a float or a 0-d tensor, so that
-    dJ/dη can be taken by autograd). Returns the new logits."""
+    dJ/dη can be taken by autograd). Returns the new logits (per observation with obs: npg divides
+    by the observation's Fisher weight Σ_{s: obs(s)=o} d(s) π_o)."""
     if rule == "prox":
+        if obs is not None:
+            raise ValueError("the proximal steps are per state; an aliased student takes gd or npg steps")
         objective(theta, mdp, teacher, kind)  # the same input checks as the gradient rules
         pi = torch.softmax(theta, -1)
         if kind == "distil_token":
@@ -284,12 +335,16 @@ def update(theta, mdp, teacher, kind, rule, eta, stop="literal"):
         if kind == "sdpo":
             return (1 - eta) * pi.log() + eta * teacher.log()
         raise ValueError(f"no closed-form proximal step for {kind!r} (only distil_token: mixture, sdpo: geometric)")
-    g = gradient(theta, mdp, teacher, kind, stop)
+    g = gradient(theta, mdp, teacher, kind, stop, obs)
     if rule == "gd":
         return theta - eta * g
     if rule == "npg":
         pi = torch.softmax(theta, -1)
-        weight = (occupancy(pi, mdp).unsqueeze(-1) * pi).clamp_min(torch.finfo(pi.dtype).tiny)  # 0/0 -> 0
+        d = occupancy(torch.softmax(aliased(theta, obs), -1), mdp)
+        if obs is not None:  # response states only: an ended state's forced END is no observation's
+            zeros = torch.zeros(d.shape[:-1] + theta.shape[-2:-1], dtype=d.dtype)
+            d = zeros.index_add(-1, obs, d * mdp.alive)
+        weight = (d.unsqueeze(-1) * pi).clamp_min(torch.finfo(pi.dtype).tiny)  # 0/0 -> 0
         return theta - eta * g / weight
     raise ValueError(f"unknown update rule {rule!r}; choose from {RULES}")
 

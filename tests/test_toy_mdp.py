@@ -178,6 +178,113 @@ def test_sampled_env_rollouts_estimate_the_exact_gradient():
 
 
 # -----------------------------------------------------------------------------
+# The aliased student and costs on a set S (theory_checks T8)
+
+
+def random_support(mdp, seed):
+    """A support S as toy_mdp builds it: the states reached by actions a random 'expert' plays."""
+    best = torch.rand(mdp.n_states, mdp.branching, generator=torch.Generator().manual_seed(seed)) < 0.6
+    return tm.support_states(mdp, best)
+
+
+def test_aliased_student_seeing_the_full_prefix_is_the_tabular_student():
+    mdp = tm.random_tree(3, 3, seed=21, end=True)
+    mdp = tm.TreeMDP(3, 3, mdp.rewards[0], True)
+    g = torch.Generator().manual_seed(22)
+    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D)
+    q = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    ident, S = torch.arange(mdp.n_states), random_support(mdp, 23)
+    for kind in ("distil", "distil_token", "distil_kl", "grpo"):
+        for stop in distil.STOP_RULES:
+            for states, priced in ((None, True), (S, True), (S, False)):
+                args = (mdp, q, kind, stop)
+                assert torch.allclose(tm.gradient(theta, *args, ident, states, priced),
+                                      tm.gradient(theta, *args, None, states, priced), atol=1e-14)
+    for rule in ("gd", "npg"):
+        assert torch.allclose(tm.update(theta, mdp, q, "distil", rule, 0.1, "horizon", ident),
+                              tm.update(theta, mdp, q, "distil", rule, 0.1, "horizon"))
+
+
+def enumerate_aliased(theta_obs, obs, mdp, q, S, price_exit):
+    """Brute force over every response y: π(y) as the product of the aliased student's probabilities,
+    J = Σ π(y) r(y) and L_S = Σ π(y) [Σ_{t: s_t ∈ S} H×_t + (H − e + 1) σ_e], e the last position on
+    S (price_exit=False: σ only if the response ends on S)."""
+    A, H = mdp.branching, mdp.horizon
+    logp = torch.log_softmax(theta_obs, -1)
+    ce = distil.forward_ce(q.log(), theta_obs[obs])
+    J = L = 0.0
+    for leaf, path in enumerate(itertools.product(range(A), repeat=H)):
+        s, prob, cost, priced = 0, 1.0, 0.0, None
+        for t, a in enumerate(path):
+            if t > 0 and path[t - 1] == A - 1:  # after END: forced, no cost
+                if a != A - 1:
+                    prob = prob * 0.0
+                continue
+            prob = prob * logp[obs[s], a].exp()
+            child = mdp.child(s, a)
+            is_end = a == A - 1 or t == H - 1
+            if S[s]:
+                cost = cost + ce[s]
+                if is_end or (price_exit and not S[child]):
+                    priced = (H - t) * -q[s, a].log()  # e = t + 1: H − e + 1 = H − t
+            s = child
+        J = J + prob * mdp.rewards[leaf]
+        L = L + prob * (cost + (priced if priced is not None else 0.0))
+    return J, L
+
+
+@pytest.mark.parametrize("price_exit", [True, False], ids=["priced_exit", "free_exit"])
+def test_aliased_dp_and_support_price_match_brute_force_enumeration(price_exit):
+    mdp = tm.random_tree(3, 3, seed=24, end=True)
+    mdp = tm.TreeMDP(3, 3, mdp.rewards[0], True)
+    g = torch.Generator().manual_seed(25)
+    obs = torch.randint(4, (mdp.n_states,), generator=g)  # 13 states seen through 4 observations
+    theta = torch.randn(4, 3, generator=g, dtype=D).requires_grad_()
+    q = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    S = random_support(mdp, 26)
+    assert 1 < S.sum() < mdp.alive.sum()  # S is a proper, non-trivial subset
+    J_enum, L_enum = enumerate_aliased(theta, obs, mdp, q, S, price_exit)
+    J_dp = tm.expected_reward(torch.softmax(tm.aliased(theta, obs), -1), mdp)
+    L_dp = tm.objective(theta, mdp, q, "distil", "horizon", obs, S, price_exit)
+    assert torch.isclose(J_enum, J_dp) and torch.isclose(L_enum, L_dp)
+    for enum, dp in ((J_enum, -tm.objective(theta, mdp, q, "grpo", obs=obs)), (L_enum, L_dp)):
+        (g_enum,) = torch.autograd.grad(enum, theta, retain_graph=True)
+        (g_dp,) = torch.autograd.grad(dp, theta, retain_graph=True)
+        assert torch.allclose(g_enum, g_dp, atol=1e-12)
+
+
+@pytest.mark.parametrize("price_exit", [True, False], ids=["priced_exit", "free_exit"])
+@pytest.mark.parametrize("stop", distil.STOP_RULES)
+def test_support_objective_equals_expected_distil_loss_with_states(stop, price_exit):
+    """toy_mdp's L_S (the exit priced as an end, or free) is distil_loss(states=, price_exit=) on average."""
+    mdp = tm.random_tree(3, 3, seed=27, end=True)
+    mdp = tm.TreeMDP(3, 3, mdp.rewards[0], True)
+    g = torch.Generator().manual_seed(28)
+    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D).requires_grad_()
+    teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    S = random_support(mdp, 29)
+    tokens, s_logits, t_logits, mask, prob = rollout_batch(mdp, theta, teacher)
+    sid = theory_checks.response_table(mdp)[1]  # (A^H, H) the state at each position
+    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", stop=stop,
+                             horizon=mdp.horizon, states=S[sid] & mask.bool(), price_exit=price_exit)
+    exact = tm.objective(theta, mdp, teacher, "distil", stop, states=S, price_exit=price_exit)
+    assert torch.isclose((prob * per).sum(), exact)
+    (g_sur,) = torch.autograd.grad((prob * per).sum(), theta)
+    g_exact = tm.gradient(theta, mdp, teacher, "distil", stop, states=S, price_exit=price_exit)
+    assert torch.allclose(g_sur, g_exact, atol=1e-12)
+
+
+def test_support_is_left_for_good_and_its_exits_are_the_actions_off_it():
+    mdp = tm.TreeMDP(3, 3, torch.zeros(27, dtype=D), end=True)
+    best = torch.zeros(mdp.n_states, 3, dtype=torch.bool)
+    best[0, 0] = best[1, 1] = True  # the expert plays 0, then 1, then anything
+    best[5] = True
+    S = tm.support_states(mdp, best)
+    assert S.nonzero()[:, 0].tolist() == [0, 1, 5]  # root, (0), (0, 1)
+    assert tm.exits(mdp, S).nonzero().tolist() == [[0, 1], [1, 0]]  # END and depth H−1 are ends, not exits
+
+
+# -----------------------------------------------------------------------------
 # Update rules: closed forms
 
 
@@ -268,17 +375,24 @@ def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_pa
                                     "--iterations", "12", "--figures", str(tmp_path / "fig"), "--json", str(out)])
     assert theory_checks.main(cfg)
     results = {r["name"]: r for r in json.loads(out.read_text())}
-    assert sorted(results) == ["T1", "T2", "T3", "T4", "T5", "T6", "T7"] and all(r["passed"] for r in results.values())
+    assert sorted(results) == [f"T{i}" for i in range(1, 9)] and all(r["passed"] for r in results.values())
     t1 = results["T1"]["data"]["instance"]  # the counterexample can be recomputed from the JSON alone
     mdp = tm.TreeMDP(1, 3, torch.tensor([t1["rewards"]], dtype=D))
     q, pi = torch.tensor([[t1["teacher"]]], dtype=D), torch.tensor([[t1["pi"]]], dtype=D)
     assert tm.reward_slope(pi.log(), mdp, q, "sdpo", "npg").item() < 0 < tm.expected_reward(q, mdp) - tm.expected_reward(pi, mdp)
-    assert len(list((tmp_path / "fig").glob("*.png"))) == 6
+    assert len(list((tmp_path / "fig").glob("*.png"))) == 7
     t7 = results["T7"]["data"]  # the stop instance can be recomputed from the JSON alone
     inst = t7["instances"]["entropy"]
     mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=D), end=True)
     assert torch.allclose(tm.expected_reward(torch.tensor(inst["teacher"], dtype=D), mdp),
                           torch.tensor(t7["J_teacher"][0], dtype=D))
+    t8 = results["T8"]["data"]  # T8's numbers, and its students' starts recomputed from the JSON instance
+    blind = t8["rows"]["aliased/token, all"]
+    assert all(t8["claims"].values()) and blind["J_end"][0] < blind["J_start"][0]
+    inst = t8["instance"]
+    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=D), end=True)
+    assert tm.expected_reward(torch.tensor(inst["teacher"], dtype=D), mdp).item() > 0.99
+    assert torch.tensor(inst["support"]).sum().item() == 3  # root, (R), (R, R)
 
 
 def test_only_runs_one_check_and_a_failed_check_makes_main_fail(tmp_path, monkeypatch):
