@@ -234,7 +234,7 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
     assert row == "| `dagger_mult_x` | 0.500 → 0.750 | 0.250 → 0.500 | 0.20 → 1.45 | 1.00 → 1.00 | 12.00 → 24.50 |"
 
 
-@pytest.mark.parametrize("logs", ["dagger_*.jsonl", "self_*.jsonl", "earlier/*.jsonl"])
+@pytest.mark.parametrize("logs", ["dagger_*.jsonl", "self_*.jsonl", "earlier/*.jsonl", "exit/mult_*.jsonl", "exit/countdown_*.jsonl"])
 def test_the_readmes_run_tables_are_printed_from_the_committed_logs(logs):
     paths = sorted(glob.glob(os.path.join(ROOT, "results", "trainer_checks", logs)))
     assert paths and ex.run_table(paths) in open(os.path.join(ROOT, "README.md")).read()
