@@ -108,7 +108,6 @@ class Config:
     teacher_samples: int = 4  # K teacher samples per position for distil_sampled
     opsd_beta: float = 0.5  # β of OPSD's generalised Jensen-Shannon (TRL GKD default)
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
-    micro_batch: int = 0  # rollouts per forward/backward chunk, a multiple of group (0 = all at once)
     # evaluation (held-out test split, or the validation set)
     eval_n: int = 128  # test problems
     eval_split: str = "test"  # held-out problems evaluated: test (eval_n of the test split) | val (the val_n)
@@ -128,7 +127,7 @@ CHOICES = {"stage": ("all", "sft", "rl", "eval"), "method": tuple(METHODS), "tea
            "context": ("peer", "feedback", "both", "none"), "baseline": D.BASELINES,
            "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "states": ("all", "support", "support_free"), "eval_split": ("test", "val")}
 RANGES = {"seed": (0, None), "sft_steps": (0, None), "data_seed": (-1, None), "val_n": (0, None), "rl_steps": (0, None),
-          "top_k": (0, None), "micro_batch": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None), "adv_samples": (0, None),
+          "top_k": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None), "adv_samples": (0, None),
           "eval_samples": (2, None), "eval_k": (2, None), "sft_teacher_frac": (0, 1), "ema_tau": (0, 1), "opsd_beta": (0, 1)}
 
 
@@ -158,7 +157,6 @@ def check_config(cfg):
         (cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"), f"--states {cfg.states} needs a "
          f"method that reads the teacher at the student's states, not {cfg.method}"),
         (cfg.baseline == "loo" and cfg.group < 2, "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"),
-        (cfg.micro_batch % cfg.group, f"--micro_batch {cfg.micro_batch} must be a multiple of --group {cfg.group}"),
         (cfg.eval_split == "val" and cfg.val_n < 1, "--eval_split val needs --val_n >= 1 (the held-out training problems)"),
         (cfg.sft_batch % world, f"--sft_batch {cfg.sft_batch} must be divisible by the {world} ranks"),
         (cfg.prompts % world, f"--prompts {cfg.prompts} must be divisible by the {world} ranks"),
@@ -325,14 +323,19 @@ def oracle_text(resp, mask):
     return bytes(t for t in resp[:int(mask.sum())].tolist() if t < 256).decode("latin-1")
 
 
-def on_support(task, problems, resp, mask):
+def on_support(task, problems, resp, mask, logp):
     """mask through each rollout's first token the oracle rules out: 1[s_t ∈ S], the states on the
-    expert's support (the first mistake's state is on S, and its label is the correction)."""
-    keep = mask.clone()
+    expert's support (the first mistake's state is on S, and its label is the correction); and with
+    the teacher's log-probs, the surprise at leaving S there, −log π_T(a token the oracle rules out)."""
+    keep, leave = mask.clone(), None if logp is None else torch.zeros(mask.shape, device=mask.device)
     for b, p in enumerate(problems):
-        i = tasks.first_off_support(task, p, oracle_text(resp[b], mask[b]))  # None: all on S
+        text = oracle_text(resp[b], mask[b])
+        i = tasks.first_off_support(task, p, text)  # None: all on S
         keep[b, resp.shape[1] if i is None else i + 1:] = False
-    return keep
+        if i is not None and leave is not None:
+            stay = torch.tensor([tasks.EOT_ID if c == tasks.EOT else ord(c) for c in task.oracle(p, text[:i])])
+            leave[b, i] = -logp[b, i].index_fill(0, stay.to(logp.device), -math.inf).logsumexp(0)
+    return keep, leave
 
 
 class OracleTeacher(Teacher):
@@ -636,53 +639,50 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     return sig
 
 
-def method_loss(cfg, logits, tokens, mask, rewards, sig, rows, horizon, states):
-    """The method's loss from distil.py on `rows` (whole groups), the one place a method is defined: `mask`
-    every response token (a loo baseline needs the rollouts without a teacher), `states` the teacher's costs."""
+def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, states, leave=None):
+    """The method's loss from distil.py, the one place a method is defined: `mask` every response token
+    (a loo baseline needs the rollouts without a teacher too), `states` where the teacher's costs count."""
     m, G, red = cfg.method, cfg.group, cfg.reduction
     if m == "grpo":
-        return D.grpo_loss(logits, tokens, mask, rewards[rows], G, reduction=red)
+        return D.grpo_loss(logits, tokens, mask, rewards, G, reduction=red)
     if m == "offline":
         return D.offline_loss(logits, tokens, mask, reduction=red)
     if m == "sdpo":
-        return D.sdpo_loss(logits, sig["logp"][rows], states, reduction=red)
+        return D.sdpo_loss(logits, sig["logp"], states, reduction=red)
     if m == "opsd":
-        return D.opsd_loss(logits, sig["logp"][rows], states, beta=cfg.opsd_beta, reduction=red)
+        return D.opsd_loss(logits, sig["logp"], states, beta=cfg.opsd_beta, reduction=red)
     sampled = m == "distil_sampled"
     return D.distil_loss(logits, tokens, mask if m != "distil_token" else states,
-                         teacher_logits=None if sampled else sig["logp"][rows],
-                         teacher_tokens=sig["tokens"][rows] if sampled else None,
+                         teacher_logits=None if sampled else sig["logp"],
+                         teacher_tokens=sig["tokens"] if sampled else None,
                          sequence_level=m != "distil_token", future_cost="kl" if m == "distil_kl" else "ce",
                          baseline=cfg.baseline, group_size=G, reduction=red,
                          topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop, horizon=horizon,
-                         states=states, price_exit=cfg.states == "support")
+                         states=states, price_exit=cfg.states == "support", exit_surprise=leave)
 
 
 def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
-    """Student forward on [student context | tokens], the method's loss, backward (in chunks of whole
-    groups with --micro_batch), one AdamW step. Returns the step's metrics, by name."""
+    """Student forward on [student context | tokens], the method's loss, backward, one AdamW step.
+    Returns the step's metrics, by name."""
     offline = "resp" in sig
     tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask)
     taught = mask & sig["has"][:, None]  # the tokens of the rollouts with a teacher context
-    states = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)  # 1[s_t ∈ S]
-    B, s = tokens.shape[0], dict.fromkeys(("loss", "H×", "KL", "ent"), 0.0)
-    mb = cfg.micro_batch or B
+    states, leave = taught, None  # 1[s_t ∈ S], and the surprise at leaving S
+    if cfg.states != "all":
+        states, leave = on_support(rt.task, ro.problems, tokens, taught, sig.get("logp"))
     opt.zero_grad(set_to_none=True)
-    for i0 in range(0, B, mb):
-        rows = slice(i0, i0 + mb)
-        with contextlib.nullcontext() if i0 + mb >= B or rt.world == 1 else model.no_sync():
-            with rt.amp:
-                logits = response_logits(model, ro.ctx[rows], tokens[rows], tasks.EOT_ID)
-            loss = method_loss(cfg, logits, tokens[rows], mask[rows], ro.rewards, sig, rows,
-                               cfg.horizon or rt.task.max_response_chars + 1, states[rows])
-            (loss * (logits.shape[0] / B)).backward()  # exact for "sum" (a mean over rollouts)
-        with torch.no_grad():
-            lg, on = logits.float(), taught[rows]
-            s["loss"] += loss.item() * lg.shape[0] / B
-            if "logp" in sig:
-                s["H×"] += D.forward_ce(sig["logp"][rows], lg)[on].sum().item()
-                s["KL"] += D.forward_kl(sig["logp"][rows], lg)[on].sum().item()
-            s["ent"] += D.entropy(lg)[mask[rows]].sum().item()  # on the sequences it is trained on
+    with rt.amp:
+        logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)
+    loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, cfg.horizon or rt.task.max_response_chars + 1,
+                       states, leave)
+    loss.backward()
+    with torch.no_grad():
+        lg = logits.float()
+        s = {"loss": loss.item(), "H×": 0.0, "KL": 0.0, "ent": D.entropy(lg)[mask].sum().item()}
+        if "logp" in sig:
+            s["H×"] = D.forward_ce(sig["logp"], lg)[taught].sum().item()
+            s["KL"] = D.forward_kl(sig["logp"], lg)[taught].sum().item()
+    B = tokens.shape[0]
     s = reduce_sums(rt, s | {
         "ranks": 1.0, "rollouts": B, "reward": ro.rewards.sum().item(), "signal": sig["has"].sum().item(),
         "successes": (ro.rewards > 0.5).sum().item(),  # and how many of them went through a recovery:
