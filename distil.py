@@ -239,7 +239,7 @@ def last_position(on):
 def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
                 sequence_level=True, future_cost="ce", baseline="none", group_size=1,
                 topk=None, tail=True, reduction="sum", stop=STOP_RULES[0], horizon=None, states=None,
-                price_exit=True, exit_surprise=None):
+                price_exit=True):
     """DistIL surrogate loss on a batch of the student's own rollouts.
 
     student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
@@ -272,9 +272,6 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
                     teacher's surprise at the exit token ("horizon": (H − e + 1)·σ_e); a rollout
                     on S to its end pays the end's price. False: the exit is free (the ablation;
                     the end's price is paid only by rollouts that end on S).
-    exit_surprise   (B, T): σ of an exit at s_t as the teacher's surprise at the *event* of leaving S,
-                    −log Σ_{a leaves S} π_T(a|s_t), used at exits before the end instead of the surprise
-                    at y_e (which ranks the mistakes and pays the student to make the least surprising).
     """
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
@@ -322,13 +319,7 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     to_go = rev_cumsum(future) - future  # Σ_{t'>t} C_t'     (B, T)
     if stop != "literal":  # the end's price at the last position on S (the end, or the exit), in every t ≤ e
         ended = w if price_exit else on  # the positions up to the priced end (e = their number)
-        priced = last_position(ended) & w
-        sigma = surprise_at(teacher_logits, teacher_tokens, tokens, priced)
-        if exit_surprise is not None and price_exit:  # the exits before the end: the event's surprise
-            exits = priced & ~last_position(on)
-            if (exits & ~torch.isfinite(exit_surprise)).any():
-                raise ValueError("exit_surprise must be finite at every exit from states")
-            sigma = torch.where(exits, exit_surprise.detach().to(sigma.dtype), sigma)
+        sigma = surprise_at(teacher_logits, teacher_tokens, tokens, last_position(ended) & w)
         if stop == "horizon":  # σ for the end and for each of the H − e positions it skips
             sigma = sigma * ((horizon or longest) - ended.sum(-1, keepdim=True) + 1)
         to_go, cost = to_go + rev_cumsum(sigma), cost + sigma

@@ -323,19 +323,14 @@ def oracle_text(resp, mask):
     return bytes(t for t in resp[:int(mask.sum())].tolist() if t < 256).decode("latin-1")
 
 
-def on_support(task, problems, resp, mask, logp):
+def on_support(task, problems, resp, mask):
     """mask through each rollout's first token the oracle rules out: 1[s_t ∈ S], the states on the
-    expert's support (the first mistake's state is on S, and its label is the correction); and with
-    the teacher's log-probs, the surprise at leaving S there, −log π_T(a token the oracle rules out)."""
-    keep, leave = mask.clone(), None if logp is None else torch.zeros(mask.shape, device=mask.device)
+    expert's support (the first mistake's state is on S, and its label is the correction)."""
+    keep = mask.clone()
     for b, p in enumerate(problems):
-        text = oracle_text(resp[b], mask[b])
-        i = tasks.first_off_support(task, p, text)  # None: all on S
+        i = tasks.first_off_support(task, p, oracle_text(resp[b], mask[b]))  # None: all on S
         keep[b, resp.shape[1] if i is None else i + 1:] = False
-        if i is not None and leave is not None:
-            stay = torch.tensor([tasks.EOT_ID if c == tasks.EOT else ord(c) for c in task.oracle(p, text[:i])])
-            leave[b, i] = -logp[b, i].index_fill(0, stay.to(logp.device), -math.inf).logsumexp(0)
-    return keep, leave
+    return keep
 
 
 class OracleTeacher(Teacher):
@@ -639,7 +634,7 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     return sig
 
 
-def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, states, leave=None):
+def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, states):
     """The method's loss from distil.py, the one place a method is defined: `mask` every response token
     (a loo baseline needs the rollouts without a teacher too), `states` where the teacher's costs count."""
     m, G, red = cfg.method, cfg.group, cfg.reduction
@@ -658,7 +653,7 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, states, leave=
                          sequence_level=m != "distil_token", future_cost="kl" if m == "distil_kl" else "ce",
                          baseline=cfg.baseline, group_size=G, reduction=red,
                          topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop, horizon=horizon,
-                         states=states, price_exit=cfg.states == "support", exit_surprise=leave)
+                         states=states, price_exit=cfg.states == "support")
 
 
 def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
@@ -667,14 +662,12 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     offline = "resp" in sig
     tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask)
     taught = mask & sig["has"][:, None]  # the tokens of the rollouts with a teacher context
-    states, leave = taught, None  # 1[s_t ∈ S], and the surprise at leaving S
-    if cfg.states != "all":
-        states, leave = on_support(rt.task, ro.problems, tokens, taught, sig.get("logp"))
+    states = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)  # 1[s_t ∈ S]
     opt.zero_grad(set_to_none=True)
     with rt.amp:
         logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)
     loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, cfg.horizon or rt.task.max_response_chars + 1,
-                       states, leave)
+                       states)
     loss.backward()
     with torch.no_grad():
         lg = logits.float()

@@ -288,30 +288,6 @@ def test_a_free_exit_from_the_states_is_the_ablation_and_stays_exact(stop):
     assert ((grads[True] - grads[False]).abs().max() > 1e-3) == (stop != "literal")
 
 
-@pytest.mark.parametrize("stop", distil.STOP_RULES)
-def test_the_exit_priced_by_the_surprise_at_leaving_stays_exact(stop):
-    """exit_surprise (a function of the exit state) replaces −log q(y_e) at exits before the end: the
-    estimator stays exact, and the price no longer depends on which token left S."""
-    theta, teacher = make_tables(7)
-    tokens, mask, sid = batch(SEQS)
-    on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
-    leave = torch.rand(len(STATES), generator=torch.Generator().manual_seed(1)) * 3  # σ of leaving, per state
-    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
-    prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop=stop, states=on_s.bool(),
-                             exit_surprise=leave[sid], reduction="none")
-    rows = torch.arange(len(SEQS))
-    e, n = on_s.sum(-1).long() - 1, mask.sum(-1).long() - 1
-    exited = e < n  # left S before the end
-    q_e = torch.softmax(teacher, -1)[sid][rows, e].gather(-1, tokens[rows, e, None]).squeeze(-1)
-    sig = torch.where(exited, leave[sid][rows, e], -q_e.log())
-    price = {"literal": 0 * sig, "surprise": sig, "horizon": sig * (D - e)}[stop]
-    c = -(torch.softmax(teacher, -1)[sid] * torch.log_softmax(theta, -1)[sid]).sum(-1)
-    L = (seq_logprob(theta, tokens, mask, sid).exp() * ((c * on_s).sum(-1) + price)).sum()
-    assert torch.allclose((prob * per).sum(), L)
-    assert torch.allclose(grad((prob * per).sum(), theta), grad(L, theta), atol=1e-12)
-
-
 def test_the_exit_from_the_states_is_priced_like_an_end_where_it_happens():
     """Rollout (0, 1, 0) on a uniform student with states S = {s_1, s_2}: it leaves S with token 1 at
     position e = 2, to which the teacher gives 0.1, so horizon H = 5 adds (5 − 2 + 1)·(−log 0.1) and
