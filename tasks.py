@@ -54,6 +54,8 @@ PEER_CHARS = 256      # peer-solution budget: above every task's max_response_ch
 MAX_TEXT = 4096       # verifiers give longer responses reward 0 unread: bounded time per call
 TEST_PERCENT = 20     # share of canonical problem keys that belong to the test split
 MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
+FEEDBACK_KINDS = ("fix", "verdict")  # fix: the next step first, then the symptoms; verdict: symptoms only
+SFT_TARGETS = ("recovery", "reference")  # undo tasks' teacher-format SFT response (sft_example)
 
 # ----------------------------------------------------------------------------------------------
 # Tokenizer, problems, contexts, text helpers
@@ -115,13 +117,18 @@ def teacher_context(problem: Problem, feedback: str = None, peer: str = None) ->
 
 
 def sft_example(task, problem: Problem, rng, teacher_frac: float) -> tuple:
-    """(context, reference) for SFT: the student's context, or with prob teacher_frac a teacher's
-    (feedback on a corrupted attempt, the reference as a peer, or both, a third each)."""
+    """(context, response) for SFT: the student's context and the reference, or with prob teacher_frac
+    a teacher's (feedback on a corrupted attempt, the reference as a peer, or both, a third each) and
+    task.sft_response: the reference, or (undo tasks, sft_target="recovery") the attempt through the
+    line the feedback flags, then the lines it names. The response never skips the attempt's own
+    lines, so copying the trace's standing lines is never a shortcut that the student's states punish."""
     if rng.random() >= teacher_frac:
         return student_context(problem), problem.solution
     kind = rng.randrange(3)
-    feedback = task.verify(problem, task.corrupt(problem, rng))[1] if kind != 1 else None
-    return teacher_context(problem, feedback=feedback, peer=problem.solution if kind != 0 else None), problem.solution
+    attempt = task.corrupt(problem, rng) if kind != 1 else None
+    feedback = task.verify(problem, attempt)[1] if kind != 1 else None
+    context = teacher_context(problem, feedback=feedback, peer=problem.solution if kind != 0 else None)
+    return context, problem.solution if attempt is None else task.sft_response(problem, attempt)
 
 
 def reprompt(problems, rewards, texts, feedback, group, mode="peer", self_peer=True) -> list:
@@ -170,8 +177,12 @@ class Task:
     repair); hopeless(p, s) (optional prune). undo = True: the line UNDO retracts the latest
     line still standing, and the expert's state is the stack of states of the standing lines."""
     name, domain, max_response_chars, undo = "", "", 0, False
+    feedback, sft_target = "fix", "reference"
 
-    def __init__(self):
+    def __init__(self, feedback: str = "fix"):
+        if feedback not in FEEDBACK_KINDS:
+            raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}, got {feedback!r}")
+        self.feedback = feedback
         self._memo()
 
     def _memo(self):
@@ -282,6 +293,49 @@ class Task:
         n = len(stack) - k
         return (f"line {standing[k - 1][0]} leaves no solution: write {UNDO} " +
                 ("to retract it" if n == 1 else f"{n} times to retract it and the lines after it"))
+
+    def completion(self, p: Problem, s) -> list:
+        """Canonical lines from the live state s to a solution: at each state the reference's lines
+        first, then the legal lines in move order, the first that leaves a solution ([] if s is done)."""
+        out, prefer = [], p.solution.split("\n")
+        while not self.done(p, s) and len(out) <= LP_MAX_LINES:
+            legal = self._legal(p, s)
+            line = next(ln for ln in prefer + list(legal) if ln in legal and self._live(p, legal[ln]))
+            out.append(line)
+            s = legal[line]
+        return out
+
+    def fix(self, p: Problem, standing: list) -> tuple:
+        """The next step of an undo task, from the standing lines (standing()): (k, why, lines) where
+        k of the standing lines stay and `lines` are to be written after them: the undo lines that
+        retract the first standing line after which no solution is left (why: it is invalid or leaves
+        none) and the lines after it, then completion() from the state before it; with every standing
+        line live, k = all of them, why = "", and the completion from the last. Empty lines: solved."""
+        stack = self.states(p, [line for _, line in standing])
+        k = next((k for k, s in enumerate(stack) if k and not self._live(p, s)), None)  # the start has one
+        if k is None:
+            return len(standing), "", self.completion(p, stack[-1])
+        why = "is invalid" if stack[k] is DEAD else "leaves no solution"
+        return k - 1, f"line {standing[k - 1][0]} {why}", [UNDO] * (len(stack) - k) + self.completion(p, stack[k - 1])
+
+    def fix_feedback(self, p: Problem, text: str) -> str:
+        """Feedback's first line for an undo task: the line to retract, if any, and what to write."""
+        _, why, lines = self.fix(p, self.standing(text))
+        return f"{why or 'not solved yet'}; write: {'; '.join(lines)}" if lines else ""
+
+    def sft_response(self, p: Problem, attempt: str) -> str:
+        """SFT's response to the feedback on attempt (sft_example): the reference, or with sft_target
+        "recovery" (undo tasks) the attempt's lines through the first line the fix retracts, one undo,
+        and the fix's completion, a response that passes (the reference if it would not fit)."""
+        if self.sft_target == "reference" or not self.undo:
+            return p.solution
+        standing = self.standing(attempt)
+        k, why, lines = self.fix(p, standing)
+        kept = [ln for ln in attempt.split("\n") if ln.strip()]
+        if why:
+            kept, lines = kept[:standing[k][0]], [UNDO] + [ln for ln in lines if ln != UNDO]
+        out = "\n".join(kept + lines)
+        return out if len(out) <= self.max_response_chars and self.verify(p, out)[0] == 1.0 else p.solution
 
     def oracle(self, p: Problem, prefix: str) -> dict:
         if sum(map(len, (self._moves, self._count, self._dist, self._alive, self._replays))) > MEMO_LIMIT:
@@ -417,11 +471,11 @@ class Mult(_LastLine):
     """a*b: one line a*(d*10^i) per nonzero digit d of b, lowest first, then the sum line.
     Reward: the number after the last '=' of the last line is a*b. Recovery: a later line
     restating a working line (same left side) supersedes it. Feedback: the first line off the
-    worked scratchpad, the line to write instead, and the answer's verdict."""
+    worked scratchpad, the line to write instead (not with feedback="verdict"), the answer's verdict."""
     name, domain = "mult", "math"
 
-    def __init__(self, digits_a: int = 3, digits_b: int = 2):
-        super().__init__()
+    def __init__(self, digits_a: int = 3, digits_b: int = 2, feedback: str = "fix"):
+        super().__init__(feedback)
         self.digits_a, self.digits_b = digits_a, digits_b
         longest = self.scratchpad(10 ** digits_a - 1, 10 ** digits_b - 1)
         self.max_response_chars = len(longest) + 1 + max(map(len, longest.split("\n")))  # + one restatement
@@ -455,12 +509,14 @@ class Mult(_LastLine):
     def check(self, p, text):
         got = [ln.replace(" ", "") for ln in text.split("\n") if ln.strip()]
         wrong, notes = self.first_mistake(p, got), []
+        fix = self.feedback == "fix"
         if wrong:
             i, want = wrong
-            notes.append(f"line {i + 1} wrong: {_quote(got[i])}; correct: {want} (write it on a new line: "
-                         "a later line supersedes an earlier one)")
+            notes.append(f"line {i + 1} wrong: {_quote(got[i])}" + (f"; correct: {want} (write it on a new line: "
+                         "a later line supersedes an earlier one)" if fix else ""))
         elif not self.done(p, self.states(p, got)[-1]):
-            notes.append(f"line {len(got) + 1} missing; correct: {list(self._legal(p, self.states(p, got)[-1]))[0]}")
+            want = list(self._legal(p, self.states(p, got)[-1]))[0]
+            notes.append(f"line {len(got) + 1} missing" + (f"; correct: {want}" if fix else ""))
         else:
             notes.append("every line correct")
         ans = self.answer(p, text)
@@ -531,13 +587,18 @@ class Countdown(Task):
     """Reach the target from the numbers with + - * /, one operation a?b=c per line, each number
     (given or produced) used at most once, every result a positive integer; the last standing
     line's result is the target. Recovery: a line `undo` retracts the latest standing line (an
-    invalid line, or a valid one that leaves no solution). Feedback: each standing line's
-    evaluation and the numbers left, until the first invalid one, whether the target was
-    reached, and which line to retract."""
+    invalid line, or a valid one that leaves no solution). Feedback (feedback="fix"): first the
+    next step (Task.fix: the line to retract and the lines that solve from the numbers standing
+    before it), then, as with feedback="verdict", each standing line's evaluation and the numbers
+    left, until the first invalid one, whether the target was reached, which line to retract."""
     name, domain, undo = "countdown", "math", True
 
-    def __init__(self, n_numbers: int = 4, max_number: int = 15, max_target: int = 100):
-        super().__init__()
+    def __init__(self, n_numbers: int = 4, max_number: int = 15, max_target: int = 100, feedback: str = "fix",
+                 sft_target: str = "recovery"):
+        super().__init__(feedback)
+        if sft_target not in SFT_TARGETS:
+            raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
+        self.sft_target = sft_target
         self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
         d = len(str(max_number ** n_numbers))  # no result exceeds the product of all numbers
         self.max_response_chars = n_numbers * (3 * d + 3) + len(UNDO)  # + one retracted line and its undo
@@ -587,7 +648,11 @@ class Countdown(Task):
         trace, valid, last, standing = self._run(p, text)
         ok = valid and last == p.data[1]
         rows = (trace or ["no operations"]) + [f"target {p.data[1]} {'reached' if ok else 'not reached'}"]
-        return float(ok), "\n".join(rows + ([] if ok else [self.way_back(p, standing)])).strip()
+        if ok:
+            return 1.0, "\n".join(rows)
+        if self.feedback == "fix":
+            return 0.0, "\n".join([self.fix_feedback(p, text)] + rows)
+        return 0.0, "\n".join(rows + [self.way_back(p, standing)]).strip()
 
     def answer(self, p, text):
         _, valid, last, _ = self._run(p, text)
@@ -699,12 +764,17 @@ class ListProg(Task):
     output. Recovery: a line `undo` retracts the latest standing line (a step that errs, or one
     after which no program of max_steps useful steps passes). Feedback, like a test runner: per
     failing example the trace of the standing program (each line and the value after it) and
-    expected versus actual; how many examples pass; which line to retract."""
+    expected versus actual; how many examples pass; which line to retract. With feedback="fix" (the
+    default) the first line is the next step instead (Task.fix: the step to retract and the steps
+    of a passing program from the steps standing before it)."""
     name, domain, undo = "listprog", "code", True
 
     def __init__(self, max_steps: int = 3, min_steps: int = 1, n_examples: int = 3, min_len: int = 4,
-                 max_len: int = 6, max_value: int = 9):
-        super().__init__()
+                 max_len: int = 6, max_value: int = 9, feedback: str = "fix", sft_target: str = "recovery"):
+        super().__init__(feedback)
+        if sft_target not in SFT_TARGETS:
+            raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
+        self.sft_target = sft_target
         self.max_steps, self.min_steps, self.n_examples = max_steps, min_steps, n_examples
         self.min_len, self.max_len, self.max_value = min_len, max_len, max_value
         self.max_response_chars = (max_steps + 1) * (max(map(len, LP_STEPS)) + 1) + len(UNDO)
@@ -763,8 +833,9 @@ class ListProg(Task):
 
     def check(self, p, text):
         prog, runs, standing = self._runs(p, text)
+        fix = [self.fix_feedback(p, text)] if self.feedback == "fix" else []
         if not prog:
-            return 0.0, "empty program"
+            return 0.0, "\n".join(fix + ["empty program"])
         report, passed = [], 0
         for i, ((x, want), (vals, err)) in enumerate(zip(p.data, runs), 1):
             if err is None and vals[-1] == want:
@@ -775,7 +846,9 @@ class ListProg(Task):
             report.append(f"example {i} FAIL: {_fmt(x)}{trace} -> {got}, expected {_fmt(want)}")
         report.append(f"{passed}/{len(p.data)} examples pass")
         ok = passed == len(p.data)
-        return float(ok), "\n".join(report + ([] if ok else [self.way_back(p, standing)])).strip()
+        if ok or fix:
+            return float(ok), "\n".join(([] if ok else fix) + report)
+        return 0.0, "\n".join(report + [self.way_back(p, standing)]).strip()
 
     def answer(self, p, text):
         """The program's behaviour on the examples: programs that agree there vote together."""
@@ -962,12 +1035,13 @@ class Chem(_LastLine):
     """Balance the equation: the smallest positive integer coefficients (1 omitted), species in
     the prompt's order. A family is drawn uniformly, then an equation of it with at most
     max_species species and coefficients 2..max_coef (all 1s: nothing to do). Graded by the
-    last line; recovery: a later equation supersedes an earlier one. Feedback: the atom count
-    of every element on each side, the unbalanced elements, a common factor if any."""
+    last line; recovery: a later equation supersedes an earlier one. Feedback: (feedback="fix")
+    first the balanced equation to write and the coefficients to change, then the atom count of
+    every element on each side, the unbalanced elements, a common factor if any."""
     name, domain = "chem", "science"
 
-    def __init__(self, max_coef: int = 10, max_species: int = 4):
-        super().__init__()
+    def __init__(self, max_coef: int = 10, max_species: int = 4, feedback: str = "fix"):
+        super().__init__(feedback)
         if max_coef < 2 or max_species < 2:
             raise ValueError(f"max_coef >= 2 and max_species >= 2 (got {max_coef}, {max_species})")
         self.max_coef, self.max_species = max_coef, max_species
@@ -1032,10 +1106,11 @@ class Chem(_LastLine):
     def check(self, p, text):
         lhs, rhs, _ = p.data
         sides, back = self._parse(text), "write the corrected equation on a new line: the last line is graded"
+        write = [f"write: {p.solution}"] if self.feedback == "fix" else []
         if isinstance(sides, str):
-            return 0.0, f"{sides}\n{back}"
+            return 0.0, "\n".join(write + [sides, back])
         if tuple(tuple(f for _, f in side) for side in sides) != (lhs, rhs):
-            return 0.0, f"the species must be {_equation(lhs, rhs)}, in this order\n{back}"
+            return 0.0, "\n".join(write + [f"the species must be {_equation(lhs, rhs)}, in this order", back])
         counts = [Counter(), Counter()]
         for count, side in zip(counts, sides):
             for c, f in side:
@@ -1050,7 +1125,9 @@ class Chem(_LastLine):
         elif balanced:
             rows.append(f"balanced, but every coefficient shares the factor {g}" if g > 1 else "balanced")
         ok = balanced and g == 1 and min(cs) > 0
-        return float(ok), "\n".join(rows + ([] if ok else [back]))
+        changes = [f"{f} {c}->{w}" for c, w, f in zip(cs, p.data[2], lhs + rhs) if c != w]
+        write = [f"{write[0]} (change {', '.join(changes)})"] if write and not ok else []
+        return float(ok), "\n".join(write + rows + ([] if ok else [back]))
 
     def corrupt(self, p, rng):
         """One coefficient off by one, every coefficient 1 (not balanced at all), or all doubled."""
@@ -1072,7 +1149,7 @@ TASKS = {t.name: t for t in (Mult(), Countdown(), ListProg(), Chem())}
 
 def make_task(spec: str) -> Task:
     """"name" -> TASKS[name]; "name:knob=value,..." -> a fresh instance of that task's class with
-    those difficulty knobs (constructor arguments; values read by ast.literal_eval)."""
+    those knobs (constructor arguments; values read by ast.literal_eval, a bare word as a string)."""
     name, _, args = spec.partition(":")
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r} in {spec!r}; tasks: {', '.join(TASKS)}")
@@ -1087,7 +1164,8 @@ def make_task(spec: str) -> Task:
             raise ValueError(f"task {spec!r}: {kv.strip()!r} is not knob=value with a knob of {name} "
                              f"({', '.join(knobs)})")
         try:
-            kw[k] = ast.literal_eval(v)
+            word = v.isidentifier() and v not in ("True", "False", "None")
+            kw[k] = v if word else ast.literal_eval(v)   # a bare word is a string: feedback=verdict
         except (ValueError, SyntaxError):
             raise ValueError(f"task {spec!r}: cannot read the value {v!r} of {k} (a Python literal, e.g. 3)") from None
     try:

@@ -16,6 +16,7 @@ from tasks import EOT, EOT_ID, TASKS, Problem, first_off_support, oracle_greedy
 N = 40  # problems per task and split in most tests
 EXPERIMENT_SPECS = ["mult:digits_a=2,digits_b=1", "countdown:n_numbers=3,max_number=10,max_target=60",
                     "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5"]  # experiment.py's TASK_SPECS
+VERDICT = {name: tasks.make_task(f"{name}:feedback=verdict") for name in TASKS}  # the symptoms-only ablation
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,8 @@ def test_countdown_feedback_flags_the_first_invalid_line_or_the_missed_target(pr
     rng = random.Random(0)
     for p in problems["countdown"]:
         bad = TASKS["countdown"].corrupt(p, rng)
-        reward, fb = TASKS["countdown"].verify(p, bad)
+        reward, fb = VERDICT["countdown"].verify(p, bad)
+        assert TASKS["countdown"].verify(p, bad)[1].split("\n", 1)[1] == fb.rsplit("\n", 1)[0]
         ref, got, rows = p.solution.split("\n"), bad.split("\n"), fb.split("\n")
         i = next((k for k in range(len(got)) if k >= len(ref) or ref[k] != got[k]), len(got))
         assert reward == 0.0 and all(" ok, left " in r for r in rows[:i]), (bad, fb)
@@ -82,9 +84,145 @@ def test_feedback_way_back_names_the_fewest_undos_that_leave_a_solution(problems
         task = TASKS[name]
         for p in problems[name]:
             bad = task.corrupt(p, rng)
-            k = way_back_undos(task.verify(p, bad)[1])
+            k = way_back_undos(VERDICT[name].verify(p, bad)[1])
             live = [task._n(p, task.states(p, (bad + "\nundo" * j).split("\n"))[-1]) > 0 for j in range(k + 1)]
             assert live[-1] and not any(live[:-1]), (name, bad, k, live)
+
+
+def written_fix(fb):
+    """The lines the first feedback line tells the student to write ("write: a; b" or "correct: a")."""
+    m = re.match(r"[^\n]*?(?:write|correct): (.*?)(?: \(change | \(write |\n|$)", fb)
+    return None if m is None else [s.strip() for s in m[1].split(";")]
+
+
+def fix_attempts(task, p, rng):
+    """Attempts a student writes: a corrupted one, each prefix of it that ends a line or cuts one, fuzz."""
+    bad = task.corrupt(p, rng)
+    cuts = [bad[:k] for k in range(len(bad) + 1) if k == len(bad) or bad[k] == "\n" or rng.random() < 0.15]
+    return [bad] + cuts + adversarial_strings(p, rng, 6)[20:]
+
+
+def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(problems):
+    """Exactness of the fix: writing the lines the first feedback line names, after the response
+    itself, gives reward 1 on every failing attempt; on undo tasks the undo lines named are the
+    fewest that leave a solution, and the first line after them keeps one; on mult the line named
+    is the reference's line for the first wrong one; on chem it is the reference equation and the
+    changes named turn the attempt's coefficients into the reference's."""
+    rng, failing = random.Random(3), Counter()
+    for name, task in TASKS.items():
+        for p in problems[name][:30]:
+            for text in fix_attempts(task, p, rng):
+                reward, fb = task.verify(p, text)
+                if reward == 1.0 or len(text) > tasks.MAX_TEXT:
+                    continue
+                failing[name] += 1
+                lines = written_fix(fb)
+                assert lines and fb.split("\n")[0].isascii(), (name, text, fb)
+                if name == "mult":
+                    assert lines[0] in p.solution.split("\n"), (text, fb)
+                    continue
+                assert task.verify(p, text + "\n" + "\n".join(lines))[0] == 1.0, (name, text, fb)
+                if task.undo:
+                    k = lines.count("undo")
+                    assert lines[:k] == ["undo"] * k and len(lines) > k, (text, fb)
+                    live = [task._live(p, task.states(p, (text + "\nundo" * j).split("\n"))[-1]) for j in range(k + 1)]
+                    assert live[-1] and not any(live[:-1]), (name, text, fb, live)
+                    after = task.states(p, (text + "\nundo" * k + "\n" + lines[k]).split("\n"))[-1]
+                    assert task._live(p, after), (name, text, fb)
+                if name == "chem":
+                    assert lines == [p.solution], fb
+                    got = task.answer(p, text)
+                    if got is not None and "(change " in fb.split("\n")[0]:
+                        cs = [int(c) for c in got.split()]
+                        for f, a, b in re.findall(r"([A-Za-z0-9().]+) (\d+)->(\d+)", fb.split("\n")[0]):
+                            i = (p.data[0] + p.data[1]).index(f)
+                            assert cs[i] == int(a)
+                            cs[i] = int(b)
+                        assert tuple(cs) == p.data[2], (text, fb)
+    assert min(failing.values()) >= 100, failing
+
+
+def test_verdict_feedback_is_the_fix_feedback_without_the_fix(problems):
+    """feedback=verdict (the ablation): no line to write is named, and the symptoms are exactly the
+    fix feedback's rows after its first line (mult: the same rows without "; correct: ...")."""
+    rng = random.Random(4)
+    for name, task in TASKS.items():
+        for p in problems[name][:20]:
+            for text in fix_attempts(task, p, rng)[:6]:
+                (r1, fix), (r2, verdict) = task.verify(p, text), VERDICT[name].verify(p, text)
+                assert r1 == r2 and ("write:" in verdict) == ("write:" in p.prompt), (name, text, verdict)
+                if name == "mult":
+                    assert re.sub(r"; correct: [^\n]*", "", fix) == verdict and "correct:" not in verdict
+                elif r1 == 1.0 or len(text) > tasks.MAX_TEXT:
+                    assert fix == verdict
+                elif task.undo:
+                    rows = verdict.split("\n")
+                    way_back = "leaves no solution: write undo" in rows[-1]
+                    assert fix.split("\n")[1:] == (rows[:-1] if way_back else rows), (fix, verdict)
+                    assert way_back == fix.startswith("line "), (fix, verdict)
+                else:
+                    assert fix.split("\n")[1:] == verdict.split("\n"), (fix, verdict)
+
+
+def test_fix_feedback_puts_the_fix_first_so_the_clip_keeps_it(problems):
+    rng = random.Random(6)
+    for name, task in TASKS.items():
+        for p in problems[name][:20]:
+            text = task.corrupt(p, rng)
+            fb = task.verify(p, text)[1]
+            block = tasks.teacher_context(p, feedback=fb).split("feedback:\n")[1]
+            assert block.startswith(fb.split("\n")[0] + "\n"), (name, fb)
+            assert len(fb.split("\n")[0]) <= tasks.FEEDBACK_CHARS // 2, fb
+
+
+def test_sft_recovery_responses_continue_the_attempt_and_pass(problems):
+    """sft_target=recovery (undo tasks): the teacher-format response keeps the attempt's lines through
+    the line the feedback flags, then one undo and the fix's lines, passes and fits the budget; with
+    sft_target=reference, and on mult and chem, it is the reference."""
+    rng = random.Random(7)
+    for name, task in TASKS.items():
+        same = 0
+        for p in problems[name]:
+            bad = task.corrupt(p, rng)
+            out = task.sft_response(p, bad)
+            assert task.verify(p, out)[0] == 1.0 and len(out) <= task.max_response_chars, (name, bad, out)
+            if not task.undo:
+                assert out == p.solution
+                continue
+            assert tasks.make_task(f"{name}:sft_target=reference").sft_response(p, bad) == p.solution
+            kept = out.split("\nundo\n")[0] if "\nundo\n" in out else None
+            lines = written_fix(task.verify(p, bad)[1])
+            if kept is not None:
+                assert bad.startswith(kept) and out.split("\nundo\n")[1].split("\n") == [s for s in lines if s != "undo"]
+            elif out != bad + "\n" + "\n".join(lines):
+                assert out == p.solution, (bad, out)
+                same += 1                      # the reference instead: the recovery would not fit
+        assert same <= len(problems[name]) // 20, (name, same)
+
+
+def test_sft_examples_of_mult_are_todays_rng_for_rng(problems):
+    """mult's and chem's SFT data are unchanged by the recovery targets: the same draws give the same
+    (context, response) pairs as the reference-target construction (context from corrupt's feedback)."""
+    for name in ("mult", "chem"):
+        task = TASKS[name]
+        for seed in range(50):
+            p = problems[name][seed % len(problems[name])]
+            ctx, resp = tasks.sft_example(task, p, random.Random(seed), 0.5)
+            rng = random.Random(seed)
+            if rng.random() >= 0.5:
+                assert (ctx, resp) == (tasks.student_context(p), p.solution)
+                continue
+            kind = rng.randrange(3)
+            fb = task.verify(p, task.corrupt(p, rng))[1] if kind != 1 else None
+            assert (ctx, resp) == (tasks.teacher_context(p, fb, p.solution if kind else None), p.solution)
+
+
+def test_make_task_reads_a_bare_word_as_a_string_and_rejects_unknown_kinds():
+    assert tasks.make_task("countdown:n_numbers=3,feedback=verdict").feedback == "verdict"
+    assert tasks.make_task("chem:feedback='fix'").feedback == "fix"
+    for spec in ("mult:feedback=hint", "listprog:sft_target=oracle", "chem:sft_target=recovery"):
+        with pytest.raises(ValueError):
+            tasks.make_task(spec)
 
 
 def test_listprog_feedback_reports_exactly_the_failing_examples_with_expected_and_actual(problems):
@@ -392,15 +530,19 @@ def test_the_new_verifier_rules_on_hand_written_responses():
                          ("1+3=4\n4*2=8\n8*5=41\nundo\n8*5=40", 1), ("1+3=4\n4*2=8\n8*5=40\n1+1=2", 0)]:
         assert cd.verify(p, text)[0] == reward, text
         assert cd.has_recovery(p, text) == ("\nundo" in text), text
-    fb = cd.verify(p, "1+2=3\n3*5=15")[1]
+    fb = VERDICT["countdown"].verify(p, "1+2=3\n3*5=15")[1]
     assert "line 1 leaves no solution: write undo 2 times" in fb and "target 40 not reached" in fb
+    fb = cd.verify(p, "1+2=3\n3*5=15")[1]
+    assert fb.startswith("line 1 leaves no solution; write: undo; undo; 1+3=4; 4*2=8; 8*5=40\n"), fb
     assert "line 2: 4*2=9 is wrong: 4*2=8" in cd.verify(p, "1+3=4\n4*2=9")[1]
     q = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
     for text, reward in [("filter odd\nmap +1", 1), ("sort\nundo\nfilter odd\nmap +1", 1),
                          ("bogus\nfilter odd\nmap +1", 0), ("bogus\nundo\nfilter odd\nmap +1", 1),
                          ("max\nsort\nundo\nundo\nfilter odd\nmap +1", 1), ("filter odd\nmap +1\nundo", 0)]:
         assert lp.verify(q, text)[0] == reward, text
-    assert "line 1 leaves no solution: write undo to retract it" in lp.verify(q, "max")[1]
+    assert "line 1 leaves no solution: write undo to retract it" in VERDICT["listprog"].verify(q, "max")[1]
+    assert lp.verify(q, "max")[1].startswith("line 1 leaves no solution; write: undo; filter odd; map +1\n")
+    assert lp.verify(q, "bogus")[1].startswith("line 1 is invalid; write: undo; filter odd; map +1\n")
     r = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
     fb = mult.verify(r, "12*4=48\n12*30=36\n48+36=84")[1]
     assert "line 2 wrong: '12*30=36'; correct: 12*30=360" in fb and "supersedes" in fb
