@@ -66,6 +66,14 @@ TASK_SPECS = ("mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,ma
 MEAN = "mean of tasks"
 # of --premise; model: <out>/<task>/teacher/sft.pt with the teacher context, model_plain: with the student's
 PREMISE_TEACHERS = ("self", "frozen", "model", "model_plain", "oracle")
+# every teacher --premise can measure -> (train_gpt --teacher kind, --context, task knobs added to the spec):
+# <kind> reads the peer (train_gpt's default), <kind>_feedback the feedback, <kind>_both both, and
+# <kind>_verdict the feedback of the same task with feedback=verdict (the symptoms, no fix named)
+PREMISE_KINDS = {f"{k}{sfx}": (k, ctx, knob) for k in ("self", "frozen", "model") for sfx, ctx, knob in (
+    ("", "peer", ""), ("_feedback", "feedback", ""), ("_both", "both", ""), ("_verdict", "feedback", "feedback=verdict"))}
+PREMISE_KINDS |= {"model_plain": ("model", "none", ""), "oracle": ("oracle", "peer", "")}
+FEEDBACK_CSV = "premise_feedback.csv"  # --premise --premise_csv this: the feedback study (results/feedback.md)
+SFT_REFERENCE_CSV = "premise_sft_reference.csv"  # the same, SFT'd with sft_target=reference (its ablation)
 
 
 @dataclass
@@ -102,7 +110,8 @@ class Config:
     readme: str = "README.md"  # the file whose results summary block --report_only rewrites ("" = none)
     report_only: bool = False  # rebuild results/README.md, the README summary and the figures from the CSVs
     premise: bool = False  # measure t_adv of every --premise_teachers at each task's SFT student (results/premise.csv)
-    premise_teachers: str = ",".join(PREMISE_TEACHERS)  # the teachers --premise measures (model: the teacher model)
+    premise_teachers: str = ",".join(PREMISE_TEACHERS)  # the teachers --premise measures (PREMISE_KINDS' names)
+    premise_csv: str = "premise.csv"  # the file under --results that --premise writes (FEEDBACK_CSV: the feedback study)
     teacher_preset: str = "tiny"  # the teacher model of --premise: this preset ...
     teacher_scale: int = 2  # ... trained on the same SFT data for this many times the task's SFT steps
     plot: str = ""  # a train_gpt.py JSONL log to draw as <log>.png (then exit)
@@ -561,17 +570,24 @@ PREMISE_START = "<!-- premise: written by `python experiment.py --report_only` f
 PREMISE_END = "<!-- end of premise -->"
 
 
-def premise_path(cfg):
-    return os.path.join(cfg.results, "premise.csv")
+def premise_path(cfg, name="premise.csv"):
+    return os.path.join(cfg.results, name)
+
+
+def with_knob(spec, knob):
+    """The task spec with one more knob=value ("" leaves it as it is): chem -> chem:feedback=verdict."""
+    return spec if not knob else f"{spec},{knob}" if ":" in spec else f"{spec}:{knob}"
 
 
 def measure_premise(cfg, name, spec, teacher):
-    """One row of premise.csv: t_adv ± SE of `teacher` at the student's states of the task's SFT
-    checkpoint on the test split, with the teacher's own success t_rew and the student's avg@8."""
-    run = os.path.join(cfg.out, name)
-    c = dataclasses.replace(base_config(cfg, spec, name, cfg.sft_seed), stage="eval", eval_passn=0, resume=False,
-                            context="none" if teacher == "model_plain" else tg.Config.context,
-                            teacher=os.path.join(run, "teacher", "sft.pt") if teacher.startswith("model") else teacher,
+    """One row of the premise CSV: t_adv ± SE of `teacher` (PREMISE_KINDS) at the student's states of
+    the task's SFT checkpoint on the test split, with the teacher's own success t_rew and the
+    student's avg@8. The SFT checkpoint is the same for every teacher: a _verdict teacher changes the
+    feedback the evaluation's verifier writes, not the model."""
+    run, (kind, context, knob) = os.path.join(cfg.out, name), PREMISE_KINDS[teacher]
+    c = dataclasses.replace(base_config(cfg, with_knob(spec, knob), name, cfg.sft_seed), stage="eval", eval_passn=0,
+                            resume=False, context=context,
+                            teacher=os.path.join(run, "teacher", "sft.pt") if kind == "model" else kind,
                             init_from=os.path.join(run, "sft", "sft.pt"), out_dir=os.path.join(run, f"premise_{teacher}"))
     os.makedirs(c.out_dir, exist_ok=True)
     t0, threads = time.time(), torch.get_num_threads()
@@ -586,13 +602,13 @@ def premise(cfg):
     """Train what is missing (the SFT checkpoints, shared with the main experiment, and the teacher
     models, `jobs` at a time), then measure every (task, teacher) not yet in premise.csv; each row is
     written as soon as it is measured, so a rerun continues."""
-    specs, path, teachers = task_specs(cfg, sweep=False), premise_path(cfg), cfg.premise_teachers.split(",")
-    if set(teachers) - set(PREMISE_TEACHERS):
-        raise SystemExit(f"error: --premise_teachers {cfg.premise_teachers!r}: choose among {', '.join(PREMISE_TEACHERS)}")
+    specs, path, teachers = task_specs(cfg, sweep=False), premise_path(cfg, cfg.premise_csv), cfg.premise_teachers.split(",")
+    if set(teachers) - set(PREMISE_KINDS):
+        raise SystemExit(f"error: --premise_teachers {cfg.premise_teachers!r}: choose among {', '.join(PREMISE_KINDS)}")
     rows = read_premise(path) if os.path.exists(path) else []
     todo = [s for s in specs if {(s[0], t) for t in teachers} - {(r["task"], r["teacher"]) for r in rows}]
     jobs = [(("sft", n), [], lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
-    if {"model", "model_plain"} & set(teachers):
+    if any(PREMISE_KINDS[t][0] == "model" for t in teachers):
         jobs += [(("teacher", n), [], lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0,
                                                             preset=cfg.teacher_preset): j) for n, s, k in todo]
     results = run_all(cfg, {"ran": 0}, jobs)
@@ -621,7 +637,7 @@ def premise_table(rows, cfg):
              "model": f"teacher model ({cfg.teacher_preset}, {cfg.teacher_scale}x the SFT steps)",
              "model_plain": "teacher model, the student's context"}
     order = list(dict.fromkeys(r["task"] for r in rows))
-    rows = sorted(rows, key=lambda r: (order.index(r["task"]), PREMISE_TEACHERS.index(r["teacher"])))
+    rows = sorted(rows, key=lambda r: (order.index(r["task"]), list(PREMISE_KINDS).index(r["teacher"])))
     total = sum(r["eval_s"] + r["train_s"] for r in rows)
     L = [PREMISE_START, "", f"`python experiment.py --premise`: t_adv at the SFT student's states on {cfg.eval_n} test "
          f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each from teacher "
@@ -630,9 +646,61 @@ def premise_table(rows, cfg):
          "| task | teacher | t_adv ± SE | cuts | teacher's t_rew | student's avg@8 | time |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         time_s = r["eval_s"] + r["train_s"]
-        L.append(f"| {r['task']} | {names[r['teacher']]} | {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
+        L.append(f"| {r['task']} | {names.get(r['teacher'], r['teacher'])} | {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
                  f"{r['t_rew']:.3f} | {r['avg@8']:.3f} | {tg.fmt_time(time_s)} |")
     return "\n".join(L + ["", PREMISE_END])
+
+
+FEEDBACK_COLUMNS = (("oracle", "oracle"), ("self_feedback", "feedback (fix named)"),
+                    ("self_verdict", "feedback (verdict only)"), ("self", "peer"), ("self_both", "feedback + peer"))
+
+
+def feedback_table(rows, cfg, ablation=()):
+    """results/feedback.md from FEEDBACK_CSV's rows: per task, t_adv ± SE (cuts) of the oracle and of
+    the live self-teacher at the SFT checkpoint with each context, and whether the feedback-reading
+    self-teacher meets issue 17's bar (t_adv >= half the oracle's, SE <= 0.05); then the rows of
+    SFT_REFERENCE_CSV (`ablation`: checkpoints SFT'd on reference targets), if any."""
+    by = {(r["task"], r["teacher"]): r for r in rows}
+    names = list(dict.fromkeys(r["task"] for r in rows))
+    specs = {n: (s, k) for n, s, k in task_specs(cfg, sweep=False)} if rows else {}
+    cols = [(t, label) for t, label in FEEDBACK_COLUMNS if any((n, t) in by for n in names)]
+    L = ["# Feedback a small teacher can read: the self-teacher's advantage by context (issue 17)", "",
+         f"Written by `python experiment.py --report_only` from results/{FEEDBACK_CSV}, which "
+         f"`python experiment.py --premise --premise_csv {FEEDBACK_CSV} --premise_teachers "
+         f"{','.join(t for t, _ in cols)} --readme ''` measures. t_adv ± SE (cuts) at the SFT student's states on "
+         f"{cfg.eval_n} test problems ({tg.Config.adv_samples} completions per cut from teacher and student), the "
+         f"live self-teacher = the SFT checkpoint reading the context; seed {int(rows[0]['seed']) if rows else '-'}, "
+         "one CPU thread. *fix named*: tasks.py's feedback=fix (the default), *verdict only*: the same checkpoint "
+         "with feedback=verdict. Bar: the feedback-reading teacher's t_adv >= half the oracle's, SE <= 0.05.", "",
+         "| task | SFT steps | " + " | ".join(label for _, label in cols) + " | bar met |",
+         "|---|---|" + "---|" * len(cols) + "---|"]
+    for n in names:
+        cells = [f"{by[n, t]['t_adv']:+.3f} ± {by[n, t]['t_adv_se']:.3f} ({int(by[n, t]['t_adv_n'])})"
+                 if (n, t) in by else "-" for t, _ in cols]
+        fb, orc = by.get((n, "self_feedback")), by.get((n, "oracle"))
+        met = "-" if fb is None or orc is None else "yes" if (
+            fb["t_adv"] >= orc["t_adv"] / 2 and fb["t_adv_se"] <= 0.05) else "no"
+        L.append(f"| {n} | {specs.get(n, ('', '-'))[1]} | " + " | ".join(cells) + f" | {met} |")
+    L += ["", "The teachers' own success from their contexts (t_rew) and the student's avg@8:", "",
+          "| task | student avg@8 | " + " | ".join(f"t_rew {label}" for _, label in cols) + " |",
+          "|---|---|" + "---|" * len(cols)]
+    for n in names:
+        avg = next(r["avg@8"] for r in rows if r["task"] == n)
+        L.append(f"| {n} | {avg:.3f} | " + " | ".join(f"{by[n, t]['t_rew']:.3f}" if (n, t) in by else "-"
+                                                      for t, _ in cols) + " |")
+    L += ["", f"Wall time of the measurements: {tg.fmt_time(sum(r['eval_s'] for r in rows))} (not the SFT runs)."]
+    if ablation:
+        L += ["", f"SFT targets (results/{SFT_REFERENCE_CSV}: the task SFT'd with `sft_target=reference`, the "
+              "teacher-format responses the reference instead of the attempt's recovery; `--out` another folder):", "",
+              "| task | sft_target | " + " | ".join(label for t, label in cols if t in ("oracle", "self_feedback")) + " |",
+              "|---|---|---|---|"]
+        other = {(r["task"], r["teacher"]): r for r in ablation}
+        for n in dict.fromkeys(r["task"] for r in ablation):
+            for target, got in (("recovery (the default)", by), ("reference", other)):
+                L.append(f"| {n} | {target} | " + " | ".join(
+                    f"{got[n, t]['t_adv']:+.3f} ± {got[n, t]['t_adv_se']:.3f} ({int(got[n, t]['t_adv_n'])})"
+                    if (n, t) in got else "-" for t in ("oracle", "self_feedback")) + " |")
+    return "\n".join(L) + "\n"
 
 
 def replace_block(path, start, end, block):
@@ -701,6 +769,13 @@ def write_reports(cfg):
     if premise_rows:
         parts.append("## The premise: the teacher's advantage at the student's states (results/premise.csv)\n\n"
                      + premise_table(premise_rows, cfg) + "\n")
+    if os.path.exists(premise_path(cfg, FEEDBACK_CSV)):
+        ablation = premise_path(cfg, SFT_REFERENCE_CSV)
+        table = feedback_table(read_premise(premise_path(cfg, FEEDBACK_CSV)), cfg,
+                               read_premise(ablation) if os.path.exists(ablation) else ())
+        with open(os.path.join(cfg.results, "feedback.md"), "w") as f:
+            f.write(table)
+        parts.append("#" + table)  # a section of results/README.md
     md = ("# The paper's experiment in miniature: every table (written by `python experiment.py --report_only` "
           "from the CSVs in this folder)\n\n" + "\n".join(parts))
     with open(os.path.join(cfg.results, "README.md"), "w") as f:
@@ -798,8 +873,9 @@ def main(cfg):
     md = write_reports(cfg)  # the report reads exactly what is committed
     print(md)
     if cfg.premise:
-        print(f"wrote {premise_path(cfg)}, {cfg.results}/README.md" + (f", the premise block in {cfg.readme}" if cfg.readme else ""))
-        return read_premise(premise_path(cfg))
+        print(f"wrote {premise_path(cfg, cfg.premise_csv)}, {cfg.results}/README.md"
+              + (f", the premise block in {cfg.readme}" if cfg.readme else ""))
+        return read_premise(premise_path(cfg, cfg.premise_csv))
     print(f"wrote {csv_path(cfg, cfg.teacher)}, {cfg.results}/README.md, {cfg.figures}/exp{sfx}_*.png"
           + (f", the summary in {cfg.readme}" if cfg.readme else ""))
     return read_csv(csv_path(cfg, cfg.teacher))

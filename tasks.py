@@ -27,6 +27,10 @@ completions of the expert state y reached, marginalised to c. Off S the expert f
 with what the student sees: an unfinished line is finished in shape (as a legal line it starts,
 else as the nearest line with characters miswritten); a state with no solution left is undone; a
 wrong mult/chem line is restated; then the canonical completion follows.
+Feedback (knob feedback=fix, the default) names the next step on its first line, so no clip cuts
+it: mult the corrected line, countdown/listprog the line to retract and the lines that solve from
+those standing before it (Task.fix), chem the balanced equation; the symptoms (trace, counts)
+follow. feedback=verdict is the symptoms alone, the ablation of what a small teacher can read.
 Simplifications: 1. verifiers check the examples shown; 2. chem equations come from reaction
 families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
 

@@ -267,3 +267,40 @@ def test_report_only_regenerates_the_committed_results_and_readme_summary_byte_f
     ex.main(ex.Config(report_only=True, results=str(results), figures=str(tmp_path / "figures"), readme=str(readme)))
     assert readme.read_text() == committed
     assert (results / "README.md").read_text() == open(os.path.join(ROOT, "results", "README.md")).read()
+
+
+def test_premise_teachers_read_the_context_and_feedback_kind_they_name(tmp_path, monkeypatch):
+    """self_verdict must evaluate the same checkpoint with the task's feedback=verdict, self_feedback
+    with --context feedback; the bare kinds keep train_gpt's default context (the peer)."""
+    seen = {}
+
+    def fake_run(c):
+        seen[c.out_dir.rsplit("premise_", 1)[1]] = c
+        return {"eval": {k: 0.5 for k in ex.PREMISE_FIELDS[2:7]}}
+    monkeypatch.setattr(tg, "run", fake_run)
+    cfg = tiny(tmp_path)
+    for t in ("self", "self_feedback", "self_verdict", "self_both", "model_feedback", "model_plain", "oracle"):
+        ex.measure_premise(cfg, "chem", "chem", t)
+    assert {t: (c.task, c.context) for t, c in seen.items()} == {
+        "self": ("chem", "peer"), "self_feedback": ("chem", "feedback"), "self_verdict": ("chem:feedback=verdict", "feedback"),
+        "self_both": ("chem", "both"), "model_feedback": ("chem", "feedback"), "model_plain": ("chem", "none"),
+        "oracle": ("chem", "peer")}
+    assert seen["model_feedback"].teacher.endswith(os.path.join("chem", "teacher", "sft.pt"))
+    assert {c.init_from for c in seen.values()} == {os.path.join(cfg.out, "chem", "sft", "sft.pt")}
+    assert ex.with_knob("mult:digits_a=2", "feedback=verdict") == "mult:digits_a=2,feedback=verdict"
+    with pytest.raises(SystemExit, match="premise_teachers"):
+        ex.premise(dataclasses.replace(cfg, premise_teachers="self,peer"))
+
+
+def test_feedback_table_marks_the_bar_only_where_half_the_oracle_is_reached_with_a_small_se():
+    def row(task, teacher, adv, se):
+        return {"task": task, "teacher": teacher, "t_adv": adv, "t_adv_se": se, "t_adv_n": 100.0, "t_rew": 0.9,
+                "avg@8": 0.2, "eval_s": 1.0, "train_s": 0.0, "seed": 1337.0, "torch": "x"}
+    rows = [row("mult", "oracle", 0.8, 0.03), row("mult", "self_feedback", 0.41, 0.05),
+            row("countdown", "oracle", 0.9, 0.02), row("countdown", "self_feedback", 0.5, 0.06),
+            row("chem", "oracle", 0.3, 0.04), row("chem", "self_feedback", 0.14, 0.02), row("chem", "self_verdict", 0.0, 0.01)]
+    md = ex.feedback_table(rows, ex.Config())
+    lines = {ln.split(" | ")[0][2:]: ln for ln in md.splitlines() if ln.startswith("| ") and "±" in ln}
+    assert lines["mult"].endswith("| yes |") and lines["countdown"].endswith("| no |") and lines["chem"].endswith("| no |")
+    assert "+0.410 ± 0.050 (100)" in lines["mult"] and "| 500 |" in lines["mult"]
+    assert "+0.000 ± 0.010 (100)" in lines["chem"] and lines["mult"].count(" - ") == 1  # no verdict row for mult
