@@ -73,7 +73,10 @@ PREMISE_KINDS = {f"{k}{sfx}": (k, ctx, knob) for k in ("self", "frozen", "model"
     ("", "peer", ""), ("_feedback", "feedback", ""), ("_both", "both", ""), ("_verdict", "feedback", "feedback=verdict"))}
 PREMISE_KINDS |= {"model_plain": ("model", "none", ""), "oracle": ("oracle", "peer", "")}
 FEEDBACK_CSV = "premise_feedback.csv"  # --premise --premise_csv this: the feedback study (results/feedback.md)
-SFT_REFERENCE_CSV = "premise_sft_reference.csv"  # the same, SFT'd with sft_target=reference (its ablation)
+# the same measured at checkpoints SFT'd with another tasks.py sft_target (the ablation of sft_target=continue)
+SFT_ABLATIONS = {"recovery": "premise_sft_recovery.csv", "reference": "premise_sft_reference.csv"}
+ABLATION_NOTES = {"recovery": "measured with commit 140a6b1's tasks.py, whose fix was one ';'-separated line "
+                              "and whose trace did not quote an invalid line"}
 
 
 @dataclass
@@ -655,11 +658,11 @@ FEEDBACK_COLUMNS = (("oracle", "oracle"), ("self_feedback", "feedback (fix named
                     ("self_verdict", "feedback (verdict only)"), ("self", "peer"), ("self_both", "feedback + peer"))
 
 
-def feedback_table(rows, cfg, ablation=()):
+def feedback_table(rows, cfg, ablations=None):
     """results/feedback.md from FEEDBACK_CSV's rows: per task, t_adv ± SE (cuts) of the oracle and of
     the live self-teacher at the SFT checkpoint with each context, and whether the feedback-reading
-    self-teacher meets issue 17's bar (t_adv >= half the oracle's, SE <= 0.05); then the rows of
-    SFT_REFERENCE_CSV (`ablation`: checkpoints SFT'd on reference targets), if any."""
+    self-teacher meets issue 17's bar (t_adv >= half the oracle's, SE <= 0.05); then, from
+    `ablations` ({sft_target: rows of SFT_ABLATIONS' file}), the same teachers at those checkpoints."""
     by = {(r["task"], r["teacher"]): r for r in rows}
     names = list(dict.fromkeys(r["task"] for r in rows))
     specs = {n: (s, k) for n, s, k in task_specs(cfg, sweep=False)} if rows else {}
@@ -689,17 +692,20 @@ def feedback_table(rows, cfg, ablation=()):
         L.append(f"| {n} | {avg:.3f} | " + " | ".join(f"{by[n, t]['t_rew']:.3f}" if (n, t) in by else "-"
                                                       for t, _ in cols) + " |")
     L += ["", f"Wall time of the measurements: {tg.fmt_time(sum(r['eval_s'] for r in rows))} (not the SFT runs)."]
-    if ablation:
-        L += ["", f"SFT targets (results/{SFT_REFERENCE_CSV}: the task SFT'd with `sft_target=reference`, the "
-              "teacher-format responses the reference instead of the attempt's recovery; `--out` another folder):", "",
-              "| task | sft_target | " + " | ".join(label for t, label in cols if t in ("oracle", "self_feedback")) + " |",
-              "|---|---|---|---|"]
-        other = {(r["task"], r["teacher"]): r for r in ablation}
-        for n in dict.fromkeys(r["task"] for r in ablation):
-            for target, got in (("recovery (the default)", by), ("reference", other)):
+    if ablations:
+        abl = [t for t, _ in FEEDBACK_COLUMNS if any(r["teacher"] == t for rs in ablations.values() for r in rs)]
+        L += ["", "SFT targets of the undo tasks' teacher-format examples (tasks.py sft_target; each other target "
+              f"its own checkpoint, `--tasks '<spec>,sft_target=T' --out <another folder> --premise_csv "
+              f"{'|'.join(SFT_ABLATIONS.values())}`):", "",
+              "| task | sft_target | " + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl) + " |",
+              "|---|---|" + "---|" * len(abl)]
+        got = {"continue (the default)": by} | {k: {(r["task"], r["teacher"]): r for r in rs} for k, rs in ablations.items()}
+        for n in dict.fromkeys(r["task"] for rs in ablations.values() for r in rs):
+            for target, g in got.items():
                 L.append(f"| {n} | {target} | " + " | ".join(
-                    f"{got[n, t]['t_adv']:+.3f} ± {got[n, t]['t_adv_se']:.3f} ({int(got[n, t]['t_adv_n'])})"
-                    if (n, t) in got else "-" for t in ("oracle", "self_feedback")) + " |")
+                    f"{g[n, t]['t_adv']:+.3f} ± {g[n, t]['t_adv_se']:.3f} ({int(g[n, t]['t_adv_n'])})"
+                    if (n, t) in g else "-" for t in abl) + " |")
+        L += [""] + [f"{k}: {ABLATION_NOTES[k]}." for k in ablations if k in ABLATION_NOTES]
     return "\n".join(L) + "\n"
 
 
@@ -770,9 +776,9 @@ def write_reports(cfg):
         parts.append("## The premise: the teacher's advantage at the student's states (results/premise.csv)\n\n"
                      + premise_table(premise_rows, cfg) + "\n")
     if os.path.exists(premise_path(cfg, FEEDBACK_CSV)):
-        ablation = premise_path(cfg, SFT_REFERENCE_CSV)
-        table = feedback_table(read_premise(premise_path(cfg, FEEDBACK_CSV)), cfg,
-                               read_premise(ablation) if os.path.exists(ablation) else ())
+        ablations = {k: read_premise(premise_path(cfg, f)) for k, f in SFT_ABLATIONS.items()
+                     if os.path.exists(premise_path(cfg, f))}
+        table = feedback_table(read_premise(premise_path(cfg, FEEDBACK_CSV)), cfg, ablations)
         with open(os.path.join(cfg.results, "feedback.md"), "w") as f:
             f.write(table)
         parts.append("#" + table)  # a section of results/README.md

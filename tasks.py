@@ -59,7 +59,7 @@ MAX_TEXT = 4096       # verifiers give longer responses reward 0 unread: bounded
 TEST_PERCENT = 20     # share of canonical problem keys that belong to the test split
 MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
 FEEDBACK_KINDS = ("fix", "verdict")  # fix: the next step first, then the symptoms; verdict: symptoms only
-SFT_TARGETS = ("recovery", "reference")  # undo tasks' teacher-format SFT response (sft_example)
+SFT_TARGETS = ("continue", "recovery", "reference")  # undo tasks' teacher-format SFT response (sft_response)
 
 # ----------------------------------------------------------------------------------------------
 # Tokenizer, problems, contexts, text helpers
@@ -123,9 +123,9 @@ def teacher_context(problem: Problem, feedback: str = None, peer: str = None) ->
 def sft_example(task, problem: Problem, rng, teacher_frac: float) -> tuple:
     """(context, response) for SFT: the student's context and the reference, or with prob teacher_frac
     a teacher's (feedback on a corrupted attempt, the reference as a peer, or both, a third each) and
-    task.sft_response: the reference, or (undo tasks, sft_target="recovery") the attempt through the
-    line the feedback flags, then the lines it names. The response never skips the attempt's own
-    lines, so copying the trace's standing lines is never a shortcut that the student's states punish."""
+    task.sft_response: the reference, or (undo tasks) the attempt, then the lines the feedback names.
+    The response never skips the attempt's own lines, so copying the trace's standing lines is never a
+    shortcut that the student's states punish."""
     if rng.random() >= teacher_frac:
         return student_context(problem), problem.solution
     kind = rng.randrange(3)
@@ -323,20 +323,23 @@ class Task:
         return k - 1, f"line {standing[k - 1][0]} {why}", [UNDO] * (len(stack) - k) + self.completion(p, stack[k - 1])
 
     def fix_feedback(self, p: Problem, text: str) -> str:
-        """Feedback's first line for an undo task: the line to retract, if any, and what to write."""
+        """Feedback's first lines for an undo task: the line to retract, if any, and the lines to write
+        after the response, one per line as they are to be written (a copy needs no reformatting)."""
         _, why, lines = self.fix(p, self.standing(text))
-        return f"{why or 'not solved yet'}; write: {'; '.join(lines)}" if lines else ""
+        n = f"{len(lines)} lines" if len(lines) > 1 else "1 line"
+        return f"{why or 'not solved yet'}; write these {n}:\n" + "\n".join(lines) if lines else ""
 
     def sft_response(self, p: Problem, attempt: str) -> str:
-        """SFT's response to the feedback on attempt (sft_example): the reference, or with sft_target
-        "recovery" (undo tasks) the attempt's lines through the first line the fix retracts, one undo,
-        and the fix's completion, a response that passes (the reference if it would not fit)."""
+        """SFT's response to the feedback on attempt (sft_example), by sft_target (undo tasks; the others:
+        the reference): continue = the attempt's lines, then every line the feedback names (undo lines
+        included); recovery = the attempt's lines through the first line the fix retracts, one undo, the
+        fix's completion; reference = the reference. A response that would fail or not fit: the reference."""
         if self.sft_target == "reference" or not self.undo:
             return p.solution
         standing = self.standing(attempt)
         k, why, lines = self.fix(p, standing)
         kept = [ln for ln in attempt.split("\n") if ln.strip()]
-        if why:
+        if why and self.sft_target == "recovery":
             kept, lines = kept[:standing[k][0]], [UNDO] + [ln for ln in lines if ln != UNDO]
         out = "\n".join(kept + lines)
         return out if len(out) <= self.max_response_chars and self.verify(p, out)[0] == 1.0 else p.solution
@@ -598,7 +601,7 @@ class Countdown(Task):
     name, domain, undo = "countdown", "math", True
 
     def __init__(self, n_numbers: int = 4, max_number: int = 15, max_target: int = 100, feedback: str = "fix",
-                 sft_target: str = "recovery"):
+                 sft_target: str = "continue"):
         super().__init__(feedback)
         if sft_target not in SFT_TARGETS:
             raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
@@ -643,7 +646,7 @@ class Countdown(Task):
         for i, line in standing:
             rem, r, err = _cd_check(rem, line)
             if err:
-                return trace + [f"line {i}: {err}"], False, None, standing
+                return trace + [f"line {i}: {_quote(line.replace(' ', ''), 24)[1:-1]}: {err}"], False, None, standing
             last = r
             trace.append(f"line {i}: {line.replace(' ', '')} ok, left {' '.join(map(str, rem))}")
         return trace, bool(trace), last, standing
@@ -774,7 +777,7 @@ class ListProg(Task):
     name, domain, undo = "listprog", "code", True
 
     def __init__(self, max_steps: int = 3, min_steps: int = 1, n_examples: int = 3, min_len: int = 4,
-                 max_len: int = 6, max_value: int = 9, feedback: str = "fix", sft_target: str = "recovery"):
+                 max_len: int = 6, max_value: int = 9, feedback: str = "fix", sft_target: str = "continue"):
         super().__init__(feedback)
         if sft_target not in SFT_TARGETS:
             raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
