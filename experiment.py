@@ -61,22 +61,36 @@ ORACLE_METHODS = ("distil_sampled",)
 TEACHERLESS = tuple(m for m, reads in tg.METHODS.items() if reads is None)  # runs shared by every --teacher
 METRICS = ("pass@1", "pass@8", "avg@8")  # the table's metrics (pass@1 greedy; 8 samples for the rest)
 CURVES = METRICS + ("t_rew",)  # what the CSV keeps at every evaluation step (t_rew: the teacher's success)
-TASK_SPECS = ("mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
-              "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5;chem")
+TASK_SPECS = (
+    "mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
+    "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5;chem"
+)
 MEAN = "mean of tasks"
 # of --premise; model: <out>/<task>/teacher/sft.pt with the teacher context, model_plain: with the student's
 PREMISE_TEACHERS = ("self", "frozen", "model", "model_plain", "oracle")
 # every teacher --premise can measure -> (train_gpt --teacher kind, --context, task knobs added to the spec):
 # <kind> reads the peer (train_gpt's default), <kind>_feedback the feedback, <kind>_both both, and
 # <kind>_verdict the feedback of the same task with feedback=verdict (the symptoms, no fix named)
-PREMISE_KINDS = {f"{k}{sfx}": (k, ctx, knob) for k in ("self", "frozen", "model") for sfx, ctx, knob in (
-    ("", "peer", ""), ("_feedback", "feedback", ""), ("_both", "both", ""), ("_verdict", "feedback", "feedback=verdict"))}
+PREMISE_KINDS = {
+    f"{k}{sfx}": (k, ctx, knob)
+    for k in ("self", "frozen", "model")
+    for sfx, ctx, knob in (
+        ("", "peer", ""),
+        ("_feedback", "feedback", ""),
+        ("_both", "both", ""),
+        ("_verdict", "feedback", "feedback=verdict"),
+    )
+}
 PREMISE_KINDS |= {"model_plain": ("model", "none", ""), "oracle": ("oracle", "peer", "")}
-FEEDBACK_CSV = "premise_feedback.csv"  # --premise --premise_csv this: the feedback study (results/feedback.md)
+FEEDBACK_CSV = (
+    "premise_feedback.csv"  # --premise --premise_csv this: the feedback study (results/feedback.md)
+)
 # the same measured at checkpoints SFT'd with another tasks.py sft_target (the ablation of sft_target=continue)
 SFT_ABLATIONS = {"recovery": "premise_sft_recovery.csv", "reference": "premise_sft_reference.csv"}
-ABLATION_NOTES = {"recovery": "measured with commit 140a6b1's tasks.py, whose fix was one ';'-separated line "
-                              "and whose trace did not quote an invalid line"}
+ABLATION_NOTES = {
+    "recovery": "measured with commit 140a6b1's tasks.py, whose fix was one ';'-separated line "
+    "and whose trace did not quote an invalid line"
+}
 
 
 @dataclass
@@ -85,7 +99,9 @@ class Config:
     tasks: str = TASK_SPECS  # ';'-separated train_gpt.py --task specs (name:knob=value,...)
     sft_steps: str = "500,1000,1000,1000"  # SFT optimizer steps: one value, or one per task
     methods: str = ",".join(SELF_METHODS + ORACLE_METHODS)  # the RL objectives compared
-    teacher: str = "self"  # the self-teacher: self (live), frozen (the SFT model) or ema; results get a suffix
+    teacher: str = (
+        "self"  # the self-teacher: self (live), frozen (the SFT model) or ema; results get a suffix
+    )
     seeds: str = "1,2,3"  # RL seeds of the main runs (the sweep runs the first)
     lrs: str = "3e-5,1e-4,3e-4,1e-3"  # learning-rate grid of the sweep (AdamW, constant)
     sweep_task: str = "mult"  # the task (a name in --tasks) whose validation set picks the rates
@@ -112,13 +128,21 @@ class Config:
     figures: str = "figures"  # exp_pass1_<task>.png and exp_passn.png
     readme: str = "README.md"  # the file whose results summary block --report_only rewrites ("" = none)
     report_only: bool = False  # rebuild results/README.md, the README summary and the figures from the CSVs
-    premise: bool = False  # measure t_adv of every --premise_teachers at each task's SFT student (results/premise.csv)
-    premise_teachers: str = ",".join(PREMISE_TEACHERS)  # the teachers --premise measures (PREMISE_KINDS' names)
-    premise_csv: str = "premise.csv"  # the file under --results that --premise writes (FEEDBACK_CSV: the feedback study)
+    premise: bool = (
+        False  # measure t_adv of every --premise_teachers at each task's SFT student (results/premise.csv)
+    )
+    premise_teachers: str = ",".join(
+        PREMISE_TEACHERS
+    )  # the teachers --premise measures (PREMISE_KINDS' names)
+    premise_csv: str = (
+        "premise.csv"  # the file under --results that --premise writes (FEEDBACK_CSV: the feedback study)
+    )
     teacher_preset: str = "tiny"  # the teacher model of --premise: this preset ...
     teacher_scale: int = 2  # ... trained on the same SFT data for this many times the task's SFT steps
     plot: str = ""  # a train_gpt.py JSONL log to draw as <log>.png (then exit)
-    table: str = ""  # train_gpt.py JSONL logs (comma-separated paths or globs): print their markdown table (then exit)
+    table: str = (
+        ""  # train_gpt.py JSONL logs (comma-separated paths or globs): print their markdown table (then exit)
+    )
 
 
 def parse_args(argv=None):
@@ -142,15 +166,19 @@ def task_specs(cfg, sweep=True):
     if len(steps) != len(specs):
         raise SystemExit(f"error: --sft_steps has {len(steps)} values for {len(specs)} tasks")
     if sweep and cfg.sweep_task not in names:
-        raise SystemExit(f"error: --sweep_task {cfg.sweep_task!r} is not one of the tasks: {', '.join(names)}")
+        raise SystemExit(
+            f"error: --sweep_task {cfg.sweep_task!r} is not one of the tasks: {', '.join(names)}"
+        )
     bad = [m for m in cfg.methods.split(",") if m not in tg.METHODS]
     if bad:
         raise SystemExit(f"error: --methods {','.join(bad)}: choose among {', '.join(tg.METHODS)}")
     if cfg.teacher not in tg.SELF_TEACHERS:
         raise SystemExit(f"error: --teacher {cfg.teacher!r}: choose among {', '.join(tg.SELF_TEACHERS)}")
     if cfg.early_step % cfg.eval_every or not 0 < cfg.early_step <= cfg.rl_steps:
-        raise SystemExit(f"error: --early_step {cfg.early_step} must be an evaluation step (a multiple of "
-                         f"--eval_every {cfg.eval_every}, at most --rl_steps {cfg.rl_steps})")
+        raise SystemExit(
+            f"error: --early_step {cfg.early_step} must be an evaluation step (a multiple of "
+            f"--eval_every {cfg.eval_every}, at most --rl_steps {cfg.rl_steps})"
+        )
     return list(zip(names, specs, steps))
 
 
@@ -202,15 +230,36 @@ def mean_of_tasks(records, sfts):
         if len(rs) < len(sfts):
             continue  # a method/seed missing on some task has no average
         steps = [e["step"] for e in rs[0]["evals"]]
-        evals = [{"step": s, **{k: statistics.fmean(r["evals"][i][k] for r in rs) for k in rs[0]["evals"][i] if k != "step"}}
-                 for i, s in enumerate(steps)]
+        evals = [
+            {
+                "step": s,
+                **{
+                    k: statistics.fmean(r["evals"][i][k] for r in rs)
+                    for k in rs[0]["evals"][i]
+                    if k != "step"
+                },
+            }
+            for i, s in enumerate(steps)
+        ]
         passn = {n: statistics.fmean(r["passn"][n] for r in rs) for n in rs[0]["passn"]}
-        out.append({"phase": "main", "task": MEAN, "method": method, "lr": rs[0]["lr"], "seed": seed,
-                    "evals": evals, "passn": passn})
+        out.append(
+            {
+                "phase": "main",
+                "task": MEAN,
+                "method": method,
+                "lr": rs[0]["lr"],
+                "seed": seed,
+                "evals": evals,
+                "passn": passn,
+            }
+        )
     keys = [k for k in sfts[0]["eval"]]
-    sft = {"task": MEAN, "eval": {k: statistics.fmean(s["eval"][k] for s in sfts) for k in keys},
-           "passn": {n: statistics.fmean(s["passn"][n] for s in sfts) for n in sfts[0]["passn"]},
-           "noise": math.sqrt(sum(s["noise"] ** 2 for s in sfts)) / len(sfts)}
+    sft = {
+        "task": MEAN,
+        "eval": {k: statistics.fmean(s["eval"][k] for s in sfts) for k in keys},
+        "passn": {n: statistics.fmean(s["passn"][n] for s in sfts) for n in sfts[0]["passn"]},
+        "noise": math.sqrt(sum(s["noise"] ** 2 for s in sfts)) / len(sfts),
+    }
     return out, sft
 
 
@@ -222,8 +271,19 @@ def aggregate(records, sfts, threshold_delta):
 
     def add(phase, task, method, lr, metric, x, values, n=None):
         m, s = mean_std(values)
-        rows.append({"phase": phase, "task": task, "method": method, "lr": lr, "metric": metric,
-                     "x": x, "mean": m, "std": s, "n": len(values) if n is None else n})
+        rows.append(
+            {
+                "phase": phase,
+                "task": task,
+                "method": method,
+                "lr": lr,
+                "metric": metric,
+                "x": x,
+                "mean": m,
+                "std": s,
+                "n": len(values) if n is None else n,
+            }
+        )
 
     sft_of = {s["task"]: s for s in sfts}
     for s in sfts:
@@ -253,8 +313,16 @@ def aggregate(records, sfts, threshold_delta):
         hit = steps_to_threshold(steps, mean_curve, thr)
         n = len(rs)  # the summaries below are one number over all seeds
         add(phase, task, method, lr, "steps_to_threshold", "", [math.nan if hit is None else float(hit)], n)
-        add(phase, task, method, lr, "seeds_reaching", "", [sum(steps_to_threshold(steps, c, thr) is not None
-                                                               for c in curves)], n)
+        add(
+            phase,
+            task,
+            method,
+            lr,
+            "seeds_reaching",
+            "",
+            [sum(steps_to_threshold(steps, c, thr) is not None for c in curves)],
+            n,
+        )
         add(phase, task, method, lr, "drops", "", [sum(count_drops(c, noise) for c in curves)], n)
         add(phase, task, method, lr, "drop_pairs", "", [sum(len(c) - 1 for c in curves)], n)
     return rows
@@ -266,11 +334,26 @@ def aggregate(records, sfts, threshold_delta):
 
 def base_config(cfg, spec, name, seed):
     """The train_gpt.py Config every run of a task shares."""
-    return tg.Config(task=spec, preset=cfg.preset, seed=seed, data_seed=cfg.data_seed, device="cpu",
-                     n_train=cfg.n_train, val_n=cfg.val_n if name == cfg.sweep_task else 0, sft_batch=cfg.sft_batch,
-                     rl_steps=cfg.rl_steps, prompts=cfg.prompts, group=cfg.group, eval_n=cfg.eval_n,
-                     eval_samples=8, eval_k=8, eval_every=cfg.eval_every, ckpt_every=cfg.eval_every,
-                     eval_passn=cfg.passn_samples, resume=True)
+    return tg.Config(
+        task=spec,
+        preset=cfg.preset,
+        seed=seed,
+        data_seed=cfg.data_seed,
+        device="cpu",
+        n_train=cfg.n_train,
+        val_n=cfg.val_n if name == cfg.sweep_task else 0,
+        sft_batch=cfg.sft_batch,
+        rl_steps=cfg.rl_steps,
+        prompts=cfg.prompts,
+        group=cfg.group,
+        eval_n=cfg.eval_n,
+        eval_samples=8,
+        eval_k=8,
+        eval_every=cfg.eval_every,
+        ckpt_every=cfg.eval_every,
+        eval_passn=cfg.passn_samples,
+        resume=True,
+    )
 
 
 def load_result(run_dir, tcfg):
@@ -281,8 +364,10 @@ def load_result(run_dir, tcfg):
     res = json.load(open(path))
     if res["config"] != dataclasses.asdict(tcfg):
         diff = sorted(k for k, v in dataclasses.asdict(tcfg).items() if res["config"].get(k) != v)
-        raise SystemExit(f"error: {run_dir} was made with other settings ({', '.join(diff)}); "
-                         f"delete it or pass another --out")
+        raise SystemExit(
+            f"error: {run_dir} was made with other settings ({', '.join(diff)}); "
+            f"delete it or pass another --out"
+        )
     return res
 
 
@@ -302,17 +387,26 @@ def execute(job):
     tcfg = tg.Config(**job["config"])
     os.makedirs(tcfg.out_dir, exist_ok=True)
     t0 = time.time()
-    with open(os.path.join(tcfg.out_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log), \
-            contextlib.redirect_stderr(log), restore_threads(threads):
+    with (
+        open(os.path.join(tcfg.out_dir, "log.txt"), "a") as log,
+        contextlib.redirect_stdout(log),
+        contextlib.redirect_stderr(log),
+        restore_threads(threads),
+    ):
         out = tg.run(tcfg)
     if out["stopped"]:
         return None
     res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0, passn=out.get("passn"))
     if tcfg.stage == "sft":  # the binomial n: distinct test problems
-        res.update(eval=out["eval"], n_distinct=out["eval_problems"],
-                   noise=binomial_se(out["eval"]["pass@1"], out["eval_problems"]))
+        res.update(
+            eval=out["eval"],
+            n_distinct=out["eval_problems"],
+            noise=binomial_se(out["eval"]["pass@1"], out["eval_problems"]),
+        )
     else:
-        res["evals"] = [{"step": r["step"], **{k: r[k] for k in tg.eval_keys(tcfg)}} for r in out["rows"] if "pass@1" in r]
+        res["evals"] = [
+            {"step": r["step"], **{k: r[k] for k in tg.eval_keys(tcfg)}} for r in out["rows"] if "pass@1" in r
+        ]
     tmp = os.path.join(tcfg.out_dir, "result.json.tmp")
     with open(tmp, "w") as f:
         json.dump(res, f)
@@ -333,10 +427,19 @@ def suffix(teacher):
 
 def sft_job(cfg, name, spec, steps, kind="sft", **changes):
     """The SFT run of a task that every RL run starts from (or, with kind and changes, another SFT run)."""
-    c = dataclasses.replace(base_config(cfg, spec, name, cfg.sft_seed), stage="sft", sft_steps=steps,
-                            out_dir=os.path.join(cfg.out, name, kind), **changes)
-    return {"config": dataclasses.asdict(c), "threads": cfg.threads, "passn_samples": cfg.passn_samples,
-            "meta": {"phase": kind, "task": name}}
+    c = dataclasses.replace(
+        base_config(cfg, spec, name, cfg.sft_seed),
+        stage="sft",
+        sft_steps=steps,
+        out_dir=os.path.join(cfg.out, name, kind),
+        **changes,
+    )
+    return {
+        "config": dataclasses.asdict(c),
+        "threads": cfg.threads,
+        "passn_samples": cfg.passn_samples,
+        "meta": {"phase": kind, "task": name},
+    }
 
 
 def plan(cfg):
@@ -351,26 +454,41 @@ def plan(cfg):
 
     def rl_job(phase, name, spec, method, lr, seed):
         teacher = teacher_of(cfg, method)
-        c = dataclasses.replace(base_config(cfg, spec, name, seed), stage="rl", method=method, rl_lr=lr,
-                                teacher=teacher, eval_split="val" if phase == "sweep" else "test",
-                                init_from=os.path.join(cfg.out, name, "sft", "sft.pt"),
-                                out_dir=os.path.join(cfg.out, name, f"{phase}_{method}{suffix(teacher)}"
-                                                                    f"_lr{lr:g}_s{seed}"))
-        return {"config": dataclasses.asdict(c), "threads": cfg.threads, "passn_samples": cfg.passn_samples,
-                "meta": {"phase": phase, "task": name, "method": method, "lr": lr, "seed": seed}}
+        c = dataclasses.replace(
+            base_config(cfg, spec, name, seed),
+            stage="rl",
+            method=method,
+            rl_lr=lr,
+            teacher=teacher,
+            eval_split="val" if phase == "sweep" else "test",
+            init_from=os.path.join(cfg.out, name, "sft", "sft.pt"),
+            out_dir=os.path.join(cfg.out, name, f"{phase}_{method}{suffix(teacher)}_lr{lr:g}_s{seed}"),
+        )
+        return {
+            "config": dataclasses.asdict(c),
+            "threads": cfg.threads,
+            "passn_samples": cfg.passn_samples,
+            "meta": {"phase": phase, "task": name, "method": method, "lr": lr, "seed": seed},
+        }
 
     for name, spec, steps in sorted(specs, key=lambda s: s[0] != cfg.sweep_task):  # sweep task first
         jobs.append((("sft", name), [], lambda res, job=sft_job(cfg, name, spec, steps): job))
     for m in methods:
         for lr in lrs:
-            jobs.append((("sweep", m, lr), [("sft", cfg.sweep_task)],
-                         lambda res, m=m, lr=lr: rl_job("sweep", sweep_spec[0], sweep_spec[1], m, lr, seeds[0])))
+            jobs.append(
+                (
+                    ("sweep", m, lr),
+                    [("sft", cfg.sweep_task)],
+                    lambda res, m=m, lr=lr: rl_job("sweep", sweep_spec[0], sweep_spec[1], m, lr, seeds[0]),
+                )
+            )
     for seed in seeds:  # seed-major: an interrupted experiment has whole seeds
         for name, spec, _ in specs:
             for m in methods:
                 deps = [("sft", name)] + [("sweep", m, lr) for lr in lrs]
                 build = lambda res, name=name, spec=spec, m=m, seed=seed, deps=deps: rl_job(
-                    "main", name, spec, m, select_lr([res[d] for d in deps[1:]]), seed)
+                    "main", name, spec, m, select_lr([res[d] for d in deps[1:]]), seed
+                )
                 jobs.append((("main", name, m, seed), deps, build))
     return jobs
 
@@ -425,8 +543,11 @@ def run_all(cfg, stats, jobs=None):
                 walls.append(res["wall_s"])
                 left = len(jobs) + len(running)
                 eta = statistics.fmean(walls) * left / cfg.jobs  # runs of all kinds alike: rough
-                print(f"[{total - left}/{total}] {job['config']['out_dir']} | {tg.fmt_time(res['wall_s'])} | "
-                      f"elapsed {tg.fmt_time(time.time() - t0)} | eta {tg.fmt_time(eta)}", flush=True)
+                print(
+                    f"[{total - left}/{total}] {job['config']['out_dir']} | {tg.fmt_time(res['wall_s'])} | "
+                    f"elapsed {tg.fmt_time(time.time() - t0)} | eta {tg.fmt_time(eta)}",
+                    flush=True,
+                )
     except BaseException:
         ex.shutdown(wait=True, cancel_futures=True)
         raise
@@ -475,42 +596,69 @@ def report(rows, cfg):
     early = cfg.early_step
     sfx, flag = suffix(cfg.teacher), "" if cfg.teacher == "self" else f" --teacher {cfg.teacher}"
     torch_version = next((r["method"] for r in rows if r["metric"] == "torch"), "")
-    L = [f"## Self-teacher {cfg.teacher}: {tg.TEACHERS[cfg.teacher]} (results/experiment{sfx}.csv)", "",
-         f"Command: `python experiment.py{flag}`. distil_sampled's teacher is the oracle; grpo never reads a "
-         f"teacher. Hardware: 2 shared CPU cores{', torch ' + torch_version if torch_version else ''}, "
-         f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
-         f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times {tg.fmt_time(meta.get('run_time_s', 0))}).",
-         "", f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
-         f"{cfg.group} rollouts; test evaluation every {cfg.eval_every} steps; early budget = step {early}; "
-         "mean ± sample std over seeds.", ""]
+    L = [
+        f"## Self-teacher {cfg.teacher}: {tg.TEACHERS[cfg.teacher]} (results/experiment{sfx}.csv)",
+        "",
+        f"Command: `python experiment.py{flag}`. distil_sampled's teacher is the oracle; grpo never reads a "
+        f"teacher. Hardware: 2 shared CPU cores{', torch ' + torch_version if torch_version else ''}, "
+        f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
+        f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times {tg.fmt_time(meta.get('run_time_s', 0))}).",
+        "",
+        f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
+        f"{cfg.group} rollouts; test evaluation every {cfg.eval_every} steps; early budget = step {early}; "
+        "mean ± sample std over seeds.",
+        "",
+    ]
     lrs = sorted({r["lr"] for r in rows if r["metric"] == "criterion"}, key=float)
-    L += [f"### Learning-rate sweep on {cfg.sweep_task} (validation set, seed {cfg.seeds.split(',')[0]})", "",
-          "Criterion: validation avg@8 averaged over the evaluation points after step 0.", "",
-          "| method | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |", "|---" * (len(lrs) + 2) + "|"]
+    L += [
+        f"### Learning-rate sweep on {cfg.sweep_task} (validation set, seed {cfg.seeds.split(',')[0]})",
+        "",
+        "Criterion: validation avg@8 averaged over the evaluation points after step 0.",
+        "",
+        "| method | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |",
+        "|---" * (len(lrs) + 2) + "|",
+    ]
     for m in methods:
         cells = [val(("sweep", cfg.sweep_task, m, lr, "criterion"), "") for lr in lrs]
         L.append(f"| {m} | " + " | ".join("-" if c != c else f"{c:.3f}" for c in cells) + f" | {lr_of[m]} |")
-    L += ["", "### SFT start points (one checkpoint per task, shared by every method and seed)", "",
-          "| task | SFT steps | pass@1 | pass@8 | avg@8 | teacher t_rew | teacher lift | threshold | noise σ |",
-          "|---|---|---|---|---|---|---|---|---|"]
+    L += [
+        "",
+        "### SFT start points (one checkpoint per task, shared by every method and seed)",
+        "",
+        "| task | SFT steps | pass@1 | pass@8 | avg@8 | teacher t_rew | teacher lift | threshold | noise σ |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for t in names:
         v = lambda k, x=0: val(("sft", t, "sft", "", k), x)
         spec, steps = specs.get(t, (t, "-"))
-        L.append(f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('pass@8'):.3f} | {v('avg@8'):.3f} | "
-                 f"{v('t_rew'):.3f} | {v('lift'):+.3f} | {v('threshold', ''):.3f} | {v('noise', ''):.3f} |")
+        L.append(
+            f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('pass@8'):.3f} | {v('avg@8'):.3f} | "
+            f"{v('t_rew'):.3f} | {v('lift'):+.3f} | {v('threshold', ''):.3f} | {v('noise', ''):.3f} |"
+        )
     for t in names:
-        L += ["", f"### {specs.get(t, (t,))[0]}", "",
-              "| method | lr | " + " | ".join(f"{k} @{early} | {k} @{end}" for k in METRICS)
-              + " | steps to threshold (seeds) | drops > σ / pairs |", "|---" * (2 * len(METRICS) + 4) + "|"]
-        L.append("| SFT | - | " + " | ".join(f"{val(('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS
-                                             for _ in (0, 1)) + " | - | - |")
+        L += [
+            "",
+            f"### {specs.get(t, (t,))[0]}",
+            "",
+            "| method | lr | "
+            + " | ".join(f"{k} @{early} | {k} @{end}" for k in METRICS)
+            + " | steps to threshold (seeds) | drops > σ / pairs |",
+            "|---" * (2 * len(METRICS) + 4) + "|",
+        ]
+        L.append(
+            "| SFT | - | "
+            + " | ".join(f"{val(('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS for _ in (0, 1))
+            + " | - | - |"
+        )
         for m in methods:
             key = lambda k: ("main", t, m, lr_of[m], k)
             cells = " | ".join(pm(val(key(k), x), val(key(k), x, 1)) for k in METRICS for x in (early, end))
             st, n = val(key("steps_to_threshold"), ""), val(key("steps_to_threshold"), "", 2)
-            L.append(f"| {m} | {lr_of[m]} | {cells} | {'-' if st != st else int(st)} "
-                     f"({int(val(key('seeds_reaching'), ''))}/{n}) | "
-                     f"{int(val(key('drops'), ''))} / {int(val(key('drop_pairs'), ''))} |")
+            L.append(
+                f"| {m} | {lr_of[m]} | {cells} | {'-' if st != st else int(st)} "
+                f"({int(val(key('seeds_reaching'), ''))}/{n}) | "
+                f"{int(val(key('drops'), ''))} / {int(val(key('drop_pairs'), ''))} |"
+            )
     plot(get, names, methods, lr_of, specs, cfg)
     return "\n".join(L) + "\n"
 
@@ -518,8 +666,10 @@ def report(rows, cfg):
 def pyplot():
     """matplotlib, imported lazily (runs that do not plot do not pay for it), writing files only."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -535,18 +685,38 @@ def plot(get, names, methods, lr_of, specs, cfg):
             xs = sorted(c)
             mu, sd = [c[x][0] for x in xs], [c[x][1] for x in xs]
             ax.plot(xs, mu, marker="o", ms=3, color=color[m], label=f"{m} (lr {lr_of[m]})")
-            ax.fill_between(xs, [a - b for a, b in zip(mu, sd)], [a + b for a, b in zip(mu, sd)],
-                            color=color[m], alpha=0.12)
-        ax.axhline(get.get(("sft", t, "sft", "", "pass@1"), {}).get(0, (math.nan,))[0], color="k", ls="--",
-                   lw=1, label="SFT")
-        ax.axhline(get.get(("sft", t, "sft", "", "threshold"), {}).get("", (math.nan,))[0], color="gray",
-                   ls=":", lw=1, label=f"threshold (SFT + {cfg.threshold_delta})")
-        ax.set(xlabel="RL step", ylabel="held-out greedy pass@1",
-               title=f"{specs.get(t, (t,))[0]}\nmean ± std over seeds {cfg.seeds}"
-                     + ("" if cfg.teacher == "self" else f"; {cfg.teacher} self-teacher"))
+            ax.fill_between(
+                xs,
+                [a - b for a, b in zip(mu, sd)],
+                [a + b for a, b in zip(mu, sd)],
+                color=color[m],
+                alpha=0.12,
+            )
+        ax.axhline(
+            get.get(("sft", t, "sft", "", "pass@1"), {}).get(0, (math.nan,))[0],
+            color="k",
+            ls="--",
+            lw=1,
+            label="SFT",
+        )
+        ax.axhline(
+            get.get(("sft", t, "sft", "", "threshold"), {}).get("", (math.nan,))[0],
+            color="gray",
+            ls=":",
+            lw=1,
+            label=f"threshold (SFT + {cfg.threshold_delta})",
+        )
+        ax.set(
+            xlabel="RL step",
+            ylabel="held-out greedy pass@1",
+            title=f"{specs.get(t, (t,))[0]}\nmean ± std over seeds {cfg.seeds}"
+            + ("" if cfg.teacher == "self" else f"; {cfg.teacher} self-teacher"),
+        )
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
-        fig.savefig(os.path.join(cfg.figures, f"exp{suffix(cfg.teacher)}_pass1_{t.replace(' ', '_')}.png"), dpi=100)
+        fig.savefig(
+            os.path.join(cfg.figures, f"exp{suffix(cfg.teacher)}_pass1_{t.replace(' ', '_')}.png"), dpi=100
+        )
         plt.close(fig)
     fig, axs = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.8), squeeze=False)
     for ax, t in zip(axs[0], names):
@@ -554,7 +724,14 @@ def plot(get, names, methods, lr_of, specs, cfg):
         curves += [(m, get.get(("main", t, m, lr_of[m], "pass@N"), {}), color[m]) for m in methods]
         for label, c, col in curves:
             xs = sorted(c)
-            ax.plot(xs, [c[x][0] for x in xs], marker=".", color=col, ls="--" if label == "SFT" else "-", label=label)
+            ax.plot(
+                xs,
+                [c[x][0] for x in xs],
+                marker=".",
+                color=col,
+                ls="--" if label == "SFT" else "-",
+                label=label,
+            )
         ax.set(xscale="log", xlabel="N", title=t, ylabel="pass@N, test, end of RL (seed mean)")
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.minorticks_off()
@@ -568,7 +745,19 @@ def plot(get, names, methods, lr_of, specs, cfg):
 # --premise: the teacher's advantage at the SFT student's states (train_gpt.teacher_advantage), per
 # task, for every teacher: is it better than the student where DistIL trains it?
 
-PREMISE_FIELDS = ("task", "teacher", "t_adv", "t_adv_se", "t_adv_n", "t_rew", "avg@8", "eval_s", "train_s", "seed", "torch")
+PREMISE_FIELDS = (
+    "task",
+    "teacher",
+    "t_adv",
+    "t_adv_se",
+    "t_adv_n",
+    "t_rew",
+    "avg@8",
+    "eval_s",
+    "train_s",
+    "seed",
+    "torch",
+)
 PREMISE_START = "<!-- premise: written by `python experiment.py --report_only` from results/premise.csv -->"
 PREMISE_END = "<!-- end of premise -->"
 
@@ -588,74 +777,131 @@ def measure_premise(cfg, name, spec, teacher):
     student's avg@8. The SFT checkpoint is the same for every teacher: a _verdict teacher changes the
     feedback the evaluation's verifier writes, not the model."""
     run, (kind, context, knob) = os.path.join(cfg.out, name), PREMISE_KINDS[teacher]
-    c = dataclasses.replace(base_config(cfg, with_knob(spec, knob), name, cfg.sft_seed), stage="eval", eval_passn=0,
-                            resume=False, context=context,
-                            teacher=os.path.join(run, "teacher", "sft.pt") if kind == "model" else kind,
-                            init_from=os.path.join(run, "sft", "sft.pt"), out_dir=os.path.join(run, f"premise_{teacher}"))
+    c = dataclasses.replace(
+        base_config(cfg, with_knob(spec, knob), name, cfg.sft_seed),
+        stage="eval",
+        eval_passn=0,
+        resume=False,
+        context=context,
+        teacher=os.path.join(run, "teacher", "sft.pt") if kind == "model" else kind,
+        init_from=os.path.join(run, "sft", "sft.pt"),
+        out_dir=os.path.join(run, f"premise_{teacher}"),
+    )
     os.makedirs(c.out_dir, exist_ok=True)
     t0, threads = time.time(), torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
-    with open(os.path.join(c.out_dir, "log.txt"), "w") as log, contextlib.redirect_stdout(log), restore_threads(threads):
+    with (
+        open(os.path.join(c.out_dir, "log.txt"), "w") as log,
+        contextlib.redirect_stdout(log),
+        restore_threads(threads),
+    ):
         m = tg.run(c)["eval"]
-    return {"task": name, "teacher": teacher, **{k: m[k] for k in PREMISE_FIELDS[2:7]}, "eval_s": time.time() - t0,
-            "train_s": 0.0, "seed": cfg.sft_seed, "torch": torch.__version__}
+    return {
+        "task": name,
+        "teacher": teacher,
+        **{k: m[k] for k in PREMISE_FIELDS[2:7]},
+        "eval_s": time.time() - t0,
+        "train_s": 0.0,
+        "seed": cfg.sft_seed,
+        "torch": torch.__version__,
+    }
 
 
 def premise(cfg):
     """Train what is missing (the SFT checkpoints, shared with the main experiment, and the teacher
     models, `jobs` at a time), then measure every (task, teacher) not yet in premise.csv; each row is
     written as soon as it is measured, so a rerun continues."""
-    specs, path, teachers = task_specs(cfg, sweep=False), premise_path(cfg, cfg.premise_csv), cfg.premise_teachers.split(",")
+    specs, path, teachers = (
+        task_specs(cfg, sweep=False),
+        premise_path(cfg, cfg.premise_csv),
+        cfg.premise_teachers.split(","),
+    )
     if set(teachers) - set(PREMISE_KINDS):
-        raise SystemExit(f"error: --premise_teachers {cfg.premise_teachers!r}: choose among {', '.join(PREMISE_KINDS)}")
+        raise SystemExit(
+            f"error: --premise_teachers {cfg.premise_teachers!r}: choose among {', '.join(PREMISE_KINDS)}"
+        )
     rows = read_premise(path) if os.path.exists(path) else []
     todo = [s for s in specs if {(s[0], t) for t in teachers} - {(r["task"], r["teacher"]) for r in rows}]
     jobs = [(("sft", n), [], lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
     if any(PREMISE_KINDS[t][0] == "model" for t in teachers):
-        jobs += [(("teacher", n), [], lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0,
-                                                            preset=cfg.teacher_preset): j) for n, s, k in todo]
+        jobs += [
+            (
+                ("teacher", n),
+                [],
+                lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0, preset=cfg.teacher_preset): (
+                    j
+                ),
+            )
+            for n, s, k in todo
+        ]
     results = run_all(cfg, {"ran": 0}, jobs)
     for name, spec, _ in todo:
         for t in (t for t in teachers if (name, t) not in {(r["task"], r["teacher"]) for r in rows}):
             train_s = results["teacher", name]["wall_s"] if t == "model" else 0.0  # counted once
             rows.append(measure_premise(cfg, name, spec, t) | {"train_s": train_s})
-            print(f"premise {name} {t}: t_adv {rows[-1]['t_adv']:+.3f} ± {rows[-1]['t_adv_se']:.3f}", flush=True)
+            print(
+                f"premise {name} {t}: t_adv {rows[-1]['t_adv']:+.3f} ± {rows[-1]['t_adv_se']:.3f}", flush=True
+            )
             os.makedirs(cfg.results, exist_ok=True)
             with open(path, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=PREMISE_FIELDS)
                 w.writeheader()
-                w.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows)
+                w.writerows(
+                    {k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()} for r in rows
+                )
 
 
 def read_premise(path):
     with open(path) as f:
-        return [{k: v if k in ("task", "teacher", "torch") else float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+        return [
+            {k: v if k in ("task", "teacher", "torch") else float(v) for k, v in r.items()}
+            for r in csv.DictReader(f)
+        ]
 
 
 def premise_table(rows, cfg):
     """The README's premise block from premise.csv's rows (none yet: says how to measure them)."""
     if not rows:
-        return "\n".join([PREMISE_START, "", "Not measured yet: `python experiment.py --premise`.", "", PREMISE_END])
-    names = {"self": "live self", "frozen": "frozen (the SFT model)", "oracle": "oracle",
-             "model": f"teacher model ({cfg.teacher_preset}, {cfg.teacher_scale}x the SFT steps)",
-             "model_plain": "teacher model, the student's context"}
+        return "\n".join(
+            [PREMISE_START, "", "Not measured yet: `python experiment.py --premise`.", "", PREMISE_END]
+        )
+    names = {
+        "self": "live self",
+        "frozen": "frozen (the SFT model)",
+        "oracle": "oracle",
+        "model": f"teacher model ({cfg.teacher_preset}, {cfg.teacher_scale}x the SFT steps)",
+        "model_plain": "teacher model, the student's context",
+    }
     order = list(dict.fromkeys(r["task"] for r in rows))
     rows = sorted(rows, key=lambda r: (order.index(r["task"]), list(PREMISE_KINDS).index(r["teacher"])))
     total = sum(r["eval_s"] + r["train_s"] for r in rows)
-    L = [PREMISE_START, "", f"`python experiment.py --premise`: t_adv at the SFT student's states on {cfg.eval_n} test "
-         f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each from teacher "
-         f"and student), seed {int(rows[0]['seed'])}; 2 shared CPU cores, torch {rows[0]['torch']}, one thread; "
-         f"wall time {tg.fmt_time(total)} (the teacher models' training and the measurements, not the SFT runs).", "",
-         "| task | teacher | t_adv ± SE | cuts | teacher's t_rew | student's avg@8 | time |", "|---|---|---|---|---|---|---|"]
+    L = [
+        PREMISE_START,
+        "",
+        f"`python experiment.py --premise`: t_adv at the SFT student's states on {cfg.eval_n} test "
+        f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each from teacher "
+        f"and student), seed {int(rows[0]['seed'])}; 2 shared CPU cores, torch {rows[0]['torch']}, one thread; "
+        f"wall time {tg.fmt_time(total)} (the teacher models' training and the measurements, not the SFT runs).",
+        "",
+        "| task | teacher | t_adv ± SE | cuts | teacher's t_rew | student's avg@8 | time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         time_s = r["eval_s"] + r["train_s"]
-        L.append(f"| {r['task']} | {names.get(r['teacher'], r['teacher'])} | {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
-                 f"{r['t_rew']:.3f} | {r['avg@8']:.3f} | {tg.fmt_time(time_s)} |")
+        L.append(
+            f"| {r['task']} | {names.get(r['teacher'], r['teacher'])} | {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
+            f"{r['t_rew']:.3f} | {r['avg@8']:.3f} | {tg.fmt_time(time_s)} |"
+        )
     return "\n".join(L + ["", PREMISE_END])
 
 
-FEEDBACK_COLUMNS = (("oracle", "oracle"), ("self_feedback", "feedback (fix named)"),
-                    ("self_verdict", "feedback (verdict only)"), ("self", "peer"), ("self_both", "feedback + peer"))
+FEEDBACK_COLUMNS = (
+    ("oracle", "oracle"),
+    ("self_feedback", "feedback (fix named)"),
+    ("self_verdict", "feedback (verdict only)"),
+    ("self", "peer"),
+    ("self_both", "feedback + peer"),
+)
 
 
 def feedback_table(rows, cfg, ablations=None):
@@ -667,44 +913,82 @@ def feedback_table(rows, cfg, ablations=None):
     names = list(dict.fromkeys(r["task"] for r in rows))
     specs = {n: (s, k) for n, s, k in task_specs(cfg, sweep=False)} if rows else {}
     cols = [(t, label) for t, label in FEEDBACK_COLUMNS if any((n, t) in by for n in names)]
-    L = ["# Feedback a small teacher can read: the self-teacher's advantage by context (issue 17)", "",
-         f"Written by `python experiment.py --report_only` from results/{FEEDBACK_CSV}, which "
-         f"`python experiment.py --premise --premise_csv {FEEDBACK_CSV} --premise_teachers "
-         f"{','.join(t for t, _ in cols)} --readme ''` measures. t_adv ± SE (cuts) at the SFT student's states on "
-         f"{cfg.eval_n} test problems ({tg.Config.adv_samples} completions per cut from teacher and student), the "
-         f"live self-teacher = the SFT checkpoint reading the context; seed {int(rows[0]['seed']) if rows else '-'}, "
-         "one CPU thread. *fix named*: tasks.py's feedback=fix (the default), *verdict only*: the same checkpoint "
-         "with feedback=verdict. Bar: the feedback-reading teacher's t_adv >= half the oracle's, SE <= 0.05.", "",
-         "| task | SFT steps | " + " | ".join(label for _, label in cols) + " | bar met |",
-         "|---|---|" + "---|" * len(cols) + "---|"]
+    L = [
+        "# Feedback a small teacher can read: the self-teacher's advantage by context (issue 17)",
+        "",
+        f"Written by `python experiment.py --report_only` from results/{FEEDBACK_CSV}, which "
+        f"`python experiment.py --premise --premise_csv {FEEDBACK_CSV} --premise_teachers "
+        f"{','.join(t for t, _ in cols)} --readme ''` measures. t_adv ± SE (cuts) at the SFT student's states on "
+        f"{cfg.eval_n} test problems ({tg.Config.adv_samples} completions per cut from teacher and student), the "
+        f"live self-teacher = the SFT checkpoint reading the context; seed {int(rows[0]['seed']) if rows else '-'}, "
+        "one CPU thread. *fix named*: tasks.py's feedback=fix (the default), *verdict only*: the same checkpoint "
+        "with feedback=verdict. Bar: the feedback-reading teacher's t_adv >= half the oracle's, SE <= 0.05.",
+        "",
+        "| task | SFT steps | " + " | ".join(label for _, label in cols) + " | bar met |",
+        "|---|---|" + "---|" * len(cols) + "---|",
+    ]
     for n in names:
-        cells = [f"{by[n, t]['t_adv']:+.3f} ± {by[n, t]['t_adv_se']:.3f} ({int(by[n, t]['t_adv_n'])})"
-                 if (n, t) in by else "-" for t, _ in cols]
+        cells = [
+            f"{by[n, t]['t_adv']:+.3f} ± {by[n, t]['t_adv_se']:.3f} ({int(by[n, t]['t_adv_n'])})"
+            if (n, t) in by
+            else "-"
+            for t, _ in cols
+        ]
         fb, orc = by.get((n, "self_feedback")), by.get((n, "oracle"))
-        met = "-" if fb is None or orc is None else "yes" if (
-            fb["t_adv"] >= orc["t_adv"] / 2 and fb["t_adv_se"] <= 0.05) else "no"
+        met = (
+            "-"
+            if fb is None or orc is None
+            else "yes"
+            if (fb["t_adv"] >= orc["t_adv"] / 2 and fb["t_adv_se"] <= 0.05)
+            else "no"
+        )
         L.append(f"| {n} | {specs.get(n, ('', '-'))[1]} | " + " | ".join(cells) + f" | {met} |")
-    L += ["", "The teachers' own success from their contexts (t_rew) and the student's avg@8:", "",
-          "| task | student avg@8 | " + " | ".join(f"t_rew {label}" for _, label in cols) + " |",
-          "|---|---|" + "---|" * len(cols)]
+    L += [
+        "",
+        "The teachers' own success from their contexts (t_rew) and the student's avg@8:",
+        "",
+        "| task | student avg@8 | " + " | ".join(f"t_rew {label}" for _, label in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     for n in names:
         avg = next(r["avg@8"] for r in rows if r["task"] == n)
-        L.append(f"| {n} | {avg:.3f} | " + " | ".join(f"{by[n, t]['t_rew']:.3f}" if (n, t) in by else "-"
-                                                      for t, _ in cols) + " |")
-    L += ["", f"Wall time of the measurements: {tg.fmt_time(sum(r['eval_s'] for r in rows))} (not the SFT runs)."]
+        L.append(
+            f"| {n} | {avg:.3f} | "
+            + " | ".join(f"{by[n, t]['t_rew']:.3f}" if (n, t) in by else "-" for t, _ in cols)
+            + " |"
+        )
+    L += [
+        "",
+        f"Wall time of the measurements: {tg.fmt_time(sum(r['eval_s'] for r in rows))} (not the SFT runs).",
+    ]
     if ablations:
-        abl = [t for t, _ in FEEDBACK_COLUMNS if any(r["teacher"] == t for rs in ablations.values() for r in rs)]
-        L += ["", "SFT targets of the undo tasks' teacher-format examples (tasks.py sft_target; each other target "
-              f"its own checkpoint, `--tasks '<spec>,sft_target=T' --out <another folder> --premise_csv "
-              f"{'|'.join(SFT_ABLATIONS.values())}`):", "",
-              "| task | sft_target | " + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl) + " |",
-              "|---|---|" + "---|" * len(abl)]
-        got = {"continue (the default)": by} | {k: {(r["task"], r["teacher"]): r for r in rs} for k, rs in ablations.items()}
+        abl = [
+            t for t, _ in FEEDBACK_COLUMNS if any(r["teacher"] == t for rs in ablations.values() for r in rs)
+        ]
+        L += [
+            "",
+            "SFT targets of the undo tasks' teacher-format examples (tasks.py sft_target; each other target "
+            f"its own checkpoint, `--tasks '<spec>,sft_target=T' --out <another folder> --premise_csv "
+            f"{'|'.join(SFT_ABLATIONS.values())}`):",
+            "",
+            "| task | sft_target | " + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl) + " |",
+            "|---|---|" + "---|" * len(abl),
+        ]
+        got = {"continue (the default)": by} | {
+            k: {(r["task"], r["teacher"]): r for r in rs} for k, rs in ablations.items()
+        }
         for n in dict.fromkeys(r["task"] for rs in ablations.values() for r in rs):
             for target, g in got.items():
-                L.append(f"| {n} | {target} | " + " | ".join(
-                    f"{g[n, t]['t_adv']:+.3f} ± {g[n, t]['t_adv_se']:.3f} ({int(g[n, t]['t_adv_n'])})"
-                    if (n, t) in g else "-" for t in abl) + " |")
+                L.append(
+                    f"| {n} | {target} | "
+                    + " | ".join(
+                        f"{g[n, t]['t_adv']:+.3f} ± {g[n, t]['t_adv_se']:.3f} ({int(g[n, t]['t_adv_n'])})"
+                        if (n, t) in g
+                        else "-"
+                        for t in abl
+                    )
+                    + " |"
+                )
         L += [""] + [f"{k}: {ABLATION_NOTES[k]}." for k in ablations if k in ABLATION_NOTES]
     return "\n".join(L) + "\n"
 
@@ -744,24 +1028,38 @@ def summary(by_teacher, cfg):
     sft = lambda k, x=0: get[("self", "sft", MEAN, "sft", k)].get(x, (math.nan,))[0]
     n = max(get[("self", "sft", MEAN, "sft", "pass@N")])
     names = [t for t in dict.fromkeys(r["task"] for r in live if r["phase"] == "sft") if t != MEAN]
-    L = [SUMMARY_START, "", f"Mean over the {len(names)} tasks (per seed, then mean ± std over seeds {cfg.seeds}; "
-         "`python experiment.py`); drops summed over the tasks:", "",
-         f"| method | lr | pass@1 @{early} | pass@1 @{end} | pass@8 @{end} | avg@8 @{end} | pass@{n} @{end} | drops > σ |",
-         "|---|---|---|---|---|---|---|---|",
-         f"| SFT start | - | {sft('pass@1'):.3f} | {sft('pass@1'):.3f} | {sft('pass@8'):.3f} | {sft('avg@8'):.3f} | "
-         f"{sft('pass@N', n):.3f} | - |"]
+    L = [
+        SUMMARY_START,
+        "",
+        f"Mean over the {len(names)} tasks (per seed, then mean ± std over seeds {cfg.seeds}; "
+        "`python experiment.py`); drops summed over the tasks:",
+        "",
+        f"| method | lr | pass@1 @{early} | pass@1 @{end} | pass@8 @{end} | avg@8 @{end} | pass@{n} @{end} | drops > σ |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| SFT start | - | {sft('pass@1'):.3f} | {sft('pass@1'):.3f} | {sft('pass@8'):.3f} | {sft('avg@8'):.3f} | "
+        f"{sft('pass@N', n):.3f} | - |",
+    ]
     for m in methods:
         drops = lambda k: sum(int(get[("self", "main", t, m, k)][""][0]) for t in names)
-        L.append(f"| {m}{' (oracle teacher)' if m in ORACLE_METHODS else ''} | {lr_of[m]} | {cell('self', m, 'pass@1', early)} | "
-                 f"{cell('self', m, 'pass@1', end)} | {cell('self', m, 'pass@8', end)} | {cell('self', m, 'avg@8', end)} | "
-                 f"{cell('self', m, 'pass@N', n)} | {drops('drops')} / {drops('drop_pairs')} |")
+        L.append(
+            f"| {m}{' (oracle teacher)' if m in ORACLE_METHODS else ''} | {lr_of[m]} | {cell('self', m, 'pass@1', early)} | "
+            f"{cell('self', m, 'pass@1', end)} | {cell('self', m, 'pass@8', end)} | {cell('self', m, 'avg@8', end)} | "
+            f"{cell('self', m, 'pass@N', n)} | {drops('drops')} / {drops('drop_pairs')} |"
+        )
     others = [t for t in tg.SELF_TEACHERS if t in by_teacher]
-    L += ["", f"Greedy pass@1 at step {end}, mean of tasks, by self-teacher (`--teacher`; "
-          f"{', '.join(TEACHERLESS + ORACLE_METHODS)} never read it):", "",
-          "| method | " + " | ".join(others) + " |", "|---" * (len(others) + 1) + "|"]
+    L += [
+        "",
+        f"Greedy pass@1 at step {end}, mean of tasks, by self-teacher (`--teacher`; "
+        f"{', '.join(TEACHERLESS + ORACLE_METHODS)} never read it):",
+        "",
+        "| method | " + " | ".join(others) + " |",
+        "|---" * (len(others) + 1) + "|",
+    ]
     for m in methods:
         L.append(f"| {m} | " + " | ".join(cell(t, m, "pass@1", end) for t in others) + " |")
-    fig = os.path.relpath(os.path.join(cfg.figures, "exp_pass1_mean_of_tasks.png"), os.path.dirname(os.path.abspath(cfg.readme)))
+    fig = os.path.relpath(
+        os.path.join(cfg.figures, "exp_pass1_mean_of_tasks.png"), os.path.dirname(os.path.abspath(cfg.readme))
+    )
     L += ["", f"![pass@1 against RL steps, mean of tasks]({fig})", "", SUMMARY_END]
     return "\n".join(L)
 
@@ -773,17 +1071,25 @@ def write_reports(cfg):
     parts = [report(rows, dataclasses.replace(cfg, teacher=t)) for t, rows in by_teacher.items()]
     premise_rows = read_premise(premise_path(cfg)) if os.path.exists(premise_path(cfg)) else []
     if premise_rows:
-        parts.append("## The premise: the teacher's advantage at the student's states (results/premise.csv)\n\n"
-                     + premise_table(premise_rows, cfg) + "\n")
+        parts.append(
+            "## The premise: the teacher's advantage at the student's states (results/premise.csv)\n\n"
+            + premise_table(premise_rows, cfg)
+            + "\n"
+        )
     if os.path.exists(premise_path(cfg, FEEDBACK_CSV)):
-        ablations = {k: read_premise(premise_path(cfg, f)) for k, f in SFT_ABLATIONS.items()
-                     if os.path.exists(premise_path(cfg, f))}
+        ablations = {
+            k: read_premise(premise_path(cfg, f))
+            for k, f in SFT_ABLATIONS.items()
+            if os.path.exists(premise_path(cfg, f))
+        }
         table = feedback_table(read_premise(premise_path(cfg, FEEDBACK_CSV)), cfg, ablations)
         with open(os.path.join(cfg.results, "feedback.md"), "w") as f:
             f.write(table)
         parts.append("#" + table)  # a section of results/README.md
-    md = ("# The paper's experiment in miniature: every table (written by `python experiment.py --report_only` "
-          "from the CSVs in this folder)\n\n" + "\n".join(parts))
+    md = (
+        "# The paper's experiment in miniature: every table (written by `python experiment.py --report_only` "
+        "from the CSVs in this folder)\n\n" + "\n".join(parts)
+    )
     with open(os.path.join(cfg.results, "README.md"), "w") as f:
         f.write(md)
     if cfg.readme and "self" in by_teacher:
@@ -798,9 +1104,16 @@ def plot_run(path):
     metrics, teacher vs student (nats per token)."""
     rows, plt = tg.read_jsonl(path), pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(15, 4))
-    evals = [k for k in next((r for r in rows if "pass@1" in r), {}) if k.split("@")[0] in ("pass", "avg", "maj") or k == "t_rew"]
-    for ax, name, keys in zip(axs, ("training", "held-out evaluation", "teacher vs student (nats per token)"),
-                              (("reward", "signal", "recov"), evals, ("H×", "KL", "ent"))):
+    evals = [
+        k
+        for k in next((r for r in rows if "pass@1" in r), {})
+        if k.split("@")[0] in ("pass", "avg", "maj") or k == "t_rew"
+    ]
+    for ax, name, keys in zip(
+        axs,
+        ("training", "held-out evaluation", "teacher vs student (nats per token)"),
+        (("reward", "signal", "recov"), evals, ("H×", "KL", "ent")),
+    ):
         for k in keys:
             pts = [(r["step"], r[k]) for r in rows if k in r]
             ax.plot(*zip(*pts), marker="o" if keys is evals else None, label=k)
@@ -821,14 +1134,29 @@ def run_table(paths):
         rows = tg.read_jsonl(path)
         evals, steps = [r for r in rows if "pass@1" in r], [r for r in rows if "loss" in r]
         if not (evals and steps):
-            raise SystemExit(f"error: --table {path}: no evaluation or step rows (a train_gpt.py RL log is accepted)")
+            raise SystemExit(
+                f"error: --table {path}: no evaluation or step rows (a train_gpt.py RL log is accepted)"
+            )
         avg = next(k for k in evals[0] if k.startswith("avg@"))
-        mean = lambda k, rs: statistics.fmean(r[k] for r in rs) if all(math.isfinite(r.get(k, math.nan)) for r in rs) else math.nan
-        span = lambda k: " → ".join("–" if math.isnan(v) else f"{v:.2f}" for v in (mean(k, steps[:5]), mean(k, steps[-10:])))
-        head = head or (f"| run | greedy pass@1 at step {' → '.join(str(r['step']) for r in evals)} | {avg} | ent | H× | len |",
-                        "| --- | --- | --- | --- | --- | --- |")
-        name, pass1 = os.path.basename(path).rsplit(".", 1)[0], " → ".join(f"{r['pass@1']:.3f}" for r in evals)
-        lines.append(f"| `{name}` | {pass1} | {evals[0][avg]:.3f} → {evals[-1][avg]:.3f} | {span('ent')} | {span('H×')} | {span('len')} |")
+        mean = lambda k, rs: (
+            statistics.fmean(r[k] for r in rs)
+            if all(math.isfinite(r.get(k, math.nan)) for r in rs)
+            else math.nan
+        )
+        span = lambda k: " → ".join(
+            "–" if math.isnan(v) else f"{v:.2f}" for v in (mean(k, steps[:5]), mean(k, steps[-10:]))
+        )
+        head = head or (
+            f"| run | greedy pass@1 at step {' → '.join(str(r['step']) for r in evals)} | {avg} | ent | H× | len |",
+            "| --- | --- | --- | --- | --- | --- |",
+        )
+        name, pass1 = (
+            os.path.basename(path).rsplit(".", 1)[0],
+            " → ".join(f"{r['pass@1']:.3f}" for r in evals),
+        )
+        lines.append(
+            f"| `{name}` | {pass1} | {evals[0][avg]:.3f} → {evals[-1][avg]:.3f} | {span('ent')} | {span('H×')} | {span('len')} |"
+        )
     return "\n".join([*head, *lines])
 
 
@@ -843,9 +1171,11 @@ def main(cfg):
         premise(cfg)
     elif not cfg.report_only:
         specs = task_specs(cfg)
-        print(f"experiment: {len(specs)} tasks, methods {cfg.methods}, seeds {cfg.seeds}, sweep {cfg.lrs} on "
-              f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in {cfg.out}",
-              flush=True)
+        print(
+            f"experiment: {len(specs)} tasks, methods {cfg.methods}, seeds {cfg.seeds}, sweep {cfg.lrs} on "
+            f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in {cfg.out}",
+            flush=True,
+        )
         os.makedirs(cfg.out, exist_ok=True)
         clock = os.path.join(cfg.out, f"wall_clock{sfx}.json")
         spent = json.load(open(clock))["s"] if os.path.exists(clock) else 0.0
@@ -854,8 +1184,11 @@ def main(cfg):
         try:
             results = run_all(cfg, stats)
         except KeyboardInterrupt:
-            print("interrupted: finished runs are kept and unfinished ones saved a checkpoint; "
-                  "rerun the same command to continue", flush=True)
+            print(
+                "interrupted: finished runs are kept and unfinished ones saved a checkpoint; "
+                "rerun the same command to continue",
+                flush=True,
+            )
             raise SystemExit(130)
         finally:
             if stats["ran"]:  # the wall clock of the experiment: invocations that trained something
@@ -866,24 +1199,73 @@ def main(cfg):
         records = [r for k, r in results.items() if k[0] in ("sweep", "main")]
         mean_records, mean_sft = mean_of_tasks([r for r in records if r["phase"] == "main"], sfts)
         rows = aggregate(records + mean_records, sfts + [mean_sft], cfg.threshold_delta)
-        rows += [{"phase": "meta", "task": n, "method": spec, "lr": "", "metric": "sft_steps", "x": "",
-                  "mean": float(steps), "std": 0.0, "n": 1} for n, spec, steps in specs]
-        rows.append({"phase": "meta", "task": "", "method": "", "lr": "", "metric": "wall_clock_s", "x": "",
-                     "mean": spent, "std": 0.0, "n": 1})
-        rows.append({"phase": "meta", "task": "", "method": "", "lr": "", "metric": "run_time_s", "x": "",
-                     "mean": sum(r["wall_s"] for r in results.values()), "std": 0.0, "n": len(results)})
-        rows.append({"phase": "meta", "task": "", "method": torch.__version__, "lr": "", "metric": "torch", "x": "",
-                     "mean": 0.0, "std": 0.0, "n": 1})
+        rows += [
+            {
+                "phase": "meta",
+                "task": n,
+                "method": spec,
+                "lr": "",
+                "metric": "sft_steps",
+                "x": "",
+                "mean": float(steps),
+                "std": 0.0,
+                "n": 1,
+            }
+            for n, spec, steps in specs
+        ]
+        rows.append(
+            {
+                "phase": "meta",
+                "task": "",
+                "method": "",
+                "lr": "",
+                "metric": "wall_clock_s",
+                "x": "",
+                "mean": spent,
+                "std": 0.0,
+                "n": 1,
+            }
+        )
+        rows.append(
+            {
+                "phase": "meta",
+                "task": "",
+                "method": "",
+                "lr": "",
+                "metric": "run_time_s",
+                "x": "",
+                "mean": sum(r["wall_s"] for r in results.values()),
+                "std": 0.0,
+                "n": len(results),
+            }
+        )
+        rows.append(
+            {
+                "phase": "meta",
+                "task": "",
+                "method": torch.__version__,
+                "lr": "",
+                "metric": "torch",
+                "x": "",
+                "mean": 0.0,
+                "std": 0.0,
+                "n": 1,
+            }
+        )
         os.makedirs(cfg.results, exist_ok=True)
         write_csv(csv_path(cfg, cfg.teacher), rows)
     md = write_reports(cfg)  # the report reads exactly what is committed
     print(md)
     if cfg.premise:
-        print(f"wrote {premise_path(cfg, cfg.premise_csv)}, {cfg.results}/README.md"
-              + (f", the premise block in {cfg.readme}" if cfg.readme else ""))
+        print(
+            f"wrote {premise_path(cfg, cfg.premise_csv)}, {cfg.results}/README.md"
+            + (f", the premise block in {cfg.readme}" if cfg.readme else "")
+        )
         return read_premise(premise_path(cfg, cfg.premise_csv))
-    print(f"wrote {csv_path(cfg, cfg.teacher)}, {cfg.results}/README.md, {cfg.figures}/exp{sfx}_*.png"
-          + (f", the summary in {cfg.readme}" if cfg.readme else ""))
+    print(
+        f"wrote {csv_path(cfg, cfg.teacher)}, {cfg.results}/README.md, {cfg.figures}/exp{sfx}_*.png"
+        + (f", the summary in {cfg.readme}" if cfg.readme else "")
+    )
     return read_csv(csv_path(cfg, cfg.teacher))
 
 

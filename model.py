@@ -67,8 +67,8 @@ class KVCache:
             B, nh, _, hs = k.shape
             self.kv[layer] = torch.empty(2, B, nh, self.max_len, hs, dtype=k.dtype, device=k.device)
         t1 = self.pos + k.shape[2]
-        self.kv[layer][0, :, :, self.pos:t1] = k
-        self.kv[layer][1, :, :, self.pos:t1] = v
+        self.kv[layer][0, :, :, self.pos : t1] = k
+        self.kv[layer][1, :, :, self.pos : t1] = v
         return self.kv[layer][0, :, :, :t1], self.kv[layer][1, :, :, :t1]
 
     def decode_view(self, n_pad, B, device):
@@ -79,7 +79,7 @@ class KVCache:
             k = torch.arange(self.max_len, device=device)
             self.keep = (k[None] >= n_pad[:, None])[:, None, None]  # (B, 1, 1, max_len)
             self.positions = (k[None] - n_pad[:, None]).clamp_min(0)  # (B, max_len)
-        return self.positions[:, self.pos:self.pos + 1], self.keep[..., :self.pos + 1]
+        return self.positions[:, self.pos : self.pos + 1], self.keep[..., : self.pos + 1]
 
 
 def positions_and_mask(t0, T, n_pad, cached, device):
@@ -108,7 +108,9 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, mask, cache, layer):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
+        q, k, v = (
+            z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v)
+        )  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nh, pos+T, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
@@ -142,12 +144,14 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=False),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=False),
+            )
+        )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
         # the one init spot: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer) (GPT-2)
@@ -167,8 +171,10 @@ class GPT(nn.Module):
         """AdamW, weight decay on matrices only (nanoGPT); betas (0.9, 0.95) as GPT-3; `fused`: one
         kernel for all parameters (CUDA, and CPU since torch 2.4)."""
         params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
 
     def forward(self, idx, n_pad=None, cache=None):
@@ -201,8 +207,17 @@ class GPT(nn.Module):
 
 
 @torch.no_grad()
-def sample(model, prompt, max_new_tokens, n_pad=None, temperature=1.0, top_k=None, gen=None,
-           stop_id=None, use_cache=True):
+def sample(
+    model,
+    prompt,
+    max_new_tokens,
+    n_pad=None,
+    temperature=1.0,
+    top_k=None,
+    gen=None,
+    stop_id=None,
+    use_cache=True,
+):
     """Batched autoregressive sampling. prompt (B, L), left-padded by n_pad (B,) tokens per row.
     temperature 0 = greedy. Once a row emits stop_id it holds stop_id (log-prob 0) for the rest;
     sampling ends when every row has stopped. use_cache=False recomputes the whole prefix each
@@ -287,7 +302,7 @@ def generate_responses(model, ctx_ids, max_new, stop_id, temperature=1.0, top_k=
     (stop_id after the end), mask (B, T) (True up to and including the first stop_id)."""
     parts = []
     for i in range(0, len(ctx_ids), chunk):
-        idx, n_pad = left_pad(ctx_ids[i:i + chunk], stop_id, gen.device if gen is not None else "cpu")
+        idx, n_pad = left_pad(ctx_ids[i : i + chunk], stop_id, gen.device if gen is not None else "cpu")
         parts.append(sample(model, idx, max_new, n_pad, temperature, top_k or None, gen, stop_id)[0])
     T = max(p.shape[1] for p in parts)
     resp = torch.cat([F.pad(p, (0, T - p.shape[1]), value=stop_id) for p in parts])
@@ -302,8 +317,11 @@ def generate_responses(model, ctx_ids, max_new, stop_id, temperature=1.0, top_k=
 
 def save_checkpoint(path, **state):
     """Atomic: write a temporary file, then rename over the old checkpoint. Adds the RNG states."""
-    state["rng"] = {"python": random.getstate(), "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    state["rng"] = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -311,7 +329,9 @@ def save_checkpoint(path, **state):
 def load_checkpoint(path, what="checkpoint"):
     """Load a train_gpt.py checkpoint or exit with one line saying what is wrong."""
     if not os.path.exists(path):
-        raise SystemExit(f"error: {what} {path} not found (train one with --stage sft, or pass --init_from PATH)")
+        raise SystemExit(
+            f"error: {what} {path} not found (train one with --stage sft, or pass --init_from PATH)"
+        )
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say so in one line
@@ -335,12 +355,16 @@ def model_from(ck, path, vocab_size, preset=None):
     given, the shape) is not what this run expects."""
     args = ck["model_args"]
     if args["vocab_size"] != vocab_size:
-        raise SystemExit(f"error: {path} has vocab_size {args['vocab_size']}, but the tokenizer has "
-                         f"{vocab_size} tokens (a checkpoint from another tokenizer)")
+        raise SystemExit(
+            f"error: {path} has vocab_size {args['vocab_size']}, but the tokenizer has "
+            f"{vocab_size} tokens (a checkpoint from another tokenizer)"
+        )
     shape = (args["n_layer"], args["n_head"], args["n_embd"])
     if preset is not None and shape != PRESETS[preset]:
-        raise SystemExit(f"error: {path} has (n_layer, n_head, n_embd) = {shape}, but --preset {preset} "
-                         f"is {PRESETS[preset]}; pass the matching --preset")
+        raise SystemExit(
+            f"error: {path} has (n_layer, n_head, n_embd) = {shape}, but --preset {preset} "
+            f"is {PRESETS[preset]}; pass the matching --preset"
+        )
     model = GPT(GPTConfig(**args))
     model.load_state_dict(ck["model"])
     return model
@@ -405,8 +429,12 @@ def bench_sampler(device, amp, seed=0, B=64, L=32, new=128):
     gen, res = torch.Generator(device).manual_seed(seed), {}
     with amp:
         for name, cache, repeat in (("kv_cache", True, 3), ("naive", False, 1)):
-            res[name] = timed(lambda: sample(model, prompt, new, n_pad, 1.0, None, gen, None, cache), device, repeat)[0]
-    print(f"\n| sampler: tiny preset, batch {B}, {L}-token prompt, {new} new tokens | tokens/s | time |\n| --- | --- | --- |")
+            res[name] = timed(
+                lambda: sample(model, prompt, new, n_pad, 1.0, None, gen, None, cache), device, repeat
+            )[0]
+    print(
+        f"\n| sampler: tiny preset, batch {B}, {L}-token prompt, {new} new tokens | tokens/s | time |\n| --- | --- | --- |"
+    )
     for name, t in res.items():
         print(f"| {name} | {B * new / t:,.0f} | {t:.2f} s |")
     print(f"| speed-up of the KV cache | {res['naive'] / res['kv_cache']:.1f}x | |")
@@ -432,9 +460,11 @@ def bench_update(device, amp, compile=False, B=32, T=512):
     prompt, gen = torch.randint(256, (256, 64), device=device), torch.Generator(device).manual_seed(0)
     with amp:
         ts = timed(lambda: sample(model.eval(), prompt, 256, None, 1.0, None, gen), device)[0]
-    print(f"\n| gpt2 preset on {name} | value |\n| --- | --- |\n| update tokens/s (batch {B} x {T}) | {tok_s:,.0f} |"
-          f"\n| MFU of the update (peak {peak or 0:.3g} FLOP/s) | {mfu:.1%} |"
-          f"\n| KV-cached sampler tokens/s (batch 256, 256 new) | {256 * 256 / ts:,.0f} |")
+    print(
+        f"\n| gpt2 preset on {name} | value |\n| --- | --- |\n| update tokens/s (batch {B} x {T}) | {tok_s:,.0f} |"
+        f"\n| MFU of the update (peak {peak or 0:.3g} FLOP/s) | {mfu:.1%} |"
+        f"\n| KV-cached sampler tokens/s (batch 256, 256 new) | {256 * 256 / ts:,.0f} |"
+    )
     return {"update_tok_s": tok_s, "mfu": mfu, "sample_tok_s": 256 * 256 / ts, "device": name}
 
 

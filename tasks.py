@@ -37,6 +37,7 @@ families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
 Run:  python tasks.py [--tasks "mult;countdown:n_numbers=3"]   demo: attempt, feedback, recovery
       python tasks.py --bench    per-call timings and recovery rates; python -m pytest -q tests/test_tasks.py
 """
+
 import argparse
 import ast
 import hashlib
@@ -54,9 +55,9 @@ import tiktoken
 EOT = "<|endoftext|>"
 EOT_ID = 256
 FEEDBACK_CHARS = 256  # feedback budget in the teacher context: the first errors, not every line
-PEER_CHARS = 256      # peer-solution budget: above every task's max_response_chars at defaults
-MAX_TEXT = 4096       # verifiers give longer responses reward 0 unread: bounded time per call
-TEST_PERCENT = 20     # share of canonical problem keys that belong to the test split
+PEER_CHARS = 256  # peer-solution budget: above every task's max_response_chars at defaults
+MAX_TEXT = 4096  # verifiers give longer responses reward 0 unread: bounded time per call
+TEST_PERCENT = 20  # share of canonical problem keys that belong to the test split
 MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
 FEEDBACK_KINDS = ("fix", "verdict")  # fix: the next step first, then the symptoms; verdict: symptoms only
 SFT_TARGETS = ("continue", "recovery", "reference")  # undo tasks' teacher-format SFT response (sft_response)
@@ -68,17 +69,20 @@ SFT_TARGETS = ("continue", "recovery", "reference")  # undo tasks' teacher-forma
 @lru_cache(maxsize=None)
 def get_tokenizer() -> tiktoken.Encoding:
     """Byte-level tiktoken encoding, offline: ids 0..255 are bytes, EOT_ID is EOT."""
-    return tiktoken.Encoding(name="distil-bytes", pat_str=r"\S+|\s+",
-                             mergeable_ranks={bytes([i]): i for i in range(256)},
-                             special_tokens={EOT: EOT_ID})
+    return tiktoken.Encoding(
+        name="distil-bytes",
+        pat_str=r"\S+|\s+",
+        mergeable_ranks={bytes([i]): i for i in range(256)},
+        special_tokens={EOT: EOT_ID},
+    )
 
 
 @dataclass(frozen=True)
 class Problem:
-    task: str      # name in TASKS
-    prompt: str    # what the student is asked (student_context adds the layout)
+    task: str  # name in TASKS
+    prompt: str  # what the student is asked (student_context adds the layout)
     solution: str  # reference response, without EOT
-    data: tuple    # task-specific and hashable: operands, numbers, examples, species
+    data: tuple  # task-specific and hashable: operands, numbers, examples, species
 
 
 def split_of(key: str) -> str:
@@ -93,13 +97,13 @@ def _printable(s: str) -> str:
 
 def _quote(s: str, n: int = 40) -> str:
     """Student text quoted inside feedback: one printable ASCII line of at most n characters."""
-    s = _printable(s[:n + 1]).replace("\n", " ")
+    s = _printable(s[: n + 1]).replace("\n", " ")
     return f"'{s[:n]}...'" if len(s) > n else f"'{s}'"
 
 
 def _clip(s: str, budget: int) -> str:
     s = _printable(s)
-    return s if len(s) <= budget else s[:budget - 3] + "..."
+    return s if len(s) <= budget else s[: budget - 3] + "..."
 
 
 def _last_line(text: str) -> str:
@@ -151,7 +155,10 @@ def reprompt(problems, rewards, texts, feedback, group, mode="peer", self_peer=T
         if peer is None and self_peer and rewards[i] > 0.5:
             peer = texts[i]
         fb = feedback[i] if rewards[i] <= 0.5 and feedback[i] else None
-        fb, peer = (fb if mode in ("both", "feedback") else None), (peer if mode in ("both", "peer") else None)
+        fb, peer = (
+            (fb if mode in ("both", "feedback") else None),
+            (peer if mode in ("both", "peer") else None),
+        )
         out.append(teacher_context(p, feedback=fb, peer=peer) if (fb or peer) else None)
     return out
 
@@ -170,6 +177,7 @@ def problem_sets(task, n_train: int, n_test: int, seed: int, val_n: int = 0) -> 
     held = {task.split_key(p) for p in val}
     return [p for p in train if task.split_key(p) not in held], val, test
 
+
 # ----------------------------------------------------------------------------------------------
 # Task: the shared generator loop and the oracle engine (a counted state machine over lines)
 
@@ -180,6 +188,7 @@ class Task:
     replay(p, s, line) -> state after any other written line (DEAD: a line only undo can
     repair); hopeless(p, s) (optional prune). undo = True: the line UNDO retracts the latest
     line still standing, and the expert's state is the stack of states of the standing lines."""
+
     name, domain, max_response_chars, undo = "", "", 0, False
     feedback, sft_target = "fix", "reference"
 
@@ -199,7 +208,7 @@ class Task:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         rng, out, seen, misses = random.Random(f"{self.name}/{split}/{seed}"), [], set(), 0
-        for _ in range(200 * n + 1000):        # rejection sampling: sample() may return None
+        for _ in range(200 * n + 1000):  # rejection sampling: sample() may return None
             if len(out) == n:
                 break
             p = self.sample(rng)
@@ -237,8 +246,11 @@ class Task:
         key = (p.prompt, s)
         n = self._count.get(key)
         if n is None:
-            n = 0 if s is DEAD or self.hopeless(p, s) else (
-                int(self.done(p, s)) + sum(self._n(p, t) for t in self._legal(p, s).values()))
+            n = (
+                0
+                if s is DEAD or self.hopeless(p, s)
+                else (int(self.done(p, s)) + sum(self._n(p, t) for t in self._legal(p, s).values()))
+            )
             self._count[key] = n
         return n
 
@@ -246,8 +258,11 @@ class Task:
         """_n(p, s) > 0, by a depth-first search that stops at the first solution (verify's need)."""
         key = (p.prompt, s)
         if key not in self._count and key not in self._alive:
-            self._alive[key] = s is not DEAD and not self.hopeless(p, s) and (
-                self.done(p, s) or any(self._live(p, t) for t in self._legal(p, s).values()))
+            self._alive[key] = (
+                s is not DEAD
+                and not self.hopeless(p, s)
+                and (self.done(p, s) or any(self._live(p, t) for t in self._legal(p, s).values()))
+            )
         return self._count[key] > 0 if key in self._count else self._alive[key]
 
     def states(self, p: Problem, lines: list) -> tuple:
@@ -258,7 +273,7 @@ class Task:
             if not line.strip():
                 continue
             if self.undo and line.strip() == UNDO:
-                stack = stack[:-1] or stack    # nothing to retract: ignored
+                stack = stack[:-1] or stack  # nothing to retract: ignored
                 continue
             t = self._legal(p, stack[-1]).get(line, _MISSING)
             if t is _MISSING:
@@ -274,7 +289,9 @@ class Task:
         line before the last one that is not the canonical next line (mult, chem: superseded)."""
         lines = [ln for ln in text.split("\n") if ln.strip()]
         if self.undo:
-            return any(ln.strip() == UNDO and len(self.states(p, lines[:i])) > 1 for i, ln in enumerate(lines))
+            return any(
+                ln.strip() == UNDO and len(self.states(p, lines[:i])) > 1 for i, ln in enumerate(lines)
+            )
         return any(ln not in self._legal(p, self.states(p, lines[:i])[-1]) for i, ln in enumerate(lines[:-1]))
 
     def standing(self, text: str) -> list:
@@ -295,8 +312,9 @@ class Task:
         if k is None:
             return ""
         n = len(stack) - k
-        return (f"line {standing[k - 1][0]} leaves no solution: write {UNDO} " +
-                ("to retract it" if n == 1 else f"{n} times to retract it and the lines after it"))
+        return f"line {standing[k - 1][0]} leaves no solution: write {UNDO} " + (
+            "to retract it" if n == 1 else f"{n} times to retract it and the lines after it"
+        )
 
     def completion(self, p: Problem, s) -> list:
         """Canonical lines from the live state s to a solution: at each state the reference's lines
@@ -320,7 +338,11 @@ class Task:
         if k is None:
             return len(standing), "", self.completion(p, stack[-1])
         why = "is invalid" if stack[k] is DEAD else "leaves no solution"
-        return k - 1, f"line {standing[k - 1][0]} {why}", [UNDO] * (len(stack) - k) + self.completion(p, stack[k - 1])
+        return (
+            k - 1,
+            f"line {standing[k - 1][0]} {why}",
+            [UNDO] * (len(stack) - k) + self.completion(p, stack[k - 1]),
+        )
 
     def fix_feedback(self, p: Problem, text: str) -> str:
         """Feedback's first lines for an undo task: the line to retract, if any, and the lines to write
@@ -340,7 +362,7 @@ class Task:
         k, why, lines = self.fix(p, standing)
         kept = [ln for ln in attempt.split("\n") if ln.strip()]
         if why and self.sft_target == "recovery":
-            kept, lines = kept[:standing[k][0]], [UNDO] + [ln for ln in lines if ln != UNDO]
+            kept, lines = kept[: standing[k][0]], [UNDO] + [ln for ln in lines if ln != UNDO]
         out = "\n".join(kept + lines)
         return out if len(out) <= self.max_response_chars and self.verify(p, out)[0] == 1.0 else p.solution
 
@@ -369,11 +391,11 @@ class Task:
             if line.startswith(cur):
                 if len(line) > len(cur):
                     w[line[len(cur)]] += n
-                else:                          # the line is complete: end here, or a new line
+                else:  # the line is complete: end here, or a new line
                     w[EOT] += stop
                     w["\n"] += n - stop
         w = +w
-        if not w and cur:                      # mid-line off S: keep the line well formed
+        if not w and cur:  # mid-line off S: keep the line well formed
             pool = list(self._legal(p, shape)) + self.finishes(p, shape, cur)
             w = Counter(ln[len(cur)] for ln in pool if ln.startswith(cur) and len(ln) > len(cur))
             w = w or _nearest(pool, cur)
@@ -391,8 +413,8 @@ def _nearest(pool: list, cur: str) -> Counter:
     return Counter(ln[len(cur)] if len(ln) > len(cur) else "\n" for ln, k in fits.items() if k == best)
 
 
-UNDO = "undo"     # the line that retracts the latest standing line (countdown, listprog)
-DEAD = None       # the expert's state after a line that only undo can repair
+UNDO = "undo"  # the line that retracts the latest standing line (countdown, listprog)
+DEAD = None  # the expert's state after a line that only undo can repair
 _MISSING = object()
 
 
@@ -423,9 +445,11 @@ def recovery_rates(task: Task, n: int = 150, seed: int = 0) -> tuple:
     characters of the task's alphabet (the characters of the reference solutions)."""
     rng, problems = random.Random(seed), task.generate("test", n, seed)
     alphabet = sorted(set("".join(p.solution for p in problems)) | {"\n"})
-    cut = [(p, a[:rng.randint(0, len(a))]) for p in problems for a in [task.corrupt(p, rng)]]
+    cut = [(p, a[: rng.randint(0, len(a))]) for p in problems for a in [task.corrupt(p, rng)]]
     noise = [(p, "".join(rng.choices(alphabet, k=rng.randint(1, 8)))) for p in problems]
-    return tuple(sum(task.verify(p, oracle_greedy(task, p, s))[0] for p, s in pairs) / n for pairs in (cut, noise))
+    return tuple(
+        sum(task.verify(p, oracle_greedy(task, p, s))[0] for p, s in pairs) / n for pairs in (cut, noise)
+    )
 
 
 class _LastLine(Task):
@@ -437,7 +461,7 @@ class _LastLine(Task):
 
     def _ref(self, p):
         ref = p.solution.split("\n")
-        return ref, [r.split("=", 1) for r in ref[:-1]]   # working lines as (left side, value)
+        return ref, [r.split("=", 1) for r in ref[:-1]]  # working lines as (left side, value)
 
     def start(self, p):
         return ("",) * (p.solution.count("\n")), False
@@ -447,7 +471,7 @@ class _LastLine(Task):
         j = next((j for j, (_, v) in enumerate(work) if s[0][j] != v), None)
         if j is None:
             return {ref[-1]: (s[0], True)}
-        return {ref[j]: (s[0][:j] + (work[j][1],) + s[0][j + 1:], False)}
+        return {ref[j]: (s[0][:j] + (work[j][1],) + s[0][j + 1 :], False)}
 
     def done(self, p, s):
         return s[1]
@@ -455,7 +479,7 @@ class _LastLine(Task):
     def replay(self, p, s, line):
         values, (lhs, _, v) = list(s[0]), line.replace(" ", "").partition("=")
         for j, (left, _) in enumerate(self._ref(p)[1]):
-            if lhs == left:                    # it restates working line j
+            if lhs == left:  # it restates working line j
                 values[j] = v
         return tuple(values), self.check(p, line)[0] == 1.0
 
@@ -470,6 +494,7 @@ class _LastLine(Task):
             s = legal[line]
         return None
 
+
 # ----------------------------------------------------------------------------------------------
 # math: multiplication with a worked scratchpad
 
@@ -479,31 +504,33 @@ class Mult(_LastLine):
     Reward: the number after the last '=' of the last line is a*b. Recovery: a later line
     restating a working line (same left side) supersedes it. Feedback: the first line off the
     worked scratchpad, the line to write instead (not with feedback="verdict"), the answer's verdict."""
+
     name, domain = "mult", "math"
 
     def __init__(self, digits_a: int = 3, digits_b: int = 2, feedback: str = "fix"):
         super().__init__(feedback)
         self.digits_a, self.digits_b = digits_a, digits_b
-        longest = self.scratchpad(10 ** digits_a - 1, 10 ** digits_b - 1)
+        longest = self.scratchpad(10**digits_a - 1, 10**digits_b - 1)
         self.max_response_chars = len(longest) + 1 + max(map(len, longest.split("\n")))  # + one restatement
 
     def finishes(self, p, s, cur):
         """Every working line, and the sum of the values as stated (right or wrong)."""
         stated = [v for v in s[0] if re.fullmatch(r"[0-9]{1,12}", v)]
         return p.solution.split("\n")[:-1] + (
-            ["+".join(stated) + f"={sum(map(int, stated))}"] if len(stated) == len(s[0]) else [])
+            ["+".join(stated) + f"={sum(map(int, stated))}"] if len(stated) == len(s[0]) else []
+        )
 
     @staticmethod
     def scratchpad(a, b, values=None, total=None) -> str:
         """The worked solution; values/total override the partial products/sum (for corrupt)."""
-        mults = [int(d) * 10 ** i for i, d in enumerate(reversed(str(b))) if d != "0"]
+        mults = [int(d) * 10**i for i, d in enumerate(reversed(str(b))) if d != "0"]
         values = values or [a * m for m in mults]
         lines = [f"{a}*{m}={v}" for m, v in zip(mults, values)]
         return "\n".join(lines + ["+".join(map(str, values)) + f"={sum(values) if total is None else total}"])
 
     def sample(self, rng):
-        a = rng.randrange(10 ** (self.digits_a - 1), 10 ** self.digits_a)
-        b = rng.randrange(10 ** (self.digits_b - 1), 10 ** self.digits_b)
+        a = rng.randrange(10 ** (self.digits_a - 1), 10**self.digits_a)
+        b = rng.randrange(10 ** (self.digits_b - 1), 10**self.digits_b)
         return Problem(self.name, f"mult: {a}*{b}", self.scratchpad(a, b), (a, b))
 
     def split_key(self, p):
@@ -519,8 +546,14 @@ class Mult(_LastLine):
         fix = self.feedback == "fix"
         if wrong:
             i, want = wrong
-            notes.append(f"line {i + 1} wrong: {_quote(got[i])}" + (f"; correct: {want} (write it on a new line: "
-                         "a later line supersedes an earlier one)" if fix else ""))
+            notes.append(
+                f"line {i + 1} wrong: {_quote(got[i])}"
+                + (
+                    f"; correct: {want} (write it on a new line: a later line supersedes an earlier one)"
+                    if fix
+                    else ""
+                )
+            )
         elif not self.done(p, self.states(p, got)[-1]):
             want = list(self._legal(p, self.states(p, got)[-1]))[0]
             notes.append(f"line {len(got) + 1} missing" + (f"; correct: {want}" if fix else ""))
@@ -528,8 +561,11 @@ class Mult(_LastLine):
             notes.append("every line correct")
         ans = self.answer(p, text)
         ok = ans is not None and int(ans) == p.data[0] * p.data[1]
-        notes.append("no final answer: the last line must end with =N" if ans is None
-                     else f"final answer {ans}: {'correct' if ok else 'wrong'}")
+        notes.append(
+            "no final answer: the last line must end with =N"
+            if ans is None
+            else f"final answer {ans}: {'correct' if ok else 'wrong'}"
+        )
         return float(ok), "\n".join(notes)
 
     def corrupt(self, p, rng):
@@ -538,12 +574,17 @@ class Mult(_LastLine):
         values = [int(v) for v in re.findall(r"=([0-9]+)$", p.solution, re.M)[:-1]]
         i, kind = rng.randrange(len(values)), rng.choice(["slip", "shift", "carry"])
         if kind == "carry":
-            return self.scratchpad(a, b, values, sum(values) + rng.choice([-1, 1]) * 10 ** rng.randrange(1, 3))
+            return self.scratchpad(
+                a, b, values, sum(values) + rng.choice([-1, 1]) * 10 ** rng.randrange(1, 3)
+            )
         if kind == "shift" and values[i] % 10 == 0:
             values[i] //= 10
         else:
-            values[i] += 10 ** rng.randrange(len(str(values[i]))) * (1 if values[i] < 10 else rng.choice([-1, 1]))
+            values[i] += 10 ** rng.randrange(len(str(values[i]))) * (
+                1 if values[i] < 10 else rng.choice([-1, 1])
+            )
         return self.scratchpad(a, b, values)
+
 
 # ----------------------------------------------------------------------------------------------
 # math: Countdown, one operation per line
@@ -560,8 +601,8 @@ def _cd_legal(rem: tuple) -> dict:
     out = {}
     for i in range(len(rem)):
         for j in range(i + 1, len(rem)):
-            b, a = rem[i], rem[j]                                  # sorted, so a >= b
-            rest = rem[:i] + rem[i + 1:j] + rem[j + 1:]
+            b, a = rem[i], rem[j]  # sorted, so a >= b
+            rest = rem[:i] + rem[i + 1 : j] + rem[j + 1 :]
             for x, op, y in ((a, "+", b), (b, "+", a), (a, "*", b), (b, "*", a), (a, "-", b), (a, "/", b)):
                 r = _cd_eval(x, op, y)
                 if r:
@@ -598,16 +639,23 @@ class Countdown(Task):
     next step (Task.fix: the line to retract and the lines that solve from the numbers standing
     before it), then, as with feedback="verdict", each standing line's evaluation and the numbers
     left, until the first invalid one, whether the target was reached, which line to retract."""
+
     name, domain, undo = "countdown", "math", True
 
-    def __init__(self, n_numbers: int = 4, max_number: int = 15, max_target: int = 100, feedback: str = "fix",
-                 sft_target: str = "continue"):
+    def __init__(
+        self,
+        n_numbers: int = 4,
+        max_number: int = 15,
+        max_target: int = 100,
+        feedback: str = "fix",
+        sft_target: str = "continue",
+    ):
         super().__init__(feedback)
         if sft_target not in SFT_TARGETS:
             raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
         self.sft_target = sft_target
         self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
-        d = len(str(max_number ** n_numbers))  # no result exceeds the product of all numbers
+        d = len(str(max_number**n_numbers))  # no result exceeds the product of all numbers
         self.max_response_chars = n_numbers * (3 * d + 3) + len(UNDO)  # + one retracted line and its undo
 
     def sample(self, rng):
@@ -617,18 +665,25 @@ class Countdown(Task):
             line, s = rng.choice(list(_cd_legal(s[0]).items()))
             lines.append(line)
             results.append(s[1])
-        target = s[1]                          # it must need two lines or more
-        if target in nums or not 10 <= target <= self.max_target or any(
-                r == target for _, r in _cd_legal(nums).values()):
+        target = s[1]  # it must need two lines or more
+        if (
+            target in nums
+            or not 10 <= target <= self.max_target
+            or any(r == target for _, r in _cd_legal(nums).values())
+        ):
             return None
-        return Problem(self.name, f"countdown: {' '.join(map(str, nums))} -> {target}",
-                       "\n".join(lines[:results.index(target) + 1]), (nums, target))
+        return Problem(
+            self.name,
+            f"countdown: {' '.join(map(str, nums))} -> {target}",
+            "\n".join(lines[: results.index(target) + 1]),
+            (nums, target),
+        )
 
     def split_key(self, p):
         return f"{p.data[0]}->{p.data[1]}"
 
     def start(self, p):
-        return p.data[0], None                 # state: (remaining numbers, last result)
+        return p.data[0], None  # state: (remaining numbers, last result)
 
     def moves(self, p, s):
         return _cd_legal(s[0])
@@ -646,7 +701,12 @@ class Countdown(Task):
         for i, line in standing:
             rem, r, err = _cd_check(rem, line)
             if err:
-                return trace + [f"line {i}: {_quote(line.replace(' ', ''), 24)[1:-1]}: {err}"], False, None, standing
+                return (
+                    trace + [f"line {i}: {_quote(line.replace(' ', ''), 24)[1:-1]}: {err}"],
+                    False,
+                    None,
+                    standing,
+                )
             last = r
             trace.append(f"line {i}: {line.replace(' ', '')} ok, left {' '.join(map(str, rem))}")
         return trace, bool(trace), last, standing
@@ -670,7 +730,11 @@ class Countdown(Task):
         lines = p.solution.split("\n")
         for _ in range(20):
             kind = rng.choice(["slip", "used", "last"])
-            out, i, rem = list(lines), len(lines) - 1 if kind == "last" else rng.randrange(len(lines)), p.data[0]
+            out, i, rem = (
+                list(lines),
+                len(lines) - 1 if kind == "last" else rng.randrange(len(lines)),
+                p.data[0],
+            )
             for line in lines[:i]:
                 rem = _cd_check(rem, line)[0]
             used = [x for x in p.data[0] if x not in rem]
@@ -680,29 +744,57 @@ class Countdown(Task):
             else:
                 a, b = rng.choice(used) if kind == "used" else int(a), int(b)
                 ops = rng.sample([o for o in "+-*/" if o != op], 3) if kind == "last" else [op]
-                op = next((o for o in ops if _cd_eval(a, o, b)), "+")   # keep the arithmetic valid
+                op = next((o for o in ops if _cd_eval(a, o, b)), "+")  # keep the arithmetic valid
                 out[i] = f"{a}{op}{b}={_cd_eval(a, op, b)}"
             if self.verify(p, "\n".join(out))[0] == 0.0:
                 return "\n".join(out)
-        return lines[0]                        # one line never reaches the target (sample)
+        return lines[0]  # one line never reaches the target (sample)
+
 
 # ----------------------------------------------------------------------------------------------
 # code: a small list language -- our own interpreter with limits; model output is never eval'd
 
-LP_STEPS = ("sort", "reverse", "dedup", "sum", "len", "max", "min", "take 1", "take 2", "take 3",
-            "drop 1", "drop 2", "drop 3", "map +1", "map -1", "map *2", "map ^2",
-            "filter even", "filter odd", "filter >2", "filter >5")  # the generator's and oracle's steps
-LP_MAX_LINES = 32      # longer programs are rejected before they run
-LP_MAX_WORK = 2000     # work budget per run: each line costs 1 + the length of its input list
-LP_MAX_LEN = 256       # size limits: longest list ...
-LP_MAX_VALUE = 10 ** 6  # ... and largest magnitude of any value
+LP_STEPS = (
+    "sort",
+    "reverse",
+    "dedup",
+    "sum",
+    "len",
+    "max",
+    "min",
+    "take 1",
+    "take 2",
+    "take 3",
+    "drop 1",
+    "drop 2",
+    "drop 3",
+    "map +1",
+    "map -1",
+    "map *2",
+    "map ^2",
+    "filter even",
+    "filter odd",
+    "filter >2",
+    "filter >5",
+)  # the generator's and oracle's steps
+LP_MAX_LINES = 32  # longer programs are rejected before they run
+LP_MAX_WORK = 2000  # work budget per run: each line costs 1 + the length of its input list
+LP_MAX_LEN = 256  # size limits: longest list ...
+LP_MAX_VALUE = 10**6  # ... and largest magnitude of any value
 
-_LP_FIXED = {"sort": lambda x: tuple(sorted(x)), "reverse": lambda x: x[::-1],
-             "dedup": lambda x: tuple(dict.fromkeys(x)), "dup": lambda x: x + x,
-             "sum": sum, "len": len, "max": max, "min": min,
-             "map ^2": lambda x: tuple(v * v for v in x),
-             "filter even": lambda x: tuple(v for v in x if v % 2 == 0),
-             "filter odd": lambda x: tuple(v for v in x if v % 2)}
+_LP_FIXED = {
+    "sort": lambda x: tuple(sorted(x)),
+    "reverse": lambda x: x[::-1],
+    "dedup": lambda x: tuple(dict.fromkeys(x)),
+    "dup": lambda x: x + x,
+    "sum": sum,
+    "len": len,
+    "max": max,
+    "min": min,
+    "map ^2": lambda x: tuple(v * v for v in x),
+    "filter even": lambda x: tuple(v for v in x if v % 2 == 0),
+    "filter odd": lambda x: tuple(v for v in x if v % 2),
+}
 _LP_ARG = re.compile(r"(take|drop) ([0-9]{1,2})|map ([-+*])([0-9]{1,2})|filter ([<>])([0-9]{1,2})")
 
 
@@ -715,10 +807,15 @@ def _lp_parse(step: str):
     if m is None:
         return _LP_FIXED.get(step)
     k = int(m[2] or m[4] or m[6])
-    return {"take": lambda x: x[:k], "drop": lambda x: x[k:],
-            "+": lambda x: tuple(v + k for v in x), "-": lambda x: tuple(v - k for v in x),
-            "*": lambda x: tuple(v * k for v in x), ">": lambda x: tuple(v for v in x if v > k),
-            "<": lambda x: tuple(v for v in x if v < k)}[m[1] or m[3] or m[5]]
+    return {
+        "take": lambda x: x[:k],
+        "drop": lambda x: x[k:],
+        "+": lambda x: tuple(v + k for v in x),
+        "-": lambda x: tuple(v - k for v in x),
+        "*": lambda x: tuple(v * k for v in x),
+        ">": lambda x: tuple(v for v in x if v > k),
+        "<": lambda x: tuple(v for v in x if v < k),
+    }[m[1] or m[3] or m[5]]
 
 
 def _lp_apply(step: str, x):
@@ -774,10 +871,20 @@ class ListProg(Task):
     expected versus actual; how many examples pass; which line to retract. With feedback="fix" (the
     default) the first line is the next step instead (Task.fix: the step to retract and the steps
     of a passing program from the steps standing before it)."""
+
     name, domain, undo = "listprog", "code", True
 
-    def __init__(self, max_steps: int = 3, min_steps: int = 1, n_examples: int = 3, min_len: int = 4,
-                 max_len: int = 6, max_value: int = 9, feedback: str = "fix", sft_target: str = "continue"):
+    def __init__(
+        self,
+        max_steps: int = 3,
+        min_steps: int = 1,
+        n_examples: int = 3,
+        min_len: int = 4,
+        max_len: int = 6,
+        max_value: int = 9,
+        feedback: str = "fix",
+        sft_target: str = "continue",
+    ):
         super().__init__(feedback)
         if sft_target not in SFT_TARGETS:
             raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
@@ -788,15 +895,17 @@ class ListProg(Task):
 
     def sample(self, rng):
         prog = [rng.choice(LP_STEPS) for _ in range(rng.randint(self.min_steps, self.max_steps))]
-        xs = tuple(tuple(rng.randint(0, self.max_value) for _ in range(rng.randint(self.min_len, self.max_len)))
-                   for _ in range(self.n_examples))
+        xs = tuple(
+            tuple(rng.randint(0, self.max_value) for _ in range(rng.randint(self.min_len, self.max_len)))
+            for _ in range(self.n_examples)
+        )
         runs = [lp_run(prog, x) for x in xs]
         if any(err for _, err in runs):
             return None
         states = [xs] + [tuple(vals[j] for vals, _ in runs) for j in range(len(prog))]
         if any(a == b for a, b in zip(states, states[1:])) or len(set(states[-1])) == 1 or () in states[-1]:
-            return None                        # a line that changes nothing; uninformative outputs
-        k = states.index(states[-1])           # stop at the first line that passes (canonical)
+            return None  # a line that changes nothing; uninformative outputs
+        k = states.index(states[-1])  # stop at the first line that passes (canonical)
         if k < self.min_steps:
             return None
         examples = tuple(zip(xs, states[-1]))
@@ -814,9 +923,11 @@ class ListProg(Task):
     def done(self, p, s):
         return s[0] == tuple(y for _, y in p.data)
 
-    def hopeless(self, p, s):                  # LP_STEPS never lengthen a list or leave a number
-        return any(isinstance(v, int) or len(v) < len(y) if isinstance(y, tuple) else isinstance(v, int) and v != y
-                   for v, (_, y) in zip(s[0], p.data))
+    def hopeless(self, p, s):  # LP_STEPS never lengthen a list or leave a number
+        return any(
+            isinstance(v, int) or len(v) < len(y) if isinstance(y, tuple) else isinstance(v, int) and v != y
+            for v, (_, y) in zip(s[0], p.data)
+        )
 
     def moves(self, p, s):
         out = {}
@@ -830,8 +941,8 @@ class ListProg(Task):
     def replay(self, p, s, line):
         ys = tuple(_lp_apply(line.strip(), v) for v in s[0])
         if any(isinstance(y, str) for y in ys):
-            return DEAD                        # a line that errs: only undo repairs it
-        return s if ys == s[0] else (ys, s[1] + 1)   # a line that changes nothing does not count
+            return DEAD  # a line that errs: only undo repairs it
+        return s if ys == s[0] else (ys, s[1] + 1)  # a line that changes nothing does not count
 
     def _runs(self, p, text):
         standing = self.standing(text)
@@ -860,7 +971,9 @@ class ListProg(Task):
     def answer(self, p, text):
         """The program's behaviour on the examples: programs that agree there vote together."""
         prog, runs, _ = self._runs(p, text)
-        return None if not prog or any(err for _, err in runs) else ";".join(_fmt(vals[-1]) for vals, _ in runs)
+        return (
+            None if not prog or any(err for _, err in runs) else ";".join(_fmt(vals[-1]) for vals, _ in runs)
+        )
 
     def corrupt(self, p, rng):
         """A wrong step, a missing step, or an extra step."""
@@ -878,12 +991,15 @@ class ListProg(Task):
                 return "\n".join(out)
         return ""
 
+
 # ----------------------------------------------------------------------------------------------
 # science: our own chemical formula parser and an exact balancer
 
-ELEMENTS = frozenset("""H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni
+ELEMENTS = frozenset(
+    """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni
     Cu Zn Ga Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Hf Ta W
-    Re Os Ir Pt Au Hg Tl Pb Bi""".split())
+    Re Os Ir Pt Au Hg Tl Pb Bi""".split()
+)
 _TOKEN = re.compile(r"([A-Z][a-z]?|\(|\))([0-9]*)")
 
 
@@ -927,8 +1043,10 @@ def balance(lhs: tuple, rhs: tuple):
     x species matrix by fraction-free elimination), or None unless they exist and are unique up
     to scale."""
     comps = [parse_formula(f) for f in lhs + rhs]
-    rows = [[c.get(e, 0) * (1 if j < len(lhs) else -1) for j, c in enumerate(comps)]
-            for e in sorted({e for c in comps for e in c})]
+    rows = [
+        [c.get(e, 0) * (1 if j < len(lhs) else -1) for j, c in enumerate(comps)]
+        for e in sorted({e for c in comps for e in c})
+    ]
     pivots = []
     for col in range(len(comps)):
         r = next((i for i in range(len(pivots), len(rows)) if rows[i][col]), None)
@@ -961,12 +1079,48 @@ def balance(lhs: tuple, rhs: tuple):
 # ----------------------------------------------------------------------------------------------
 # science: balancing equations drawn from reaction families over an ion table
 
-_CATIONS = {"Li": 1, "Na": 1, "K": 1, "NH4": 1, "Ag": 1, "Mg": 2, "Ca": 2, "Sr": 2, "Ba": 2, "Zn": 2,
-            "Cu": 2, "Ni": 2, "Pb": 2, "Fe": (2, 3), "Al": 3, "Cr": 3}
-_ANIONS = {"F": 1, "Cl": 1, "Br": 1, "I": 1, "OH": 1, "NO3": 1, "ClO3": 1, "SO4": 2, "CO3": 2,
-           "SO3": 2, "CrO4": 2, "PO4": 3}
-_NONMETALS = {"O2": ("O", 2), "S": ("S", 2), "N2": ("N", 3), "P4": ("P", 3), "F2": ("F", 1),
-              "Cl2": ("Cl", 1), "Br2": ("Br", 1), "I2": ("I", 1)}   # element as written -> (anion, charge)
+_CATIONS = {
+    "Li": 1,
+    "Na": 1,
+    "K": 1,
+    "NH4": 1,
+    "Ag": 1,
+    "Mg": 2,
+    "Ca": 2,
+    "Sr": 2,
+    "Ba": 2,
+    "Zn": 2,
+    "Cu": 2,
+    "Ni": 2,
+    "Pb": 2,
+    "Fe": (2, 3),
+    "Al": 3,
+    "Cr": 3,
+}
+_ANIONS = {
+    "F": 1,
+    "Cl": 1,
+    "Br": 1,
+    "I": 1,
+    "OH": 1,
+    "NO3": 1,
+    "ClO3": 1,
+    "SO4": 2,
+    "CO3": 2,
+    "SO3": 2,
+    "CrO4": 2,
+    "PO4": 3,
+}
+_NONMETALS = {
+    "O2": ("O", 2),
+    "S": ("S", 2),
+    "N2": ("N", 3),
+    "P4": ("P", 3),
+    "F2": ("F", 1),
+    "Cl2": ("Cl", 1),
+    "Br2": ("Br", 1),
+    "I2": ("I", 1),
+}  # element as written -> (anion, charge)
 _IONS = [(c, q) for c, qs in _CATIONS.items() for q in (qs if isinstance(qs, tuple) else (qs,))]
 _METALS = [(c, q) for c, q in _IONS if c != "NH4"]
 _SALTS = [(c, q, a, qa) for c, q in _IONS for a, qa in _ANIONS.items()]
@@ -974,8 +1128,10 @@ _SALTS = [(c, q, a, qa) for c, q in _IONS for a, qa in _ANIONS.items()]
 
 def _ionic(cation: str, qc: int, anion: str, qa: int) -> str:
     """Charge-balanced formula: _ionic('Ca', 2, 'PO4', 3) = 'Ca3(PO4)2'."""
+
     def part(ion, n):
         return ion if n == 1 else f"({ion}){n}" if sum(map(str.isupper, ion)) > 1 else f"{ion}{n}"
+
     g = math.gcd(qc, qa)
     return part(cation, qa // g) + part(anion, qc // g)
 
@@ -993,27 +1149,61 @@ def reaction_families() -> dict:
     fuels = [_fuel(x, y, z) for x in range(1, 9) for y in range(2, 2 * x + 3, 2) for z in range(3)]
     ion = {(c, q, a): _ionic(c, q, a, qa) for c, q, a, qa in _SALTS}
     halides = ["F", "Cl", "Br", "I"]
-    return {"combustion": [((f, "O2"), ("CO2", "H2O")) for f in fuels] +
-                          [((f, "O2"), ("CO", "H2O")) for f in fuels],
-            "synthesis": [((m, x), (_ionic(m, q, a, qa),)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()],
-            "decomposition": [((_ionic(m, q, a, qa),), (m, x)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()]
-            + [((ion[m, q, "CO3"],), (_ionic(m, q, "O", 2), "CO2")) for m, q in _METALS]
-            + [((ion[m, q, "OH"],), (_ionic(m, q, "O", 2), "H2O")) for m, q in _METALS]
-            + [((ion[m, q, "ClO3"],), (ion[m, q, "Cl"], "O2")) for m, q in _IONS]
-            + [((ion[m, q, "NO3"],), (_ionic(m, q, "O", 2), "NO2", "O2")) for m, q in _METALS],
-            "single displacement": [((m, ion[c, qc, a]), (ion[m, q, a], c)) for m, q in _METALS
-                                    for c, qc in _METALS for a in _ANIONS if m != c and a != "OH"]
-            + [((m, _ionic("H", 1, a, qa)), (ion[m, q, a], "H2")) for m, q in _METALS for a, qa in _ANIONS.items()
-               if a not in ("OH", "NO3", "ClO3")]
-            + [((x + "2", ion[c, q, y]), (ion[c, q, x], y + "2")) for x in halides for y in halides
-               for c, q in _IONS if halides.index(x) < halides.index(y)],
-            "double displacement": [((ion[c, q, a], ion[d, r, b]), (ion[c, q, b], ion[d, r, a]))
-                                    for i, (c, q) in enumerate(_IONS) for d, r in _IONS[i + 1:] if c != d
-                                    for a in _ANIONS for b in _ANIONS if a != b]
-            + [((_ionic("H", 1, a, qa), ion[c, q, "OH"]), (ion[c, q, a], "H2O"))
-               for c, q in _IONS for a, qa in _ANIONS.items() if a != "OH"],
-            "hydrate": [((f"{ion[c, q, a]}.{n if n > 1 else ''}H2O",), (ion[c, q, a], "H2O"))
-                        for c, q, a, _ in _SALTS if a != "OH" for n in range(2, 11)]}
+    return {
+        "combustion": [((f, "O2"), ("CO2", "H2O")) for f in fuels]
+        + [((f, "O2"), ("CO", "H2O")) for f in fuels],
+        "synthesis": [
+            ((m, x), (_ionic(m, q, a, qa),)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()
+        ],
+        "decomposition": [
+            ((_ionic(m, q, a, qa),), (m, x)) for m, q in _METALS for x, (a, qa) in _NONMETALS.items()
+        ]
+        + [((ion[m, q, "CO3"],), (_ionic(m, q, "O", 2), "CO2")) for m, q in _METALS]
+        + [((ion[m, q, "OH"],), (_ionic(m, q, "O", 2), "H2O")) for m, q in _METALS]
+        + [((ion[m, q, "ClO3"],), (ion[m, q, "Cl"], "O2")) for m, q in _IONS]
+        + [((ion[m, q, "NO3"],), (_ionic(m, q, "O", 2), "NO2", "O2")) for m, q in _METALS],
+        "single displacement": [
+            ((m, ion[c, qc, a]), (ion[m, q, a], c))
+            for m, q in _METALS
+            for c, qc in _METALS
+            for a in _ANIONS
+            if m != c and a != "OH"
+        ]
+        + [
+            ((m, _ionic("H", 1, a, qa)), (ion[m, q, a], "H2"))
+            for m, q in _METALS
+            for a, qa in _ANIONS.items()
+            if a not in ("OH", "NO3", "ClO3")
+        ]
+        + [
+            ((x + "2", ion[c, q, y]), (ion[c, q, x], y + "2"))
+            for x in halides
+            for y in halides
+            for c, q in _IONS
+            if halides.index(x) < halides.index(y)
+        ],
+        "double displacement": [
+            ((ion[c, q, a], ion[d, r, b]), (ion[c, q, b], ion[d, r, a]))
+            for i, (c, q) in enumerate(_IONS)
+            for d, r in _IONS[i + 1 :]
+            if c != d
+            for a in _ANIONS
+            for b in _ANIONS
+            if a != b
+        ]
+        + [
+            ((_ionic("H", 1, a, qa), ion[c, q, "OH"]), (ion[c, q, a], "H2O"))
+            for c, q in _IONS
+            for a, qa in _ANIONS.items()
+            if a != "OH"
+        ],
+        "hydrate": [
+            ((f"{ion[c, q, a]}.{n if n > 1 else ''}H2O",), (ion[c, q, a], "H2O"))
+            for c, q, a, _ in _SALTS
+            if a != "OH"
+            for n in range(2, 11)
+        ],
+    }
 
 
 @lru_cache(maxsize=None)
@@ -1032,7 +1222,7 @@ def _balanced_families() -> tuple:
 def _equation(lhs, rhs, coefs=None) -> str:
     coefs = coefs or [1] * (len(lhs) + len(rhs))
     terms = [f"{c if c != 1 else ''}{f}" for c, f in zip(coefs, lhs + rhs)]
-    return " + ".join(terms[:len(lhs)]) + " -> " + " + ".join(terms[len(lhs):])
+    return " + ".join(terms[: len(lhs)]) + " -> " + " + ".join(terms[len(lhs) :])
 
 
 _TERM = re.compile(r" *([0-9]{0,3}) *([A-Z(][A-Za-z0-9().]{0,39}) *")
@@ -1045,6 +1235,7 @@ class Chem(_LastLine):
     last line; recovery: a later equation supersedes an earlier one. Feedback: (feedback="fix")
     first the balanced equation to write and the coefficients to change, then the atom count of
     every element on each side, the unbalanced elements, a common factor if any."""
+
     name, domain = "chem", "science"
 
     def __init__(self, max_coef: int = 10, max_species: int = 4, feedback: str = "fix"):
@@ -1060,8 +1251,14 @@ class Chem(_LastLine):
             pool = {}
             for family, lhs, rhs, coefs in _balanced_families():
                 if 1 < max(coefs) <= self.max_coef and len(coefs) <= self.max_species:
-                    pool.setdefault(family, []).append(Problem(
-                        self.name, f"chem: {_equation(lhs, rhs)}", _equation(lhs, rhs, coefs), (lhs, rhs, coefs)))
+                    pool.setdefault(family, []).append(
+                        Problem(
+                            self.name,
+                            f"chem: {_equation(lhs, rhs)}",
+                            _equation(lhs, rhs, coefs),
+                            (lhs, rhs, coefs),
+                        )
+                    )
             self._pool = pool
         return self._pool
 
@@ -1078,13 +1275,20 @@ class Chem(_LastLine):
         lhs, rhs, coefs = p.data
         species = lhs + rhs
         terms = [f"{c if c != 1 else ''}{f}" for c, f in zip(coefs, species)]
-        for i in range(len(cur), 0, -1):       # the longest start of cur that a finish extends
+        for i in range(len(cur), 0, -1):  # the longest start of cur that a finish extends
             k, seg = len(re.findall(r"\+|-?>", cur[:i])), re.split(r"\+|-?>", cur[:i])[-1]
             m = re.fullmatch(r" *[0-9]{0,3}(.*)", seg)
             if k < len(species) and species[k].startswith(m[1]):
-                now = (" " if k and not seg else "") + terms[k] if not seg.strip() else species[k][len(m[1]):]
-                line = cur[:i] + now + "".join(
-                    (" -> " if j == len(lhs) else " + ") + terms[j] for j in range(k + 1, len(species)))
+                now = (
+                    (" " if k and not seg else "") + terms[k] if not seg.strip() else species[k][len(m[1]) :]
+                )
+                line = (
+                    cur[:i]
+                    + now
+                    + "".join(
+                        (" -> " if j == len(lhs) else " + ") + terms[j] for j in range(k + 1, len(species))
+                    )
+                )
                 if line.startswith(cur):
                     return [p.solution, line]
         return [p.solution]
@@ -1123,8 +1327,11 @@ class Chem(_LastLine):
             for c, f in side:
                 for e, n in parse_formula(f).items():
                     count[e] += c * n
-        rows = [f"{e}: {counts[0][e]} left, {counts[1][e]} right" + ("" if counts[0][e] == counts[1][e]
-                else " UNBALANCED") for e in dict.fromkeys(list(counts[0]) + list(counts[1]))]
+        rows = [
+            f"{e}: {counts[0][e]} left, {counts[1][e]} right"
+            + ("" if counts[0][e] == counts[1][e] else " UNBALANCED")
+            for e in dict.fromkeys(list(counts[0]) + list(counts[1]))
+        ]
         cs = [c for side in sides for c, _ in side]
         balanced, g = counts[0] == counts[1], math.gcd(*cs)
         if min(cs) == 0:
@@ -1155,7 +1362,7 @@ TASKS = {t.name: t for t in (Mult(), Countdown(), ListProg(), Chem())}
 
 
 def make_task(spec: str) -> Task:
-    """"name" -> TASKS[name]; "name:knob=value,..." -> a fresh instance of that task's class with
+    """ "name" -> TASKS[name]; "name:knob=value,..." -> a fresh instance of that task's class with
     those knobs (constructor arguments; values read by ast.literal_eval, a bare word as a string)."""
     name, _, args = spec.partition(":")
     if name not in TASKS:
@@ -1168,17 +1375,21 @@ def make_task(spec: str) -> Task:
     for kv in args.split(","):
         k, eq, v = (x.strip() for x in kv.partition("="))
         if k not in knobs or not eq:
-            raise ValueError(f"task {spec!r}: {kv.strip()!r} is not knob=value with a knob of {name} "
-                             f"({', '.join(knobs)})")
+            raise ValueError(
+                f"task {spec!r}: {kv.strip()!r} is not knob=value with a knob of {name} ({', '.join(knobs)})"
+            )
         try:
             word = v.isidentifier() and v not in ("True", "False", "None")
-            kw[k] = v if word else ast.literal_eval(v)   # a bare word is a string: feedback=verdict
+            kw[k] = v if word else ast.literal_eval(v)  # a bare word is a string: feedback=verdict
         except (ValueError, SyntaxError):
-            raise ValueError(f"task {spec!r}: cannot read the value {v!r} of {k} (a Python literal, e.g. 3)") from None
+            raise ValueError(
+                f"task {spec!r}: cannot read the value {v!r} of {k} (a Python literal, e.g. 3)"
+            ) from None
     try:
         return cls(**kw)
     except (ValueError, TypeError, RuntimeError) as e:
         raise ValueError(f"task {spec!r}: {e}") from None
+
 
 # ----------------------------------------------------------------------------------------------
 # Demo and timings
@@ -1190,16 +1401,22 @@ def demo(specs: list, seed: int = 0):
         attempt = task.corrupt(p, random.Random(seed))
         i = first_off_support(task, p, attempt)
         print(f"=== {task.name} ({task.domain}) " + "=" * 60)
-        print(f"student context:\n{student_context(p)}reference (reward {task.verify(p, p.solution)[0]}):\n{p.solution}")
+        print(
+            f"student context:\n{student_context(p)}reference (reward {task.verify(p, p.solution)[0]}):\n{p.solution}"
+        )
         reward, feedback = task.verify(p, attempt)
         print(f"corrupted attempt (reward {reward}):\n{attempt}\nfeedback:\n{feedback}")
         wrote = repr(attempt[i]) if i < len(attempt) else "EOT"
         dist = sorted(task.oracle(p, attempt[:i]).items(), key=lambda kv: -kv[1])
-        print(f"oracle after {attempt[:i]!r} (the attempt wrote {wrote}): "
-              + ", ".join(f"{'EOT' if c == EOT else repr(c)}: {q:.3f}" for c, q in dist))
+        print(
+            f"oracle after {attempt[:i]!r} (the attempt wrote {wrote}): "
+            + ", ".join(f"{'EOT' if c == EOT else repr(c)}: {q:.3f}" for c, q in dist)
+        )
         fixed = oracle_greedy(task, p, attempt + "\n")
-        print(f"greedy oracle from the whole attempt (reward {task.verify(p, fixed)[0]}, recovery "
-              f"{task.has_recovery(p, fixed)}):\n{fixed}\n")
+        print(
+            f"greedy oracle from the whole attempt (reward {task.verify(p, fixed)[0]}, recovery "
+            f"{task.has_recovery(p, fixed)}):\n{fixed}\n"
+        )
 
 
 def _per_call(fn, args) -> float:
@@ -1214,10 +1431,12 @@ def bench(specs: list, seed: int = 0, n: int = 200):
     'oracle 1st' is the first call per problem (it builds the counts), 'cold' the first pass over
     every prefix after that, 'warm' a second pass (memo hits); then recovery_rates on 150 test
     problems (seed 0)."""
-    print(f"{'task':10} {'generate':>10} {'verify':>10} {'oracle 1st':>11} {'oracle cold':>12} "
-          f"{'oracle warm':>12} {'recovers: corrupted':>20} {'random':>7}  spec")
+    print(
+        f"{'task':10} {'generate':>10} {'verify':>10} {'oracle 1st':>11} {'oracle cold':>12} "
+        f"{'oracle warm':>12} {'recovers: corrupted':>20} {'random':>7}  spec"
+    )
     for spec in specs:
-        task = type(make_task(spec))(**_knobs(make_task(spec)))   # a fresh instance: an empty memo
+        task = type(make_task(spec))(**_knobs(make_task(spec)))  # a fresh instance: an empty memo
         t_gen = _per_call(lambda: task.generate("train", n, seed), [()]) / n
         problems, rng = task.generate("train", n, seed), random.Random(seed)
         pairs = [(p, t) for p in problems for t in (p.solution, task.corrupt(p, rng))]
@@ -1226,8 +1445,10 @@ def bench(specs: list, seed: int = 0, n: int = 200):
         prefixes = [(p, t[:i]) for p, t in pairs for i in range(len(t) + 1)]
         t_cold, t_warm = _per_call(task.oracle, prefixes), _per_call(task.oracle, prefixes)
         cut, noise = recovery_rates(task)
-        print(f"{task.name:10} {t_gen * 1e3:8.3f}ms {t_ver * 1e6:8.1f}us {t_first * 1e3:9.3f}ms "
-              f"{t_cold * 1e6:10.1f}us {t_warm * 1e6:10.1f}us {cut:20.3f} {noise:7.3f}  {spec}")
+        print(
+            f"{task.name:10} {t_gen * 1e3:8.3f}ms {t_ver * 1e6:8.1f}us {t_first * 1e3:9.3f}ms "
+            f"{t_cold * 1e6:10.1f}us {t_warm * 1e6:10.1f}us {cut:20.3f} {noise:7.3f}  {spec}"
+        )
 
 
 def _knobs(task) -> dict:
@@ -1236,9 +1457,13 @@ def _knobs(task) -> dict:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="DistIL tasks: demo (default) or timings (--bench)")
-    ap.add_argument("--bench", action="store_true", help="print per-call timings and recovery rates instead of the demo")
+    ap.add_argument(
+        "--bench", action="store_true", help="print per-call timings and recovery rates instead of the demo"
+    )
     ap.add_argument("--seed", type=int, default=0, help="seed of the demo/bench problems")
-    ap.add_argument("--tasks", default=";".join(TASKS), help="';'-separated specs, name or name:knob=value,...")
+    ap.add_argument(
+        "--tasks", default=";".join(TASKS), help="';'-separated specs, name or name:knob=value,..."
+    )
     args = ap.parse_args()
     try:
         specs = [s for s in args.tasks.split(";") if s]

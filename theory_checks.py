@@ -49,8 +49,14 @@ import distil  # noqa: E402
 import toy_mdp as tm  # noqa: E402
 
 D = tm.DTYPE
-LABEL = {"distil": "DistIL (seq. fwd CE)", "distil_token": "fwd CE, token level", "distil_kl": "DistIL, KL cost",
-         "sdpo": "reverse KL (SDPO)", "opsd": "JSD β=.5 (OPSD)", "grpo": "policy gradient (exact)"}
+LABEL = {
+    "distil": "DistIL (seq. fwd CE)",
+    "distil_token": "fwd CE, token level",
+    "distil_kl": "DistIL, KL cost",
+    "sdpo": "reverse KL (SDPO)",
+    "opsd": "JSD β=.5 (OPSD)",
+    "grpo": "policy gradient (exact)",
+}
 LOGIT_SCALE = 1.5  # random logits ~ N(0, 1.5²): policies from near uniform to near deterministic
 P_SUCCESS = 0.2  # random binary trees: one leaf in five succeeds (success neither rare nor typical)
 
@@ -101,18 +107,28 @@ def savefig(cfg, fig, name):
     plt.close(fig)
 
 
-TRANSITIONS = ("deterministic token tree: states numbered breadth first, child(s, a) = offset(t+1) + "
-               "(s − offset(t))·A + a with offset(t) = (A^t − 1)/(A − 1); rows of pi/teacher are states, "
-               "rewards are the leaves in the same order")
+TRANSITIONS = (
+    "deterministic token tree: states numbered breadth first, child(s, a) = offset(t+1) + "
+    "(s − offset(t))·A + a with offset(t) = (A^t − 1)/(A − 1); rows of pi/teacher are states, "
+    "rewards are the leaves in the same order"
+)
 # (objective, update rule) pairs of the token-level steps; reverse KL's npg step *is* its proximal
 # (geometric-mixture) step, so it is listed once
-STEP_RULES = [("distil_token", "gd"), ("distil_token", "npg"), ("distil_token", "prox"), ("sdpo", "gd"),
-              ("sdpo", "npg"), ("opsd", "gd"), ("opsd", "npg")]
+STEP_RULES = [
+    ("distil_token", "gd"),
+    ("distil_token", "npg"),
+    ("distil_token", "prox"),
+    ("sdpo", "gd"),
+    ("sdpo", "npg"),
+    ("opsd", "gd"),
+    ("opsd", "npg"),
+]
 RULE_NAME = {"gd": "gd", "npg": "npg", "prox": "mix"}
 
 
 def random_logits(g, *shape):
     return LOGIT_SCALE * torch.randn(*shape, generator=g, dtype=D)
+
 
 # -----------------------------------------------------------------------------
 # T1: a bandit where reverse KL and JSD steps toward a better teacher lower the reward
@@ -121,36 +137,72 @@ def random_logits(g, *shape):
 def check_t1(cfg):
     r = torch.tensor([[1.0, 0.75, 0.15]], dtype=D)  # best, good, bad arm
     pi = torch.tensor([[[0.05, 0.80, 0.15]]], dtype=D)  # the student mostly plays the good arm
-    q = torch.tensor([[[0.75, 0.01, 0.24]]], dtype=D)  # the teacher moves it to the best arm — and some to the bad one
+    q = torch.tensor(
+        [[[0.75, 0.01, 0.24]]], dtype=D
+    )  # the teacher moves it to the best arm — and some to the bad one
     mdp, theta, eta = tm.TreeMDP(1, 3, r), pi.log(), 0.1
     Jp, Jq = tm.expected_reward(pi, mdp).item(), tm.expected_reward(q, mdp).item()
     slope = {kr: tm.reward_slope(theta, mdp, q, *kr).item() for kr in STEP_RULES}
     after = {kr: J(tm.update(theta, mdp, q, *kr, eta), mdp).item() for kr in STEP_RULES}
-    print(f"  r = {r[0].tolist()}, π = {pi[0, 0].tolist()}, q = {q[0, 0].tolist()}: J(π) = {Jp:.4f}, J(q) = {Jq:.4f}")
-    print(f"  first-order change dJ/dη and J after one step (η = {eta}); 'npg' for reverse KL is its geometric mixture:")
-    for (kind, rule) in STEP_RULES:
-        print(f"    {LABEL[kind]:22s} {RULE_NAME[rule]:5s} dJ/dη = {slope[kind, rule]:+.4f}   J → {after[kind, rule]:.4f}")
-    fwd_ok = all(slope["distil_token", r] > 0 and abs(slope["distil_token", r] - (Jq - Jp)) < 1e-12 for r in ("npg", "prox"))
-    passed = (Jq > Jp and fwd_ok and slope["sdpo", "npg"] < 0 and slope["opsd", "npg"] < 0
-              and slope["opsd", "gd"] < 0 and slope["distil_token", "gd"] < 0)
+    print(
+        f"  r = {r[0].tolist()}, π = {pi[0, 0].tolist()}, q = {q[0, 0].tolist()}: J(π) = {Jp:.4f}, J(q) = {Jq:.4f}"
+    )
+    print(
+        f"  first-order change dJ/dη and J after one step (η = {eta}); 'npg' for reverse KL is its geometric mixture:"
+    )
+    for kind, rule in STEP_RULES:
+        print(
+            f"    {LABEL[kind]:22s} {RULE_NAME[rule]:5s} dJ/dη = {slope[kind, rule]:+.4f}   J → {after[kind, rule]:.4f}"
+        )
+    fwd_ok = all(
+        slope["distil_token", r] > 0 and abs(slope["distil_token", r] - (Jq - Jp)) < 1e-12
+        for r in ("npg", "prox")
+    )
+    passed = (
+        Jq > Jp
+        and fwd_ok
+        and slope["sdpo", "npg"] < 0
+        and slope["opsd", "npg"] < 0
+        and slope["opsd", "gd"] < 0
+        and slope["distil_token", "gd"] < 0
+    )
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for i, rule in enumerate(("gd", "npg", "prox")):
         ks = [k for k in ("distil_token", "sdpo", "opsd") if (k, rule) in slope]
-        ax.bar([3 * ("distil_token", "sdpo", "opsd").index(k) + i * 0.8 for k in ks],
-               [slope[k, rule] for k in ks], width=0.75, label={"npg": "npg (RKL: = geometric mix)", "prox": "mixture"}.get(rule, rule))
+        ax.bar(
+            [3 * ("distil_token", "sdpo", "opsd").index(k) + i * 0.8 for k in ks],
+            [slope[k, rule] for k in ks],
+            width=0.75,
+            label={"npg": "npg (RKL: = geometric mix)", "prox": "mixture"}.get(rule, rule),
+        )
     ax.axhline(0, color="k", lw=0.8)
     ax.axhline(Jq - Jp, color="g", ls="--", lw=0.8, label="J(q) − J(π)")
     ax.set_xticks([0.8, 3.8, 6.8], ["forward CE (DistIL)", "reverse KL (SDPO)", "JSD (OPSD)"])
     ax.set_ylabel("dJ/dη at η=0"), ax.legend(fontsize=8), ax.set_title("T1: one step toward a better teacher")
     savefig(cfg, fig, "t1_bandit_counterexample.png")
-    return Result("T1", "reverse-KL/JSD steps toward a better teacher (not a monotone reweighting of π) can lower J; "
-                  "forward CE's mixture and natural-gradient steps cannot (dJ/dη = J(q)−J(π)); plain GD on logits can",
-                  f"J(π)={Jp:.3f} J(q)={Jq:.3f} | dJ/dη fwdCE npg/prox {slope['distil_token', 'npg']:+.3f}, gd "
-                  f"{slope['distil_token', 'gd']:+.3f} | RKL npg {slope['sdpo', 'npg']:+.3f} | JSD npg {slope['opsd', 'npg']:+.3f}",
-                  passed, {"instance": {"horizon": 1, "branching": 3, "transitions": TRANSITIONS, "rewards": r[0],
-                                        "pi": pi[0, 0], "teacher": q[0, 0], "eta": eta}, "J_pi": Jp, "J_teacher": Jq,
-                           "slope": {f"{k}/{r}": v for (k, r), v in slope.items()},
-                           "J_after_step": {f"{k}/{r}": v for (k, r), v in after.items()}})
+    return Result(
+        "T1",
+        "reverse-KL/JSD steps toward a better teacher (not a monotone reweighting of π) can lower J; "
+        "forward CE's mixture and natural-gradient steps cannot (dJ/dη = J(q)−J(π)); plain GD on logits can",
+        f"J(π)={Jp:.3f} J(q)={Jq:.3f} | dJ/dη fwdCE npg/prox {slope['distil_token', 'npg']:+.3f}, gd "
+        f"{slope['distil_token', 'gd']:+.3f} | RKL npg {slope['sdpo', 'npg']:+.3f} | JSD npg {slope['opsd', 'npg']:+.3f}",
+        passed,
+        {
+            "instance": {
+                "horizon": 1,
+                "branching": 3,
+                "transitions": TRANSITIONS,
+                "rewards": r[0],
+                "pi": pi[0, 0],
+                "teacher": q[0, 0],
+                "eta": eta,
+            },
+            "J_pi": Jp,
+            "J_teacher": Jq,
+            "slope": {f"{k}/{r}": v for (k, r), v in slope.items()},
+            "J_after_step": {f"{k}/{r}": v for (k, r), v in after.items()},
+        },
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -181,49 +233,73 @@ def check_t2(cfg):
     q_tilt = tm.feedback_teacher(pi_t, tree, strength=strength)  # q ∝ π·(Q+ε)^λ, λ ~ U(0.2, 2)
     q_rand = torch.softmax(random_logits(g, *pi_t.shape), -1)
     _, Q = tm.values(pi_t, tree)
-    q_imp = torch.where((((q_rand - pi_t) * Q).sum(-1, keepdim=True) >= 0), q_rand, pi_t)  # improves at every state
+    q_imp = torch.where(
+        (((q_rand - pi_t) * Q).sum(-1, keepdim=True) >= 0), q_rand, pi_t
+    )  # improves at every state
     better_t = tm.expected_reward(q_rand, tree) > tm.expected_reward(pi_t, tree)
     every = torch.ones(cfg.n_trees, dtype=torch.bool)
     pairs = STEP_RULES + [("distil", "gd"), ("distil", "npg"), ("distil_kl", "npg")]
-    cases = {"bandit, better teacher": (bandit, th_b, q_b, better_b, STEP_RULES),
-             "tree, tilt q ∝ π·g(Q)": (tree, th_t, q_tilt, every, pairs),
-             "tree, improving at every state": (tree, th_t, q_imp, every, pairs),
-             "tree, only better overall": (tree, th_t, q_rand, better_t, pairs)}
+    cases = {
+        "bandit, better teacher": (bandit, th_b, q_b, better_b, STEP_RULES),
+        "tree, tilt q ∝ π·g(Q)": (tree, th_t, q_tilt, every, pairs),
+        "tree, improving at every state": (tree, th_t, q_imp, every, pairs),
+        "tree, only better overall": (tree, th_t, q_rand, better_t, pairs),
+    }
     rates = {name: decrease_rates(*case) for name, case in cases.items()}
-    print(f"  % of instances where one step lowers J (dJ/dη < 0): {better_b.sum().item()} bandits with a better "
-          f"teacher; {cfg.n_trees} trees (H=3, A=3), {better_t.sum().item()} of them with a better random teacher")
+    print(
+        f"  % of instances where one step lowers J (dJ/dη < 0): {better_b.sum().item()} bandits with a better "
+        f"teacher; {cfg.n_trees} trees (H=3, A=3), {better_t.sum().item()} of them with a better random teacher"
+    )
     print("    " + " " * 28 + "".join(f"{name:>31s}" for name in cases))
     for kind, rule in pairs:
-        cells = [f"{100 * rates[c][kind, rule][0]:30.2f}%" if (kind, rule) in rates[c] else f"{'—':>31s}" for c in cases]
+        cells = [
+            f"{100 * rates[c][kind, rule][0]:30.2f}%" if (kind, rule) in rates[c] else f"{'—':>31s}"
+            for c in cases
+        ]
         print(f"    {LABEL[kind]:22s} {RULE_NAME[rule]:5s}" + "".join(cells))
-    bandit_r, tilt_r, improving_r, overall_r = (
-        {kr: v[0] for kr, v in rates[c].items()} for c in cases)
+    bandit_r, tilt_r, improving_r, overall_r = ({kr: v[0] for kr, v in rates[c].items()} for c in cases)
     never = [("distil_token", "npg"), ("distil_token", "prox")]
-    passed = (all(r[kr] == 0 for r in (bandit_r, tilt_r, improving_r) for kr in never)  # forward CE: never
-              and tilt_r["sdpo", "npg"] == 0  # toward a tilt, reverse KL is safe too
-              and all(bandit_r[kr] > 0 for kr in (("sdpo", "npg"), ("opsd", "npg"), ("distil_token", "gd")))
-              and improving_r["sdpo", "npg"] > 0 and overall_r["distil_token", "prox"] > 0)
+    passed = (
+        all(r[kr] == 0 for r in (bandit_r, tilt_r, improving_r) for kr in never)  # forward CE: never
+        and tilt_r["sdpo", "npg"] == 0  # toward a tilt, reverse KL is safe too
+        and all(bandit_r[kr] > 0 for kr in (("sdpo", "npg"), ("opsd", "npg"), ("distil_token", "gd")))
+        and improving_r["sdpo", "npg"] > 0
+        and overall_r["distil_token", "prox"] > 0
+    )
     examples = {}
     for c, (mdp, th, q, _, _) in cases.items():
         for (kind, rule), (_, idx) in rates[c].items():
             if idx is not None:
-                one = tm.TreeMDP(mdp.horizon, mdp.branching, mdp.rewards[idx:idx + 1])
+                one = tm.TreeMDP(mdp.horizon, mdp.branching, mdp.rewards[idx : idx + 1])
                 examples[f"{c} | {kind}/{rule}"] = {
-                    "horizon": mdp.horizon, "branching": mdp.branching, "transitions": TRANSITIONS,
-                    "rewards": mdp.rewards[idx], "pi": torch.softmax(th[idx], -1), "teacher": q[idx],
+                    "horizon": mdp.horizon,
+                    "branching": mdp.branching,
+                    "transitions": TRANSITIONS,
+                    "rewards": mdp.rewards[idx],
+                    "pi": torch.softmax(th[idx], -1),
+                    "teacher": q[idx],
                     "step": "first order: dJ/dη at η = 0 (toy_mdp.reward_slope)",
-                    "dJ_deta": tm.reward_slope(th[idx:idx + 1], one, q[idx:idx + 1], kind, rule)[0]}
+                    "dJ_deta": tm.reward_slope(th[idx : idx + 1], one, q[idx : idx + 1], kind, rule)[0],
+                }
     pct = lambda r, k, rule: f"{100 * r[k, rule]:.1f}"  # noqa: E731
-    return Result("T2", "over random instances, token-level forward CE (mixture/NPG, first order) never lowers J when "
-                  "the teacher improves at every visited state; RKL/JSD sometimes do, except toward a tilt "
-                  "q ∝ π·g(Q); a teacher better only overall can mislead any rule; sequence-level DistIL is not monotone",
-                  f"% down — bandit: fwdCE npg/mix {pct(bandit_r, 'distil_token', 'npg')}/{pct(bandit_r, 'distil_token', 'prox')}, "
-                  f"gd {pct(bandit_r, 'distil_token', 'gd')}, RKL {pct(bandit_r, 'sdpo', 'npg')}, JSD {pct(bandit_r, 'opsd', 'npg')} "
-                  f"| tilt: fwdCE {pct(tilt_r, 'distil_token', 'npg')}, RKL {pct(tilt_r, 'sdpo', 'npg')} | improving: fwdCE "
-                  f"{pct(improving_r, 'distil_token', 'npg')}, RKL {pct(improving_r, 'sdpo', 'npg')}, DistIL seq npg "
-                  f"{pct(improving_r, 'distil', 'npg')} | overall-better: fwdCE mix {pct(overall_r, 'distil_token', 'prox')}",
-                  passed, {"rates_percent": {c: {f"{k}/{r}": 100 * v[0] for (k, r), v in st.items()} for c, st in rates.items()},
-                           "first_counterexample": examples})
+    return Result(
+        "T2",
+        "over random instances, token-level forward CE (mixture/NPG, first order) never lowers J when "
+        "the teacher improves at every visited state; RKL/JSD sometimes do, except toward a tilt "
+        "q ∝ π·g(Q); a teacher better only overall can mislead any rule; sequence-level DistIL is not monotone",
+        f"% down — bandit: fwdCE npg/mix {pct(bandit_r, 'distil_token', 'npg')}/{pct(bandit_r, 'distil_token', 'prox')}, "
+        f"gd {pct(bandit_r, 'distil_token', 'gd')}, RKL {pct(bandit_r, 'sdpo', 'npg')}, JSD {pct(bandit_r, 'opsd', 'npg')} "
+        f"| tilt: fwdCE {pct(tilt_r, 'distil_token', 'npg')}, RKL {pct(tilt_r, 'sdpo', 'npg')} | improving: fwdCE "
+        f"{pct(improving_r, 'distil_token', 'npg')}, RKL {pct(improving_r, 'sdpo', 'npg')}, DistIL seq npg "
+        f"{pct(improving_r, 'distil', 'npg')} | overall-better: fwdCE mix {pct(overall_r, 'distil_token', 'prox')}",
+        passed,
+        {
+            "rates_percent": {
+                c: {f"{k}/{r}": 100 * v[0] for (k, r), v in st.items()} for c, st in rates.items()
+            },
+            "first_counterexample": examples,
+        },
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -235,7 +311,7 @@ def credit_instance(confident_branch_succeeds, H=3, A=3, confidence=0.9):
     the teacher is confident (`confidence` on action 0 at every state); below the other actions it
     is uniform. Rewards: either the confident path (0,0,...,0) succeeds and one path in each other
     subtree does, or the confident subtree fails almost surely and every other path succeeds."""
-    rewards = torch.zeros(A ** H, dtype=D)
+    rewards = torch.zeros(A**H, dtype=D)
     for leaf, path in enumerate(itertools.product(range(A), repeat=H)):
         if confident_branch_succeeds:
             rewards[leaf] = float(all(a == 0 for a in path[1:]))
@@ -247,7 +323,7 @@ def credit_instance(confident_branch_succeeds, H=3, A=3, confidence=0.9):
     confident[0] = confidence
     for t in range(1, H):
         first = mdp.offset(t)
-        q[first:first + A ** (t - 1)] = confident  # the states whose first action was 0
+        q[first : first + A ** (t - 1)] = confident  # the states whose first action was 0
     return mdp, q
 
 
@@ -264,23 +340,38 @@ def check_t3(cfg):
                 theta = tm.update(theta, mdp, q, kind, "npg", eta).detach()
             Js.append(J(theta, mdp).item())
             curves[good, kind] = Js
-            rows[good, kind] = {"J_end": Js[-1], "J_teacher": Jq, "root": torch.softmax(theta[0], -1),
-                                "grad_token": tm.gradient(theta, mdp, q, "distil_token").norm().item(),
-                                "grad_seq": tm.gradient(theta, mdp, q, "distil").norm().item()}
+            rows[good, kind] = {
+                "J_end": Js[-1],
+                "J_teacher": Jq,
+                "root": torch.softmax(theta[0], -1),
+                "grad_token": tm.gradient(theta, mdp, q, "distil_token").norm().item(),
+                "grad_seq": tm.gradient(theta, mdp, q, "distil").norm().item(),
+            }
     for good in (True, False):
-        print(f"  instance '{'confident branch succeeds' if good else 'confident branch fails'}': "
-              f"J(teacher) = {rows[good, 'distil']['J_teacher']:.4f}")
+        print(
+            f"  instance '{'confident branch succeeds' if good else 'confident branch fails'}': "
+            f"J(teacher) = {rows[good, 'distil']['J_teacher']:.4f}"
+        )
         for kind in ("distil", "distil_token", "distil_kl"):
             r = rows[good, kind]
-            print(f"    {LABEL[kind]:22s} J_end = {r['J_end']:.4f}  root π = {[round(x, 3) for x in r['root'].tolist()]}  "
-                  f"|∇L_token| = {r['grad_token']:.1e}  |∇L_seq| = {r['grad_seq']:.1e}")
+            print(
+                f"    {LABEL[kind]:22s} J_end = {r['J_end']:.4f}  root π = {[round(x, 3) for x in r['root'].tolist()]}  "
+                f"|∇L_token| = {r['grad_token']:.1e}  |∇L_seq| = {r['grad_seq']:.1e}"
+            )
     wins, loses = (lambda k: rows[True, k]), (lambda k: rows[False, k])  # confident branch succeeds / fails
     margin = 0.1  # a difference in J we call an escape, far above the 1e-4 to which the runs converge
-    passed = (abs(wins("distil_token")["J_end"] - wins("distil_token")["J_teacher"]) < 1e-4  # stalls at π = q
-              and wins("distil_token")["grad_token"] < 1e-8 and wins("distil_token")["grad_seq"] > 1e-2  # not a seq. stationary point
-              and wins("distil")["J_end"] > wins("distil_token")["J_end"] + margin  # the sequence level escapes
-              and loses("distil_token")["J_end"] > loses("distil")["J_end"] + margin  # ...and can also go the wrong way
-              and all(abs(rows[g, "distil_kl"]["J_end"] - rows[g, "distil_token"]["J_end"]) < 1e-3 for g in (True, False)))
+    passed = (
+        abs(wins("distil_token")["J_end"] - wins("distil_token")["J_teacher"]) < 1e-4  # stalls at π = q
+        and wins("distil_token")["grad_token"] < 1e-8
+        and wins("distil_token")["grad_seq"] > 1e-2  # not a seq. stationary point
+        and wins("distil")["J_end"] > wins("distil_token")["J_end"] + margin  # the sequence level escapes
+        and loses("distil_token")["J_end"]
+        > loses("distil")["J_end"] + margin  # ...and can also go the wrong way
+        and all(
+            abs(rows[g, "distil_kl"]["J_end"] - rows[g, "distil_token"]["J_end"]) < 1e-3
+            for g in (True, False)
+        )
+    )
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
     for ax, good in zip(axes, (True, False)):
         for kind in ("distil", "distil_token", "distil_kl"):
@@ -290,19 +381,33 @@ def check_t3(cfg):
         ax.set_xlabel("natural-gradient step")
     axes[0].set_ylabel("J"), axes[0].legend(fontsize=8)
     savefig(cfg, fig, "t3_credit_assignment.png")
-    return Result("T3", "token-level forward CE stalls at π = q (a stationary point of the local loss, not of L); "
-                  "the sequence-level gradient escapes toward low teacher entropy-to-go: up if confidence goes "
-                  "with success, down if not; future_cost='kl' ends with the token level",
-                  f"J_end seq/token/kl: {wins('distil')['J_end']:.3f}/{wins('distil_token')['J_end']:.3f}/"
-                  f"{wins('distil_kl')['J_end']:.3f} (J(q)={wins('distil')['J_teacher']:.3f}); reversed: "
-                  f"{loses('distil')['J_end']:.3f}/{loses('distil_token')['J_end']:.3f}/{loses('distil_kl')['J_end']:.3f}",
-                  passed, {"rows": {f"{'succeeds' if g else 'fails'}/{k}": v for (g, k), v in rows.items()},
-                           "instances": {("succeeds" if g else "fails"): {"horizon": 3, "branching": 3,
-                                                                         "transitions": TRANSITIONS, "init": "uniform π",
-                                                                         "rewards": credit_instance(g)[0].rewards,
-                                                                         "teacher": credit_instance(g)[1]}
-                                         for g in (True, False)},
-                           "rule": "npg", "eta": eta, "steps": steps})
+    return Result(
+        "T3",
+        "token-level forward CE stalls at π = q (a stationary point of the local loss, not of L); "
+        "the sequence-level gradient escapes toward low teacher entropy-to-go: up if confidence goes "
+        "with success, down if not; future_cost='kl' ends with the token level",
+        f"J_end seq/token/kl: {wins('distil')['J_end']:.3f}/{wins('distil_token')['J_end']:.3f}/"
+        f"{wins('distil_kl')['J_end']:.3f} (J(q)={wins('distil')['J_teacher']:.3f}); reversed: "
+        f"{loses('distil')['J_end']:.3f}/{loses('distil_token')['J_end']:.3f}/{loses('distil_kl')['J_end']:.3f}",
+        passed,
+        {
+            "rows": {f"{'succeeds' if g else 'fails'}/{k}": v for (g, k), v in rows.items()},
+            "instances": {
+                ("succeeds" if g else "fails"): {
+                    "horizon": 3,
+                    "branching": 3,
+                    "transitions": TRANSITIONS,
+                    "init": "uniform π",
+                    "rewards": credit_instance(g)[0].rewards,
+                    "teacher": credit_instance(g)[1],
+                }
+                for g in (True, False)
+            },
+            "rule": "npg",
+            "eta": eta,
+            "steps": steps,
+        },
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -325,12 +430,18 @@ def check_t4(cfg):
     g = torch.Generator().manual_seed(cfg.seed + 4)
     mdp = tm.random_tree(4, 3, cfg.n_trees, p_success=P_SUCCESS, seed=cfg.seed + 5)
     pi = torch.softmax(random_logits(g, cfg.n_trees, mdp.n_states, 3), -1)
-    half = cfg.n_trees // 2  # half the teachers are random policies, half experts softmax(Q*/0.3): J(q) ≈ 0.95
-    q = torch.cat([torch.softmax(random_logits(g, half, mdp.n_states, 3), -1),
-                   tm.expert_teacher(tm.TreeMDP(4, 3, mdp.rewards[half:]), temperature=0.3)])
+    half = (
+        cfg.n_trees // 2
+    )  # half the teachers are random policies, half experts softmax(Q*/0.3): J(q) ≈ 0.95
+    q = torch.cat(
+        [
+            torch.softmax(random_logits(g, half, mdp.n_states, 3), -1),
+            tm.expert_teacher(tm.TreeMDP(4, 3, mdp.rewards[half:]), temperature=0.3),
+        ]
+    )
     gap, b_tv, b_kl, b_loss = dagger_bound(pi, mdp, q)
     chain = (gap <= b_tv + 1e-12) & (b_tv <= b_kl + 1e-12) & (b_kl <= b_loss + 1e-12)
-    ratio = (gap.clamp_min(0) / b_loss)
+    ratio = gap.clamp_min(0) / b_loss
     # along training: forward-CE mixture steps toward one expert drive L_KL, hence the bound, to 0
     # (60 steps of η = 0.1 leave (1 − η)^60 ≈ 0.2% of the initial policy)
     one = tm.TreeMDP(4, 3, mdp.rewards[-1:])
@@ -339,10 +450,14 @@ def check_t4(cfg):
         traj.append([x.item() for x in dagger_bound(torch.softmax(theta, -1), one, q[-1:])])
         theta = tm.update(theta, one, q[-1:], "distil_token", "prox", 0.1).detach()
     traj = torch.tensor(traj)
-    print(f"  {cfg.n_trees} random trees (H=4, A=3): gap ≤ u·E TV ≤ u·E √(KL/2) ≤ u·√(H/2·L_KL) on "
-          f"{chain.sum().item()}/{cfg.n_trees}; gap/bound: median {ratio.median():.3f}, max {ratio.max():.3f}")
-    print(f"  training one student toward an expert with forward-CE mixture steps (η=0.1): bound "
-          f"{traj[0, 3]:.3f} → {traj[-1, 3]:.3f}, gap {traj[0, 0]:.3f} → {traj[-1, 0]:.3f}")
+    print(
+        f"  {cfg.n_trees} random trees (H=4, A=3): gap ≤ u·E TV ≤ u·E √(KL/2) ≤ u·√(H/2·L_KL) on "
+        f"{chain.sum().item()}/{cfg.n_trees}; gap/bound: median {ratio.median():.3f}, max {ratio.max():.3f}"
+    )
+    print(
+        f"  training one student toward an expert with forward-CE mixture steps (η=0.1): bound "
+        f"{traj[0, 3]:.3f} → {traj[-1, 3]:.3f}, gap {traj[0, 0]:.3f} → {traj[-1, 0]:.3f}"
+    )
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     axes[0].scatter(b_loss, gap, s=3, alpha=0.4, label="u·√(H/2·L_KL)")
     axes[0].scatter(b_tv, gap, s=3, alpha=0.4, label="u·E_dπ TV (tightest)")
@@ -355,13 +470,21 @@ def check_t4(cfg):
     axes[1].set_xlabel("forward-CE mixture step (η = 0.1)"), axes[1].legend(fontsize=8)
     fig.suptitle("T4: the DAgger bound on the student's own states", fontsize=10)
     savefig(cfg, fig, "t4_dagger_bound.png")
-    return Result("T4", "J(q)−J(π) ≤ u·Σ d^π TV ≤ u·Σ d^π √(KL/2) ≤ u·√(H/2·L_KL(π)) on every instance: "
-                  "the DistIL(KL) loss on the student's own states bounds the gap to the teacher",
-                  f"holds on {chain.sum().item()}/{cfg.n_trees}; gap/bound median {ratio.median():.2f}, "
-                  f"max {ratio.max():.2f}; training: bound {traj[0, 3]:.2f}→{traj[-1, 3]:.3f}",
-                  bool(chain.all()) and traj[-1, 3] < 0.1 * traj[0, 3],
-                  {"holds": chain.sum().item(), "n": cfg.n_trees, "ratio_median": ratio.median().item(),
-                   "ratio_max": ratio.max().item(), "trajectory_gap_tv_kl_loss": traj})
+    return Result(
+        "T4",
+        "J(q)−J(π) ≤ u·Σ d^π TV ≤ u·Σ d^π √(KL/2) ≤ u·√(H/2·L_KL(π)) on every instance: "
+        "the DistIL(KL) loss on the student's own states bounds the gap to the teacher",
+        f"holds on {chain.sum().item()}/{cfg.n_trees}; gap/bound median {ratio.median():.2f}, "
+        f"max {ratio.max():.2f}; training: bound {traj[0, 3]:.2f}→{traj[-1, 3]:.3f}",
+        bool(chain.all()) and traj[-1, 3] < 0.1 * traj[0, 3],
+        {
+            "holds": chain.sum().item(),
+            "n": cfg.n_trees,
+            "ratio_median": ratio.median().item(),
+            "ratio_max": ratio.max().item(),
+            "trajectory_gap_tv_kl_loss": traj,
+        },
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -380,7 +503,9 @@ def check_t5(cfg):
     def bound(q):  # −H×(q, π) + H(q), sequence level
         return distil.forward_ce(q.log(), p_seq.log()).neg() + distil.entropy(q.log())
 
-    w = -torch.rand(p_seq.shape, generator=g, dtype=D).log() * success  # Exp(1) weights: q ~ Dirichlet(1) on S
+    w = (
+        -torch.rand(p_seq.shape, generator=g, dtype=D).log() * success
+    )  # Exp(1) weights: q ~ Dirichlet(1) on S
     q_rand = w / w.sum(-1, keepdim=True)
     gap = (log_p - bound(q_rand)).detach()
     kl_post = distil.forward_kl(q_rand.log(), posterior.log())
@@ -400,18 +525,25 @@ def check_t5(cfg):
     ks = torch.arange(1, K + 1, dtype=D)
     series = -((1 - p.unsqueeze(-1)) ** ks / ks).sum(-1)
     series_err = (series - log_p)[keep].abs().max().item()
-    passk = (1 - (1 - p.unsqueeze(-1)) ** ks)  # pass@k for k = 1..K
+    passk = 1 - (1 - p.unsqueeze(-1)) ** ks  # pass@k for k = 1..K
     g_pass = torch.autograd.grad(((passk / ks)[keep]).sum(), theta)[0]
     g_series_err = (g_pass - torch.where(keep[:, None, None], g_lp, 0.0)).abs().max().item()
     holds = (gap >= -1e-12).all().item()
     id_err = (gap - kl_post).abs().max().item()
     # how aligned is DistIL's *on-policy* gradient (success teacher, student's states) with ∇ log p?
-    cos = lambda a, b: ((a * b).flatten(1).sum(1) / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1)))  # noqa: E731
-    align = {k: cos(-tm.gradient(theta, mdp, q_state, k), g_lp).median().item() for k in ("distil", "distil_token")}
+    cos = lambda a, b: (a * b).flatten(1).sum(1) / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1))  # noqa: E731
+    align = {
+        k: cos(-tm.gradient(theta, mdp, q_state, k), g_lp).median().item() for k in ("distil", "distil_token")
+    }
     align["policy gradient ∇J"] = cos(-tm.gradient(theta, mdp, q_state, "grpo"), g_lp).median().item()
     # pass@N and its lower bound along training toward a fixed teacher on successes (instance 0)
     one, q_fix = tm.TreeMDP(4, 3, mdp.rewards[:1]), q_state[:1]
-    q_fix_seq, th, ns, curves = tm.leaf_probs(q_fix, one), theta[:1].detach(), torch.arange(1, 65, dtype=D), {}
+    q_fix_seq, th, ns, curves = (
+        tm.leaf_probs(q_fix, one),
+        theta[:1].detach(),
+        torch.arange(1, 65, dtype=D),
+        {},
+    )
     for step in range(41):
         if step in (0, 10, 40):
             seq = tm.leaf_probs(torch.softmax(th, -1), one)
@@ -420,13 +552,19 @@ def check_t5(cfg):
             curves[step] = (1 - (1 - p_true) ** ns, 1 - (1 - b_exp) ** ns)
         th = tm.update(th, one, q_fix, "distil_token", "prox", 0.1).detach()
     passn_ok = all((bound_n <= true_n + 1e-12).all() for true_n, bound_n in curves.values())
-    print(f"  {cfg.n_trees} random trees (H=4, A=3): log P(S) ≥ −H×(q,π)+H(q) for random q on S: "
-          f"{'all' if holds else 'NOT all'}; |gap − KL(q‖π(·|S))| ≤ {id_err:.1e}; equality at q = π(·|S): {eq_err:.1e}")
-    print(f"  |∇(−H×(π(·|S), π_θ)) − ∇log P_θ(S)| ≤ {grad_err:.1e}; per-state decomposition on the teacher's states: "
-          f"{decomp_err:.1e}; |log p + Σ_k (1−p)^k/k| ≤ {series_err:.1e}; |Σ_k ∇pass@k / k − ∇log p| ≤ {g_series_err:.1e}")
-    print("  pass@N ≥ 1 − (1 − e^(−H×(q,π)+H(q)))^N along 40 mixture steps toward a fixed teacher: "
-          f"{'holds' if passn_ok else 'FAILS'}; median cosine with ∇log p of the on-policy gradients (success teacher): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in align.items()))
+    print(
+        f"  {cfg.n_trees} random trees (H=4, A=3): log P(S) ≥ −H×(q,π)+H(q) for random q on S: "
+        f"{'all' if holds else 'NOT all'}; |gap − KL(q‖π(·|S))| ≤ {id_err:.1e}; equality at q = π(·|S): {eq_err:.1e}"
+    )
+    print(
+        f"  |∇(−H×(π(·|S), π_θ)) − ∇log P_θ(S)| ≤ {grad_err:.1e}; per-state decomposition on the teacher's states: "
+        f"{decomp_err:.1e}; |log p + Σ_k (1−p)^k/k| ≤ {series_err:.1e}; |Σ_k ∇pass@k / k − ∇log p| ≤ {g_series_err:.1e}"
+    )
+    print(
+        "  pass@N ≥ 1 − (1 − e^(−H×(q,π)+H(q)))^N along 40 mixture steps toward a fixed teacher: "
+        f"{'holds' if passn_ok else 'FAILS'}; median cosine with ∇log p of the on-policy gradients (success teacher): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in align.items())
+    )
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
     lo = bound(q_rand).detach()
     ax.scatter(log_p.detach(), lo, s=3, alpha=0.4, label="random q on successes")
@@ -442,22 +580,38 @@ def check_t5(cfg):
     savefig(cfg, fig, "t5_likelihood_bound.png")
     tol = 1e-10
     passed = holds and passn_ok and max(id_err, eq_err, grad_err, decomp_err, series_err, g_series_err) < tol
-    return Result("T5", "log P(success) ≥ −H×(q,π)+H(q) with gap KL(q‖π(·|S)), equality and equal gradients at "
-                  "q = π(·|S), hence a pass@N lower bound; log p = −Σ_k (1−p)^k/k, so ∇log p = Σ_k ∇pass@k / k",
-                  f"bound holds on all {cfg.n_trees}: {holds}; max errors: gap=KL {id_err:.0e}, equality {eq_err:.0e}, "
-                  f"gradient {grad_err:.0e}, series {series_err:.0e}",
-                  passed, {"gap_median": gap.median().item(), "errors": {"gap_is_kl": id_err, "equality": eq_err,
-                           "gradient": grad_err, "decomposition": decomp_err, "series": series_err,
-                           "series_gradient": g_series_err}, "tolerance": tol, "median_cosine_with_grad_log_p": align})
+    return Result(
+        "T5",
+        "log P(success) ≥ −H×(q,π)+H(q) with gap KL(q‖π(·|S)), equality and equal gradients at "
+        "q = π(·|S), hence a pass@N lower bound; log p = −Σ_k (1−p)^k/k, so ∇log p = Σ_k ∇pass@k / k",
+        f"bound holds on all {cfg.n_trees}: {holds}; max errors: gap=KL {id_err:.0e}, equality {eq_err:.0e}, "
+        f"gradient {grad_err:.0e}, series {series_err:.0e}",
+        passed,
+        {
+            "gap_median": gap.median().item(),
+            "errors": {
+                "gap_is_kl": id_err,
+                "equality": eq_err,
+                "gradient": grad_err,
+                "decomposition": decomp_err,
+                "series": series_err,
+                "series_gradient": g_series_err,
+            },
+            "tolerance": tol,
+            "median_cosine_with_grad_log_p": align,
+        },
+    )
 
 
 # -----------------------------------------------------------------------------
 # T6: iterated training with a feedback-conditioned self-teacher
 
 
-T6_TEACHERS = {"exact": dict(strength=1.0, noise=0.0, prior=1.0),  # π(·|s, success), up to eps
-               "noisy": dict(strength=1.0, noise=1.0, prior=1.0),  # reads the feedback imperfectly
-               "noisy, own prior": dict(strength=1.0, noise=1.0, prior=0.5)}  # ... and flattens the student
+T6_TEACHERS = {
+    "exact": dict(strength=1.0, noise=0.0, prior=1.0),  # π(·|s, success), up to eps
+    "noisy": dict(strength=1.0, noise=1.0, prior=1.0),  # reads the feedback imperfectly
+    "noisy, own prior": dict(strength=1.0, noise=1.0, prior=0.5),
+}  # ... and flattens the student
 T6_DELTA = 0.02  # policy change per step, E_{d^π} KL(π‖π') in nats: TRPO's usual scale (0.01–0.05)
 
 
@@ -468,7 +622,7 @@ def fisher_step(theta, mdp, q, kind, rule, delta):
     (q − π)/π at η = 0, with η ≤ 1). Returns the new logits and η per instance."""
     pi = torch.softmax(theta, -1)
     direction = q / pi - 1 if rule == "prox" else tm.update(theta, mdp, q, kind, rule, 1.0) - theta
-    var = (pi * direction ** 2).sum(-1) - (pi * direction).sum(-1) ** 2
+    var = (pi * direction**2).sum(-1) - (pi * direction).sum(-1) ** 2
     eta = (2 * delta / (tm.occupancy(pi, mdp) * var).sum(-1).clamp_min(1e-30)).sqrt()[..., None, None]
     if rule == "prox":
         eta = eta.clamp(max=1.0)
@@ -478,12 +632,16 @@ def fisher_step(theta, mdp, q, kind, rule, delta):
 
 def check_t6(cfg):
     mdp = tm.random_tree(4, 3, cfg.n_family, p_success=P_SUCCESS, seed=cfg.seed + 8)
-    theta0 = torch.randn(cfg.n_family, mdp.n_states, 3, generator=torch.Generator().manual_seed(cfg.seed + 9), dtype=D)
+    theta0 = torch.randn(
+        cfg.n_family, mdp.n_states, 3, generator=torch.Generator().manual_seed(cfg.seed + 9), dtype=D
+    )
     runs, first_down = {}, {}
     for tname, tkw in T6_TEACHERS.items():
         for rule in ("gd", "npg", "prox"):
             for kind in tm.OBJECTIVES:
-                if rule == "prox" and kind != "distil_token":  # the only closed-form step not already an npg row
+                if (
+                    rule == "prox" and kind != "distil_token"
+                ):  # the only closed-form step not already an npg row
                     continue
                 theta, Js = theta0.clone(), [J(theta0, mdp)]
                 for k in range(cfg.iterations):
@@ -494,24 +652,42 @@ def check_t6(cfg):
                     if len(down) and (tname, rule, kind) not in first_down:
                         i = down[0, 0].item()
                         first_down[tname, rule, kind] = {
-                            "iteration": k, "instance": i, "horizon": 4, "branching": 3, "transitions": TRANSITIONS,
-                            "rewards": mdp.rewards[i], "pi": torch.softmax(theta[i], -1), "teacher": q[i],
-                            "eta": eta[i].item(), "J_before": Js[-2][i].item(), "J_after": Js[-1][i].item()}
+                            "iteration": k,
+                            "instance": i,
+                            "horizon": 4,
+                            "branching": 3,
+                            "transitions": TRANSITIONS,
+                            "rewards": mdp.rewards[i],
+                            "pi": torch.softmax(theta[i], -1),
+                            "teacher": q[i],
+                            "eta": eta[i].item(),
+                            "J_before": Js[-2][i].item(),
+                            "J_after": Js[-1][i].item(),
+                        }
                     theta = new.detach()
                 runs[tname, rule, kind] = torch.stack(Js)  # (iterations + 1, n_family)
     mid = min(10, cfg.iterations)
-    print(f"  {cfg.n_family} random trees (H=4, A=3), {cfg.iterations} iterations, every step of Fisher length √(2·{T6_DELTA}); "
-          f"mean J at 0 / {mid} / {cfg.iterations}, % of steps that lowered J:")
+    print(
+        f"  {cfg.n_family} random trees (H=4, A=3), {cfg.iterations} iterations, every step of Fisher length √(2·{T6_DELTA}); "
+        f"mean J at 0 / {mid} / {cfg.iterations}, % of steps that lowered J:"
+    )
     summary = {}
     for (tname, rule, kind), Js in runs.items():
         down = ((Js[1:] - Js[:-1]) < -1e-12).double().mean().item()
-        summary[f"{tname}/{rule}/{kind}"] = {"J_mid": Js[mid].mean().item(), "J_end": Js[-1].mean().item(),
-                                             "down_percent": 100 * down}
-        print(f"    {tname:17s} {RULE_NAME[rule]:4s} {LABEL[kind]:24s} J {Js[0].mean():.3f} → {Js[mid].mean():.3f} → "
-              f"{Js[-1].mean():.3f}   down {100 * down:5.1f}%")
+        summary[f"{tname}/{rule}/{kind}"] = {
+            "J_mid": Js[mid].mean().item(),
+            "J_end": Js[-1].mean().item(),
+            "down_percent": 100 * down,
+        }
+        print(
+            f"    {tname:17s} {RULE_NAME[rule]:4s} {LABEL[kind]:24s} J {Js[0].mean():.3f} → {Js[mid].mean():.3f} → "
+            f"{Js[-1].mean():.3f}   down {100 * down:5.1f}%"
+        )
     # theorem-backed: the exact teacher is a tilt of π toward higher Q; the mixture and the geometric
     # (reverse-KL npg) steps toward a tilt raise Σ_a π'(a|s) A^π(s, a) at every state, hence J
-    passed = all(summary[f"exact/{r}/{k}"]["down_percent"] == 0 for r, k in (("prox", "distil_token"), ("npg", "sdpo")))
+    passed = all(
+        summary[f"exact/{r}/{k}"]["down_percent"] == 0 for r, k in (("prox", "distil_token"), ("npg", "sdpo"))
+    )
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for ax, tname in zip(axes[:2], ("exact", "noisy, own prior")):
         for kind in tm.OBJECTIVES:
@@ -526,23 +702,41 @@ def check_t6(cfg):
     axes[2].set_title(f"pass@N at iteration {mid} ('noisy, own prior', npg)", fontsize=10)
     savefig(cfg, fig, "t6_iterated_self_teacher.png")
     at_mid = lambda t, r: " ".join(f"{k}={summary[f'{t}/{r}/{k}']['J_mid']:.2f}" for k in tm.OBJECTIVES)  # noqa: E731
-    return Result("T6", "iterated self-distillation on random MDPs with equal-length steps: toward the exact "
-                  "self-teacher (a tilt of π) the mixture and reverse-KL steps never lower J; otherwise as measured",
-                  f"J at iteration {mid}, npg — exact: {at_mid('exact', 'npg')} | noisy, own prior: "
-                  f"{at_mid('noisy, own prior', 'npg')}",
-                  passed, {"summary": summary, "teachers": T6_TEACHERS, "delta": T6_DELTA,
-                           "first_step_that_lowered_J": {"/".join(k): v for k, v in first_down.items()},
-                           "mean_J_curves": {"/".join(k): v.mean(1) for k, v in runs.items()}})
+    return Result(
+        "T6",
+        "iterated self-distillation on random MDPs with equal-length steps: toward the exact "
+        "self-teacher (a tilt of π) the mixture and reverse-KL steps never lower J; otherwise as measured",
+        f"J at iteration {mid}, npg — exact: {at_mid('exact', 'npg')} | noisy, own prior: "
+        f"{at_mid('noisy, own prior', 'npg')}",
+        passed,
+        {
+            "summary": summary,
+            "teachers": T6_TEACHERS,
+            "delta": T6_DELTA,
+            "first_step_that_lowered_J": {"/".join(k): v for k, v in first_down.items()},
+            "mean_J_curves": {"/".join(k): v.mean(1) for k, v in runs.items()},
+        },
+    )
 
 
 # -----------------------------------------------------------------------------
 # T7: the stop problem — with an END action, the literal sum pays the student to end early
 
 
-STOP_EPS = 1e-3  # uniform mass mixed into the oracle, as train_gpt.ORACLE_EPS: the price of an end stays finite
+STOP_EPS = (
+    1e-3  # uniform mass mixed into the oracle, as train_gpt.ORACLE_EPS: the price of an end stays finite
+)
 STOP_LAMBDA = 2.0  # nats: the outcome candidate's terminal cost λ(1 − r), above the teacher's entropy to go
-STOP_CANDIDATES = (("literal", "ce"), ("literal", "kl"), ("surprise", "ce"), ("horizon", "ce"), ("horizon", "kl"),
-                   ("mean", "ce"), ("outcome", "ce"), ("hold", "ce"))  # (rule, future cost)
+STOP_CANDIDATES = (
+    ("literal", "ce"),
+    ("literal", "kl"),
+    ("surprise", "ce"),
+    ("horizon", "ce"),
+    ("horizon", "kl"),
+    ("mean", "ce"),
+    ("outcome", "ce"),
+    ("hold", "ce"),
+)  # (rule, future cost)
 FAR_SCALE = 1.5  # the far student's logits: −log q / 1.5, it plays the teacher's least likely tokens
 
 
@@ -551,8 +745,13 @@ def stop_instance(entropy, H=5, eps=STOP_EPS):
     3-token strings that start with 0, then END; all others fail. The teacher is the oracle: uniform
     over the correct continuations (entropy=False: the first of them), uniform where none is left (no
     expert off its support), mixed with ε/A — so its entropy to go along an answer is ≈ log 4 or ≈ 0."""
-    rewards = torch.tensor([float(p[0] == 0 and 2 not in p[:3] and all(a == 2 for a in p[3:]))
-                            for p in itertools.product(range(3), repeat=H)], dtype=D)
+    rewards = torch.tensor(
+        [
+            float(p[0] == 0 and 2 not in p[:3] and all(a == 2 for a in p[3:]))
+            for p in itertools.product(range(3), repeat=H)
+        ],
+        dtype=D,
+    )
     mdp = tm.TreeMDP(H, 3, rewards, end=True)
     Q = tm.optimal_q(mdp)
     best = (Q == Q.max(-1, keepdim=True).values).to(D)
@@ -602,12 +801,17 @@ def stop_flow(theta, mdp, q, table, steps, natural):
     lengths = []
     for _ in range(steps):
         theta = theta.detach().requires_grad_()
-        loss = sum(stop_objective(th, mdp, q, rule, cost, table).sum() for th, (rule, cost) in zip(theta, STOP_CANDIDATES))
+        loss = sum(
+            stop_objective(th, mdp, q, rule, cost, table).sum()
+            for th, (rule, cost) in zip(theta, STOP_CANDIDATES)
+        )
         (g,) = torch.autograd.grad(loss, theta)
         theta = theta.detach()
         if natural:
             pi = torch.softmax(theta, -1)
-            theta = theta - 0.2 * (g / (tm.occupancy(pi, mdp).unsqueeze(-1) * pi).clamp_min(1e-300)).clamp(-10, 10)
+            theta = theta - 0.2 * (g / (tm.occupancy(pi, mdp).unsqueeze(-1) * pi).clamp_min(1e-300)).clamp(
+                -10, 10
+            )
         else:
             theta = theta - 1.0 * g
         lengths.append(mean_length(theta, mdp))
@@ -627,73 +831,131 @@ def check_t7(cfg):
     far = -q.log() / FAR_SCALE
     far[:, 0] = torch.tensor([0.0, 0.0, -3.0], dtype=D)  # at the root: either first token, rarely END
     # the enumeration is the DP objective of toy_mdp (and so distil.py's, by tests/test_toy_mdp.py)
-    enum_err = max((stop_objective(far, mdp, q, r, c, table)
-                    - tm.objective(far, mdp, q, "distil" if c == "ce" else "distil_kl", r)).abs().max().item()
-                   for r in distil.STOP_RULES for c in ("ce", "kl"))
+    enum_err = max(
+        (
+            stop_objective(far, mdp, q, r, c, table)
+            - tm.objective(far, mdp, q, "distil" if c == "ce" else "distil_kl", r)
+        )
+        .abs()
+        .max()
+        .item()
+        for r in distil.STOP_RULES
+        for c in ("ce", "kl")
+    )
     Jq, len_q, len_far = J(q.log(), mdp), mean_length(q.log(), mdp), mean_length(far, mdp)
     E = (tm.occupancy(q, mdp) * mdp.alive * distil.entropy(q.log())).sum(-1)  # the teacher's entropy to go
     rows, curves, K = {}, {}, len(STOP_CANDIDATES)
-    mins, _ = stop_flow(q.log().expand(K, -1, -1, -1), mdp, q, table, steps, natural=True)  # each one's minimiser
-    fars, far_lengths = stop_flow(far.expand(K, -1, -1, -1), mdp, q, table, steps, natural=False)  # from far, plain gd
+    mins, _ = stop_flow(
+        q.log().expand(K, -1, -1, -1), mdp, q, table, steps, natural=True
+    )  # each one's minimiser
+    fars, far_lengths = stop_flow(
+        far.expand(K, -1, -1, -1), mdp, q, table, steps, natural=False
+    )  # from far, plain gd
     for k, (rule, cost) in enumerate(STOP_CANDIDATES):
         th_min, th_far, lengths = mins[k], fars[k], far_lengths[:, k]
-        L_min, L_q = stop_objective(th_min, mdp, q, rule, cost, table), stop_objective(q.log(), mdp, q, rule, cost, table)
+        L_min, L_q = (
+            stop_objective(th_min, mdp, q, rule, cost, table),
+            stop_objective(q.log(), mdp, q, rule, cost, table),
+        )
         for i, ent in enumerate((True, False)):
             rows[rule, cost, ent] = {
-                "J_min": J(th_min[i], mdp).item(), "length_min": mean_length(th_min[i], mdp).item(),
-                "p_empty_min": torch.softmax(th_min[i, 0], -1)[2].item(), "L_min_minus_L_teacher": (L_min[i] - L_q[i]).item(),
-                "J_far": J(th_far[i], mdp).item(), "length_far": lengths[-1, i].item(),
-                "shortest_far": lengths[:, i].min().item()}
+                "J_min": J(th_min[i], mdp).item(),
+                "length_min": mean_length(th_min[i], mdp).item(),
+                "p_empty_min": torch.softmax(th_min[i, 0], -1)[2].item(),
+                "L_min_minus_L_teacher": (L_min[i] - L_q[i]).item(),
+                "J_far": J(th_far[i], mdp).item(),
+                "length_far": lengths[-1, i].item(),
+                "shortest_far": lengths[:, i].min().item(),
+            }
         curves[rule, cost] = lengths[:, 0]
     r = lambda rule, cost, ent=True: rows[rule, cost, ent]  # noqa: E731
-    print(f"  end tree H=5, tokens (0, 1, END); teacher with entropy: J(q) = {Jq[0]:.3f}, length {len_q[0]:.2f}, "
-          f"entropy to go E = {E[0]:.2f} nats (back-of-envelope P(empty) = 1 − 1/E = {1 - 1 / E[0]:.2f}); "
-          f"without: E = {E[1]:.3f}. Enumeration = DP objective to {enum_err:.0e}.")
-    print(f"  minimiser: {steps} natural-gradient steps from π = q (L − L(q) < 0: q is not the minimiser); far: "
-          f"{steps} plain gradient steps from a student playing the teacher's unlikely tokens (length {len_far[0]:.2f})")
+    print(
+        f"  end tree H=5, tokens (0, 1, END); teacher with entropy: J(q) = {Jq[0]:.3f}, length {len_q[0]:.2f}, "
+        f"entropy to go E = {E[0]:.2f} nats (back-of-envelope P(empty) = 1 − 1/E = {1 - 1 / E[0]:.2f}); "
+        f"without: E = {E[1]:.3f}. Enumeration = DP objective to {enum_err:.0e}."
+    )
+    print(
+        f"  minimiser: {steps} natural-gradient steps from π = q (L − L(q) < 0: q is not the minimiser); far: "
+        f"{steps} plain gradient steps from a student playing the teacher's unlikely tokens (length {len_far[0]:.2f})"
+    )
     for rule, cost in STOP_CANDIDATES:
         for ent in (True, False):
             x = r(rule, cost, ent)
-            print(f"    {rule:8s} {cost:2s} {'H(q)>0' if ent else 'H(q)≈0'}  minimiser: J {x['J_min']:.3f} length "
-                  f"{x['length_min']:.2f} P(empty) {x['p_empty_min']:.3f} L−L(q) {x['L_min_minus_L_teacher']:+.3f}   "
-                  f"far: J {x['J_far']:.3f} length {x['length_far']:.2f} (shortest {x['shortest_far']:.2f})")
+            print(
+                f"    {rule:8s} {cost:2s} {'H(q)>0' if ent else 'H(q)≈0'}  minimiser: J {x['J_min']:.3f} length "
+                f"{x['length_min']:.2f} P(empty) {x['p_empty_min']:.3f} L−L(q) {x['L_min_minus_L_teacher']:+.3f}   "
+                f"far: J {x['J_far']:.3f} length {x['length_far']:.2f} (shortest {x['shortest_far']:.2f})"
+            )
     teacher_like = lambda x, i: abs(x["length_min"] - len_q[i]) < 0.05 and x["J_min"] > Jq[i] - 0.01  # noqa: E731
-    passed = (enum_err < 1e-10
-              and r("literal", "ce")["p_empty_min"] > 0.1 and r("literal", "ce")["J_min"] < Jq[0] - 0.1  # it stops
-              and teacher_like(r("literal", "ce", False), 1)  # ... not without teacher entropy
-              and all(teacher_like(r("literal", "kl", e), 1 - e) for e in (True, False))  # KL: the teacher is the minimiser
-              and r("literal", "ce")["shortest_far"] < len_far[0] - 0.5  # from far, the literal flow shortens
-              and r("surprise", "ce")["shortest_far"] < len_far[0]  # one σ does not hold a far student ...
-              and all(teacher_like(r("horizon", c, e), 1 - e) for c in ("ce", "kl") for e in (True, False))
-              and all(r("horizon", c, e)["shortest_far"] >= len_far[1 - e] for c in ("ce", "kl") for e in (True, False)))
+    passed = (
+        enum_err < 1e-10
+        and r("literal", "ce")["p_empty_min"] > 0.1
+        and r("literal", "ce")["J_min"] < Jq[0] - 0.1  # it stops
+        and teacher_like(r("literal", "ce", False), 1)  # ... not without teacher entropy
+        and all(
+            teacher_like(r("literal", "kl", e), 1 - e) for e in (True, False)
+        )  # KL: the teacher is the minimiser
+        and r("literal", "ce")["shortest_far"] < len_far[0] - 0.5  # from far, the literal flow shortens
+        and r("surprise", "ce")["shortest_far"] < len_far[0]  # one σ does not hold a far student ...
+        and all(teacher_like(r("horizon", c, e), 1 - e) for c in ("ce", "kl") for e in (True, False))
+        and all(
+            r("horizon", c, e)["shortest_far"] >= len_far[1 - e] for c in ("ce", "kl") for e in (True, False)
+        )
+    )
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     for (rule, cost), ls in curves.items():
         ax.plot(ls, label=f"{rule} ({cost})", ls="-" if rule in distil.STOP_RULES else "--")
     ax.axhline(len_q[0], color="gray", lw=0.8, ls=":", label="teacher")
     ax.set_xlabel("plain gradient step from a far student"), ax.set_ylabel("mean response length")
-    ax.set_title("T7: teacher with entropy to go", fontsize=10), ax.legend(fontsize=6, ncol=2, loc="lower right")
+    (
+        ax.set_title("T7: teacher with entropy to go", fontsize=10),
+        ax.legend(fontsize=6, ncol=2, loc="lower right"),
+    )
     names = [f"{rule}\n{cost}" for rule, cost in STOP_CANDIDATES]
     for k, ent in enumerate((True, False)):
-        ax2.bar([i + 0.4 * k for i in range(len(names))], [r(rule, cost, ent)["p_empty_min"] for rule, cost in STOP_CANDIDATES],
-                width=0.4, label="teacher with entropy" if ent else "deterministic teacher")
+        ax2.bar(
+            [i + 0.4 * k for i in range(len(names))],
+            [r(rule, cost, ent)["p_empty_min"] for rule, cost in STOP_CANDIDATES],
+            width=0.4,
+            label="teacher with entropy" if ent else "deterministic teacher",
+        )
     ax2.set_xticks([i + 0.2 for i in range(len(names))], names, fontsize=7)
     ax2.set_ylabel("P(empty response) at the minimiser"), ax2.legend(fontsize=7)
     savefig(cfg, fig, "t7_stop_problem.png")
     lit, sur, hor = r("literal", "ce"), r("surprise", "ce"), r("horizon", "ce")
-    return Result("T7", "with an END action and teacher entropy to go E > 1 nat the literal minimiser ends early (not "
-                  "without entropy, not with the KL cost) and a far student's flow shortens; one teacher surprise at the "
-                  "end does not hold a far student, the surprise per skipped position (stop='horizon') keeps the length",
-                  f"literal CE minimiser: P(empty) {lit['p_empty_min']:.2f} (1−1/E {1 - 1 / E[0]:.2f}), length "
-                  f"{lit['length_min']:.2f}, J {lit['J_min']:.3f} (teacher {len_q[0]:.2f}, {Jq[0]:.3f}) | from far "
-                  f"(length {len_far[0]:.2f}) shortest: literal {lit['shortest_far']:.2f}, surprise {sur['shortest_far']:.2f}, "
-                  f"horizon {hor['shortest_far']:.2f} | horizon minimiser length {hor['length_min']:.2f}, J {hor['J_min']:.3f}",
-                  passed, {"rows": {f"{k[0]}/{k[1]}/{'entropy' if k[2] else 'no_entropy'}": v for k, v in rows.items()},
-                           "instances": {("entropy" if e else "no_entropy"): {
-                               "horizon": 5, "branching": 3, "end_action": 2, "transitions": TRANSITIONS + "; action 2 "
-                               "is END: afterwards END is forced at no cost (toy_mdp.played)", "rewards": insts[e][0].rewards,
-                               "teacher": insts[e][1], "far_student_logits": far[1 - e]} for e in (True, False)},
-                           "entropy_to_go": E, "J_teacher": Jq, "length_teacher": len_q, "lambda": STOP_LAMBDA,
-                           "steps": steps, "enumeration_error": enum_err})
+    return Result(
+        "T7",
+        "with an END action and teacher entropy to go E > 1 nat the literal minimiser ends early (not "
+        "without entropy, not with the KL cost) and a far student's flow shortens; one teacher surprise at the "
+        "end does not hold a far student, the surprise per skipped position (stop='horizon') keeps the length",
+        f"literal CE minimiser: P(empty) {lit['p_empty_min']:.2f} (1−1/E {1 - 1 / E[0]:.2f}), length "
+        f"{lit['length_min']:.2f}, J {lit['J_min']:.3f} (teacher {len_q[0]:.2f}, {Jq[0]:.3f}) | from far "
+        f"(length {len_far[0]:.2f}) shortest: literal {lit['shortest_far']:.2f}, surprise {sur['shortest_far']:.2f}, "
+        f"horizon {hor['shortest_far']:.2f} | horizon minimiser length {hor['length_min']:.2f}, J {hor['J_min']:.3f}",
+        passed,
+        {
+            "rows": {f"{k[0]}/{k[1]}/{'entropy' if k[2] else 'no_entropy'}": v for k, v in rows.items()},
+            "instances": {
+                ("entropy" if e else "no_entropy"): {
+                    "horizon": 5,
+                    "branching": 3,
+                    "end_action": 2,
+                    "transitions": TRANSITIONS + "; action 2 "
+                    "is END: afterwards END is forced at no cost (toy_mdp.played)",
+                    "rewards": insts[e][0].rewards,
+                    "teacher": insts[e][1],
+                    "far_student_logits": far[1 - e],
+                }
+                for e in (True, False)
+            },
+            "entropy_to_go": E,
+            "J_teacher": Jq,
+            "length_teacher": len_q,
+            "lambda": STOP_LAMBDA,
+            "steps": steps,
+            "enumeration_error": enum_err,
+        },
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -1020,12 +1282,22 @@ def check_t8(cfg):
 # -----------------------------------------------------------------------------
 
 
-CHECKS = {"T1": check_t1, "T2": check_t2, "T3": check_t3, "T4": check_t4, "T5": check_t5, "T6": check_t6,
-          "T7": check_t7, "T8": check_t8}
+CHECKS = {
+    "T1": check_t1,
+    "T2": check_t2,
+    "T3": check_t3,
+    "T4": check_t4,
+    "T5": check_t5,
+    "T6": check_t6,
+    "T7": check_t7,
+    "T8": check_t8,
+}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     for f in fields(Config):
         p.add_argument("--" + f.name, type=type(f.default), default=f.default)
     cfg = Config(**vars(p.parse_args(argv)))
@@ -1053,12 +1325,26 @@ def main(cfg):
     print(f"{'check':5s}  {'result':6s}  claim / numbers")
     for r in results:
         print(f"{r.name:5s}  {'PASS' if r.passed else 'FAIL':6s}  {r.claim}\n{'':15s}{r.numbers}")
-    print(f"\n{sum(r.passed for r in results)}/{len(results)} checks passed in {time.time() - t0:.1f}s"
-          + (f"; figures in {cfg.figures}/" if cfg.figures else ""))
+    print(
+        f"\n{sum(r.passed for r in results)}/{len(results)} checks passed in {time.time() - t0:.1f}s"
+        + (f"; figures in {cfg.figures}/" if cfg.figures else "")
+    )
     if cfg.json:
         with open(cfg.json, "w") as f:
-            json.dump([{"name": r.name, "claim": r.claim, "numbers": r.numbers, "passed": r.passed,
-                        "data": lists(r.data)} for r in results], f, indent=1)
+            json.dump(
+                [
+                    {
+                        "name": r.name,
+                        "claim": r.claim,
+                        "numbers": r.numbers,
+                        "passed": r.passed,
+                        "data": lists(r.data),
+                    }
+                    for r in results
+                ],
+                f,
+                indent=1,
+            )
     return all(r.passed for r in results)
 
 

@@ -67,8 +67,10 @@ class TreeMDP:
 
     def __post_init__(self):
         if self.horizon < 1 or self.branching < (3 if self.end else 2):
-            raise ValueError(f"need horizon >= 1 and branching >= 2 (3 with an END action), got H={self.horizon}, "
-                             f"A={self.branching}")
+            raise ValueError(
+                f"need horizon >= 1 and branching >= 2 (3 with an END action), got H={self.horizon}, "
+                f"A={self.branching}"
+            )
         if self.rewards.shape[-1] != self.n_leaves:
             raise ValueError(f"rewards must have A^H = {self.n_leaves} leaves, got {self.rewards.shape[-1]}")
         # alive[s]: s is a response state (its prefix holds no END) — where the student acts and pays
@@ -85,16 +87,18 @@ class TreeMDP:
 
     @property
     def n_leaves(self):
-        return self.branching ** self.horizon
+        return self.branching**self.horizon
 
     def offset(self, t):  # index of the first state at depth t
-        return (self.branching ** t - 1) // (self.branching - 1)
+        return (self.branching**t - 1) // (self.branching - 1)
 
     def depth_slice(self, t):
         return slice(self.offset(t), self.offset(t + 1))
 
     @property
-    def reachable(self):  # (A^H,) bool: the leaves a rollout can end at (with end: END, END, ... after an END)
+    def reachable(
+        self,
+    ):  # (A^H,) bool: the leaves a rollout can end at (with end: END, END, ... after an END)
         uniform = torch.full((self.n_states, self.branching), 1.0 / self.branching, dtype=DTYPE)
         return leaf_probs(uniform, self) > 0
 
@@ -109,7 +113,7 @@ def random_tree(horizon, branching, n=1, p_success=0.3, binary=True, seed=0, end
     """n random instances: leaf rewards Bernoulli(p_success) (binary) or Uniform(0, 1), with at least
     one rewarding leaf each (with end: a reachable one, and unreachable leaves are 0)."""
     g = torch.Generator().manual_seed(seed)
-    L = branching ** horizon
+    L = branching**horizon
     u = torch.rand(n, L, generator=g, dtype=DTYPE)
     r = (u < p_success).to(DTYPE) if binary else u
     mdp = TreeMDP(horizon, branching, r, end)
@@ -125,8 +129,10 @@ def check_distribution(q, name="teacher"):
         raise ValueError(f"{name}: probabilities must be finite and >= 0")
     err = (q.sum(-1) - 1).abs().max().item()
     if err > 1e-9:
-        raise ValueError(f"{name}: rows must sum to 1 (max deviation {err:.2e}); pass probabilities, "
-                         "not logits or unnormalised scores")
+        raise ValueError(
+            f"{name}: rows must sum to 1 (max deviation {err:.2e}); pass probabilities, "
+            "not logits or unnormalised scores"
+        )
     return q
 
 
@@ -148,8 +154,8 @@ def support_states(mdp, best):
     on = torch.zeros(mdp.n_states + mdp.n_leaves, dtype=torch.bool)
     on[0] = True
     for s in range(mdp.n_states):  # children of s are s·A + 1 + a (breadth first)
-        on[s * mdp.branching + 1:(s + 1) * mdp.branching + 1] = on[s] & best[s]
-    return on[:mdp.n_states] & mdp.alive
+        on[s * mdp.branching + 1 : (s + 1) * mdp.branching + 1] = on[s] & best[s]
+    return on[: mdp.n_states] & mdp.alive
 
 
 # -----------------------------------------------------------------------------
@@ -279,9 +285,11 @@ def end_surprise(pi, mdp, teacher, held=False, states=None, price_exit=True):
         if price_exit:
             last = last | exits(mdp, states)
     last &= mdp.alive.unsqueeze(-1)
-    depth = torch.cat([torch.full((mdp.branching ** t,), t, dtype=pi.dtype) for t in range(mdp.horizon)])
+    depth = torch.cat([torch.full((mdp.branching**t,), t, dtype=pi.dtype) for t in range(mdp.horizon)])
     weight = (mdp.horizon - depth).unsqueeze(-1) if held else 1.0  # |y| (or e) = depth + 1
-    surprise = torch.where(last, -teacher.log() * weight, 0.0)  # +inf where q = 0 on a last action: a true price
+    surprise = torch.where(
+        last, -teacher.log() * weight, 0.0
+    )  # +inf where q = 0 on a last action: a true price
     return (occupancy(pi, mdp).unsqueeze(-1) * pi * torch.where(pi > 0, surprise, 0.0)).sum((-2, -1))
 
 
@@ -299,8 +307,10 @@ def objective(theta, mdp, teacher, kind, stop="literal", obs=None, states=None, 
     theta = aliased(theta, obs)
     pi = torch.softmax(theta, -1)
     if kind == "sdpo" and ((teacher == 0) & (pi > 0)).any():
-        raise ValueError("reverse KL(π‖q) is +inf where the teacher gives probability 0 to an action the "
-                         "student plays; use a teacher with full support (e.g. feedback_teacher, eps > 0)")
+        raise ValueError(
+            "reverse KL(π‖q) is +inf where the teacher gives probability 0 to an action the "
+            "student plays; use a teacher with full support (e.g. feedback_teacher, eps > 0)"
+        )
     if kind == "grpo":
         return -expected_reward(pi, mdp)
     d = occupancy(pi, mdp) * mdp.alive  # response states only: an ended state costs nothing
@@ -334,7 +344,9 @@ def update(theta, mdp, teacher, kind, rule, eta, stop="literal", obs=None):
             return ((1 - eta) * pi + eta * teacher).log()
         if kind == "sdpo":
             return (1 - eta) * pi.log() + eta * teacher.log()
-        raise ValueError(f"no closed-form proximal step for {kind!r} (only distil_token: mixture, sdpo: geometric)")
+        raise ValueError(
+            f"no closed-form proximal step for {kind!r} (only distil_token: mixture, sdpo: geometric)"
+        )
     g = gradient(theta, mdp, teacher, kind, stop, obs)
     if rule == "gd":
         return theta - eta * g
@@ -370,10 +382,21 @@ class TreeMDPEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, horizon=3, branching=3, p_success=0.3, instance_seed=0, rewards=None, render_mode=None,
-                 end=False):
-        r = random_tree(horizon, branching, 1, p_success, seed=instance_seed, end=end).rewards[0] if rewards is None \
+    def __init__(
+        self,
+        horizon=3,
+        branching=3,
+        p_success=0.3,
+        instance_seed=0,
+        rewards=None,
+        render_mode=None,
+        end=False,
+    ):
+        r = (
+            random_tree(horizon, branching, 1, p_success, seed=instance_seed, end=end).rewards[0]
+            if rewards is None
             else torch.as_tensor(rewards, dtype=torch.float64)
+        )
         self.mdp = TreeMDP(horizon, branching, r, end)
         self.observation_space = gym.spaces.Discrete(self.mdp.n_states + self.mdp.n_leaves)
         self.action_space = gym.spaces.Discrete(branching)
@@ -410,11 +433,15 @@ if "DistIL/TreeMDP-v0" not in gym.registry:
 
 def main():
     mdp = random_tree(horizon=3, branching=3, seed=0)
-    theta = torch.randn(1, mdp.n_states, mdp.branching, generator=torch.Generator().manual_seed(0), dtype=DTYPE)
+    theta = torch.randn(
+        1, mdp.n_states, mdp.branching, generator=torch.Generator().manual_seed(0), dtype=DTYPE
+    )
     pi = torch.softmax(theta, -1)
     q = feedback_teacher(pi, mdp, noise=0.5)
-    print(f"random tree H={mdp.horizon} A={mdp.branching}: J(random π) = {expected_reward(pi, mdp).item():.4f}, "
-          f"J(feedback teacher) = {expected_reward(q, mdp).item():.4f}, max J = {mdp.rewards.max().item():.0f}")
+    print(
+        f"random tree H={mdp.horizon} A={mdp.branching}: J(random π) = {expected_reward(pi, mdp).item():.4f}, "
+        f"J(feedback teacher) = {expected_reward(q, mdp).item():.4f}, max J = {mdp.rewards.max().item():.0f}"
+    )
     for kind in OBJECTIVES:
         for rule in RULES:
             if rule == "prox" and kind not in ("distil_token", "sdpo"):

@@ -14,8 +14,11 @@ import tasks
 from tasks import EOT, EOT_ID, TASKS, Problem, first_off_support, oracle_greedy
 
 N = 40  # problems per task and split in most tests
-EXPERIMENT_SPECS = ["mult:digits_a=2,digits_b=1", "countdown:n_numbers=3,max_number=10,max_target=60",
-                    "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5"]  # experiment.py's TASK_SPECS
+EXPERIMENT_SPECS = [
+    "mult:digits_a=2,digits_b=1",
+    "countdown:n_numbers=3,max_number=10,max_target=60",
+    "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5",
+]  # experiment.py's TASK_SPECS
 VERDICT = {name: tasks.make_task(f"{name}:feedback=verdict") for name in TASKS}  # the symptoms-only ablation
 
 
@@ -35,6 +38,7 @@ def oracle_support(task, p, prefix=""):
             else:
                 stack.append((prefix + c, q * pc))
     return out
+
 
 # -----------------------------------------------------------------------------
 # References, corrupted attempts, feedback
@@ -85,7 +89,9 @@ def test_feedback_way_back_names_the_fewest_undos_that_leave_a_solution(problems
         for p in problems[name]:
             bad = task.corrupt(p, rng)
             k = way_back_undos(VERDICT[name].verify(p, bad)[1])
-            live = [task._n(p, task.states(p, (bad + "\nundo" * j).split("\n"))[-1]) > 0 for j in range(k + 1)]
+            live = [
+                task._n(p, task.states(p, (bad + "\nundo" * j).split("\n"))[-1]) > 0 for j in range(k + 1)
+            ]
             assert live[-1] and not any(live[:-1]), (name, bad, k, live)
 
 
@@ -94,7 +100,7 @@ def written_fix(fb):
     N lines below it (undo tasks), or "write: a" / "correct: a" (chem, mult)."""
     m = re.match(r"[^\n]*; write these (\d+) lines?:\n", fb)
     if m:
-        return fb[m.end():].split("\n")[:int(m[1])]
+        return fb[m.end() :].split("\n")[: int(m[1])]
     m = re.match(r"[^\n]*?(?:write|correct): (.*?)(?: \(change | \(write |\n|$)", fb)
     return None if m is None else [m[1].strip()]
 
@@ -102,7 +108,7 @@ def written_fix(fb):
 def symptoms(fb):
     """The feedback's rows after the fix it names first (its first line and the lines it lists)."""
     m = re.match(r"[^\n]*; write these (\d+) lines?:\n", fb)
-    return fb.split("\n")[1 + (int(m[1]) if m else 0):]
+    return fb.split("\n")[1 + (int(m[1]) if m else 0) :]
 
 
 def fix_attempts(task, p, rng):
@@ -135,7 +141,10 @@ def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(pro
                 if task.undo:
                     k = lines.count("undo")
                     assert lines[:k] == ["undo"] * k and len(lines) > k, (text, fb)
-                    live = [task._live(p, task.states(p, (text + "\nundo" * j).split("\n"))[-1]) for j in range(k + 1)]
+                    live = [
+                        task._live(p, task.states(p, (text + "\nundo" * j).split("\n"))[-1])
+                        for j in range(k + 1)
+                    ]
                     assert live[-1] and not any(live[:-1]), (name, text, fb, live)
                     after = task.states(p, (text + "\nundo" * k + "\n" + lines[k]).split("\n"))[-1]
                     assert task._live(p, after), (name, text, fb)
@@ -206,11 +215,14 @@ def test_sft_responses_continue_the_attempt_with_the_lines_the_feedback_names(pr
             attempt, lines = [s for s in bad.split("\n") if s.strip()], written_fix(task.verify(p, bad)[1])
             if outs[0] != "\n".join(attempt + lines):
                 assert outs[0] == p.solution, (bad, outs[0])
-                fallback += 1                  # the reference instead: the continuation would not fit
+                fallback += 1  # the reference instead: the continuation would not fit
             if "\nundo\n" in outs[1]:
                 kept, after = outs[1].split("\nundo\n", 1)
-                assert bad.startswith(kept) and after.split("\n") == [s for s in lines if s != "undo"], (bad, outs)
-        assert fallback <= len(problems[name]) // 10, (name, fallback)   # listprog: 5 of 80 at the defaults
+                assert bad.startswith(kept) and after.split("\n") == [s for s in lines if s != "undo"], (
+                    bad,
+                    outs,
+                )
+        assert fallback <= len(problems[name]) // 10, (name, fallback)  # listprog: 5 of 80 at the defaults
 
 
 def test_sft_examples_of_mult_are_todays_rng_for_rng(problems):
@@ -265,7 +277,9 @@ def test_chem_feedback_lists_exactly_the_unbalanced_elements(problems):
                 for e, n in tasks.parse_formula(f).items():
                     side[e] += int(c or 1) * n
         unbalanced = {e for e in sides[0] | sides[1] if sides[0][e] != sides[1][e]}
-        assert reward == 0.0 and set(re.findall(r"(\w+): \d+ left, \d+ right UNBALANCED", fb)) == unbalanced, fb
+        assert (
+            reward == 0.0 and set(re.findall(r"(\w+): \d+ left, \d+ right UNBALANCED", fb)) == unbalanced
+        ), fb
         assert unbalanced or "shares the factor" in fb, (bad, fb)
         assert fb.endswith("write the corrected equation on a new line: the last line is graded"), fb
 
@@ -291,15 +305,42 @@ def test_answer_extracts_the_final_answer_for_majority_vote(problems):
     p = problems["countdown"][0]
     assert TASKS["countdown"].answer(p, p.solution) == str(p.data[1])
 
+
 # -----------------------------------------------------------------------------
 # Verifiers on adversarial strings
 
 
 def adversarial_strings(p, rng, n):
-    alphabet = list("0123456789+-*/=()[], .>\n\t abcxyzHOC|") + ["\u0663", "\u00b2", "\u00e9", "\x00", "->", EOT]
-    fixed = ["", "\n", " ", "=", "->", "(" * 300, ")" * 300, "9" * 5000, "1" * 300 + "=" + "9" * 300,
-             "\u0663\u0661\u0662" * 3, "\u00b2", "dup\n" * 40, "map ^2\n" * 30, p.solution * 3,
-             p.solution + "\n" + "x" * 5000, "\n" * 3000, "take 99999", "Cu(((((((", "2H2..O", "1+1=2\n" * 2000]
+    alphabet = list("0123456789+-*/=()[], .>\n\t abcxyzHOC|") + [
+        "\u0663",
+        "\u00b2",
+        "\u00e9",
+        "\x00",
+        "->",
+        EOT,
+    ]
+    fixed = [
+        "",
+        "\n",
+        " ",
+        "=",
+        "->",
+        "(" * 300,
+        ")" * 300,
+        "9" * 5000,
+        "1" * 300 + "=" + "9" * 300,
+        "\u0663\u0661\u0662" * 3,
+        "\u00b2",
+        "dup\n" * 40,
+        "map ^2\n" * 30,
+        p.solution * 3,
+        p.solution + "\n" + "x" * 5000,
+        "\n" * 3000,
+        "take 99999",
+        "Cu(((((((",
+        "2H2..O",
+        "1+1=2\n" * 2000,
+    ]
     out = list(fixed)
     while len(out) < n:
         s = list(rng.choice([p.solution, p.prompt, ""]))
@@ -312,7 +353,7 @@ def adversarial_strings(p, rng, n):
                 del s[min(k, len(s) - 1)]
             else:
                 s[min(k, len(s) - 1)] = rng.choice(alphabet)
-        out.append("".join(s)[:rng.choice([10, 60, 400, 10 ** 6])])
+        out.append("".join(s)[: rng.choice([10, 60, 400, 10**6])])
     return out
 
 
@@ -323,7 +364,10 @@ def test_verifiers_never_raise_on_adversarial_strings_and_return_a_binary_reward
             for s in adversarial_strings(p, rng, 150):
                 t0 = time.perf_counter()
                 reward, fb = task.verify(p, s)
-                assert time.perf_counter() - t0 < 1.0, (name, s[:80])   # bounded; generous: a shared, loaded CPU
+                assert time.perf_counter() - t0 < 1.0, (
+                    name,
+                    s[:80],
+                )  # bounded; generous: a shared, loaded CPU
                 assert reward in (0.0, 1.0) and isinstance(fb, str) and fb.isascii(), (name, s[:80])
                 assert task.answer(p, s) is None or isinstance(task.answer(p, s), str)
 
@@ -332,6 +376,7 @@ def test_unicode_digits_are_not_read_as_numbers():
     p = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
     assert TASKS["mult"].verify(p, p.solution.replace("408", "\u0664\u0660\u0668"))[0] == 0.0
     assert TASKS["mult"].verify(p, p.solution)[0] == 1.0
+
 
 # -----------------------------------------------------------------------------
 # The oracle
@@ -367,7 +412,10 @@ def test_oracle_samples_are_valid_solutions_within_the_budget(problems):
                         break
                     text += c
                 assert task.verify(p, text)[0] == 1.0 and len(text) <= task.max_response_chars, (p, text)
-                assert not task.has_recovery(p, text), (p, text)   # offline (the oracle's own answers) sees none
+                assert not task.has_recovery(p, text), (
+                    p,
+                    text,
+                )  # offline (the oracle's own answers) sees none
 
 
 def brute_force_countdown(nums, target):
@@ -384,6 +432,7 @@ def brute_force_countdown(nums, target):
                             sols.add(t)
                         else:
                             extend([v for k, v in enumerate(rem) if k not in (i, j)] + [r], t + "\n")
+
     extend(list(nums), "")
     return sols
 
@@ -409,6 +458,7 @@ def test_listprog_oracle_is_uniform_over_all_passing_programs(problems):
                         sols.add("\n".join(prog + [step]))
                     elif len(prog) + 1 < task.max_steps:
                         extend(new, prog + [step])
+
         extend(xs, [])
         support = oracle_support(task, p)
         assert set(support) == sols and all(abs(q - 1 / len(sols)) < 1e-9 for q in support.values())
@@ -420,7 +470,7 @@ def test_oracle_recovers_to_reward_one_after_the_first_wrong_character_and_after
         for p in problems[name]:
             bad = task.corrupt(p, rng)
             i = first_off_support(task, p, bad)
-            for prefix in (bad[:i + 1], bad + "\n", "garbage ) 12\n\n=" + bad):
+            for prefix in (bad[: i + 1], bad + "\n", "garbage ) 12\n\n=" + bad):
                 assert task.verify(p, oracle_greedy(task, p, prefix))[0] == 1.0, (p, prefix)
 
 
@@ -430,9 +480,9 @@ def test_oracle_continues_from_valid_student_lines_outside_the_canonical_set(pro
         for p in problems[name]:
             first, rest = (p.solution.split("\n", 1) + [""])[:2]
             spaced = re.sub(r"([-+*/=])", r" \1 ", first) if name == "countdown" else f"  {first} "
-            spaced += "\n"                                                  # valid, not canonical
+            spaced += "\n"  # valid, not canonical
             assert task.verify(p, oracle_greedy(task, p, spaced))[0] == 1.0, (p, spaced)
-            start = task.start(p)                                          # another live first line
+            start = task.start(p)  # another live first line
             live = [ln for ln, s in task._legal(p, start).items() if task._n(p, s) and ln != first]
             if live:
                 assert task.verify(p, oracle_greedy(task, p, live[-1] + "\n"))[0] == 1.0, (p, live[-1])
@@ -443,15 +493,16 @@ def test_countdown_oracle_finishes_a_dead_line_then_retracts_it():
     p = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
     sols = brute_force_countdown(*p.data)
     assert not any(s.startswith("1+2=3\n") for s in sols)
-    assert task.oracle(p, "1+2=") == {"3": 1.0}        # the line is legal, just a dead end: finish it
-    assert task.oracle(p, "1+2=3\n") == {"u": 1.0}     # no solution left: retract it
-    assert task.oracle(p, "1+2=7") == {"\n": 1.0}      # nothing legal extends the line: end it
+    assert task.oracle(p, "1+2=") == {"3": 1.0}  # the line is legal, just a dead end: finish it
+    assert task.oracle(p, "1+2=3\n") == {"u": 1.0}  # no solution left: retract it
+    assert task.oracle(p, "1+2=7") == {"\n": 1.0}  # nothing legal extends the line: end it
     assert task.oracle(p, "1+2=7\nund") == {"o": 1.0}
-    assert task.oracle(p, "9*9=81\n1+3=") == {"4": 1.0}   # in shape, as if the invalid line were not there
+    assert task.oracle(p, "9*9=81\n1+3=") == {"4": 1.0}  # in shape, as if the invalid line were not there
     assert oracle_greedy(task, p, "9*9=81\n1+3=4\n").startswith("9*9=81\n1+3=4\nundo\nundo\n")
-    support = oracle_support(task, p, "1+2=3\n")        # after the retraction: uniform over S
+    support = oracle_support(task, p, "1+2=3\n")  # after the retraction: uniform over S
     assert set(support) == {"1+2=3\nundo\n" + s for s in sols}
     assert all(abs(q - 1 / len(sols)) < 1e-9 for q in support.values())
+
 
 # -----------------------------------------------------------------------------
 # Recovery: every response language can retract or supersede a step, the oracle uses it
@@ -460,7 +511,7 @@ def test_countdown_oracle_finishes_a_dead_line_then_retracts_it():
 def fuzzed_prefixes(task, p, rng, alphabet, n):
     """Prefixes a student might reach: cuts of corrupted attempts, and random strings."""
     out = [task.corrupt(p, rng) for _ in range(n)]
-    out = [a[:rng.randint(0, len(a))] for a in out]
+    out = [a[: rng.randint(0, len(a))] for a in out]
     return out + ["".join(rng.choices(alphabet, k=rng.randint(1, 8))) for _ in range(n)]
 
 
@@ -490,25 +541,29 @@ def test_recovery_rates_reach_99_percent_at_the_defaults_and_at_the_experiment_k
     for spec in list(TASKS) + EXPERIMENT_SPECS:
         task = tasks.make_task(spec)
         if spec in TASKS:
-            task = type(task)()                            # a fresh memo
+            task = type(task)()  # a fresh memo
         assert min(tasks.recovery_rates(task, n=40, seed=1)) >= 0.99, spec
 
 
 def test_mult_expert_restates_the_wrong_line_and_sums_only_values_in_view(problems):
     task, rng = TASKS["mult"], random.Random(7)
     p = Problem("mult", "mult: 72*1", tasks.Mult.scratchpad(72, 1), (72, 1))
-    assert oracle_greedy(task, p, "72*1=2\n") == "72*1=2\n72*1=72\n72=72"   # not 72=72 at once
+    assert oracle_greedy(task, p, "72*1=2\n") == "72*1=2\n72*1=72\n72=72"  # not 72=72 at once
     for p in problems["mult"]:
         bad = task.corrupt(p, rng).split("\n")
         for k in range(1, len(bad) + 1):
             text = oracle_greedy(task, p, "\n".join(bad[:k]) + "\n")
             lines = text.split("\n")
-            for i, line in enumerate(lines[k:], k):           # the expert's own lines
+            for i, line in enumerate(lines[k:], k):  # the expert's own lines
                 lhs, _, value = line.partition("=")
-                if "*" in lhs:                                  # a working line: always correct
+                if "*" in lhs:  # a working line: always correct
                     assert int(value) == eval_product(lhs), (text, line)
-                else:                                          # the sum: only values stated correctly above
-                    shown = {ln.split("=")[1] for ln in lines[:i] if "*" in ln and int(ln.split("=")[1]) == eval_product(ln.split("=")[0])}
+                else:  # the sum: only values stated correctly above
+                    shown = {
+                        ln.split("=")[1]
+                        for ln in lines[:i]
+                        if "*" in ln and int(ln.split("=")[1]) == eval_product(ln.split("=")[0])
+                    }
                     assert set(lhs.split("+")) <= shown, (text, line)
             if any(l not in p.solution.split("\n") for l in bad[:k]):
                 assert task.has_recovery(p, text)
@@ -517,12 +572,12 @@ def test_mult_expert_restates_the_wrong_line_and_sums_only_values_in_view(proble
 def test_mid_line_the_oracle_keeps_the_students_line_in_shape_then_recovers():
     mult, chem, cd = TASKS["mult"], TASKS["chem"], TASKS["countdown"]
     p = Problem("mult", "mult: 55*5", tasks.Mult.scratchpad(55, 5), (55, 5))
-    assert oracle_greedy(mult, p, "55*5=25") == "55*5=255\n55*5=275\n275=275"   # finish the value, restate
-    assert mult.oracle(p, "55*5=255\n2") == {"5": 1.0}                           # its sum of what it stated
+    assert oracle_greedy(mult, p, "55*5=25") == "55*5=255\n55*5=275\n275=275"  # finish the value, restate
+    assert mult.oracle(p, "55*5=255\n2") == {"5": 1.0}  # its sum of what it stated
     assert oracle_greedy(mult, p, "55*5=2555") == "55*5=2555\n55*5=275\n275=275"  # too long: end the line
     lhs, rhs = ("MgO",), ("Mg", "O2")
     q = Problem("chem", "chem: MgO -> Mg + O2", "2MgO -> 2Mg + O2", (lhs, rhs, (2, 2, 1)))
-    assert oracle_greedy(chem, q, "3") == "3MgO -> 2Mg + O2\n2MgO -> 2Mg + O2"      # a wrong coefficient stays
+    assert oracle_greedy(chem, q, "3") == "3MgO -> 2Mg + O2\n2MgO -> 2Mg + O2"  # a wrong coefficient stays
     assert oracle_greedy(chem, q, "2MgO -> 2Mg +5") == "2MgO -> 2Mg +5O2\n2MgO -> 2Mg + O2"
     assert oracle_greedy(chem, q, "2MgO 7") == "2MgO 7> 2Mg + O2\n2MgO -> 2Mg + O2"  # a miswritten character
     r = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
@@ -537,30 +592,52 @@ def eval_product(lhs):
 def test_the_new_verifier_rules_on_hand_written_responses():
     cd, lp, mult = TASKS["countdown"], TASKS["listprog"], TASKS["mult"]
     p = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
-    for text, reward in [(p.solution, 1), ("1+2=7\nundo\n" + p.solution, 1), ("1+2=3\nundo\n" + p.solution, 1),
-                         ("1+2=7\n" + p.solution, 0), (p.solution + "\nundo", 0), ("undo\n" + p.solution, 1),
-                         ("1+2=3\n3*5=15\nundo\nundo\n\n" + p.solution, 1), ("1+2=3\n3*5=15\nundo\n" + p.solution, 0),
-                         ("1+3=4\n4*2=8\n8*5=41\nundo\n8*5=40", 1), ("1+3=4\n4*2=8\n8*5=40\n1+1=2", 0)]:
+    for text, reward in [
+        (p.solution, 1),
+        ("1+2=7\nundo\n" + p.solution, 1),
+        ("1+2=3\nundo\n" + p.solution, 1),
+        ("1+2=7\n" + p.solution, 0),
+        (p.solution + "\nundo", 0),
+        ("undo\n" + p.solution, 1),
+        ("1+2=3\n3*5=15\nundo\nundo\n\n" + p.solution, 1),
+        ("1+2=3\n3*5=15\nundo\n" + p.solution, 0),
+        ("1+3=4\n4*2=8\n8*5=41\nundo\n8*5=40", 1),
+        ("1+3=4\n4*2=8\n8*5=40\n1+1=2", 0),
+    ]:
         assert cd.verify(p, text)[0] == reward, text
         assert cd.has_recovery(p, text) == ("\nundo" in text), text
     fb = VERDICT["countdown"].verify(p, "1+2=3\n3*5=15")[1]
     assert "line 1 leaves no solution: write undo 2 times" in fb and "target 40 not reached" in fb
     fb = cd.verify(p, "1+2=3\n3*5=15")[1]
-    assert fb.startswith("line 1 leaves no solution; write these 5 lines:\nundo\nundo\n1+3=4\n4*2=8\n8*5=40\n"), fb
+    assert fb.startswith(
+        "line 1 leaves no solution; write these 5 lines:\nundo\nundo\n1+3=4\n4*2=8\n8*5=40\n"
+    ), fb
     assert "line 2: 4*2=9: 4*2=9 is wrong: 4*2=8" in cd.verify(p, "1+3=4\n4*2=9")[1]
     q = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
-    for text, reward in [("filter odd\nmap +1", 1), ("sort\nundo\nfilter odd\nmap +1", 1),
-                         ("bogus\nfilter odd\nmap +1", 0), ("bogus\nundo\nfilter odd\nmap +1", 1),
-                         ("max\nsort\nundo\nundo\nfilter odd\nmap +1", 1), ("filter odd\nmap +1\nundo", 0)]:
+    for text, reward in [
+        ("filter odd\nmap +1", 1),
+        ("sort\nundo\nfilter odd\nmap +1", 1),
+        ("bogus\nfilter odd\nmap +1", 0),
+        ("bogus\nundo\nfilter odd\nmap +1", 1),
+        ("max\nsort\nundo\nundo\nfilter odd\nmap +1", 1),
+        ("filter odd\nmap +1\nundo", 0),
+    ]:
         assert lp.verify(q, text)[0] == reward, text
     assert "line 1 leaves no solution: write undo to retract it" in VERDICT["listprog"].verify(q, "max")[1]
-    assert lp.verify(q, "max")[1].startswith("line 1 leaves no solution; write these 3 lines:\nundo\nfilter odd\nmap +1\n")
-    assert lp.verify(q, "bogus")[1].startswith("line 1 is invalid; write these 3 lines:\nundo\nfilter odd\nmap +1\n")
+    assert lp.verify(q, "max")[1].startswith(
+        "line 1 leaves no solution; write these 3 lines:\nundo\nfilter odd\nmap +1\n"
+    )
+    assert lp.verify(q, "bogus")[1].startswith(
+        "line 1 is invalid; write these 3 lines:\nundo\nfilter odd\nmap +1\n"
+    )
     r = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
     fb = mult.verify(r, "12*4=48\n12*30=36\n48+36=84")[1]
     assert "line 2 wrong: '12*30=36'; correct: 12*30=360" in fb and "supersedes" in fb
     assert mult.verify(r, "12*4=48\n12*30=36\n12*30=360\n48+360=408")[0] == 1.0
-    assert mult.has_recovery(r, "12*4=48\n12*30=36\n12*30=360\n48+360=408") and not mult.has_recovery(r, r.solution)
+    assert mult.has_recovery(r, "12*4=48\n12*30=36\n12*30=360\n48+360=408") and not mult.has_recovery(
+        r, r.solution
+    )
+
 
 # -----------------------------------------------------------------------------
 # Splits, determinism, tokenizer, contexts, limits
@@ -571,19 +648,21 @@ def test_train_and_test_splits_are_disjoint():
         train = {task.split_key(p) for p in task.generate("train", 300, 5)}
         test = {task.split_key(p) for p in task.generate("test", 300, 5)}
         assert train and test and not train & test
-        assert all(tasks.split_of(k) == "train" for k in train) and all(tasks.split_of(k) == "test" for k in test)
+        assert all(tasks.split_of(k) == "train" for k in train) and all(
+            tasks.split_of(k) == "test" for k in test
+        )
 
 
 def test_test_splits_have_distinct_problems_at_the_defaults_and_the_experiment_knobs():
     chem = [p.prompt for p in TASKS["chem"].generate("test", 2000, 1337)]
-    assert len(set(chem)) >= 1500                                  # the issue: 25 distinct before
+    assert len(set(chem)) >= 1500  # the issue: 25 distinct before
     for spec in list(TASKS) + EXPERIMENT_SPECS:
         task = tasks.make_task(spec)
-        for n in (128, 2000) if spec in TASKS else (128,):         # 128: experiment.py's eval_n
+        for n in (128, 2000) if spec in TASKS else (128,):  # 128: experiment.py's eval_n
             assert len({p.prompt for p in task.generate("test", n, 1337)}) >= 0.75 * n, (spec, n)
-    small = tasks.make_task(EXPERIMENT_SPECS[0])                   # 2x1-digit mult: ~170 test problems
+    small = tasks.make_task(EXPERIMENT_SPECS[0])  # 2x1-digit mult: ~170 test problems
     ps = small.generate("test", 400, 1337)
-    assert len({p.prompt for p in ps[:150]}) == 150                # every problem once before any repeats
+    assert len({p.prompt for p in ps[:150]}) == 150  # every problem once before any repeats
 
 
 def test_chem_generator_draws_every_family_with_small_unique_coefficients():
@@ -597,7 +676,11 @@ def test_chem_generator_draws_every_family_with_small_unique_coefficients():
                 for e, n in tasks.parse_formula(f).items():
                     atoms[k >= len(lhs)][e] += c * n
             assert atoms[0] == atoms[1] and math.gcd(*coefs) == 1, p
-            assert 1 < max(coefs) <= chem.max_coef and len(coefs) <= 4 and p.prompt == "chem: " + tasks._equation(lhs, rhs)
+            assert (
+                1 < max(coefs) <= chem.max_coef
+                and len(coefs) <= 4
+                and p.prompt == "chem: " + tasks._equation(lhs, rhs)
+            )
 
 
 def test_generators_are_deterministic_per_seed():
@@ -610,7 +693,7 @@ def test_generators_are_deterministic_per_seed():
 def test_tokenizer_round_trips_every_task_string_and_eot(problems):
     enc, rng = tasks.get_tokenizer(), random.Random(4)
     assert enc.n_vocab == 257 and enc.encode(EOT, allowed_special={EOT}) == [EOT_ID]
-    assert enc.encode("0123456789") == list(b"0123456789")                   # one token per digit
+    assert enc.encode("0123456789") == list(b"0123456789")  # one token per digit
     for name, ps in problems.items():
         for p in ps[:10]:
             bad = TASKS[name].corrupt(p, rng)
@@ -633,12 +716,14 @@ def test_contexts_follow_the_layout_and_clip_feedback_deterministically(problems
 
 def test_listprog_interpreter_limits_stop_runaway_programs():
     x = (1, 2, 3)
-    assert "longer than" in tasks.lp_run(["dup"] * 10, x)[1]                 # size limit
-    assert "value beyond" in tasks.lp_run(["map *99"] * 5, x)[1]             # value limit
-    assert "work limit" in tasks.lp_run(["dup"] * 6 + ["sort"] * 25, x)[1]   # step budget
-    assert "longer than" in tasks.lp_run(["sort"] * 10000, x)[1]             # program length
+    assert "longer than" in tasks.lp_run(["dup"] * 10, x)[1]  # size limit
+    assert "value beyond" in tasks.lp_run(["map *99"] * 5, x)[1]  # value limit
+    assert "work limit" in tasks.lp_run(["dup"] * 6 + ["sort"] * 25, x)[1]  # step budget
+    assert "longer than" in tasks.lp_run(["sort"] * 10000, x)[1]  # program length
     p = TASKS["listprog"].generate("test", 1, 0)[0]
-    TASKS["listprog"].verify(p, "map ^2")   # the first call per state searches the way back (<= max_steps deep)
+    TASKS["listprog"].verify(
+        p, "map ^2"
+    )  # the first call per state searches the way back (<= max_steps deep)
     t0 = time.perf_counter()
     reward, fb = TASKS["listprog"].verify(p, "map ^2\n" * 30)
     assert reward == 0.0 and "beyond" in fb and time.perf_counter() - t0 < 0.05

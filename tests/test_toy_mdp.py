@@ -89,7 +89,14 @@ def test_bad_trees_and_unnormalised_teachers_raise_clear_errors():
     with pytest.raises(ValueError, match="unknown objective"):
         tm.objective(torch.zeros(3, 2, dtype=D), small_instance()[0], torch.full((3, 2), 0.5, dtype=D), "rkl")
     with pytest.raises(ValueError, match="no closed-form proximal"):
-        tm.update(torch.zeros(3, 2, dtype=D), small_instance()[0], torch.full((3, 2), 0.5, dtype=D), "opsd", "prox", 0.1)
+        tm.update(
+            torch.zeros(3, 2, dtype=D),
+            small_instance()[0],
+            torch.full((3, 2), 0.5, dtype=D),
+            "opsd",
+            "prox",
+            0.1,
+        )
 
 
 # -----------------------------------------------------------------------------
@@ -113,8 +120,10 @@ def rollout_batch(mdp, theta, teacher):
 
 @pytest.mark.parametrize("end", [False, True], ids=["fixed_depth", "with_end"])
 @pytest.mark.parametrize("stop", distil.STOP_RULES)
-@pytest.mark.parametrize("kind,kwargs", [("distil", {}), ("distil_token", {"sequence_level": False}),
-                                         ("distil_kl", {"future_cost": "kl"})])
+@pytest.mark.parametrize(
+    "kind,kwargs",
+    [("distil", {}), ("distil_token", {"sequence_level": False}), ("distil_kl", {"future_cost": "kl"})],
+)
 def test_tabular_gradient_equals_expected_distil_surrogate_gradient(kind, kwargs, stop, end):
     mdp = tm.random_tree(3, 3, seed=2, end=end)
     mdp = tm.TreeMDP(3, 3, mdp.rewards[0], end)
@@ -122,7 +131,9 @@ def test_tabular_gradient_equals_expected_distil_surrogate_gradient(kind, kwargs
     theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D).requires_grad_()
     teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
     tokens, s_logits, t_logits, mask, prob = rollout_batch(mdp, theta, teacher)
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", stop=stop, **kwargs)
+    per = distil.distil_loss(
+        s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", stop=stop, **kwargs
+    )
     (g_sur,) = torch.autograd.grad((prob * per).sum(), theta)
     assert torch.allclose(g_sur, tm.gradient(theta, mdp, teacher, kind, stop), atol=1e-12)
     if kind == "distil":  # the value estimates the objective too
@@ -137,8 +148,9 @@ def test_end_trees_have_variable_length_and_a_forced_end():
     pi = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [0.4, 0.4, 0.2]], dtype=D)
     played = tm.played(pi, mdp)
     assert played[3].tolist() == [0.0, 0.0, 1.0] and torch.equal(played[:3], pi[:3])
-    assert torch.allclose(tm.leaf_probs(pi, mdp), torch.tensor(
-        [0.05, 0.05, 0.4, 0.18, 0.06, 0.06, 0, 0, 0.2], dtype=D))
+    assert torch.allclose(
+        tm.leaf_probs(pi, mdp), torch.tensor([0.05, 0.05, 0.4, 0.18, 0.06, 0.06, 0, 0, 0.2], dtype=D)
+    )
     assert torch.isclose((tm.occupancy(pi, mdp) * mdp.alive).sum(), torch.tensor(1.8, dtype=D))  # mean length
 
 
@@ -149,7 +161,9 @@ def test_end_surprise_is_the_expected_teacher_surprise_at_the_last_action():
     lq = -q.log()
     by_hand = 0.2 * lq[0, 2] + 0.5 * (pi[1] * lq[1]).sum() + 0.3 * (pi[2] * lq[2]).sum()
     assert torch.isclose(tm.end_surprise(pi, mdp, q), by_hand)
-    held = 2 * 0.2 * lq[0, 2] + 0.5 * (pi[1] * lq[1]).sum() + 0.3 * (pi[2] * lq[2]).sum()  # the empty one skips 1
+    held = (
+        2 * 0.2 * lq[0, 2] + 0.5 * (pi[1] * lq[1]).sum() + 0.3 * (pi[2] * lq[2]).sum()
+    )  # the empty one skips 1
     assert torch.isclose(tm.end_surprise(pi, mdp, q, held=True), held)
 
 
@@ -170,7 +184,9 @@ def test_sampled_env_rollouts_estimate_the_exact_gradient():
             s, _, done, _, _ = env.step(a)
         rows.append(path), sids.append(states)
     tokens, sid = torch.tensor(rows), torch.tensor(sids)
-    loss = distil.distil_loss(theta[sid], tokens, torch.ones(n, 3, dtype=D), teacher_logits=teacher.log()[sid])
+    loss = distil.distil_loss(
+        theta[sid], tokens, torch.ones(n, 3, dtype=D), teacher_logits=teacher.log()[sid]
+    )
     (g_mc,) = torch.autograd.grad(loss, theta)
     g_exact = tm.gradient(theta, mdp, teacher, "distil")
     cos = (g_mc * g_exact).sum() / (g_mc.norm() * g_exact.norm())
@@ -198,11 +214,16 @@ def test_aliased_student_seeing_the_full_prefix_is_the_tabular_student():
         for stop in distil.STOP_RULES:
             for states, priced in ((None, True), (S, True), (S, False)):
                 args = (mdp, q, kind, stop)
-                assert torch.allclose(tm.gradient(theta, *args, ident, states, priced),
-                                      tm.gradient(theta, *args, None, states, priced), atol=1e-14)
+                assert torch.allclose(
+                    tm.gradient(theta, *args, ident, states, priced),
+                    tm.gradient(theta, *args, None, states, priced),
+                    atol=1e-14,
+                )
     for rule in ("gd", "npg"):
-        assert torch.allclose(tm.update(theta, mdp, q, "distil", rule, 0.1, "horizon", ident),
-                              tm.update(theta, mdp, q, "distil", rule, 0.1, "horizon"))
+        assert torch.allclose(
+            tm.update(theta, mdp, q, "distil", rule, 0.1, "horizon", ident),
+            tm.update(theta, mdp, q, "distil", rule, 0.1, "horizon"),
+        )
 
 
 def enumerate_aliased(theta_obs, obs, mdp, q, S, price_exit):
@@ -265,8 +286,17 @@ def test_support_objective_equals_expected_distil_loss_with_states(stop, price_e
     S = random_support(mdp, 29)
     tokens, s_logits, t_logits, mask, prob = rollout_batch(mdp, theta, teacher)
     sid = theory_checks.response_table(mdp)[1]  # (A^H, H) the state at each position
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", stop=stop,
-                             horizon=mdp.horizon, states=S[sid] & mask.bool(), price_exit=price_exit)
+    per = distil.distil_loss(
+        s_logits,
+        tokens,
+        mask,
+        teacher_logits=t_logits,
+        reduction="none",
+        stop=stop,
+        horizon=mdp.horizon,
+        states=S[sid] & mask.bool(),
+        price_exit=price_exit,
+    )
     exact = tm.objective(theta, mdp, teacher, "distil", stop, states=S, price_exit=price_exit)
     assert torch.isclose((prob * per).sum(), exact)
     (g_sur,) = torch.autograd.grad((prob * per).sum(), theta)
@@ -296,8 +326,12 @@ def test_npg_steps_have_their_closed_forms():
     pi, eta = torch.softmax(theta, -1), 0.05
     center = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731  logits are defined up to a per-state constant
     # forward CE: θ ← θ + η (q/π − 1);  reverse KL: θ ← θ − η log(π/q)
-    assert torch.allclose(center(tm.update(theta, mdp, q, "distil_token", "npg", eta)), center(theta + eta * q / pi))
-    assert torch.allclose(center(tm.update(theta, mdp, q, "sdpo", "npg", eta)), center(theta - eta * (pi / q).log()))
+    assert torch.allclose(
+        center(tm.update(theta, mdp, q, "distil_token", "npg", eta)), center(theta + eta * q / pi)
+    )
+    assert torch.allclose(
+        center(tm.update(theta, mdp, q, "sdpo", "npg", eta)), center(theta - eta * (pi / q).log())
+    )
     # policy gradient: θ ← θ + η A^π
     V, Q = tm.values(pi, mdp)
     assert torch.allclose(center(tm.update(theta, mdp, q, "grpo", "npg", eta)), center(theta + eta * Q))
@@ -308,8 +342,10 @@ def test_prox_steps_are_arithmetic_and_geometric_mixtures():
     q = torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.2, 0.8]], dtype=D)
     new = torch.softmax(tm.update(pi.log(), mdp, q, "distil_token", "prox", 0.3), -1)
     assert torch.allclose(new, 0.7 * pi + 0.3 * q)
-    geo = pi ** 0.7 * q ** 0.3
-    assert torch.allclose(torch.softmax(tm.update(pi.log(), mdp, q, "sdpo", "prox", 0.3), -1), geo / geo.sum(-1, keepdim=True))
+    geo = pi**0.7 * q**0.3
+    assert torch.allclose(
+        torch.softmax(tm.update(pi.log(), mdp, q, "sdpo", "prox", 0.3), -1), geo / geo.sum(-1, keepdim=True)
+    )
 
 
 def test_reverse_kl_natural_gradient_step_is_its_geometric_mixture():
@@ -333,7 +369,9 @@ def test_reverse_kl_toward_a_teacher_with_zeros_is_refused_not_nan():
 
 def test_feedback_teacher_limits_and_expert_teacher():
     mdp = tm.random_tree(3, 3, n=4, seed=14)
-    pi = torch.softmax(torch.randn(4, mdp.n_states, 3, generator=torch.Generator().manual_seed(15), dtype=D), -1)
+    pi = torch.softmax(
+        torch.randn(4, mdp.n_states, 3, generator=torch.Generator().manual_seed(15), dtype=D), -1
+    )
     exact = tm.feedback_teacher(pi, mdp, strength=1.0, noise=0.0, prior=1.0, eps=1e-12)
     assert torch.allclose(exact, tm.success_teacher(pi, mdp), atol=1e-9)
     assert torch.allclose(tm.feedback_teacher(pi, mdp, strength=0.0), pi)  # feedback that says nothing
@@ -350,8 +388,10 @@ def test_reward_slope_matches_finite_differences():
     q = torch.softmax(torch.randn(4, mdp.n_states, 2, generator=g, dtype=D), -1)
     h = 1e-6
     for kind, rule in [("distil", "gd"), ("sdpo", "npg"), ("distil_token", "prox"), ("opsd", "gd")]:
-        fd = (tm.expected_reward(torch.softmax(tm.update(theta, mdp, q, kind, rule, h), -1), mdp)
-              - tm.expected_reward(torch.softmax(theta, -1), mdp)) / h
+        fd = (
+            tm.expected_reward(torch.softmax(tm.update(theta, mdp, q, kind, rule, h), -1), mdp)
+            - tm.expected_reward(torch.softmax(theta, -1), mdp)
+        ) / h
         assert torch.allclose(tm.reward_slope(theta, mdp, q, kind, rule), fd, atol=1e-5)
 
 
@@ -371,21 +411,41 @@ def test_success_teacher_is_the_posterior_given_success():
 
 def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_path):
     out = tmp_path / "results.json"
-    cfg = theory_checks.parse_args(["--n_bandits", "1500", "--n_trees", "300", "--n_family", "20",
-                                    "--iterations", "12", "--figures", str(tmp_path / "fig"), "--json", str(out)])
+    cfg = theory_checks.parse_args(
+        [
+            "--n_bandits",
+            "1500",
+            "--n_trees",
+            "300",
+            "--n_family",
+            "20",
+            "--iterations",
+            "12",
+            "--figures",
+            str(tmp_path / "fig"),
+            "--json",
+            str(out),
+        ]
+    )
     assert theory_checks.main(cfg)
     results = {r["name"]: r for r in json.loads(out.read_text())}
     assert sorted(results) == [f"T{i}" for i in range(1, 9)] and all(r["passed"] for r in results.values())
     t1 = results["T1"]["data"]["instance"]  # the counterexample can be recomputed from the JSON alone
     mdp = tm.TreeMDP(1, 3, torch.tensor([t1["rewards"]], dtype=D))
     q, pi = torch.tensor([[t1["teacher"]]], dtype=D), torch.tensor([[t1["pi"]]], dtype=D)
-    assert tm.reward_slope(pi.log(), mdp, q, "sdpo", "npg").item() < 0 < tm.expected_reward(q, mdp) - tm.expected_reward(pi, mdp)
+    assert (
+        tm.reward_slope(pi.log(), mdp, q, "sdpo", "npg").item()
+        < 0
+        < tm.expected_reward(q, mdp) - tm.expected_reward(pi, mdp)
+    )
     assert len(list((tmp_path / "fig").glob("*.png"))) == 7
     t7 = results["T7"]["data"]  # the stop instance can be recomputed from the JSON alone
     inst = t7["instances"]["entropy"]
     mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=D), end=True)
-    assert torch.allclose(tm.expected_reward(torch.tensor(inst["teacher"], dtype=D), mdp),
-                          torch.tensor(t7["J_teacher"][0], dtype=D))
+    assert torch.allclose(
+        tm.expected_reward(torch.tensor(inst["teacher"], dtype=D), mdp),
+        torch.tensor(t7["J_teacher"][0], dtype=D),
+    )
     t8 = results["T8"]["data"]  # T8's numbers, and its students' starts recomputed from the JSON instance
     blind = t8["rows"]["aliased/token, all"]
     assert all(t8["claims"].values()) and blind["J_end"][0] < blind["J_start"][0]

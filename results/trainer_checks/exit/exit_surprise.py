@@ -20,7 +20,9 @@ import train_gpt as tg  # noqa: E402
 
 def main(paths):
     torch.set_num_threads(1)
-    cfg = tg.Config(task="mult:digits_a=2,digits_b=1", n_train=30000, seed=1337, data_seed=1337, context="feedback")
+    cfg = tg.Config(
+        task="mult:digits_a=2,digits_b=1", n_train=30000, seed=1337, data_seed=1337, context="feedback"
+    )
     rt = tg.Runtime(cfg)
     test = tg.problem_sets(cfg, rt.task)[1]
     teacher_model = tg.model_from(tg.load_checkpoint(paths[0]), paths[0], rt.enc.n_vocab).eval()
@@ -33,15 +35,21 @@ def main(paths):
         logp = teacher.logprobs(ro.problems, ctx, ro.resp, ro.mask)
         at_exit, least = [], []
         for b, (p, text, c) in enumerate(zip(ro.problems, ro.texts, ctx)):
-            i = None if c is None else tasks.first_off_support(rt.task, p, tg.oracle_text(ro.resp[b], ro.mask[b]))
+            i = (
+                None
+                if c is None
+                else tasks.first_off_support(rt.task, p, tg.oracle_text(ro.resp[b], ro.mask[b]))
+            )
             if i is None:
                 continue
             right = [tasks.EOT_ID if ch == tasks.EOT else ord(ch) for ch in rt.task.oracle(p, text[:i])]
             wrong = logp[b, i].index_fill(0, torch.tensor(right), -torch.inf)
             at_exit.append(-logp[b, i, ro.resp[b, i]].item())
             least.append(-wrong.max().item())
-        print(f"{path}: {len(at_exit)} exits; surprise at the exit token {sum(at_exit) / len(at_exit):.2f} nats, "
-              f"at the least surprising wrong token {sum(least) / len(least):.2f}")
+        print(
+            f"{path}: {len(at_exit)} exits; surprise at the exit token {sum(at_exit) / len(at_exit):.2f} nats, "
+            f"at the least surprising wrong token {sum(least) / len(least):.2f}"
+        )
 
 
 if __name__ == "__main__":
