@@ -20,9 +20,11 @@ pays the student to stop. stop="horizon" (default) minimises instead, on a fixed
 σ does not depend on θ, so it joins every cost-to-go; "surprise" prices the end once, "literal" is
 the paper's sum. states= restricts the costs to a set S decided by y_<t (the expert's support), and
 leaving S is an end (theory_checks T8): with e the last state on S (the exit, or the end),
-L_S = E[Σ_t 1[s_t ∈ S] C_t + (H − e + 1)·σ_e], σ_e the teacher's surprise at y_e. Baselines on the same
-rollouts: SDPO Σ_t KL(π_θ‖sg π_T); OPSD Σ_t JSD_β (TRL GKD convention); GRPO −Σ_t Â log π_θ(y_t);
-offline −Σ_t log π_θ on teacher samples (behaviour cloning).
+L_S = E[Σ_t 1[s_t ∈ S] C_t + (H − e + 1)·σ_e], σ_e the teacher's surprise at y_e, or at an exit the
+surprise of the expert whose support S is (exit_surprise: a fallible teacher's would let the student
+choose the mistakes it finds plausible). Baselines on the same rollouts: SDPO Σ_t KL(π_θ‖sg π_T);
+OPSD Σ_t JSD_β (TRL GKD convention); GRPO −Σ_t Â log π_θ(y_t); offline −Σ_t log π_θ on teacher
+samples (behaviour cloning).
 Estimators of H×_t: the full teacher distribution; top-k (+ a tail bucket, or renormalised); sampled
 −(1/K) Σ_k log π_θ(a_k), a_k ~ π_T (a black-box teacher).
 
@@ -46,7 +48,11 @@ import torch.nn.functional as F
 REDUCTIONS = ("sum", "token_mean", "none")
 FUTURE_COSTS = ("ce", "kl")
 BASELINES = ("none", "loo")
-STOP_RULES = ("horizon", "surprise", "literal")  # how the end of a response is priced; the first is the default
+STOP_RULES = (
+    "horizon",
+    "surprise",
+    "literal",
+)  # how the end of a response is priced; the first is the default
 
 # -----------------------------------------------------------------------------
 # Per-position divergences: (..., V) -> (...)
@@ -144,14 +150,24 @@ def sampled_forward_ce(teacher_tokens, student_logits):
 # Input checks and reductions shared by the losses
 
 
-def _check(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None, rewards=None,
-           group_size=1, reduction="sum"):
+def _check(
+    student_logits,
+    tokens,
+    mask,
+    teacher_logits=None,
+    teacher_tokens=None,
+    rewards=None,
+    group_size=1,
+    reduction="sum",
+):
     """Raise ValueError naming what is wrong and what is accepted. Returns mask as a bool tensor."""
     if student_logits.dim() != 3:
         raise ValueError(f"student_logits must be (B, T, V), got shape {tuple(student_logits.shape)}")
     B, T, V = student_logits.shape
     if mask.shape != (B, T):
-        raise ValueError(f"mask must be (B, T) = {(B, T)} like student_logits[..., 0], got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be (B, T) = {(B, T)} like student_logits[..., 0], got {tuple(mask.shape)}"
+        )
     if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
         raise ValueError("mask must hold only 0 and 1 (1 on response tokens)")
     on = mask.bool()
@@ -162,29 +178,40 @@ def _check(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=Non
             raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
         bad = on & ((tokens < 0) | (tokens >= V))
         if bad.any():
-            raise ValueError(f"token ids must be in [0, V={V}) where mask is 1; got {tokens[bad][:5].tolist()}")
+            raise ValueError(
+                f"token ids must be in [0, V={V}) where mask is 1; got {tokens[bad][:5].tolist()}"
+            )
     if teacher_logits is not None:
         if teacher_logits.shape != student_logits.shape:
-            raise ValueError(f"teacher_logits {tuple(teacher_logits.shape)} must match student_logits "
-                             f"{(B, T, V)} (a different vocabulary size cannot be distilled token by token)")
+            raise ValueError(
+                f"teacher_logits {tuple(teacher_logits.shape)} must match student_logits "
+                f"{(B, T, V)} (a different vocabulary size cannot be distilled token by token)"
+            )
         lse = teacher_logits.detach().float().logsumexp(-1)  # NaN, +inf or an all −inf row: not finite
         if (on & ~torch.isfinite(lse)).any():
-            raise ValueError("teacher_logits must be finite or -inf (probability 0) where mask is 1, "
-                             "with at least one finite entry per position; got NaN, +inf or an all -inf row")
+            raise ValueError(
+                "teacher_logits must be finite or -inf (probability 0) where mask is 1, "
+                "with at least one finite entry per position; got NaN, +inf or an all -inf row"
+            )
     if teacher_tokens is not None:
         if teacher_tokens.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"teacher_tokens must be integer ids, got dtype {teacher_tokens.dtype}")
         if teacher_tokens.dim() != 3 or teacher_tokens.shape[:2] != (B, T):
-            raise ValueError(f"teacher_tokens must be (B, T, K) with (B, T) = {(B, T)}, "
-                             f"got {tuple(teacher_tokens.shape)}")
+            raise ValueError(
+                f"teacher_tokens must be (B, T, K) with (B, T) = {(B, T)}, got {tuple(teacher_tokens.shape)}"
+            )
         bad = on.unsqueeze(-1) & ((teacher_tokens < 0) | (teacher_tokens >= V))
         if bad.any():
-            raise ValueError(f"teacher_tokens must be in [0, V={V}) where mask is 1; got {teacher_tokens[bad][:5].tolist()}")
+            raise ValueError(
+                f"teacher_tokens must be in [0, V={V}) where mask is 1; got {teacher_tokens[bad][:5].tolist()}"
+            )
     if rewards is not None and rewards.shape != (B,):
         raise ValueError(f"rewards must be (B,) = ({B},), got {tuple(rewards.shape)}")
     if group_size < 1 or B % group_size != 0:
-        raise ValueError(f"group_size={group_size} must be >= 1 and divide the batch B={B} "
-                         "(rollouts of one prompt are consecutive)")
+        raise ValueError(
+            f"group_size={group_size} must be >= 1 and divide the batch B={B} "
+            "(rollouts of one prompt are consecutive)"
+        )
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return on
@@ -222,9 +249,11 @@ def surprise_at(teacher_logits, teacher_tokens, tokens, at):
     if teacher_logits is not None:
         sigma = -token_logprobs(_clean(teacher_logits.detach(), at), tokens)
         if (at & ~torch.isfinite(sigma)).any():
-            raise ValueError(f"stop={STOP_RULES[:2]} price the end (and the exit from states) by the teacher's "
-                             "surprise, and the teacher gives probability 0 to a token priced so: an infinite "
-                             "price; smooth the teacher (mix in ε/V) or use stop='literal'")
+            raise ValueError(
+                f"stop={STOP_RULES[:2]} price the end (and the exit from states) by the teacher's "
+                "surprise, and the teacher gives probability 0 to a token priced so: an infinite "
+                "price; smooth the teacher (mix in ε/V) or use stop='literal'"
+            )
     else:
         miss = (_clean(teacher_tokens, at) != tokens.unsqueeze(-1)).cumprod(-1)  # all of a_1..a_k ≠ y
         sigma = (miss / torch.arange(1, miss.shape[-1] + 1, device=miss.device)).sum(-1)
@@ -236,10 +265,25 @@ def last_position(on):
     return on & ~F.pad(on[:, 1:], (0, 1), value=False)
 
 
-def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_tokens=None,
-                sequence_level=True, future_cost="ce", baseline="none", group_size=1,
-                topk=None, tail=True, reduction="sum", stop=STOP_RULES[0], horizon=None, states=None,
-                price_exit=True):
+def distil_loss(
+    student_logits,
+    tokens,
+    mask,
+    teacher_logits=None,
+    teacher_tokens=None,
+    sequence_level=True,
+    future_cost="ce",
+    baseline="none",
+    group_size=1,
+    topk=None,
+    tail=True,
+    reduction="sum",
+    stop=STOP_RULES[0],
+    horizon=None,
+    states=None,
+    price_exit=True,
+    exit_surprise=None,
+):
     """DistIL surrogate loss on a batch of the student's own rollouts.
 
     student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
@@ -272,12 +316,18 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
                     teacher's surprise at the exit token ("horizon": (H − e + 1)·σ_e); a rollout
                     on S to its end pays the end's price. False: the exit is free (the ablation;
                     the end's price is paid only by rollouts that end on S).
+    exit_surprise   σ_e of every exit from S, a number: the surprise of the expert whose support S is
+                    at a token it rules out (an ε-smoothed expert: log(V/ε)), so that the student
+                    cannot choose the mistakes a fallible teacher finds plausible. None: the
+                    teacher's own surprise at the exit token.
     """
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if (teacher_logits is None) == (teacher_tokens is None):
-        raise ValueError("give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
-                         "(samples from a black-box teacher)")
+        raise ValueError(
+            "give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
+            "(samples from a black-box teacher)"
+        )
     if future_cost not in FUTURE_COSTS:
         raise ValueError(f"future_cost must be one of {FUTURE_COSTS}, got {future_cost!r}")
     if baseline not in BASELINES:
@@ -285,20 +335,33 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     if baseline == "loo" and group_size < 2:
         raise ValueError("baseline='loo' needs group_size >= 2 rollouts per prompt")
     if teacher_tokens is not None and (topk is not None or (sequence_level and future_cost == "kl")):
-        raise ValueError("teacher_tokens (samples only) support the forward cross-entropy estimator: "
-                         "topk and future_cost='kl' need teacher_logits")
-    on = _check(student_logits, tokens, mask, teacher_logits, teacher_tokens,
-                group_size=group_size, reduction=reduction)
+        raise ValueError(
+            "teacher_tokens (samples only) support the forward cross-entropy estimator: "
+            "topk and future_cost='kl' need teacher_logits"
+        )
+    on = _check(
+        student_logits,
+        tokens,
+        mask,
+        teacher_logits,
+        teacher_tokens,
+        group_size=group_size,
+        reduction=reduction,
+    )
     longest = int(on.sum(-1).max()) if on.numel() else 0
     if horizon is not None and (not isinstance(horizon, int) or horizon < longest):
-        raise ValueError(f"horizon must be an int >= the longest response of the batch ({longest} positions), "
-                         f"got {horizon!r}")
+        raise ValueError(
+            f"horizon must be an int >= the longest response of the batch ({longest} positions), "
+            f"got {horizon!r}"
+        )
     if states is not None and states.shape != on.shape:
         raise ValueError(f"states must be (B, T) = {tuple(on.shape)} like mask, got {tuple(states.shape)}")
     w = on if states is None else on & states.bool()  # where a cost counts
     if price_exit and (w & (on & ~w).cumsum(-1).bool()).any():
-        raise ValueError("states must leave S for good (once a response position is off S, every later one "
-                         "is) for its exit to be priced; give such a set or price_exit=False")
+        raise ValueError(
+            "states must leave S for good (once a response position is off S, every later one "
+            "is) for its exit to be priced; give such a set or price_exit=False"
+        )
     student_logits, tokens = _clean(student_logits, on), _clean(tokens, on)
     if teacher_tokens is not None:
         cost = sampled_forward_ce(_clean(teacher_tokens, on), student_logits)  # (B, T)
@@ -320,6 +383,9 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
     if stop != "literal":  # the end's price at the last position on S (the end, or the exit), in every t ≤ e
         ended = w if price_exit else on  # the positions up to the priced end (e = their number)
         sigma = surprise_at(teacher_logits, teacher_tokens, tokens, last_position(ended) & w)
+        if price_exit and exit_surprise is not None:  # the exits (the last state on S is not the end)
+            exits = last_position(w) & ~last_position(on)
+            sigma = torch.where(exits, torch.as_tensor(exit_surprise, dtype=sigma.dtype), sigma)
         if stop == "horizon":  # σ for the end and for each of the H − e positions it skips
             sigma = sigma * ((horizon or longest) - ended.sum(-1, keepdim=True) + 1)
         to_go, cost = to_go + rev_cumsum(sigma), cost + sigma
@@ -338,8 +404,9 @@ def distil_loss(student_logits, tokens, mask, teacher_logits=None, teacher_token
 # Baselines: SDPO (reverse KL), OPSD / GKD (JSD_β), GRPO, off-policy distillation
 
 
-def sdpo_loss(student_logits, teacher_logits, mask, tokens=None, topk=None, tail=True,
-              sampled=False, reduction="sum"):
+def sdpo_loss(
+    student_logits, teacher_logits, mask, tokens=None, topk=None, tail=True, sampled=False, reduction="sum"
+):
     """SDPO: Σ_t KL(π_θ ‖ sg π_T) at the student's states, token level (Hübotter et al. 2026).
     topk: both sides restricted to the *student's* top-k tokens (+ tail bucket), as SDPO's code does.
     sampled=True: the sampled-token surrogate sg(log π_θ(y_t) − log π_T(y_t))·log π_θ(y_t), which

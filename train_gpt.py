@@ -47,19 +47,48 @@ import torch.distributed as dist
 
 import distil as D
 import tasks
-from model import (BLOCK_SIZE, GPT, PRESETS, GPTConfig, append_jsonl, bench_sampler, bench_update, ctrl_c_stops,
-                   fmt_time, generate_responses, load_checkpoint, model_from, read_jsonl, response_logits, resume_from,
-                   right_pad, save_checkpoint)
+from model import (
+    BLOCK_SIZE,
+    GPT,
+    PRESETS,
+    GPTConfig,
+    append_jsonl,
+    bench_sampler,
+    bench_update,
+    ctrl_c_stops,
+    fmt_time,
+    generate_responses,
+    load_checkpoint,
+    model_from,
+    read_jsonl,
+    response_logits,
+    resume_from,
+    right_pad,
+    save_checkpoint,
+)
 
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
 
 # what each method learns from (teacher_signal): the teacher's log-probs at the student's states,
 # K samples of its next token there (a black box), its own answers (off-policy), or nothing
-METHODS = {"distil": "logprobs", "distil_token": "logprobs", "distil_kl": "logprobs", "distil_topk": "logprobs",
-           "distil_sampled": "samples", "sdpo": "logprobs", "opsd": "logprobs", "grpo": None, "offline": "answers"}
-TEACHERS = {"self": "the live student with feedback in context", "ema": "an exponential moving average of the student",
-            "frozen": "the RL start, never updated", "oracle": "the task's programmatic expert"}  # or a .pt path
+METHODS = {
+    "distil": "logprobs",
+    "distil_token": "logprobs",
+    "distil_kl": "logprobs",
+    "distil_topk": "logprobs",
+    "distil_sampled": "samples",
+    "sdpo": "logprobs",
+    "opsd": "logprobs",
+    "grpo": None,
+    "offline": "answers",
+}
+TEACHERS = {
+    "self": "the live student with feedback in context",
+    "ema": "an exponential moving average of the student",
+    "frozen": "the RL start, never updated",
+    "oracle": "the task's programmatic expert",
+}  # or a .pt path
 SELF_TEACHERS = ("self", "ema", "frozen")  # the student's weights at step 0: the SFT evaluation is theirs
 ORACLE_EPS = 1e-3  # uniform mass mixed into the oracle's distribution: reverse KL to a zero is +inf
 
@@ -80,7 +109,7 @@ class Config:
     preset: str = "tiny"  # model size (n_layer, n_head, n_embd) in model.PRESETS
     device: str = "auto"  # auto picks cuda > mps > cpu
     dtype: str = "auto"  # autocast precision: auto (bf16 on CUDA, else fp32) | bf16 | fp32
-    compile: bool = False  # torch.compile the training forward (minutes of compile; on CPU needs a C++ compiler)
+    compile: bool = False  # torch.compile the training forward (minutes; on CPU needs a C++ compiler)
     # SFT warm start (from scratch)
     sft_steps: int = 500  # optimizer steps
     sft_batch: int = 32  # sequences per step, all ranks together
@@ -101,8 +130,10 @@ class Config:
     baseline: str = "loo"  # future-credit baseline: loo (leave-one-out over the group) | none
     reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
     stop: str = D.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
-    horizon: int = 0  # H of --stop horizon, positions a response may have (0 = the sampling budget, the task's + 1)
-    states: str = "all"  # where the teacher's labels count: all states | support (the oracle's S, see on_support; leaving it is priced as an end) | support_free (its exit unpriced)
+    horizon: int = 0  # H of --stop horizon: positions a response may have (0 = the task's budget + 1)
+    states: str = "all"  # where the teacher's costs count: all states | support (the oracle's S, on_support)
+    # leaving S (--states support) is an end, priced per skipped position at the surprise of:
+    exit_price: str = "oracle"  # oracle (at a token it rules out) | teacher (at the exit token) | free
     ema_tau: float = 0.05  # EMA teacher rate τ (SDPO's teacher_update_rate)
     distil_topk: int = 16  # k of distil_topk (teacher's k likeliest tokens + a tail bucket)
     teacher_samples: int = 4  # K teacher samples per position for distil_sampled
@@ -122,13 +153,38 @@ class Config:
 
 # the accepted values of the fields that take one of a fixed set (--teacher also takes a path), and
 # the range [low, high] (None: unbounded) of the numeric fields not in the default: ints >= 1, floats >= 0
-CHOICES = {"stage": ("all", "sft", "rl", "eval"), "method": tuple(METHODS), "teacher": tuple(TEACHERS),
-           "preset": tuple(PRESETS), "device": ("auto", "cpu", "cuda", "mps"), "dtype": ("auto", "bf16", "fp32"),
-           "context": ("peer", "feedback", "both", "none"), "baseline": D.BASELINES,
-           "reduction": ("sum", "token_mean"), "stop": D.STOP_RULES, "states": ("all", "support", "support_free"), "eval_split": ("test", "val")}
-RANGES = {"seed": (0, None), "sft_steps": (0, None), "data_seed": (-1, None), "val_n": (0, None), "rl_steps": (0, None),
-          "top_k": (0, None), "horizon": (0, None), "eval_every": (0, None), "eval_passn": (0, None), "adv_samples": (0, None),
-          "eval_samples": (2, None), "eval_k": (2, None), "sft_teacher_frac": (0, 1), "ema_tau": (0, 1), "opsd_beta": (0, 1)}
+CHOICES = {
+    "stage": ("all", "sft", "rl", "eval"),
+    "method": tuple(METHODS),
+    "teacher": tuple(TEACHERS),
+    "preset": tuple(PRESETS),
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "dtype": ("auto", "bf16", "fp32"),
+    "context": ("peer", "feedback", "both", "none"),
+    "baseline": D.BASELINES,
+    "reduction": ("sum", "token_mean"),
+    "stop": D.STOP_RULES,
+    "states": ("all", "support"),
+    "exit_price": ("oracle", "teacher", "free"),
+    "eval_split": ("test", "val"),
+}
+RANGES = {
+    "seed": (0, None),
+    "sft_steps": (0, None),
+    "data_seed": (-1, None),
+    "val_n": (0, None),
+    "rl_steps": (0, None),
+    "top_k": (0, None),
+    "horizon": (0, None),
+    "eval_every": (0, None),
+    "eval_passn": (0, None),
+    "adv_samples": (0, None),
+    "eval_samples": (2, None),
+    "eval_k": (2, None),
+    "sft_teacher_frac": (0, 1),
+    "ema_tau": (0, 1),
+    "opsd_beta": (0, 1),
+}
 
 
 def field_help(cls=None):
@@ -141,8 +197,12 @@ def check_config(cfg):
     for name, ok in CHOICES.items():
         value = getattr(cfg, name)
         if value not in ok and not (name == "teacher" and value.endswith(".pt")):
-            return f"--{name} {value!r} is not one of: {', '.join(ok)}" + (", or a .pt path" if name == "teacher" else "")
-    for f in (f for f in dataclasses.fields(cfg) if f.type in (int, float, "int", "float")):  # RANGES, else ints >= 1, floats >= 0
+            return f"--{name} {value!r} is not one of: {', '.join(ok)}" + (
+                ", or a .pt path" if name == "teacher" else ""
+            )
+    for f in (
+        f for f in dataclasses.fields(cfg) if f.type in (int, float, "int", "float")
+    ):  # RANGES, else ints >= 1, floats >= 0
         (lo, hi), value = RANGES.get(f.name, (int(f.type in (int, "int")), None)), getattr(cfg, f.name)
         if not (lo <= value and (hi is None or value <= hi)):  # also false for nan
             return f"--{f.name} {value} must be " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
@@ -152,16 +212,34 @@ def check_config(cfg):
         return f"--task: {e}"
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's ranks share the batches
     rules = [  # (violated, what is accepted)
-        (0 < cfg.horizon < budget, f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response "
-                                   f"of {cfg.task} can have"),
-        (cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"), f"--states {cfg.states} needs a "
-         f"method that reads the teacher at the student's states, not {cfg.method}"),
-        (cfg.baseline == "loo" and cfg.group < 2, "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"),
-        (cfg.eval_split == "val" and cfg.val_n < 1, "--eval_split val needs --val_n >= 1 (the held-out training problems)"),
+        (
+            0 < cfg.horizon < budget,
+            f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response "
+            f"of {cfg.task} can have",
+        ),
+        (
+            cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"),
+            f"--states {cfg.states} needs a "
+            f"method that reads the teacher at the student's states, not {cfg.method}",
+        ),
+        (
+            cfg.baseline == "loo" and cfg.group < 2,
+            "--baseline loo needs --group >= 2 (the other rollouts are the baseline)",
+        ),
+        (
+            cfg.eval_split == "val" and cfg.val_n < 1,
+            "--eval_split val needs --val_n >= 1 (the held-out training problems)",
+        ),
         (cfg.sft_batch % world, f"--sft_batch {cfg.sft_batch} must be divisible by the {world} ranks"),
         (cfg.prompts % world, f"--prompts {cfg.prompts} must be divisible by the {world} ranks"),
-        (cfg.eval_k > cfg.eval_samples, f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]")]
-    return next((msg for violated, msg in rules if violated), None)  # (pass@1 is greedy; sampled pass@1 is avg@n)
+        (
+            cfg.eval_k > cfg.eval_samples,
+            f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]",
+        ),
+    ]
+    return next(
+        (msg for violated, msg in rules if violated), None
+    )  # (pass@1 is greedy; sampled pass@1 is avg@n)
 
 
 def str2bool(s):
@@ -175,7 +253,9 @@ def add_flags(parser, cls, helps):
     for f in dataclasses.fields(cls):
         text = helps.get(f.name, "").replace("%", "%%")  # argparse %-formats help
         if f.type in (bool, "bool"):
-            parser.add_argument(f"--{f.name}", nargs="?", const=True, default=f.default, type=str2bool, help=text)
+            parser.add_argument(
+                f"--{f.name}", nargs="?", const=True, default=f.default, type=str2bool, help=text
+            )
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
             parser.add_argument(f"--{f.name}", type=typ, default=f.default, help=text)
@@ -183,7 +263,9 @@ def add_flags(parser, cls, helps):
 
 def parse_args(argv=None):
     """Config from command-line flags generated from the dataclass; unknown flags are rejected."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     helps = field_help()
     for name, ok in CHOICES.items():
         helps[name] += f" [{', '.join(ok)}]"
@@ -203,14 +285,19 @@ def encode(enc, text):
 
 
 def decode_responses(enc, resp, mask):  # the texts the verifier scores: no end-of-text token
-    return [enc.decode([t for t in row[:n] if t != tasks.EOT_ID]) for row, n in zip(resp.tolist(), mask.sum(1).tolist())]
+    return [
+        enc.decode([t for t in row[:n] if t != tasks.EOT_ID])
+        for row, n in zip(resp.tolist(), mask.sum(1).tolist())
+    ]
 
 
 def problem_sets(cfg, task):
     """(training problems, evaluation problems) drawn with --data_seed (tasks.problem_sets; --val_n
     holds out validation problems, which --eval_split val evaluates)."""
     try:
-        train, val, test = tasks.problem_sets(task, cfg.n_train, cfg.eval_n, cfg.seed if cfg.data_seed < 0 else cfg.data_seed, cfg.val_n)
+        train, val, test = tasks.problem_sets(
+            task, cfg.n_train, cfg.eval_n, cfg.seed if cfg.data_seed < 0 else cfg.data_seed, cfg.val_n
+        )
     except ValueError as e:
         raise SystemExit(f"error: --{e}")
     return train, val if cfg.eval_split == "val" else test
@@ -232,8 +319,16 @@ def sample_rollouts(model, cfg, rt, prompts, group, temperature, gen):
     rows = [p for p in prompts for _ in range(group)]
     ctx = [encode(rt.enc, tasks.student_context(p)) for p in rows]
     with rt.amp:
-        resp, mask = generate_responses(model, ctx, rt.task.max_response_chars + 1, tasks.EOT_ID, temperature,
-                                        cfg.top_k, gen, cfg.sample_batch)
+        resp, mask = generate_responses(
+            model,
+            ctx,
+            rt.task.max_response_chars + 1,
+            tasks.EOT_ID,
+            temperature,
+            cfg.top_k,
+            gen,
+            cfg.sample_batch,
+        )
     return Rollouts(rows, ctx, resp, mask)
 
 
@@ -292,7 +387,9 @@ class ModelTeacher(Teacher):
         out = torch.zeros(*resp.shape, self.rt.enc.n_vocab, device=resp.device)
         if rows:  # ONE forward of [teacher context | the student's own response]
             with self.rt.amp:
-                logits = response_logits(self.model, [encode(self.rt.enc, ctx[i]) for i in rows], resp[rows], tasks.EOT_ID)
+                logits = response_logits(
+                    self.model, [encode(self.rt.enc, ctx[i]) for i in rows], resp[rows], tasks.EOT_ID
+                )
             out[rows] = D.log_probs(logits)
         return out
 
@@ -302,8 +399,16 @@ class ModelTeacher(Teacher):
             ids = [encode(self.rt.enc, ctx[i] + prefixes[i]) for i in rows]
             max_new = max(1, self.rt.task.max_response_chars + 1 - min(len(prefixes[i]) for i in rows))
             with self.rt.amp:
-                resp, mask = generate_responses(self.model, ids, max_new, tasks.EOT_ID, self.cfg.temperature,
-                                                self.cfg.top_k, gen, self.cfg.sample_batch)
+                resp, mask = generate_responses(
+                    self.model,
+                    ids,
+                    max_new,
+                    tasks.EOT_ID,
+                    self.cfg.temperature,
+                    self.cfg.top_k,
+                    gen,
+                    self.cfg.sample_batch,
+                )
             for i, text in zip(rows, decode_responses(self.rt.enc, resp, mask)):
                 out[i] = prefixes[i] + text
         return out
@@ -320,7 +425,7 @@ class ModelTeacher(Teacher):
 
 def oracle_text(resp, mask):
     """A response row as the oracle reads it: one character per byte token, EOT dropped."""
-    return bytes(t for t in resp[:int(mask.sum())].tolist() if t < 256).decode("latin-1")
+    return bytes(t for t in resp[: int(mask.sum())].tolist() if t < 256).decode("latin-1")
 
 
 def on_support(task, problems, resp, mask):
@@ -329,7 +434,7 @@ def on_support(task, problems, resp, mask):
     keep = mask.clone()
     for b, p in enumerate(problems):
         i = tasks.first_off_support(task, p, oracle_text(resp[b], mask[b]))  # None: all on S
-        keep[b, resp.shape[1] if i is None else i + 1:] = False
+        keep[b, resp.shape[1] if i is None else i + 1 :] = False
     return keep
 
 
@@ -353,8 +458,12 @@ class OracleTeacher(Teacher):
 
     def complete(self, problems, ctx, prefixes, gen):
         rng = random.Random(int(torch.randint(2**31, (1,), generator=gen, device=gen.device)))
-        return [None if c is None else tasks.oracle_greedy(self.rt.task, p, x, self.rt.task.max_response_chars, rng)
-                for p, c, x in zip(problems, ctx, prefixes)]
+        return [
+            None
+            if c is None
+            else tasks.oracle_greedy(self.rt.task, p, x, self.rt.task.max_response_chars, rng)
+            for p, c, x in zip(problems, ctx, prefixes)
+        ]
 
 
 def make_teacher(cfg, rt, student, ck=None):
@@ -368,8 +477,12 @@ def make_teacher(cfg, rt, student, ck=None):
         if ck is not None and ck.get("teacher") is not None:
             model.load_state_dict(ck["teacher"])
     else:
-        model = model_from(load_checkpoint(cfg.teacher, "teacher checkpoint"), cfg.teacher, rt.enc.n_vocab).to(rt.device)
-    return ModelTeacher(cfg, rt, model.requires_grad_(False).eval(), cfg.teacher if cfg.teacher in TEACHERS else "checkpoint")
+        model = model_from(
+            load_checkpoint(cfg.teacher, "teacher checkpoint"), cfg.teacher, rt.enc.n_vocab
+        ).to(rt.device)
+    return ModelTeacher(
+        cfg, rt, model.requires_grad_(False).eval(), cfg.teacher if cfg.teacher in TEACHERS else "checkpoint"
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -384,12 +497,23 @@ def pass_at_k(n, c, k):
 def majority_correct(task, problem, texts):
     """maj@n: the most common final answer (first seen wins ties) equals the reference's."""
     answers = [a for a in (task.answer(problem, t) for t in texts) if a is not None]
-    return float(bool(answers) and Counter(answers).most_common(1)[0][0] == task.answer(problem, problem.solution))
+    return float(
+        bool(answers) and Counter(answers).most_common(1)[0][0] == task.answer(problem, problem.solution)
+    )
 
 
 def eval_keys(cfg):
-    return ["pass@1", f"pass@{cfg.eval_k}", f"avg@{cfg.eval_samples}", f"maj@{cfg.eval_samples}", "t_rew", "lift",
-            "t_adv", "t_adv_se", "t_adv_n"]
+    return [
+        "pass@1",
+        f"pass@{cfg.eval_k}",
+        f"avg@{cfg.eval_samples}",
+        f"maj@{cfg.eval_samples}",
+        "t_rew",
+        "lift",
+        "t_adv",
+        "t_adv_se",
+        "t_adv_n",
+    ]
 
 
 @torch.no_grad()
@@ -398,22 +522,41 @@ def evaluate(model, teacher, cfg, rt, problems):
     numbers (seeded by seed and rank only): differences between checkpoints are not sampling noise.
     t_rew is the teacher's success from the contexts it gets (nan if it gets none); t_adv its
     advantage at the student's states (teacher_advantage), with its standard error and n of cuts."""
-    n, k, mine = cfg.eval_samples, cfg.eval_k, problems[rt.rank::rt.world]
+    n, k, mine = cfg.eval_samples, cfg.eval_k, problems[rt.rank :: rt.world]
     gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "eval", 0, rt.rank))
-    greedy, ro = (score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, g, temp, gen))
-                  for g, temp in ((1, 0.0), (n, cfg.temperature)))
+    greedy, ro = (
+        score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, g, temp, gen))
+        for g, temp in ((1, 0.0), (n, cfg.temperature))
+    )
     rewards = ro.rewards.tolist()
     ctx = teacher.contexts(ro.problems, rewards, ro.texts, ro.feedback, n)
-    t_rewards = [rt.task.verify(p, t)[0] for p, t in zip(ro.problems, teacher.answers(ro.problems, ctx, gen)) if t is not None]
-    s = reduce_sums(rt, {
-        "problems": len(mine), "pass@1": greedy.rewards.sum().item(),
-        f"pass@{k}": sum(pass_at_k(n, int(sum(rewards[i:i + n])), k) for i in range(0, len(rewards), n)),
-        f"avg@{n}": sum(rewards) / n,
-        f"maj@{n}": sum(majority_correct(rt.task, p, ro.texts[i * n:(i + 1) * n]) for i, p in enumerate(mine)),
-        "t_rew": sum(t_rewards), "t_rows": len(t_rewards)} | teacher_advantage(model, teacher, cfg, rt, ro, ctx))
+    t_rewards = [
+        rt.task.verify(p, t)[0]
+        for p, t in zip(ro.problems, teacher.answers(ro.problems, ctx, gen))
+        if t is not None
+    ]
+    s = reduce_sums(
+        rt,
+        {
+            "problems": len(mine),
+            "pass@1": greedy.rewards.sum().item(),
+            f"pass@{k}": sum(
+                pass_at_k(n, int(sum(rewards[i : i + n])), k) for i in range(0, len(rewards), n)
+            ),
+            f"avg@{n}": sum(rewards) / n,
+            f"maj@{n}": sum(
+                majority_correct(rt.task, p, ro.texts[i * n : (i + 1) * n]) for i, p in enumerate(mine)
+            ),
+            "t_rew": sum(t_rewards),
+            "t_rows": len(t_rewards),
+        }
+        | teacher_advantage(model, teacher, cfg, rt, ro, ctx),
+    )
     out = {key: s[key] / max(s["problems"], 1) for key in eval_keys(cfg)[:4]}
     out["t_rew"] = s["t_rew"] / s["t_rows"] if s["t_rows"] else math.nan
-    t_adv = dict(zip(eval_keys(cfg)[6:], mean_se(int(s["cuts"]), s["d"], s["d2"])))  # t_adv, t_adv_se, t_adv_n
+    t_adv = dict(
+        zip(eval_keys(cfg)[6:], mean_se(int(s["cuts"]), s["d"], s["d2"]))
+    )  # t_adv, t_adv_se, t_adv_n
     return out | {"lift": out["t_rew"] - out[f"avg@{n}"]} | t_adv
 
 
@@ -436,10 +579,16 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
     cuts = [rng.randrange(int(ro.mask[i].sum())) for i in rows]
     probs = [ro.problems[i] for i in rows for _ in range(M)]
     prefixes = [ro.texts[i][:c] for i, c in zip(rows, cuts) for _ in range(M)]
-    for who, c in ((teacher, [ctx[i] for i in rows for _ in range(M)]),
-                   (ModelTeacher(cfg, rt, model, "self"), [tasks.student_context(p) for p in probs])):
+    for who, c in (
+        (teacher, [ctx[i] for i in rows for _ in range(M)]),
+        (ModelTeacher(cfg, rt, model, "self"), [tasks.student_context(p) for p in probs]),
+    ):
         texts = who.complete(probs, c, prefixes, torch.Generator(rt.device).manual_seed(seed))  # paired draws
-        rates.append(torch.tensor([rt.task.verify(p, t)[0] for p, t in zip(probs, texts)]).reshape(len(rows), M).mean(1))
+        rates.append(
+            torch.tensor([rt.task.verify(p, t)[0] for p, t in zip(probs, texts)])
+            .reshape(len(rows), M)
+            .mean(1)
+        )
     d = rates[0] - rates[1]
     return {"cuts": len(rows), "d": d.sum().item(), "d2": (d * d).sum().item()}
 
@@ -447,18 +596,26 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
 @torch.no_grad()
 def pass_at_n(model, cfg, rt, problems):
     """{"1": pass@1, "2": pass@2, ..}: N = 1, 2, 4, .. from eval_passn samples per problem at temperature 1."""
-    s, mine = cfg.eval_passn, problems[rt.rank::rt.world]
+    s, mine = cfg.eval_passn, problems[rt.rank :: rt.world]
     gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "passn", 0, rt.rank))
     ro = score_rollouts(rt, sample_rollouts(model, dataclasses.replace(cfg, top_k=0), rt, mine, s, 1.0, gen))
-    counts = [int(ro.rewards[i:i + s].sum().item()) for i in range(0, len(ro.problems), s)]
-    ns = [str(2 ** i) for i in range(int(math.log2(s)) + 1)]
-    sums = reduce_sums(rt, {n: sum(pass_at_k(s, c, int(n)) for c in counts) for n in ns} | {"problems": len(mine)})
+    counts = [int(ro.rewards[i : i + s].sum().item()) for i in range(0, len(ro.problems), s)]
+    ns = [str(2**i) for i in range(int(math.log2(s)) + 1)]
+    sums = reduce_sums(
+        rt, {n: sum(pass_at_k(s, c, int(n)) for c in counts) for n in ns} | {"problems": len(mine)}
+    )
     return {n: sums[n] / sums["problems"] for n in ns}
 
 
 def format_eval(m):
-    return " | ".join(f"{key} {val:+.3f}" if key in ("lift", "t_adv") else f"{key} {val}" if isinstance(val, int)
-                      else f"{key} {val:.3f}" for key, val in m.items())
+    return " | ".join(
+        f"{key} {val:+.3f}"
+        if key in ("lift", "t_adv")
+        else f"{key} {val}"
+        if isinstance(val, int)
+        else f"{key} {val:.3f}"
+        for key, val in m.items()
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -470,9 +627,18 @@ class Runtime:
     world size (a DDP process group, created unless one exists), autocast precision, tokenizer, task."""
 
     def __init__(self, cfg):
-        self.world, self.rank, local = (int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0)))
-        name = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else \
-            "mps" if torch.backends.mps.is_available() else "cpu"
+        self.world, self.rank, local = (
+            int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0))
+        )
+        name = (
+            cfg.device
+            if cfg.device != "auto"
+            else "cuda"
+            if torch.cuda.is_available()
+            else "mps"
+            if torch.backends.mps.is_available()
+            else "cpu"
+        )
         self.device = torch.device(f"cuda:{local}" if name == "cuda" else name)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -481,8 +647,12 @@ class Runtime:
         self.owns_pg = self.world > 1 and not dist.is_initialized()  # then run() also destroys it
         if self.owns_pg:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and name == "cuda" and torch.cuda.is_bf16_supported())
-        self.amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        bf16 = cfg.dtype == "bf16" or (
+            cfg.dtype == "auto" and name == "cuda" and torch.cuda.is_bf16_supported()
+        )
+        self.amp = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        )
         self.enc, self.task = tasks.get_tokenizer(), tasks.make_task(cfg.task)
 
     def log(self, *args):
@@ -492,7 +662,11 @@ class Runtime:
 
 def reduce_sums(rt, sums):
     """Sum a dict of floats over ranks, by name (one all-reduce); float64 where the device has it."""
-    x = torch.tensor(list(sums.values()), dtype=torch.float32 if rt.device.type == "mps" else torch.float64, device=rt.device)
+    x = torch.tensor(
+        list(sums.values()),
+        dtype=torch.float32 if rt.device.type == "mps" else torch.float64,
+        device=rt.device,
+    )
     if rt.world > 1:
         dist.all_reduce(x)
     return dict(zip(sums, x.tolist()))
@@ -507,15 +681,19 @@ def wrap(raw, cfg, rt):
     """The module the training forward goes through: optionally compiled, DDP across ranks."""
     model = torch.compile(raw, dynamic=True) if cfg.compile else raw
     if rt.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
+        )
     return model
 
 
 def check_finite(loss, stage, step, ckpt):
     """Stop with the step and the last good checkpoint named if the loss is NaN or inf."""
     if not math.isfinite(loss):
-        raise SystemExit(f"error: {stage} loss is {loss} at step {step}; stopped before the update. "
-                         f"Last good checkpoint: {ckpt if os.path.exists(ckpt) else 'none yet'}")
+        raise SystemExit(
+            f"error: {stage} loss is {loss} at step {step}; stopped before the update. "
+            f"Last good checkpoint: {ckpt if os.path.exists(ckpt) else 'none yet'}"
+        )
 
 
 def load_stage(cfg, rt, path, init, lr, weight_decay):
@@ -523,8 +701,11 @@ def load_stage(cfg, rt, path, init, lr, weight_decay):
     there is one (then start > 0 and the checkpoint is returned), else `init` (None: a fresh GPT)."""
     ck = load_checkpoint(path) if cfg.resume and os.path.exists(path) else None
     source = ck or (load_checkpoint(init, "initial checkpoint") if init else None)
-    raw = model_from(source, path if ck else init, rt.enc.n_vocab, cfg.preset) if source else \
-        GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS[cfg.preset]))
+    raw = (
+        model_from(source, path if ck else init, rt.enc.n_vocab, cfg.preset)
+        if source
+        else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS[cfg.preset]))
+    )
     opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda")
     return raw, opt, resume_from(ck, opt) if ck else 0, ck
 
@@ -536,10 +717,23 @@ def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every
     out_dir/<stage>.pt (model, optimizer, step, config, `state`) every ckpt_every steps and at the
     end. Ctrl-C finishes the step, saves and stops, every rank at the same step. Returns (rows, stopped)."""
     path, log_path = (os.path.join(cfg.out_dir, stage + ext) for ext in (".pt", ".jsonl"))
-    rows, t_start = [r for r in read_jsonl(log_path) if r["step"] < start] if rt.rank == 0 else [], time.time()
-    save = lambda step: rt.rank == 0 and save_checkpoint(
-        path, model=raw.state_dict(), model_args=dataclasses.asdict(raw.config), optimizer=opt.state_dict(),
-        step=step, config=dataclasses.asdict(cfg), stage=stage.split("_")[0], **{k: f() for k, f in state.items()})
+    rows, t_start = (
+        [r for r in read_jsonl(log_path) if r["step"] < start] if rt.rank == 0 else [],
+        time.time(),
+    )
+    save = lambda step: (
+        rt.rank == 0
+        and save_checkpoint(
+            path,
+            model=raw.state_dict(),
+            model_args=dataclasses.asdict(raw.config),
+            optimizer=opt.state_dict(),
+            step=step,
+            config=dataclasses.asdict(cfg),
+            stage=stage.split("_")[0],
+            **{k: f() for k, f in state.items()},
+        )
+    )
     if rt.rank == 0:
         with open(log_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -552,8 +746,11 @@ def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every
                 append_jsonl(log_path, m)
             if step % every == 0 or step == total - 1:
                 cell = lambda k, spec: format(m[k], spec) if k in m and m[k] == m[k] else "-"
-                rt.log(f"{stage.split('_')[0]} {step:4d}/{total} | " + " | ".join(f"{k} {cell(k, f)}" for k, f in line_keys)
-                       + f" | {m['tokens'] / dt / 1e3:.1f}k tok/s | {dt * 1e3:.0f} ms | eta {fmt_time(eta)}")
+                rt.log(
+                    f"{stage.split('_')[0]} {step:4d}/{total} | "
+                    + " | ".join(f"{k} {cell(k, f)}" for k, f in line_keys)
+                    + f" | {m['tokens'] / dt / 1e3:.1f}k tok/s | {dt * 1e3:.0f} ms | eta {fmt_time(eta)}"
+                )
             stop = reduce_sums(rt, {"stop": float(flag["stop"])})["stop"] > 0
             if stop or (step + 1) % cfg.ckpt_every == 0:
                 save(step + 1)
@@ -580,13 +777,20 @@ def train_sft(cfg, rt):
     path = os.path.join(cfg.out_dir, "sft.pt")
     raw, opt, start, _ = load_stage(cfg, rt, path, None, cfg.sft_lr, 0.1)  # wd 0.1: nanoGPT's
     model, (train, test) = wrap(raw, cfg, rt), problem_sets(cfg, rt.task)
-    rt.log(f"sft: {raw.num_params():,} parameters | {cfg.sft_steps} steps x {cfg.sft_batch} sequences | "
-           f"{len(train)} train problems, {len(test)} {cfg.eval_split}")
+    rt.log(
+        f"sft: {raw.num_params():,} parameters | {cfg.sft_steps} steps x {cfg.sft_batch} sequences | "
+        f"{len(train)} train problems, {len(test)} {cfg.eval_split}"
+    )
 
     def step_fn(step):
         rng = random.Random(seed_of(cfg.seed, "sft", step, rt.rank))
-        pairs = [tasks.sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac) for _ in range(cfg.sft_batch // rt.world)]
-        resp, mask = right_pad([encode(rt.enc, r) + [tasks.EOT_ID] for _, r in pairs], tasks.EOT_ID, rt.device)
+        pairs = [
+            tasks.sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac)
+            for _ in range(cfg.sft_batch // rt.world)
+        ]
+        resp, mask = right_pad(
+            [encode(rt.enc, r) + [tasks.EOT_ID] for _, r in pairs], tasks.EOT_ID, rt.device
+        )
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg.sft_steps, cfg.sft_lr)
         with rt.amp:
@@ -598,9 +802,16 @@ def train_sft(cfg, rt):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)  # SFT from scratch: nanoGPT's clip
         opt.step()
-        return {"step": step, "loss": s["loss"] / rt.world, "lr": opt.param_groups[0]["lr"], "tokens": s["tokens"]}
+        return {
+            "step": step,
+            "loss": s["loss"] / rt.world,
+            "lr": opt.param_groups[0]["lr"],
+            "tokens": s["tokens"],
+        }
 
-    if train_loop(cfg, rt, "sft", raw, opt, start, cfg.sft_steps, step_fn, (("loss", ".4f"), ("lr", ".2e")), every=25)[1]:
+    if train_loop(
+        cfg, rt, "sft", raw, opt, start, cfg.sft_steps, step_fn, (("loss", ".4f"), ("lr", ".2e")), every=25
+    )[1]:
         return None, raw
     t0 = time.time()
     metrics = evaluate(raw, ModelTeacher(cfg, rt, raw, "self"), cfg, rt, test)
@@ -625,7 +836,9 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     sig = {"has": torch.tensor([c is not None for c in ctx], device=ro.resp.device)}
     if need == "answers":  # behaviour cloning: the teacher's own responses, from its context
         texts = teacher.answers(ro.problems, ctx, gen)
-        resp, mask = right_pad([encode(rt.enc, t or "") + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, ro.resp.device)
+        resp, mask = right_pad(
+            [encode(rt.enc, t or "") + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, ro.resp.device
+        )
         sig["resp"], sig["mask"] = resp, mask & sig["has"][:, None]
     elif need == "samples":  # black box: the loss sees K samples a_k ~ π_T(·|s_t), never π_T itself
         sig["tokens"] = teacher.next_tokens(ro.problems, ctx, ro.resp, ro.mask, cfg.teacher_samples, gen)
@@ -647,13 +860,24 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, states):
     if m == "opsd":
         return D.opsd_loss(logits, sig["logp"], states, beta=cfg.opsd_beta, reduction=red)
     sampled = m == "distil_sampled"
-    return D.distil_loss(logits, tokens, mask if m != "distil_token" else states,
-                         teacher_logits=None if sampled else sig["logp"],
-                         teacher_tokens=sig["tokens"] if sampled else None,
-                         sequence_level=m != "distil_token", future_cost="kl" if m == "distil_kl" else "ce",
-                         baseline=cfg.baseline, group_size=G, reduction=red,
-                         topk=cfg.distil_topk if m == "distil_topk" else None, stop=cfg.stop, horizon=horizon,
-                         states=states, price_exit=cfg.states == "support")
+    return D.distil_loss(
+        logits,
+        tokens,
+        mask if m != "distil_token" else states,
+        teacher_logits=None if sampled else sig["logp"],
+        teacher_tokens=sig["tokens"] if sampled else None,
+        sequence_level=m != "distil_token",
+        future_cost="kl" if m == "distil_kl" else "ce",
+        baseline=cfg.baseline,
+        group_size=G,
+        reduction=red,
+        topk=cfg.distil_topk if m == "distil_topk" else None,
+        stop=cfg.stop,
+        horizon=horizon,
+        states=states,
+        price_exit=cfg.exit_price != "free",
+        exit_surprise=math.log(logits.shape[-1] / ORACLE_EPS) if cfg.exit_price == "oracle" else None,
+    )
 
 
 def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
@@ -666,8 +890,9 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     opt.zero_grad(set_to_none=True)
     with rt.amp:
         logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)
-    loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, cfg.horizon or rt.task.max_response_chars + 1,
-                       states)
+    loss = method_loss(
+        cfg, logits, tokens, mask, ro.rewards, sig, cfg.horizon or rt.task.max_response_chars + 1, states
+    )
     loss.backward()
     with torch.no_grad():
         lg = logits.float()
@@ -676,25 +901,46 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
             s["H×"] = D.forward_ce(sig["logp"], lg)[taught].sum().item()
             s["KL"] = D.forward_kl(sig["logp"], lg)[taught].sum().item()
     B = tokens.shape[0]
-    s = reduce_sums(rt, s | {
-        "ranks": 1.0, "rollouts": B, "reward": ro.rewards.sum().item(), "signal": sig["has"].sum().item(),
-        "successes": (ro.rewards > 0.5).sum().item(),  # and how many of them went through a recovery:
-        "recov": sum(r > 0.5 and rt.task.has_recovery(p, t) for p, t, r in zip(ro.problems, ro.texts, ro.rewards.tolist())),
-        "signal_tokens": taught.sum().item(), "ent_tokens": mask.sum().item(), "tokens": ro.mask.sum().item()})
+    s = reduce_sums(
+        rt,
+        s
+        | {
+            "ranks": 1.0,
+            "rollouts": B,
+            "reward": ro.rewards.sum().item(),
+            "signal": sig["has"].sum().item(),
+            "successes": (ro.rewards > 0.5).sum().item(),  # and how many of them went through a recovery:
+            "recov": sum(
+                r > 0.5 and rt.task.has_recovery(p, t)
+                for p, t, r in zip(ro.problems, ro.texts, ro.rewards.tolist())
+            ),
+            "signal_tokens": taught.sum().item(),
+            "ent_tokens": mask.sum().item(),
+            "tokens": ro.mask.sum().item(),
+        },
+    )
     check_finite(s["loss"], "rl", step, ckpt)
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
     per = lambda key, n: s[key] / s[n] if s[n] and (key not in ("H×", "KL") or "logp" in sig) else math.nan
-    return {"loss": s["loss"] / s["ranks"], "reward": per("reward", "rollouts"), "signal": per("signal", "rollouts"),
-            "recov": per("recov", "successes"), "len": per("tokens", "rollouts"), "H×": per("H×", "signal_tokens"),
-            "KL": per("KL", "signal_tokens"), "ent": per("ent", "ent_tokens"), "tokens": s["tokens"]}
+    return {
+        "loss": s["loss"] / s["ranks"],
+        "reward": per("reward", "rollouts"),
+        "signal": per("signal", "rollouts"),
+        "recov": per("recov", "successes"),
+        "len": per("tokens", "rollouts"),
+        "H×": per("H×", "signal_tokens"),
+        "KL": per("KL", "signal_tokens"),
+        "ent": per("ent", "ent_tokens"),
+        "tokens": s["tokens"],
+    }
 
 
 def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     """One on-policy step (the loop in the header docstring). Returns metrics and phase times (s)."""
     rng = random.Random(seed_of(cfg.seed, "rl", step, 0))  # the same P prompts on every rank ...
-    prompts = rng.sample(train, cfg.prompts)[rt.rank::rt.world]  # ... each rank samples its share
+    prompts = rng.sample(train, cfg.prompts)[rt.rank :: rt.world]  # ... each rank samples its share
     gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "rl", step, rt.rank))
     times, clock = {}, [time.time()]
 
@@ -713,8 +959,18 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
 
 
 # the step line: (metric, format)
-STEP_LINE = (("loss", "8.4f"), ("reward", ".3f"), ("signal", ".2f"), ("recov", ".2f"), ("len", ".1f"),
-             ("t_rew", ".3f"), ("pass@1", ".3f"), ("H×", ".3f"), ("KL", ".3f"), ("ent", ".3f"))
+STEP_LINE = (
+    ("loss", "8.4f"),
+    ("reward", ".3f"),
+    ("signal", ".2f"),
+    ("recov", ".2f"),
+    ("len", ".1f"),
+    ("t_rew", ".3f"),
+    ("pass@1", ".3f"),
+    ("H×", ".3f"),
+    ("KL", ".3f"),
+    ("ent", ".3f"),
+)
 
 
 def train_rl(cfg, rt, eval0=None):
@@ -723,10 +979,18 @@ def train_rl(cfg, rt, eval0=None):
     Returns {"rows", "model", "stopped", "eval" (the last evaluation)}."""
     path, log_path = (os.path.join(cfg.out_dir, f"rl_{cfg.method}{ext}") for ext in (".pt", ".jsonl"))
     init = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")
-    raw, opt, start, ck = load_stage(cfg, rt, path, init, cfg.rl_lr, 0.0)  # no decay: few steps from a trained model
-    teacher, model, (train, test) = make_teacher(cfg, rt, raw, ck), wrap(raw, cfg, rt), problem_sets(cfg, rt.task)
-    rt.log(f"rl: method {cfg.method} | teacher {cfg.teacher} | {cfg.prompts} prompts x {cfg.group} rollouts "
-           f"per step | from {path if ck else init}" + (f" at step {start}" if ck else ""))
+    raw, opt, start, ck = load_stage(
+        cfg, rt, path, init, cfg.rl_lr, 0.0
+    )  # no decay: few steps from a trained model
+    teacher, model, (train, test) = (
+        make_teacher(cfg, rt, raw, ck),
+        wrap(raw, cfg, rt),
+        problem_sets(cfg, rt.task),
+    )
+    rt.log(
+        f"rl: method {cfg.method} | teacher {cfg.teacher} | {cfg.prompts} prompts x {cfg.group} rollouts "
+        f"per step | from {path if ck else init}" + (f" at step {start}" if ck else "")
+    )
 
     def evaluated(step):
         t0, m = time.time(), eval0 if step == 0 and eval0 else evaluate(raw, teacher, cfg, rt, test)
@@ -739,18 +1003,35 @@ def train_rl(cfg, rt, eval0=None):
         metrics, times = rl_step(cfg, rt, model, raw, opt, teacher, train, step, path)
         return row | metrics | {f"time_{k}": v for k, v in times.items()}
 
-    rows, stopped = train_loop(cfg, rt, f"rl_{cfg.method}", raw, opt, start, cfg.rl_steps, step_fn, STEP_LINE,
-                               teacher=teacher.state_dict)
+    rows, stopped = train_loop(
+        cfg,
+        rt,
+        f"rl_{cfg.method}",
+        raw,
+        opt,
+        start,
+        cfg.rl_steps,
+        step_fn,
+        STEP_LINE,
+        teacher=teacher.state_dict,
+    )
     if not stopped:
         rows.append({"step": cfg.rl_steps, **evaluated(cfg.rl_steps)})
         if rt.rank == 0:
             append_jsonl(log_path, rows[-1])
         a = next(r for r in rows if "pass@1" in r)
-        rt.log(f"held-out ({len(test)} {cfg.eval_split} problems), step {a['step']} -> {cfg.rl_steps}: "
-               + " | ".join(f"{k} {a[k]:.3f} -> {rows[-1][k]:.3f}" for k in eval_keys(cfg)[:4]))
+        rt.log(
+            f"held-out ({len(test)} {cfg.eval_split} problems), step {a['step']} -> {cfg.rl_steps}: "
+            + " | ".join(f"{k} {a[k]:.3f} -> {rows[-1][k]:.3f}" for k in eval_keys(cfg)[:4])
+        )
         rt.log(f"saved {path}, {log_path} (plot it: python experiment.py --plot {log_path})")
     last = next((r for r in reversed(rows) if "pass@1" in r), None)
-    return {"rows": rows, "model": raw, "stopped": stopped, "eval": last and {k: last[k] for k in eval_keys(cfg)}}
+    return {
+        "rows": rows,
+        "model": raw,
+        "stopped": stopped,
+        "eval": last and {k: last[k] for k in eval_keys(cfg)},
+    }
 
 
 # -----------------------------------------------------------------------------
@@ -766,24 +1047,42 @@ def bench(cfg, rt):
 
     class EveryRow(ModelTeacher):  # feedback on a corrupted attempt and/or a reference solution as the peer
         def contexts(self, problems, *_):
-            fb = lambda p: rt.task.verify(p, rt.task.corrupt(p, rng))[1] if self.cfg.context != "peer" else None
-            return [tasks.teacher_context(p, fb(p), p.solution if self.cfg.context != "feedback" else None) for p in problems]
+            fb = lambda p: (
+                rt.task.verify(p, rt.task.corrupt(p, rng))[1] if self.cfg.context != "peer" else None
+            )
+            return [
+                tasks.teacher_context(p, fb(p), p.solution if self.cfg.context != "feedback" else None)
+                for p in problems
+            ]
 
     times, train, lengths = {}, problem_sets(cfg, rt.task)[0], {}
     for col in ("peer", "feedback", "both", "grpo"):
-        c = dataclasses.replace(cfg, method="grpo" if col == "grpo" else "distil", context="both" if col == "grpo" else col)
-        student = (copy.deepcopy(raw) if raw else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS["tiny"]))).to(rt.device)
-        teacher, opt = EveryRow(c, rt, student, "self"), student.configure_optimizers(c.rl_lr, 0.0, rt.device.type == "cuda")
+        c = dataclasses.replace(
+            cfg, method="grpo" if col == "grpo" else "distil", context="both" if col == "grpo" else col
+        )
+        student = (
+            copy.deepcopy(raw) if raw else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS["tiny"]))
+        ).to(rt.device)
+        teacher, opt = (
+            EveryRow(c, rt, student, "self"),
+            student.configure_optimizers(c.rl_lr, 0.0, rt.device.type == "cuda"),
+        )
         runs = [rl_step(c, rt, student, student, opt, teacher, train, 0, "none") for _ in range(3)]
         times[col] = {k: min(t[k] for _, t in runs) for k in runs[0][1]}
         lengths[col] = sum(map(len, teacher.contexts(train[:64]))) / 64, runs[0][0]["len"]
     cols, total = list(times), {c: sum(t.values()) for c, t in times.items()}
-    print(f"\n| one RL step, ms ({sft if raw else 'a random tiny model'}; {cfg.prompts} prompts x {cfg.group} rollouts "
-          f"of {lengths['grpo'][1]:.1f} tokens; every row has a teacher context) | "
-          + " | ".join(f"distil, --context {c} ({lengths[c][0]:.0f}-token contexts)" for c in cols[:3]) + " | grpo |\n"
-          + "| --- " * (len(cols) + 1) + "|")
+    print(
+        f"\n| one RL step, ms ({sft if raw else 'a random tiny model'}; {cfg.prompts} prompts x {cfg.group} rollouts "
+        f"of {lengths['grpo'][1]:.1f} tokens; every row has a teacher context) | "
+        + " | ".join(f"distil, --context {c} ({lengths[c][0]:.0f}-token contexts)" for c in cols[:3])
+        + " | grpo |\n"
+        + "| --- " * (len(cols) + 1)
+        + "|"
+    )
     rows = [(k, {c: f"{times[c][k] * 1e3:.0f}" for c in cols}) for k in times["grpo"]] + [
-        ("total", {c: f"{total[c] * 1e3:.0f}" for c in cols}), ("ratio to grpo", {c: f"{total[c] / total['grpo']:.2f}x" for c in cols})]
+        ("total", {c: f"{total[c] * 1e3:.0f}" for c in cols}),
+        ("ratio to grpo", {c: f"{total[c] / total['grpo']:.2f}x" for c in cols}),
+    ]
     print("\n".join(f"| {k} | " + " | ".join(r[c] for c in cols) + " |" for k, r in rows))
     out.update(phases=times, ratio={c: total[c] / total["grpo"] for c in cols})
     if rt.device.type == "cuda":
@@ -806,11 +1105,20 @@ def run(cfg):
     try:
         os.makedirs(cfg.out_dir, exist_ok=True)
         torch.manual_seed(cfg.seed)  # model initialisation (identical on every rank)
-        rt.log(textwrap.fill("  ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)), 108,
-                             initial_indent="config: ", subsequent_indent=" " * 8, break_long_words=False))
-        rt.log(f"derived: device {rt.device} x {rt.world} rank(s) | {'bf16' if isinstance(rt.amp, torch.autocast) else 'fp32'}"
-               f" | {(L * (12 * C * C + 2 * C) + (rt.enc.n_vocab + BLOCK_SIZE + 1) * C) / 1e6:.2f}M parameters | task "
-               f"{cfg.task} ({rt.task.domain}) | {cfg.prompts * cfg.group} rollouts/step of <= {rt.task.max_response_chars + 1} tokens")
+        rt.log(
+            textwrap.fill(
+                "  ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)),
+                108,
+                initial_indent="config: ",
+                subsequent_indent=" " * 8,
+                break_long_words=False,
+            )
+        )
+        rt.log(
+            f"derived: device {rt.device} x {rt.world} rank(s) | {'bf16' if isinstance(rt.amp, torch.autocast) else 'fp32'}"
+            f" | {(L * (12 * C * C + 2 * C) + (rt.enc.n_vocab + BLOCK_SIZE + 1) * C) / 1e6:.2f}M parameters | task "
+            f"{cfg.task} ({rt.task.domain}) | {cfg.prompts * cfg.group} rollouts/step of <= {rt.task.max_response_chars + 1} tokens"
+        )
         if cfg.bench:
             return bench(cfg, rt)
         out, test = {"stopped": False}, problem_sets(cfg, rt.task)[1]

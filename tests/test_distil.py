@@ -10,7 +10,6 @@ import torch
 import distil
 
 
-
 @pytest.fixture(autouse=True)
 def float64():
     """Exact comparisons need float64; restore the default so other test files are unaffected."""
@@ -18,6 +17,7 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
 
 # -----------------------------------------------------------------------------
 # A tabular autoregressive model: vocab V, depth D, token EOS ends a sequence early.
@@ -67,15 +67,28 @@ def seq_logprob(theta, tokens, mask, sid):
     return (logp * mask).sum(-1)
 
 
-def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states=True, stop="literal", horizon=D,
-                    states=None, price_exit=True):
+def exact_objective(
+    theta,
+    teacher,
+    tokens,
+    mask,
+    sid,
+    cost="ce",
+    through_states=True,
+    stop="literal",
+    horizon=D,
+    states=None,
+    price_exit=True,
+    exit_surprise=None,
+):
     """Σ_y π(y) (Σ_t C_t(y) + σ(y)), written out independently of distil.py. through_states=False stops
     the gradient through the rollout probabilities (the token-level / local objective). σ(y): 0
     ("literal"), the teacher's surprise −log q(y_e) at the last token e ("surprise"), that for the end
     and each position it skips up to the horizon ("horizon": × (horizon − e)), e 0-indexed, or the
     surprise's series cut at one term, 1 − q(y_e) ("series1…": what one teacher sample per position
     estimates). states (N, D): 1 where a state's cost counts, a prefix of each response; e is the last
-    state on S (the exit, priced as an end) or, with price_exit=False, the last state if it is on S."""
+    state on S (the exit, priced as an end) or, with price_exit=False, the last state if it is on S;
+    exit_surprise: the surprise at an exit (e before the last response position) instead of −log q(y_e)."""
     p_t = torch.softmax(teacher, -1)[sid]
     logq = torch.log_softmax(theta, -1)[sid]
     ce = -(p_t * logq).sum(-1)
@@ -87,8 +100,15 @@ def exact_objective(theta, teacher, tokens, mask, sid, cost="ce", through_states
     on_s = mask if states is None else mask * states
     e = (on_s if price_exit else mask).sum(-1).long() - 1  # the priced end's position
     q_e = p_t[rows, e].gather(-1, tokens[rows, e, None]).squeeze(-1)
-    sigma = {"literal": 0.0, "surprise": -q_e.log(), "horizon": -q_e.log() * (horizon - e),
-             "series1": 1 - q_e, "series1_horizon": (1 - q_e) * (horizon - e)}[stop]
+    if exit_surprise is not None:
+        q_e = torch.where(e < mask.sum(-1).long() - 1, math.exp(-exit_surprise), q_e)
+    sigma = {
+        "literal": 0.0,
+        "surprise": -q_e.log(),
+        "horizon": -q_e.log() * (horizon - e),
+        "series1": 1 - q_e,
+        "series1_horizon": (1 - q_e) * (horizon - e),
+    }[stop]
     sigma = sigma * on_s[rows, e]  # 0 where that position is off S (or the row has no state on S)
     return (prob * ((c * on_s).sum(-1) + sigma)).sum()
 
@@ -162,7 +182,9 @@ def test_topk_tail_bucket_never_exceeds_the_full_divergence():
     for k in (1, 3, 8):
         for index_by in ("teacher", "student"):
             tb, sb = distil.topk_buckets(t, s, k, tail=True, index_by=index_by)
-            assert torch.allclose(tb.exp().sum(-1), torch.ones(200)) and torch.allclose(sb.exp().sum(-1), torch.ones(200))
+            assert torch.allclose(tb.exp().sum(-1), torch.ones(200)) and torch.allclose(
+                sb.exp().sum(-1), torch.ones(200)
+            )
             assert (distil.forward_ce(tb, sb) <= distil.forward_ce(t, s) + 1e-12).all()
             assert (distil.forward_kl(tb, sb) <= distil.forward_kl(t, s) + 1e-12).all()
             assert (distil.reverse_kl(sb, tb) <= distil.reverse_kl(s, t) + 1e-12).all()
@@ -232,8 +254,9 @@ def test_sequence_level_expected_gradient_equals_exact_gradient_of_L(stop, cost)
     tokens, mask, sid = batch(SEQS)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, future_cost=cost, stop=stop,
-                             reduction="none")
+    per = distil.distil_loss(
+        s_logits, tokens, mask, teacher_logits=t_logits, future_cost=cost, stop=stop, reduction="none"
+    )
     L = exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=stop)
     if cost == "ce":
         assert torch.allclose((prob * per).sum(), L)  # the surrogate's value estimates L
@@ -241,11 +264,21 @@ def test_sequence_level_expected_gradient_equals_exact_gradient_of_L(stop, cost)
     assert torch.allclose(g_est, grad(L, theta), atol=1e-12)
     other = [r for r in distil.STOP_RULES if r != stop][0]  # the rules differ: the end is priced
     if stop == "horizon":  # a longer horizon: every skipped position is priced
-        per7 = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, future_cost=cost, stop=stop,
-                                  horizon=7, reduction="none")
+        per7 = distil.distil_loss(
+            s_logits,
+            tokens,
+            mask,
+            teacher_logits=t_logits,
+            future_cost=cost,
+            stop=stop,
+            horizon=7,
+            reduction="none",
+        )
         L7 = exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=stop, horizon=7)
         assert torch.allclose(grad((prob * per7).sum(), theta), grad(L7, theta), atol=1e-12)
-    assert (g_est - grad(exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=other), theta)).abs().max() > 1e-3
+    assert (
+        g_est - grad(exact_objective(theta, teacher, tokens, mask, sid, cost=cost, stop=other), theta)
+    ).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("stop", distil.STOP_RULES)
@@ -258,34 +291,78 @@ def test_costs_on_a_set_of_states_keep_the_gradient_exact(stop, sequence_level):
     on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop=stop, states=on_s.bool(),
-                             sequence_level=sequence_level, reduction="none")
-    L = exact_objective(theta, teacher, tokens, mask, sid, stop=stop if sequence_level else "literal",
-                        through_states=sequence_level, states=on_s)
+    per = distil.distil_loss(
+        s_logits,
+        tokens,
+        mask,
+        teacher_logits=t_logits,
+        stop=stop,
+        states=on_s.bool(),
+        sequence_level=sequence_level,
+        reduction="none",
+    )
+    L = exact_objective(
+        theta,
+        teacher,
+        tokens,
+        mask,
+        sid,
+        stop=stop if sequence_level else "literal",
+        through_states=sequence_level,
+        states=on_s,
+    )
     assert torch.allclose(grad((prob * per).sum(), theta), grad(L, theta), atol=1e-12)
-    everywhere = exact_objective(theta, teacher, tokens, mask, sid, stop=stop if sequence_level else "literal",
-                                 through_states=sequence_level)
+    everywhere = exact_objective(
+        theta,
+        teacher,
+        tokens,
+        mask,
+        sid,
+        stop=stop if sequence_level else "literal",
+        through_states=sequence_level,
+    )
     assert (grad(L, theta) - grad(everywhere, theta)).abs().max() > 1e-3  # S is a proper subset
 
 
 @pytest.mark.parametrize("stop", distil.STOP_RULES)
 def test_a_free_exit_from_the_states_is_the_ablation_and_stays_exact(stop):
     """price_exit=False: only rollouts that end on S pay the end's price; the gradient stays exact,
-    and it differs from the priced exit's wherever the end is priced."""
+    and it differs from the priced exit's wherever the end is priced. So does a fixed exit_surprise
+    (the expert's, at a token it rules out)."""
     theta, teacher = make_tables(5)
     tokens, mask, sid = batch(SEQS)
     on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
     grads = {}
-    for priced in (True, False):
-        per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop=stop, states=on_s.bool(),
-                                 price_exit=priced, reduction="none")
-        L = exact_objective(theta, teacher, tokens, mask, sid, stop=stop, states=on_s, price_exit=priced)
+    for priced, at_exit in ((True, None), (False, None), ("expert", 3.0)):
+        per = distil.distil_loss(
+            s_logits,
+            tokens,
+            mask,
+            teacher_logits=t_logits,
+            stop=stop,
+            states=on_s.bool(),
+            price_exit=bool(priced),
+            exit_surprise=at_exit,
+            reduction="none",
+        )
+        L = exact_objective(
+            theta,
+            teacher,
+            tokens,
+            mask,
+            sid,
+            stop=stop,
+            states=on_s,
+            price_exit=bool(priced),
+            exit_surprise=at_exit,
+        )
         assert torch.allclose((prob * per).sum(), L)
         grads[priced] = grad((prob * per).sum(), theta)
         assert torch.allclose(grads[priced], grad(L, theta), atol=1e-12)
     assert ((grads[True] - grads[False]).abs().max() > 1e-3) == (stop != "literal")
+    assert ((grads[True] - grads["expert"]).abs().max() > 1e-3) == (stop != "literal")  # a fixed exit price
 
 
 def test_the_exit_from_the_states_is_priced_like_an_end_where_it_happens():
@@ -296,13 +373,18 @@ def test_the_exit_from_the_states_is_priced_like_an_end_where_it_happens():
     t = torch.tensor([0.8, 0.1, 0.1]).log().expand(1, 3, 3)
     tok, mask, on_s = torch.tensor([[0, 1, 0]]), torch.ones(1, 3), torch.tensor([[True, True, False]])
     ce = math.log(3)  # H×(teacher, uniform)
-    per = {r: distil.distil_loss(s, tok, mask, teacher_logits=t, stop=r, states=on_s, horizon=5, reduction="none")
-           for r in distil.STOP_RULES}
+    per = {
+        r: distil.distil_loss(
+            s, tok, mask, teacher_logits=t, stop=r, states=on_s, horizon=5, reduction="none"
+        )
+        for r in distil.STOP_RULES
+    }
     assert torch.allclose(per["literal"], torch.tensor([2 * ce]))
     assert torch.allclose(per["surprise"], torch.tensor([2 * ce - math.log(0.1)]))
     assert torch.allclose(per["horizon"], torch.tensor([2 * ce - 4 * math.log(0.1)]))
-    free = distil.distil_loss(s, tok, mask, teacher_logits=t, states=on_s, horizon=5, price_exit=False,
-                              reduction="none")
+    free = distil.distil_loss(
+        s, tok, mask, teacher_logits=t, states=on_s, horizon=5, price_exit=False, reduction="none"
+    )
     assert torch.allclose(free, per["literal"])  # it did not end on S: nothing priced
 
 
@@ -318,9 +400,12 @@ def test_padding_changes_neither_the_value_nor_the_gradient_of_the_priced_end(pa
     p_tok, p_mask = torch.nn.functional.pad(tokens, side), torch.nn.functional.pad(mask, side)
     on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
     for states, p_states in ((None, None), (on_s.bool(), torch.nn.functional.pad(on_s, side).bool())):
-        per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, states=states, reduction="none")
-        per_pad = distil.distil_loss(*padded[:1], p_tok, p_mask, teacher_logits=padded[1], states=p_states,
-                                     reduction="none")
+        per = distil.distil_loss(
+            s_logits, tokens, mask, teacher_logits=t_logits, states=states, reduction="none"
+        )
+        per_pad = distil.distil_loss(
+            *padded[:1], p_tok, p_mask, teacher_logits=padded[1], states=p_states, reduction="none"
+        )
         assert torch.allclose(per, per_pad)
         assert torch.allclose(grad(per.sum(), theta), grad(per_pad.sum(), theta), atol=1e-12)
 
@@ -332,12 +417,16 @@ def test_after_the_exit_from_the_states_no_position_gets_a_gradient():
     s = torch.randn(4, 3, 3, generator=g).requires_grad_()
     t, tok = torch.randn(4, 3, 3, generator=g), torch.randint(0, 3, (4, 3), generator=g)
     on_s = torch.tensor([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 1, 0]]).bool()
-    loss = distil.distil_loss(s, tok, torch.ones(4, 3), teacher_logits=t, states=on_s, baseline="loo", group_size=4)
+    loss = distil.distil_loss(
+        s, tok, torch.ones(4, 3), teacher_logits=t, states=on_s, baseline="loo", group_size=4
+    )
     (gs,) = torch.autograd.grad(loss, s)
     assert gs[~on_s].abs().max() == 0 and gs[on_s].abs().min() > 0
     # a rollout with no state on S (no teacher context) keeps its baseline's score term: (0 − b_t)·∇log π
     on_s[1] = False
-    loss = distil.distil_loss(s, tok, torch.ones(4, 3), teacher_logits=t, states=on_s, baseline="loo", group_size=4)
+    loss = distil.distil_loss(
+        s, tok, torch.ones(4, 3), teacher_logits=t, states=on_s, baseline="loo", group_size=4
+    )
     (gs,) = torch.autograd.grad(loss, s)
     assert gs[1].abs().min() > 0
 
@@ -348,10 +437,16 @@ def test_the_end_is_priced_by_the_teacher_surprise_once_or_per_skipped_position(
     s = torch.zeros(2, 1, 3)  # logits: uniform student over (0, 1, EOS=2)
     t = torch.tensor([0.495, 0.495, 0.01]).log().expand(2, 1, 3)
     tok, mask = torch.tensor([[0], [2]]), torch.ones(2, 1)
-    per = {r: distil.distil_loss(s, tok, mask, teacher_logits=t, stop=r, reduction="none", horizon=1 if r != "horizon" else 4)
-           for r in distil.STOP_RULES}
+    per = {
+        r: distil.distil_loss(
+            s, tok, mask, teacher_logits=t, stop=r, reduction="none", horizon=1 if r != "horizon" else 4
+        )
+        for r in distil.STOP_RULES
+    }
     assert torch.allclose(per["surprise"] - per["literal"], -torch.tensor([0.495, 0.01]).log())
-    assert torch.allclose(per["horizon"] - per["literal"], -4 * torch.tensor([0.495, 0.01]).log())  # 3 skipped
+    assert torch.allclose(
+        per["horizon"] - per["literal"], -4 * torch.tensor([0.495, 0.01]).log()
+    )  # 3 skipped
 
 
 def test_token_level_expected_gradient_is_the_local_term_only():
@@ -359,8 +454,9 @@ def test_token_level_expected_gradient_is_the_local_term_only():
     tokens, mask, sid = batch(SEQS)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, sequence_level=False,
-                             reduction="none")
+    per = distil.distil_loss(
+        s_logits, tokens, mask, teacher_logits=t_logits, sequence_level=False, reduction="none"
+    )
     g_tok = grad((prob * per).sum(), theta)
     g_local = grad(exact_objective(theta, teacher, tokens, mask, sid, through_states=False), theta)
     g_full = grad(exact_objective(theta, teacher, tokens, mask, sid), theta)
@@ -373,10 +469,13 @@ def test_future_cost_kl_gives_the_gradient_of_the_expected_kl():
     tokens, mask, sid = batch(SEQS)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, future_cost="kl",
-                             stop="literal", reduction="none")
+    per = distil.distil_loss(
+        s_logits, tokens, mask, teacher_logits=t_logits, future_cost="kl", stop="literal", reduction="none"
+    )
     g = grad((prob * per).sum(), theta)
-    assert torch.allclose(g, grad(exact_objective(theta, teacher, tokens, mask, sid, cost="kl"), theta), atol=1e-12)
+    assert torch.allclose(
+        g, grad(exact_objective(theta, teacher, tokens, mask, sid, cost="kl"), theta), atol=1e-12
+    )
     assert (g - grad(exact_objective(theta, teacher, tokens, mask, sid), theta)).abs().max() > 1e-3
 
 
@@ -395,8 +494,16 @@ def test_leave_one_out_baseline_keeps_the_gradient_unbiased(on_states):
     if on_states:
         on_s = torch.tensor([[1 not in y[:t] for t in range(D)] for y in seqs]) & mask.bool()
         on_s1 = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * m1
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, baseline="loo",
-                             group_size=2, reduction="none", states=on_s)
+    per = distil.distil_loss(
+        s_logits,
+        tokens,
+        mask,
+        teacher_logits=t_logits,
+        baseline="loo",
+        group_size=2,
+        reduction="none",
+        states=on_s,
+    )
     L = exact_objective(theta, teacher, t1, m1, s1, stop=distil.STOP_RULES[0], states=on_s1)
     assert torch.allclose(grad((w * per).sum(), theta), grad(L, theta), atol=1e-12)
 
@@ -410,9 +517,11 @@ def test_leave_one_out_subtracts_the_mean_cost_to_go_of_the_other_rollouts():
     mask = torch.ones(B, T)
     mask[1, 3] = mask[4, 2:] = 0
     g_none = grad(distil.distil_loss(s, tok, mask, teacher_logits=t, stop="literal"), s)
-    g_loo = grad(distil.distil_loss(s, tok, mask, teacher_logits=t, baseline="loo", group_size=G, stop="literal"), s)
+    g_loo = grad(
+        distil.distil_loss(s, tok, mask, teacher_logits=t, baseline="loo", group_size=G, stop="literal"), s
+    )
     cost = (distil.forward_ce(t, s) * mask).detach()
-    to_go = torch.stack([cost[:, u + 1:].sum(-1) for u in range(T)], -1)
+    to_go = torch.stack([cost[:, u + 1 :].sum(-1) for u in range(T)], -1)
     grp = to_go.view(-1, G, T)
     b = ((grp.sum(1, keepdim=True) - grp) / (G - 1)).view(B, T)  # mean over the *other* rollouts
     score = torch.nn.functional.one_hot(tok, V_) - torch.softmax(s, -1).detach()  # ∇_z log π(y_t)
@@ -427,12 +536,27 @@ def test_leave_one_out_lowers_the_variance_of_the_gradient_estimate():
     tokens, mask, sid = batch(SEQS)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
     G, n_groups = 8, 200
-    draws = torch.multinomial(prob, G * n_groups, replacement=True, generator=torch.Generator().manual_seed(9))
+    draws = torch.multinomial(
+        prob, G * n_groups, replacement=True, generator=torch.Generator().manual_seed(9)
+    )
     var = {}
     for base in ("none", "loo"):
-        grads = torch.stack([grad(distil.distil_loss(theta[sid[d]], tokens[d], mask[d], teacher_logits=teacher[sid[d]],
-                                                     baseline=base, group_size=G), theta)
-                             for d in draws.view(n_groups, G)])
+        grads = torch.stack(
+            [
+                grad(
+                    distil.distil_loss(
+                        theta[sid[d]],
+                        tokens[d],
+                        mask[d],
+                        teacher_logits=teacher[sid[d]],
+                        baseline=base,
+                        group_size=G,
+                    ),
+                    theta,
+                )
+                for d in draws.view(n_groups, G)
+            ]
+        )
         var[base] = grads.var(0).sum()
     assert var["loo"] < 0.8 * var["none"], var  # measured here: 0.66×
 
@@ -452,7 +576,11 @@ def test_sampled_teacher_estimator_is_unbiased_in_value_and_gradient():
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach() * torch.tensor(weights)
     t_tokens = torch.tensor(samples).unsqueeze(-1)  # (N, D, K=1)
     t1, m1, s1 = batch(SEQS)
-    for stop, end in (("literal", "literal"), ("surprise", "series1"), ("horizon", "series1_horizon")):  # σ cut at one term
+    for stop, end in (
+        ("literal", "literal"),
+        ("surprise", "series1"),
+        ("horizon", "series1_horizon"),
+    ):  # σ cut at one term
         per = distil.distil_loss(s_logits, tokens, mask, teacher_tokens=t_tokens, stop=stop, reduction="none")
         L = exact_objective(theta, teacher, t1, m1, s1, stop=end)
         assert torch.allclose((prob * per).sum(), L)
@@ -464,8 +592,10 @@ def test_sampled_end_surprise_is_the_truncated_series_of_minus_log_p():
     q = torch.tensor([0.2, 0.5, 0.3])  # the teacher at the last state; the student's last token is 0
     K, on, tok = 3, torch.ones(1, 1, dtype=torch.bool), torch.zeros(1, 1, dtype=torch.long)
     expect = sum((1 - q[0]) ** k / k for k in range(1, K + 1))
-    total = sum(q[list(a)].prod() * distil.surprise_at(None, torch.tensor([[a]]), tok, on)[0, 0]
-                for a in itertools.product(range(3), repeat=K))
+    total = sum(
+        q[list(a)].prod() * distil.surprise_at(None, torch.tensor([[a]]), tok, on)[0, 0]
+        for a in itertools.product(range(3), repeat=K)
+    )
     assert torch.allclose(total, expect)
     assert torch.allclose(distil.surprise_at(q.log().view(1, 1, 3), None, tok, on), -q[:1].log().view(1, 1))
 
@@ -487,11 +617,17 @@ def test_reductions_sum_mean_and_token_mean():
     theta, teacher = make_tables(6)
     tokens, mask, sid = batch(SEQS)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
-    per = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop="literal", reduction="none")
+    per = distil.distil_loss(
+        s_logits, tokens, mask, teacher_logits=t_logits, stop="literal", reduction="none"
+    )
     expect = (distil.forward_ce(t_logits, s_logits) * mask).sum(-1)
     assert torch.allclose(per, expect)
-    assert torch.allclose(distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop="literal"), per.mean())
-    tm = distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop="literal", reduction="token_mean")
+    assert torch.allclose(
+        distil.distil_loss(s_logits, tokens, mask, teacher_logits=t_logits, stop="literal"), per.mean()
+    )
+    tm = distil.distil_loss(
+        s_logits, tokens, mask, teacher_logits=t_logits, stop="literal", reduction="token_mean"
+    )
     assert torch.allclose(tm, per.sum() / mask.sum())
 
 
@@ -506,9 +642,18 @@ def garbage_at_masked(x, mask, value):
 
 ALL_LOSSES = [
     ("distil", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t)),
-    ("distil_loo", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="loo", group_size=3)),
-    ("distil_kl_topk", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="kl", topk=2)),
-    ("distil_token", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, sequence_level=False)),
+    (
+        "distil_loo",
+        lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="loo", group_size=3),
+    ),
+    (
+        "distil_kl_topk",
+        lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="kl", topk=2),
+    ),
+    (
+        "distil_token",
+        lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_logits=t, sequence_level=False),
+    ),
     ("sdpo", lambda s, t, tok, m: distil.sdpo_loss(s, t, m)),
     ("sdpo_topk", lambda s, t, tok, m: distil.sdpo_loss(s, t, m, topk=2)),
     ("sdpo_sampled", lambda s, t, tok, m: distil.sdpo_loss(s, t, m, tokens=tok, sampled=True)),
@@ -516,7 +661,12 @@ ALL_LOSSES = [
     ("opsd_topk", lambda s, t, tok, m: distil.opsd_loss(s, t, m, topk=2)),
     ("grpo", lambda s, t, tok, m: distil.grpo_loss(s, tok, m, torch.tensor([1.0, 0, 1, 0, 0, 1]), 3)),
     ("offline", lambda s, t, tok, m: distil.offline_loss(s, tok, m)),
-    ("distil_sampled", lambda s, t, tok, m: distil.distil_loss(s, tok, m, teacher_tokens=torch.stack([tok, (tok + 1) % 4], -1))),
+    (
+        "distil_sampled",
+        lambda s, t, tok, m: distil.distil_loss(
+            s, tok, m, teacher_tokens=torch.stack([tok, (tok + 1) % 4], -1)
+        ),
+    ),
 ]
 
 
@@ -545,10 +695,14 @@ def test_sdpo_sampled_token_surrogate_gradient_equals_full_reverse_kl_gradient()
     t = rand_logits(1, 1, 5, seed=31)
     mask = torch.ones(1, 1)
     pi = torch.softmax(s, -1).detach().view(-1)
-    g = sum(pi[a] * grad(distil.sdpo_loss(s, t, mask, tokens=torch.tensor([[a]]), sampled=True), s)
-            for a in range(5))
+    g = sum(
+        pi[a] * grad(distil.sdpo_loss(s, t, mask, tokens=torch.tensor([[a]]), sampled=True), s)
+        for a in range(5)
+    )
     assert torch.allclose(g, grad(distil.sdpo_loss(s, t, mask), s), atol=1e-12)
-    value = sum(pi[a] * distil.sdpo_loss(s, t, mask, tokens=torch.tensor([[a]]), sampled=True) for a in range(5))
+    value = sum(
+        pi[a] * distil.sdpo_loss(s, t, mask, tokens=torch.tensor([[a]]), sampled=True) for a in range(5)
+    )
     assert torch.allclose(value, distil.reverse_kl(s, t).sum())
 
 
@@ -602,34 +756,68 @@ def bad_inputs():
         ("mask must hold only 0 and 1", lambda: distil.distil_loss(s, tok, 2 * m, teacher_logits=t)),
         ("tokens must be", lambda: distil.distil_loss(s, tok[:, :2], m, teacher_logits=t)),
         ("token ids must be in", lambda: distil.distil_loss(s, big_tok, m, teacher_logits=t)),
-        ("must match student_logits", lambda: distil.distil_loss(s, tok, m, teacher_logits=torch.zeros(4, 3, 6))),
+        (
+            "must match student_logits",
+            lambda: distil.distil_loss(s, tok, m, teacher_logits=torch.zeros(4, 3, 6)),
+        ),
         ("finite or -inf", lambda: distil.distil_loss(s, tok, m, teacher_logits=nan_t)),
-        ("finite or -inf", lambda: distil.distil_loss(s, tok, m, teacher_logits=torch.full((4, 3, 5), -math.inf))),
+        (
+            "finite or -inf",
+            lambda: distil.distil_loss(s, tok, m, teacher_logits=torch.full((4, 3, 5), -math.inf)),
+        ),
         ("exactly one of", lambda: distil.distil_loss(s, tok, m)),
-        ("exactly one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, teacher_tokens=tok[..., None])),
+        (
+            "exactly one of",
+            lambda: distil.distil_loss(s, tok, m, teacher_logits=t, teacher_tokens=tok[..., None]),
+        ),
         ("teacher_tokens must be", lambda: distil.distil_loss(s, tok, m, teacher_tokens=tok)),
-        ("teacher_tokens must be in", lambda: distil.distil_loss(s, tok, m, teacher_tokens=big_tok[..., None])),
+        (
+            "teacher_tokens must be in",
+            lambda: distil.distil_loss(s, tok, m, teacher_tokens=big_tok[..., None]),
+        ),
         ("teacher_tokens must be integer", lambda: distil.distil_loss(s, tok, m, teacher_tokens=t[..., :1])),
         ("index_by must be", lambda: distil.topk_buckets(t, s, 2, index_by="teachr")),
-        ("future_cost='kl' need teacher_logits",
-         lambda: distil.distil_loss(s, tok, m, teacher_tokens=tok[..., None], future_cost="kl")),
+        (
+            "future_cost='kl' need teacher_logits",
+            lambda: distil.distil_loss(s, tok, m, teacher_tokens=tok[..., None], future_cost="kl"),
+        ),
         ("group_size=3 must be", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, group_size=3)),
         ("needs group_size >= 2", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="loo")),
         ("baseline must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="mean")),
-        ("future_cost must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="x")),
-        ("reduction must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, reduction="avg")),
+        (
+            "future_cost must be one of",
+            lambda: distil.distil_loss(s, tok, m, teacher_logits=t, future_cost="x"),
+        ),
+        (
+            "reduction must be one of",
+            lambda: distil.distil_loss(s, tok, m, teacher_logits=t, reduction="avg"),
+        ),
         ("stop must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, stop="early")),
-        ("horizon must be an int >= the longest response", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, horizon=2)),
-        ("infinite price", lambda: distil.distil_loss(s, tok, m, teacher_logits=t.index_fill(-1, torch.tensor([0]), -math.inf))),
+        (
+            "horizon must be an int >= the longest response",
+            lambda: distil.distil_loss(s, tok, m, teacher_logits=t, horizon=2),
+        ),
+        (
+            "infinite price",
+            lambda: distil.distil_loss(
+                s, tok, m, teacher_logits=t.index_fill(-1, torch.tensor([0]), -math.inf)
+            ),
+        ),
         ("topk must be in", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, topk=6)),
-        ("states must leave S for good", lambda: distil.distil_loss(s, tok, m, teacher_logits=t,
-                                                                    states=torch.tensor([[0, 1, 1]] * 4).bool())),
+        (
+            "states must leave S for good",
+            lambda: distil.distil_loss(
+                s, tok, m, teacher_logits=t, states=torch.tensor([[0, 1, 1]] * 4).bool()
+            ),
+        ),
         ("rewards must be", lambda: distil.grpo_loss(s, tok, m, torch.zeros(3), 2)),
         ("needs the sampled tokens", lambda: distil.sdpo_loss(s, t, m, sampled=True)),
     ]
 
 
-@pytest.mark.parametrize("message,call", bad_inputs(), ids=[f"{i}-{m[:20]}" for i, (m, _) in enumerate(bad_inputs())])
+@pytest.mark.parametrize(
+    "message,call", bad_inputs(), ids=[f"{i}-{m[:20]}" for i, (m, _) in enumerate(bad_inputs())]
+)
 def test_bad_input_raises_a_clear_value_error(message, call):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()

@@ -25,15 +25,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(seed, pass1, lr=1e-4, method="distil", task="mult", phase="main", avg8=None):
     """A finished run's record with the given pass@1 curve at steps 0, 10, 20."""
     avg8 = avg8 or pass1
-    evals = [{"step": s, "pass@1": p, "pass@8": min(1.0, 2 * p), "avg@8": a, "t_rew": 0.5}
-             for s, p, a in zip((0, 10, 20), pass1, avg8)]
-    return {"phase": phase, "task": task, "method": method, "lr": lr, "seed": seed, "evals": evals,
-            "passn": {"1": pass1[-1], "2": min(1.0, 2 * pass1[-1])}}
+    evals = [
+        {"step": s, "pass@1": p, "pass@8": min(1.0, 2 * p), "avg@8": a, "t_rew": 0.5}
+        for s, p, a in zip((0, 10, 20), pass1, avg8)
+    ]
+    return {
+        "phase": phase,
+        "task": task,
+        "method": method,
+        "lr": lr,
+        "seed": seed,
+        "evals": evals,
+        "passn": {"1": pass1[-1], "2": min(1.0, 2 * pass1[-1])},
+    }
 
 
 def sft(task="mult", p=0.25, noise=0.125):
-    return {"task": task, "eval": {"pass@1": p, "pass@8": 0.5, "avg@8": 0.25, "t_rew": 0.5, "lift": 0.25},
-            "passn": {"1": 0.25, "2": 0.5}, "noise": noise}
+    return {
+        "task": task,
+        "eval": {"pass@1": p, "pass@8": 0.5, "avg@8": 0.25, "t_rew": 0.5, "lift": 0.25},
+        "passn": {"1": 0.25, "2": 0.5},
+        "noise": noise,
+    }
 
 
 def find(rows, **kw):
@@ -97,15 +110,21 @@ def test_sweep_picks_the_best_area_under_the_curve_and_the_smaller_rate_on_a_tie
 
 
 def test_mean_of_tasks_averages_each_seed_over_tasks_before_the_seed_statistics():
-    records = [run(1, [0.25, 0.5, 0.5], task="a"), run(1, [0.25, 0.0, 0.25], task="b"),
-               run(2, [0.25, 0.5, 0.75], task="a"), run(2, [0.25, 0.5, 0.25], task="b"),
-               run(3, [0.25, 0.5, 0.5], task="a")]  # seed 3 lacks task b: no average for it
+    records = [
+        run(1, [0.25, 0.5, 0.5], task="a"),
+        run(1, [0.25, 0.0, 0.25], task="b"),
+        run(2, [0.25, 0.5, 0.75], task="a"),
+        run(2, [0.25, 0.5, 0.25], task="b"),
+        run(3, [0.25, 0.5, 0.5], task="a"),
+    ]  # seed 3 lacks task b: no average for it
     mean, msft = ex.mean_of_tasks(records, [sft("a", noise=0.3), sft("b", noise=0.4)])
     assert sorted(r["seed"] for r in mean) == [1, 2]
     assert msft["noise"] == pytest.approx(0.25)  # sqrt(0.09 + 0.16) / 2
     rows = ex.aggregate(mean, [msft], 0.125)
     end = find(rows, phase="main", metric="pass@1", x=20)
-    assert end["mean"] == pytest.approx((0.375 + 0.5) / 2) and end["std"] == pytest.approx(0.125 / math.sqrt(2))
+    assert end["mean"] == pytest.approx((0.375 + 0.5) / 2) and end["std"] == pytest.approx(
+        0.125 / math.sqrt(2)
+    )
 
 
 # -----------------------------------------------------------------------------
@@ -131,10 +150,28 @@ def test_validation_problems_are_distinct_and_never_in_the_training_list():
 
 
 def tiny(tmp_path, **kw):
-    base = dict(tasks="mult:digits_a=2,digits_b=1", sft_steps="10", methods="distil,distil_sampled", seeds="1",
-                lrs="1e-4", preset="micro", n_train=200, rl_steps=2, eval_every=1, early_step=1, eval_n=4, val_n=4, prompts=2,
-                group=4, passn_samples=2, jobs=1, out=str(tmp_path / "runs"), results=str(tmp_path / "results"),
-                figures=str(tmp_path / "figures"), readme="")
+    base = dict(
+        tasks="mult:digits_a=2,digits_b=1",
+        sft_steps="10",
+        methods="distil,distil_sampled",
+        seeds="1",
+        lrs="1e-4",
+        preset="micro",
+        n_train=200,
+        rl_steps=2,
+        eval_every=1,
+        early_step=1,
+        eval_n=4,
+        val_n=4,
+        prompts=2,
+        group=4,
+        passn_samples=2,
+        jobs=1,
+        out=str(tmp_path / "runs"),
+        results=str(tmp_path / "results"),
+        figures=str(tmp_path / "figures"),
+        readme="",
+    )
     base.update(kw)
     return ex.Config(**base)
 
@@ -151,7 +188,12 @@ def test_one_command_writes_the_csv_table_and_figures_and_a_rerun_skips_finished
     assert find(rows, phase="main", task="mult", method="distil", metric="pass@1", x=2)["n"] == 1
     run_dir = tmp_path / "runs" / "mult" / "main_distil_lr0.0001_s1"
     assert json.load(open(run_dir / "result.json"))["config"]["eval_split"] == "test"
-    assert json.load(open(tmp_path / "runs" / "mult" / "sweep_distil_lr0.0001_s1" / "result.json"))["config"]["eval_split"] == "val"
+    assert (
+        json.load(open(tmp_path / "runs" / "mult" / "sweep_distil_lr0.0001_s1" / "result.json"))["config"][
+            "eval_split"
+        ]
+        == "val"
+    )
 
     calls = []
     real = ex.execute
@@ -168,7 +210,9 @@ def test_one_command_writes_the_csv_table_and_figures_and_a_rerun_skips_finished
         ex.main(tiny(tmp_path, prompts=4))
 
 
-def test_a_second_teacher_reruns_only_the_methods_that_read_it_and_writes_its_own_files(tmp_path, monkeypatch):
+def test_a_second_teacher_reruns_only_the_methods_that_read_it_and_writes_its_own_files(
+    tmp_path, monkeypatch
+):
     methods = "distil,grpo,distil_sampled"
     ex.main(tiny(tmp_path, methods=methods))
     calls = []
@@ -176,14 +220,17 @@ def test_a_second_teacher_reruns_only_the_methods_that_read_it_and_writes_its_ow
     monkeypatch.setattr(ex, "execute", lambda job: calls.append(job["config"]) or real(job))
     rows = ex.main(tiny(tmp_path, methods=methods, teacher="frozen"))
     # the sweep and the main run of distil, with the frozen teacher; SFT, grpo and the oracle runs are shared
-    assert sorted(os.path.basename(c["out_dir"]) for c in calls) == ["main_distil_frozen_lr0.0001_s1",
-                                                                     "sweep_distil_frozen_lr0.0001_s1"]
+    assert sorted(os.path.basename(c["out_dir"]) for c in calls) == [
+        "main_distil_frozen_lr0.0001_s1",
+        "sweep_distil_frozen_lr0.0001_s1",
+    ]
     assert {c["teacher"] for c in calls} == {"frozen"}
     assert {r["method"] for r in rows if r["phase"] == "main"} >= set(methods.split(","))
     live, frozen = open(tmp_path / "results" / "README.md").read().split("## Self-teacher frozen")
     assert "--teacher frozen" in frozen and "--teacher" not in live.split("## Self-teacher self")[1]
-    assert {"exp_frozen_pass1_mult.png", "exp_frozen_passn.png", "exp_pass1_mult.png"} <= \
-        {f.name for f in (tmp_path / "figures").iterdir()}
+    assert {"exp_frozen_pass1_mult.png", "exp_frozen_passn.png", "exp_pass1_mult.png"} <= {
+        f.name for f in (tmp_path / "figures").iterdir()
+    }
     with pytest.raises(SystemExit, match="choose among self, ema, frozen"):
         ex.task_specs(tiny(tmp_path, teacher="oracle"))
 
@@ -198,7 +245,9 @@ def test_report_only_rebuilds_the_table_from_the_csv_alone(tmp_path):
 
 
 @pytest.mark.slow
-def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_measures_nothing(tmp_path, monkeypatch):
+def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_measures_nothing(
+    tmp_path, monkeypatch
+):
     readme = tmp_path / "README.md"
     readme.write_text(f"head\n{ex.PREMISE_START}\nstale\n{ex.PREMISE_END}\ntail\n")
     cfg = tiny(tmp_path, premise=True, teacher_preset="micro", readme=str(readme))
@@ -207,8 +256,12 @@ def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_mea
     by = {r["teacher"]: r for r in rows}
     teacher = tg.load_checkpoint(str(tmp_path / "runs" / "mult" / "teacher" / "sft.pt"))
     assert teacher["step"] == 20 and teacher["stage"] == "sft"  # teacher_scale x the SFT steps
-    assert by["model"]["train_s"] > 0 and by["oracle"]["t_adv"] > 0  # a random-ish student: the oracle is better
-    assert str([by["self"][k] for k in ex.PREMISE_FIELDS[2:7]]) == str([by["frozen"][k] for k in ex.PREMISE_FIELDS[2:7]])
+    assert (
+        by["model"]["train_s"] > 0 and by["oracle"]["t_adv"] > 0
+    )  # a random-ish student: the oracle is better
+    assert str([by["self"][k] for k in ex.PREMISE_FIELDS[2:7]]) == str(
+        [by["frozen"][k] for k in ex.PREMISE_FIELDS[2:7]]
+    )
     text = readme.read_text()
     assert text.startswith(f"head\n{ex.PREMISE_START}") and text.endswith(f"{ex.PREMISE_END}\ntail\n")
     assert "| mult | oracle | +" in text and "seed 1337" in text and "torch " in text and "stale" not in text
@@ -231,10 +284,16 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
     head, _, row = ex.run_table([str(path)]).splitlines()
     assert "step 0 → 20" in head and "avg@4" in head
     # ent: mean of steps 0-4 = 0.2, of steps 10-19 = 1.45; len: 12 and 24.5
-    assert row == "| `dagger_mult_x` | 0.500 → 0.750 | 0.250 → 0.500 | 0.20 → 1.45 | 1.00 → 1.00 | 12.00 → 24.50 |"
+    assert (
+        row
+        == "| `dagger_mult_x` | 0.500 → 0.750 | 0.250 → 0.500 | 0.20 → 1.45 | 1.00 → 1.00 | 12.00 → 24.50 |"
+    )
 
 
-@pytest.mark.parametrize("logs", ["dagger_*.jsonl", "self_*.jsonl", "earlier/*.jsonl", "exit/mult_*.jsonl", "exit/countdown_*.jsonl"])
+@pytest.mark.parametrize(
+    "logs",
+    ["dagger_*.jsonl", "self_*.jsonl", "earlier/*.jsonl", "exit_price/mult_*.jsonl", "exit/countdown_*.jsonl"],
+)
 def test_the_readmes_run_tables_are_printed_from_the_committed_logs(logs):
     paths = sorted(glob.glob(os.path.join(ROOT, "results", "trainer_checks", logs)))
     assert paths and ex.run_table(paths) in open(os.path.join(ROOT, "README.md")).read()
@@ -262,9 +321,13 @@ def test_report_only_regenerates_the_committed_results_and_readme_summary_byte_f
     committed = open(os.path.join(ROOT, "README.md")).read()
     stale = committed
     for start, end in ((ex.SUMMARY_START, ex.SUMMARY_END), (ex.PREMISE_START, ex.PREMISE_END)):
-        stale = stale[:stale.index(start)] + start + "\nstale\n" + stale[stale.index(end):]
+        stale = stale[: stale.index(start)] + start + "\nstale\n" + stale[stale.index(end) :]
     readme.write_text(stale)
-    ex.main(ex.Config(report_only=True, results=str(results), figures=str(tmp_path / "figures"), readme=str(readme)))
+    ex.main(
+        ex.Config(
+            report_only=True, results=str(results), figures=str(tmp_path / "figures"), readme=str(readme)
+        )
+    )
     assert readme.read_text() == committed
     assert (results / "README.md").read_text() == open(os.path.join(ROOT, "results", "README.md")).read()
 
@@ -277,14 +340,28 @@ def test_premise_teachers_read_the_context_and_feedback_kind_they_name(tmp_path,
     def fake_run(c):
         seen[c.out_dir.rsplit("premise_", 1)[1]] = c
         return {"eval": {k: 0.5 for k in ex.PREMISE_FIELDS[2:7]}}
+
     monkeypatch.setattr(tg, "run", fake_run)
     cfg = tiny(tmp_path)
-    for t in ("self", "self_feedback", "self_verdict", "self_both", "model_feedback", "model_plain", "oracle"):
+    for t in (
+        "self",
+        "self_feedback",
+        "self_verdict",
+        "self_both",
+        "model_feedback",
+        "model_plain",
+        "oracle",
+    ):
         ex.measure_premise(cfg, "chem", "chem", t)
     assert {t: (c.task, c.context) for t, c in seen.items()} == {
-        "self": ("chem", "peer"), "self_feedback": ("chem", "feedback"), "self_verdict": ("chem:feedback=verdict", "feedback"),
-        "self_both": ("chem", "both"), "model_feedback": ("chem", "feedback"), "model_plain": ("chem", "none"),
-        "oracle": ("chem", "peer")}
+        "self": ("chem", "peer"),
+        "self_feedback": ("chem", "feedback"),
+        "self_verdict": ("chem:feedback=verdict", "feedback"),
+        "self_both": ("chem", "both"),
+        "model_feedback": ("chem", "feedback"),
+        "model_plain": ("chem", "none"),
+        "oracle": ("chem", "peer"),
+    }
     assert seen["model_feedback"].teacher.endswith(os.path.join("chem", "teacher", "sft.pt"))
     assert {c.init_from for c in seen.values()} == {os.path.join(cfg.out, "chem", "sft", "sft.pt")}
     assert ex.with_knob("mult:digits_a=2", "feedback=verdict") == "mult:digits_a=2,feedback=verdict"
@@ -294,17 +371,43 @@ def test_premise_teachers_read_the_context_and_feedback_kind_they_name(tmp_path,
 
 def test_feedback_table_marks_the_bar_only_where_half_the_oracle_is_reached_with_a_small_se():
     def row(task, teacher, adv, se):
-        return {"task": task, "teacher": teacher, "t_adv": adv, "t_adv_se": se, "t_adv_n": 100.0, "t_rew": 0.9,
-                "avg@8": 0.2, "eval_s": 1.0, "train_s": 0.0, "seed": 1337.0, "torch": "x"}
-    rows = [row("mult", "oracle", 0.8, 0.03), row("mult", "self_feedback", 0.41, 0.05),
-            row("countdown", "oracle", 0.9, 0.02), row("countdown", "self_feedback", 0.5, 0.06),
-            row("chem", "oracle", 0.3, 0.04), row("chem", "self_feedback", 0.14, 0.02), row("chem", "self_verdict", 0.0, 0.01)]
+        return {
+            "task": task,
+            "teacher": teacher,
+            "t_adv": adv,
+            "t_adv_se": se,
+            "t_adv_n": 100.0,
+            "t_rew": 0.9,
+            "avg@8": 0.2,
+            "eval_s": 1.0,
+            "train_s": 0.0,
+            "seed": 1337.0,
+            "torch": "x",
+        }
+
+    rows = [
+        row("mult", "oracle", 0.8, 0.03),
+        row("mult", "self_feedback", 0.41, 0.05),
+        row("countdown", "oracle", 0.9, 0.02),
+        row("countdown", "self_feedback", 0.5, 0.06),
+        row("chem", "oracle", 0.3, 0.04),
+        row("chem", "self_feedback", 0.14, 0.02),
+        row("chem", "self_verdict", 0.0, 0.01),
+    ]
     md = ex.feedback_table(rows, ex.Config())
     lines = {ln.split(" | ")[0][2:]: ln for ln in md.splitlines() if ln.startswith("| ") and "±" in ln}
-    assert lines["mult"].endswith("| yes |") and lines["countdown"].endswith("| no |") and lines["chem"].endswith("| no |")
+    assert (
+        lines["mult"].endswith("| yes |")
+        and lines["countdown"].endswith("| no |")
+        and lines["chem"].endswith("| no |")
+    )
     assert "+0.410 ± 0.050 (100)" in lines["mult"] and "| 500 |" in lines["mult"]
-    assert "+0.000 ± 0.010 (100)" in lines["chem"] and lines["mult"].count(" - ") == 1  # no verdict row for mult
+    assert (
+        "+0.000 ± 0.010 (100)" in lines["chem"] and lines["mult"].count(" - ") == 1
+    )  # no verdict row for mult
     md = ex.feedback_table(rows, ex.Config(), {"recovery": [row("countdown", "self_feedback", 0.02, 0.017)]})
-    assert "| countdown | recovery | +0.020 ± 0.017 (100) |\n" in md  # only the teachers the ablation measured
+    assert (
+        "| countdown | recovery | +0.020 ± 0.017 (100) |\n" in md
+    )  # only the teachers the ablation measured
     assert "| countdown | continue (the default) | +0.500 ± 0.060 (100) |\n" in md
     assert "recovery: measured with commit 140a6b1" in md

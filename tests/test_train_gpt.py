@@ -41,10 +41,26 @@ def one_thread():
 
 def tiny_cfg(out_dir, **kw):
     """The smallest configuration that exercises every phase (seconds on one CPU core)."""
-    base = dict(stage="rl", task=TASK, preset="micro", out_dir=str(out_dir), sft_steps=30, sft_batch=16,
-                n_train=64, rl_steps=2, prompts=2, group=4, eval_n=4, eval_samples=2, eval_k=2,
-                eval_every=0, ckpt_every=1000, teacher_samples=2, distil_topk=4,
-                context="both")  # feedback and peers: every teacher-context path
+    base = dict(
+        stage="rl",
+        task=TASK,
+        preset="micro",
+        out_dir=str(out_dir),
+        sft_steps=30,
+        sft_batch=16,
+        n_train=64,
+        rl_steps=2,
+        prompts=2,
+        group=4,
+        eval_n=4,
+        eval_samples=2,
+        eval_k=2,
+        eval_every=0,
+        ckpt_every=1000,
+        teacher_samples=2,
+        distil_topk=4,
+        context="both",
+    )  # feedback and peers: every teacher-context path
     base.update(kw)
     return tg.Config(**base)
 
@@ -107,8 +123,8 @@ def test_kv_cache_sampler_equals_naive_recompute_with_left_padding():
     cache = M.KVCache(model.config.n_layer, 20)
     step_logits = [model(prompt, n_pad, cache)[:, -1]]
     for t in range(4):
-        step_logits.append(model(tok_c[:, t:t + 1], n_pad, cache)[:, -1])
-    full = model(torch.cat([prompt, tok_c[:, :4]], 1), n_pad)[:, prompt.shape[1] - 1:]
+        step_logits.append(model(tok_c[:, t : t + 1], n_pad, cache)[:, -1])
+    full = model(torch.cat([prompt, tok_c[:, :4]], 1), n_pad)[:, prompt.shape[1] - 1 :]
     assert torch.allclose(torch.stack(step_logits, 1), full, atol=1e-5)
 
 
@@ -143,13 +159,20 @@ def test_sampler_holds_eot_after_a_row_stops_and_stops_when_all_rows_did():
     torch.manual_seed(0)
     model = EotProne(M.GPTConfig(V, M.BLOCK_SIZE, *M.PRESETS["micro"]))
     prompt = torch.randint(256, (3, 4))
-    tok, lp = M.sample(model, prompt, 30, torch.zeros(3, dtype=torch.long), temperature=1.0,
-                        gen=torch.Generator().manual_seed(0), stop_id=tasks.EOT_ID)
+    tok, lp = M.sample(
+        model,
+        prompt,
+        30,
+        torch.zeros(3, dtype=torch.long),
+        temperature=1.0,
+        gen=torch.Generator().manual_seed(0),
+        stop_id=tasks.EOT_ID,
+    )
     assert tok.shape[1] < 30 and (tok[:, -1] == tasks.EOT_ID).all()
     ended = tok == tasks.EOT_ID
     first = ended.int().argmax(1)
     for b in range(3):
-        assert ended[b, first[b]:].all() and (lp[b, first[b] + 1:] == 0).all()
+        assert ended[b, first[b] :].all() and (lp[b, first[b] + 1 :] == 0).all()
     assert torch.equal(M.response_lengths(tok, tasks.EOT_ID), first + 1)
 
 
@@ -189,15 +212,22 @@ def contexts(mode, self_peer=False, **data):
 
 def test_teacher_contexts_follow_sdpo_reprompt():
     p = tasks.TASKS[TASK].generate("test", 3, 0)
-    data = dict(rows=[p[0]] * 3 + [p[1]] * 3 + [p[2]] * 3,  # groups of 3 rollouts per prompt
-                rewards=[0, 1, 1, 1, 0, 0, 0, 0, 0], texts=list("abcdefghi"),
-                feedback=["fa", "fb", "fc", "fd", "fe", "", "", "fh", "fi"])
+    data = dict(
+        rows=[p[0]] * 3 + [p[1]] * 3 + [p[2]] * 3,  # groups of 3 rollouts per prompt
+        rewards=[0, 1, 1, 1, 0, 0, 0, 0, 0],
+        texts=list("abcdefghi"),
+        feedback=["fa", "fb", "fc", "fd", "fe", "", "", "fh", "fi"],
+    )
     got = contexts("both", **data)
     tc = tasks.teacher_context
     assert got[0] == tc(p[0], feedback="fa", peer="b")  # the first successful peer
-    assert got[1] == tc(p[0], peer="c") and got[2] == tc(p[0], peer="b")  # never itself; no feedback on a success
+    assert got[1] == tc(p[0], peer="c") and got[2] == tc(
+        p[0], peer="b"
+    )  # never itself; no feedback on a success
     assert got[3] is None  # a lone success has neither: no signal
-    assert got[4] == tc(p[1], feedback="fe", peer="d") and got[5] == tc(p[1], peer="d")  # empty feedback dropped
+    assert got[4] == tc(p[1], feedback="fe", peer="d") and got[5] == tc(
+        p[1], peer="d"
+    )  # empty feedback dropped
     assert got[6] is None and got[7] == tc(p[2], feedback="fh")
     assert contexts("peer", **data)[0] == tc(p[0], peer="b")
     assert contexts("feedback", **data)[0] == tc(p[0], feedback="fa")
@@ -225,11 +255,15 @@ def test_on_support_keeps_the_states_through_the_first_token_the_oracle_rules_ou
     task = tasks.TASKS[TASK]
     p = task.generate("test", 1, 0)[0]
     k = p.solution.index("=") + 1  # the first digit of the first value, made wrong
-    bad = p.solution[:k] + str((int(p.solution[k]) + 1) % 10) + p.solution[k + 1:]
-    resp, mask = M.right_pad([tg.encode(ENC, t) + [tasks.EOT_ID] for t in (p.solution, bad)], tasks.EOT_ID, "cpu")
+    bad = p.solution[:k] + str((int(p.solution[k]) + 1) % 10) + p.solution[k + 1 :]
+    resp, mask = M.right_pad(
+        [tg.encode(ENC, t) + [tasks.EOT_ID] for t in (p.solution, bad)], tasks.EOT_ID, "cpu"
+    )
     keep = tg.on_support(task, [p, p], resp, mask)
     assert torch.equal(keep[0], mask[0])  # the reference stays on S to its end
-    assert keep[1, :k + 1].all() and not keep[1, k + 1:].any()  # the mistake's state is on S, the rest is not
+    assert (
+        keep[1, : k + 1].all() and not keep[1, k + 1 :].any()
+    )  # the mistake's state is on S, the rest is not
 
 
 def test_teacher_completions_continue_the_students_prefix_from_the_teachers_context():
@@ -246,9 +280,10 @@ def test_teacher_completions_continue_the_students_prefix_from_the_teachers_cont
     got = teacher.complete(p, ctx, ["12", ""], gen)
     for c, prefix, text in zip(ctx, ["12", ""], got):
         idx = torch.tensor([tg.encode(ENC, c + prefix)])
-        tok = M.sample(model, idx, tasks.TASKS[TASK].max_response_chars + 1, temperature=0.0,
-                       stop_id=tasks.EOT_ID)[0][0].tolist()
-        assert text == prefix + ENC.decode(tok[:tok.index(tasks.EOT_ID)] if tasks.EOT_ID in tok else tok)
+        tok = M.sample(
+            model, idx, tasks.TASKS[TASK].max_response_chars + 1, temperature=0.0, stop_id=tasks.EOT_ID
+        )[0][0].tolist()
+        assert text == prefix + ENC.decode(tok[: tok.index(tasks.EOT_ID)] if tasks.EOT_ID in tok else tok)
     assert teacher.answers(p, [None, ctx[1]], gen) == [None, got[1]]
 
 
@@ -272,7 +307,9 @@ def test_t_adv_mean_and_standard_error_match_hand_computed_values():
 def hand_rollouts(rt, problems, texts, n):
     """Rollouts with given responses, n samples per problem (rows of one problem consecutive)."""
     rows = [p for p in problems for _ in range(n)]
-    resp, mask = M.right_pad([tg.encode(ENC, t) + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, torch.device("cpu"))
+    resp, mask = M.right_pad(
+        [tg.encode(ENC, t) + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, torch.device("cpu")
+    )
     return tg.Rollouts(rows, [tg.encode(ENC, tasks.student_context(p)) for p in rows], resp, mask, texts)
 
 
@@ -302,11 +339,18 @@ def test_t_adv_of_the_student_as_its_own_teacher_is_exactly_zero_with_paired_dra
 def test_a_teacher_model_of_another_size_loads_from_its_checkpoint_and_is_measured(sft_dir, tmp_path):
     """--teacher PATH: a checkpoint of another preset (here tiny, the student micro) is the teacher."""
     big = random_model(preset="tiny")
-    M.save_checkpoint(str(tmp_path / "teacher.pt"), model=big.state_dict(), model_args=dataclasses.asdict(big.config))
-    cfg = tiny_cfg(tmp_path, stage="eval", init_from=str(sft_dir / "sft.pt"), teacher=str(tmp_path / "teacher.pt"))
+    M.save_checkpoint(
+        str(tmp_path / "teacher.pt"), model=big.state_dict(), model_args=dataclasses.asdict(big.config)
+    )
+    cfg = tiny_cfg(
+        tmp_path, stage="eval", init_from=str(sft_dir / "sft.pt"), teacher=str(tmp_path / "teacher.pt")
+    )
     student = tg.model_from(tg.load_checkpoint(cfg.init_from), cfg.init_from, V)
     teacher = tg.make_teacher(cfg, cpu_rt(), student)
-    assert teacher.kind == "checkpoint" and teacher.model.config.n_embd == M.PRESETS["tiny"][2] != student.config.n_embd
+    assert (
+        teacher.kind == "checkpoint"
+        and teacher.model.config.n_embd == M.PRESETS["tiny"][2] != student.config.n_embd
+    )
     m = tg.run(cfg)["eval"]
     assert m["t_adv_n"] >= 1 and -1 <= m["t_adv"] <= 1 and m["t_adv"] == m["t_adv"]
 
@@ -337,7 +381,9 @@ def test_every_method_gives_a_finite_loss_and_moves_the_parameters(method, sft_d
     assert len(steps) == 2 and all(math.isfinite(r["loss"]) for r in steps)
     assert all(0 <= r["signal"] <= 1 and r["len"] >= 1 and not r["recov"] > 1 for r in steps)
     assert not torch.equal(params(res["model"]), before)
-    assert (out / f"rl_{method}.pt").exists() and same_rows(tg.read_jsonl(str(out / f"rl_{method}.jsonl")), res["rows"])
+    assert (out / f"rl_{method}.pt").exists() and same_rows(
+        tg.read_jsonl(str(out / f"rl_{method}.jsonl")), res["rows"]
+    )
 
 
 @pytest.mark.parametrize("teacher", ["ema", "frozen", "oracle", "checkpoint"])
@@ -346,7 +392,9 @@ def test_every_teacher_kind_trains(teacher, sft_dir, tmp_path, mixed_rewards):
     name = str(sft_dir / "sft.pt") if teacher == "checkpoint" else teacher
     res = tg.run(tiny_cfg(out, teacher=name))
     assert all(math.isfinite(r["loss"]) for r in res["rows"] if "loss" in r)
-    evals = [r for r in tg.read_jsonl(str(out / "rl_distil.jsonl")) if "pass@1" in r]  # t_adv at every evaluation
+    evals = [
+        r for r in tg.read_jsonl(str(out / "rl_distil.jsonl")) if "pass@1" in r
+    ]  # t_adv at every evaluation
     assert len(evals) == 2 and all(-1 <= r["t_adv"] <= 1 and r["t_adv_n"] >= 1 for r in evals)
     if teacher in ("ema", "frozen"):  # the teacher's weights travel with the checkpoint
         ck = tg.load_checkpoint(str(out / "rl_distil.pt"))
@@ -391,9 +439,13 @@ def ddp_worker(rank, world, out, result_dir):
     through a file (no TCP port to race for); main() uses a group it finds already initialised."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{result_dir}/rendezvous", rank=rank, world_size=world)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{result_dir}/rendezvous", rank=rank, world_size=world
+    )
     res = tg.run(tiny_cfg(out, device="cpu"))
-    torch.save({"params": params(res["model"]), "rows": res["rows"]}, os.path.join(result_dir, f"rank{rank}.pt"))
+    torch.save(
+        {"params": params(res["model"]), "rows": res["rows"]}, os.path.join(result_dir, f"rank{rank}.pt")
+    )
     dist.barrier()
     dist.destroy_process_group()
     # Skip interpreter finalisation: gloo's worker threads can race Python's teardown and abort a
@@ -414,28 +466,49 @@ def test_ddp_gloo_two_ranks_keep_parameters_identical(sft_dir, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["distil", "distil_token", "distil_sampled", "sdpo"])
-def test_costs_on_the_oracles_support_train_and_differ_from_costs_everywhere(method, sft_dir, tmp_path, mixed_rewards):
-    def run(states):
-        (tmp_path / states).mkdir()
-        return tg.run(tiny_cfg(rl_dir(sft_dir, tmp_path / states), method=method, teacher="oracle", states=states, rl_steps=1))
-    runs = {s: run(s) for s in ("all", "support", "support_free")}
-    loss = {s: [r["loss"] for r in res["rows"] if "loss" in r][0] for s, res in runs.items()}
-    assert math.isfinite(loss["support"]) and loss["support"] != loss["all"]  # same rollouts, fewer costs
-    if method in ("distil", "distil_sampled"):  # sequence level: the exit from S is priced (token level: no price)
-        assert loss["support"] > loss["support_free"]
-    else:
-        assert loss["support"] == loss["support_free"]
+def test_costs_on_the_oracles_support_train_and_differ_from_costs_everywhere(
+    method, sft_dir, tmp_path, mixed_rewards
+):
+    def run(states, exit_price):
+        (tmp_path / f"{states}_{exit_price}").mkdir()
+        out = tmp_path / f"{states}_{exit_price}"
+        cfg = tiny_cfg(rl_dir(sft_dir, out), method=method, teacher="oracle", states=states, rl_steps=1)
+        return tg.run(dataclasses.replace(cfg, exit_price=exit_price))
+
+    runs = {(s, e): run(s, e) for s, e in (("all", "oracle"), ("support", "oracle"), ("support", "free"))}
+    runs["support", "teacher"] = run("support", "teacher")
+    loss = {k: [r["loss"] for r in res["rows"] if "loss" in r][0] for k, res in runs.items()}
+    assert math.isfinite(loss["support", "oracle"]) and loss["support", "oracle"] != loss["all", "oracle"]
+    # the oracle teacher's surprise at a token it rules out is the oracle's exit price itself
+    if method != "distil_sampled":  # (there: a sampled estimate of the surprise)
+        assert loss["support", "teacher"] == pytest.approx(loss["support", "oracle"], rel=1e-5)
+    if method in ("distil", "distil_sampled"):  # sequence level: the exit from S is priced
+        assert loss["support", "oracle"] > loss["support", "free"]
+    else:  # token level: no price
+        assert loss["support", "oracle"] == loss["support", "free"]
 
 
 # -----------------------------------------------------------------------------
 # What a user sees when something is wrong
 
 
-@pytest.mark.parametrize("flag,value,accepted", [
-    ("--task", "nope", "mult"), ("--method", "ppo", "distil_sampled"), ("--teacher", "bigger", "oracle"),
-    ("--preset", "huge", "gpt2"), ("--stop", "never", D.STOP_RULES[0]), ("--task", "mult:digits=2", "digits_a"),
-    ("--rl_lr", "-1", ">= 0"), ("--horizon", "5", "0 or >= 26"), ("--prompts", "0", ">= 1"), ("--ema_tau", "2", "[0, 1]"), ("--eval_k", "9", "eval_samples"),
-    ("--states", "some", "support")])
+@pytest.mark.parametrize(
+    "flag,value,accepted",
+    [
+        ("--task", "nope", "mult"),
+        ("--method", "ppo", "distil_sampled"),
+        ("--teacher", "bigger", "oracle"),
+        ("--preset", "huge", "gpt2"),
+        ("--stop", "never", D.STOP_RULES[0]),
+        ("--task", "mult:digits=2", "digits_a"),
+        ("--rl_lr", "-1", ">= 0"),
+        ("--horizon", "5", "0 or >= 26"),
+        ("--prompts", "0", ">= 1"),
+        ("--ema_tau", "2", "[0, 1]"),
+        ("--eval_k", "9", "eval_samples"),
+        ("--states", "some", "support"),
+    ],
+)
 def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, accepted, capsys):
     with pytest.raises(SystemExit):
         tg.parse_args([flag, value])
@@ -477,7 +550,9 @@ def test_help_lists_every_field_with_its_comment(capsys):
         tg.parse_args(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "cosine to 10%" in out
-    assert all(f"--{name}" in out for name in tg.field_help()) and len(tg.field_help()) == len(tg.Config.__dataclass_fields__)
+    assert all(f"--{name}" in out for name in tg.field_help()) and len(tg.field_help()) == len(
+        tg.Config.__dataclass_fields__
+    )
 
 
 def test_checkpoint_errors_are_one_line_and_name_the_mismatch(sft_dir, tmp_path):
@@ -537,16 +612,40 @@ def test_step_metrics_are_named_and_computed_from_the_rollouts():
     and reward, from a hand-made batch; GRPO reads no teacher, so H× and KL are not measured."""
     rt, model = cpu_rt(), random_model()
     problems = rt.task.generate("test", 1, 0) * 4
-    resp, mask = M.right_pad([[65, 66, tasks.EOT_ID], [67, tasks.EOT_ID], [65, 66, 67, 68, tasks.EOT_ID], [70, tasks.EOT_ID]],
-                             tasks.EOT_ID, "cpu")
-    ro = tg.Rollouts(problems, [tg.encode(ENC, tasks.student_context(p)) for p in problems], resp, mask,
-                     texts=["a"] * 4, rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]), feedback=[""] * 4)
-    rt.task = type("RecoversOnFirstRow", (), {"max_response_chars": 57,  # has_recovery is the task's
-                   "has_recovery": lambda self, p, t: t == "r"})()
+    resp, mask = M.right_pad(
+        [[65, 66, tasks.EOT_ID], [67, tasks.EOT_ID], [65, 66, 67, 68, tasks.EOT_ID], [70, tasks.EOT_ID]],
+        tasks.EOT_ID,
+        "cpu",
+    )
+    ro = tg.Rollouts(
+        problems,
+        [tg.encode(ENC, tasks.student_context(p)) for p in problems],
+        resp,
+        mask,
+        texts=["a"] * 4,
+        rewards=torch.tensor([1.0, 0.0, 1.0, 1.0]),
+        feedback=[""] * 4,
+    )
+    rt.task = type(
+        "RecoversOnFirstRow",
+        (),
+        {
+            "max_response_chars": 57,  # has_recovery is the task's
+            "has_recovery": lambda self, p, t: t == "r",
+        },
+    )()
     ro.texts[0] = "r"
     cfg = tiny_cfg(".", method="grpo")
-    m = tg.rl_update(cfg, rt, model, model.configure_optimizers(1e-4, 0.0, False), ro, tg.teacher_signal(cfg, rt, None, ro, None),
-                     0, "none")
+    m = tg.rl_update(
+        cfg,
+        rt,
+        model,
+        model.configure_optimizers(1e-4, 0.0, False),
+        ro,
+        tg.teacher_signal(cfg, rt, None, ro, None),
+        0,
+        "none",
+    )
     assert m["len"] == 12 / 4 and m["signal"] == 1.0 and m["recov"] == 1 / 3 and m["reward"] == 0.75
     assert math.isnan(m["H×"]) and math.isnan(m["KL"]) and m["tokens"] == 12
 
@@ -588,5 +687,8 @@ def test_compiled_training_forward_equals_eager_on_the_micro_preset():
         assert torch.allclose(a, b, atol=1e-5)
         a.logsumexp(-1).mean().backward()
         b.logsumexp(-1).mean().backward()
-    assert torch.allclose(torch.cat([p.grad.flatten() for p in eager.parameters()]),
-                          torch.cat([p.grad.flatten() for p in compiled.parameters()]), atol=1e-5)
+    assert torch.allclose(
+        torch.cat([p.grad.flatten() for p in eager.parameters()]),
+        torch.cat([p.grad.flatten() for p in compiled.parameters()]),
+        atol=1e-5,
+    )
