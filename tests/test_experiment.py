@@ -292,7 +292,13 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
 
 @pytest.mark.parametrize(
     "logs",
-    ["dagger_*.jsonl", "self_*.jsonl", "earlier/*.jsonl", "exit_price/mult_*.jsonl", "exit/countdown_*.jsonl"],
+    [
+        "dagger_*.jsonl",
+        "self_*.jsonl",
+        "earlier/*.jsonl",
+        "exit_price/mult_*.jsonl",
+        "exit/countdown_*.jsonl",
+    ],
 )
 def test_the_readmes_run_tables_are_printed_from_the_committed_logs(logs):
     paths = sorted(glob.glob(os.path.join(ROOT, "results", "trainer_checks", logs)))
