@@ -162,7 +162,7 @@ def task_specs(cfg, sweep=True):
     try:
         names = [tasks.make_task(s).name for s in specs]
     except ValueError as e:
-        raise SystemExit(f"error: --tasks: {e}")
+        raise SystemExit(f"error: --tasks: {e}") from None
     if len(steps) != len(specs):
         raise SystemExit(f"error: --sft_steps has {len(steps)} values for {len(specs)} tasks")
     if sweep and cfg.sweep_task not in names:
@@ -253,7 +253,7 @@ def mean_of_tasks(records, sfts):
                 "passn": passn,
             }
         )
-    keys = [k for k in sfts[0]["eval"]]
+    keys = list(sfts[0]["eval"])
     sft = {
         "task": MEAN,
         "eval": {k: statistics.fmean(s["eval"][k] for s in sfts) for k in keys},
@@ -486,9 +486,10 @@ def plan(cfg):
         for name, spec, _ in specs:
             for m in methods:
                 deps = [("sft", name)] + [("sweep", m, lr) for lr in lrs]
-                build = lambda res, name=name, spec=spec, m=m, seed=seed, deps=deps: rl_job(
-                    "main", name, spec, m, select_lr([res[d] for d in deps[1:]]), seed
-                )
+
+                def build(res, name=name, spec=spec, m=m, seed=seed, deps=deps):
+                    return rl_job("main", name, spec, m, select_lr([res[d] for d in deps[1:]]), seed)
+
                 jobs.append((("main", name, m, seed), deps, build))
     return jobs
 
@@ -561,7 +562,10 @@ def run_all(cfg, stats, jobs=None):
 
 def write_csv(path, rows):
     fields = ["phase", "task", "method", "lr", "metric", "x", "mean", "std", "n"]
-    fmt = lambda v: f"{v:.6g}" if isinstance(v, float) else v
+
+    def fmt(v):
+        return f"{v:.6g}" if isinstance(v, float) else v
+
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
@@ -586,7 +590,10 @@ def report(rows, cfg):
     get = defaultdict(dict)  # (phase, task, method, lr, metric) -> {x: (mean, std, n)}
     for r in rows:
         get[r["phase"], r["task"], r["method"], r["lr"], r["metric"]][r["x"]] = (r["mean"], r["std"], r["n"])
-    val = lambda key, x, i=0: get.get(key, {}).get(x, (math.nan, math.nan, 0))[i]
+
+    def val(key, x, i=0):
+        return get.get(key, {}).get(x, (math.nan, math.nan, 0))[i]
+
     meta = {r["metric"]: r["mean"] for r in rows if r["phase"] == "meta" and not r["task"]}
     specs = {r["task"]: (r["method"], int(r["mean"])) for r in rows if r["metric"] == "sft_steps"}
     names = list(dict.fromkeys(r["task"] for r in rows if r["phase"] == "sft"))  # the tasks, then MEAN
@@ -629,7 +636,10 @@ def report(rows, cfg):
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in names:
-        v = lambda k, x=0: val(("sft", t, "sft", "", k), x)
+
+        def v(k, x=0):
+            return val(("sft", t, "sft", "", k), x)
+
         spec, steps = specs.get(t, (t, "-"))
         L.append(
             f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('pass@8'):.3f} | {v('avg@8'):.3f} | "
@@ -651,7 +661,10 @@ def report(rows, cfg):
             + " | - | - |"
         )
         for m in methods:
-            key = lambda k: ("main", t, m, lr_of[m], k)
+
+            def key(k):
+                return ("main", t, m, lr_of[m], k)
+
             cells = " | ".join(pm(val(key(k), x), val(key(k), x, 1)) for k in METRICS for x in (early, end))
             st, n = val(key("steps_to_threshold"), ""), val(key("steps_to_threshold"), "", 2)
             L.append(
@@ -1024,8 +1037,13 @@ def summary(by_teacher, cfg):
     live, end, early = by_teacher["self"], cfg.rl_steps, cfg.early_step
     methods = list(dict.fromkeys(r["method"] for r in live if r["phase"] == "main"))
     lr_of = {r["method"]: r["lr"] for r in live if r["phase"] == "main"}
-    cell = lambda t, m, k, x: pm(*get.get((t, "main", MEAN, m, k), {}).get(x, (math.nan, math.nan)))
-    sft = lambda k, x=0: get[("self", "sft", MEAN, "sft", k)].get(x, (math.nan,))[0]
+
+    def cell(t, m, k, x):
+        return pm(*get.get((t, "main", MEAN, m, k), {}).get(x, (math.nan, math.nan)))
+
+    def sft(k, x=0):
+        return get[("self", "sft", MEAN, "sft", k)].get(x, (math.nan,))[0]
+
     n = max(get[("self", "sft", MEAN, "sft", "pass@N")])
     names = [t for t in dict.fromkeys(r["task"] for r in live if r["phase"] == "sft") if t != MEAN]
     L = [
@@ -1040,7 +1058,10 @@ def summary(by_teacher, cfg):
         f"{sft('pass@N', n):.3f} | - |",
     ]
     for m in methods:
-        drops = lambda k: sum(int(get[("self", "main", t, m, k)][""][0]) for t in names)
+
+        def drops(k):
+            return sum(int(get[("self", "main", t, m, k)][""][0]) for t in names)
+
         L.append(
             f"| {m}{' (oracle teacher)' if m in ORACLE_METHODS else ''} | {lr_of[m]} | {cell('self', m, 'pass@1', early)} | "
             f"{cell('self', m, 'pass@1', end)} | {cell('self', m, 'pass@8', end)} | {cell('self', m, 'avg@8', end)} | "
@@ -1138,14 +1159,19 @@ def run_table(paths):
                 f"error: --table {path}: no evaluation or step rows (a train_gpt.py RL log is accepted)"
             )
         avg = next(k for k in evals[0] if k.startswith("avg@"))
-        mean = lambda k, rs: (
-            statistics.fmean(r[k] for r in rs)
-            if all(math.isfinite(r.get(k, math.nan)) for r in rs)
-            else math.nan
-        )
-        span = lambda k: " → ".join(
-            "–" if math.isnan(v) else f"{v:.2f}" for v in (mean(k, steps[:5]), mean(k, steps[-10:]))
-        )
+
+        def mean(k, rs):
+            return (
+                statistics.fmean(r[k] for r in rs)
+                if all(math.isfinite(r.get(k, math.nan)) for r in rs)
+                else math.nan
+            )
+
+        def span(k):
+            return " → ".join(
+                "–" if math.isnan(v) else f"{v:.2f}" for v in (mean(k, steps[:5]), mean(k, steps[-10:]))
+            )
+
         head = head or (
             f"| run | greedy pass@1 at step {' → '.join(str(r['step']) for r in evals)} | {avg} | ent | H× | len |",
             "| --- | --- | --- | --- | --- | --- |",
@@ -1189,7 +1215,7 @@ def main(cfg):
                 "rerun the same command to continue",
                 flush=True,
             )
-            raise SystemExit(130)
+            raise SystemExit(130) from None
         finally:
             if stats["ran"]:  # the wall clock of the experiment: invocations that trained something
                 with open(clock, "w") as f:

@@ -145,12 +145,12 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=False),
-            )
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),
+                "wpe": nn.Embedding(config.block_size, config.n_embd),
+                "h": nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                "ln_f": nn.LayerNorm(config.n_embd, bias=False),
+            }
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
@@ -335,7 +335,9 @@ def load_checkpoint(path, what="checkpoint"):
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say so in one line
-        raise SystemExit(f"error: {what} {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]})")
+        raise SystemExit(
+            f"error: {what} {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]})"
+        ) from None
     if not isinstance(ck, dict) or not {"model", "model_args"} <= set(ck):
         raise SystemExit(f"error: {what} {path} is not a train_gpt.py checkpoint (no model/model_args)")
     return ck

@@ -48,7 +48,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import tiktoken
 
@@ -66,7 +66,7 @@ SFT_TARGETS = ("continue", "recovery", "reference")  # undo tasks' teacher-forma
 # Tokenizer, problems, contexts, text helpers
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_tokenizer() -> tiktoken.Encoding:
     """Byte-level tiktoken encoding, offline: ids 0..255 are bytes, EOT_ID is EOT."""
     return tiktoken.Encoding(
@@ -996,9 +996,77 @@ class ListProg(Task):
 # science: our own chemical formula parser and an exact balancer
 
 ELEMENTS = frozenset(
-    """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni
-    Cu Zn Ga Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Hf Ta W
-    Re Os Ir Pt Au Hg Tl Pb Bi""".split()
+    [
+        "H",
+        "He",
+        "Li",
+        "Be",
+        "B",
+        "C",
+        "N",
+        "O",
+        "F",
+        "Ne",
+        "Na",
+        "Mg",
+        "Al",
+        "Si",
+        "P",
+        "S",
+        "Cl",
+        "Ar",
+        "K",
+        "Ca",
+        "Sc",
+        "Ti",
+        "V",
+        "Cr",
+        "Mn",
+        "Fe",
+        "Co",
+        "Ni",
+        "Cu",
+        "Zn",
+        "Ga",
+        "Ge",
+        "As",
+        "Se",
+        "Br",
+        "Kr",
+        "Rb",
+        "Sr",
+        "Y",
+        "Zr",
+        "Nb",
+        "Mo",
+        "Tc",
+        "Ru",
+        "Rh",
+        "Pd",
+        "Ag",
+        "Cd",
+        "In",
+        "Sn",
+        "Sb",
+        "Te",
+        "I",
+        "Xe",
+        "Cs",
+        "Ba",
+        "La",
+        "Hf",
+        "Ta",
+        "W",
+        "Re",
+        "Os",
+        "Ir",
+        "Pt",
+        "Au",
+        "Hg",
+        "Tl",
+        "Pb",
+        "Bi",
+    ]
 )
 _TOKEN = re.compile(r"([A-Z][a-z]?|\(|\))([0-9]*)")
 
@@ -1206,7 +1274,7 @@ def reaction_families() -> dict:
     }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _balanced_families() -> tuple:
     """(family, reactants, products, coefficients) for every equation of reaction_families()
     that balances uniquely with positive coefficients; computed once (a few seconds)."""

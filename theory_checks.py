@@ -608,9 +608,9 @@ def check_t5(cfg):
 
 
 T6_TEACHERS = {
-    "exact": dict(strength=1.0, noise=0.0, prior=1.0),  # π(·|s, success), up to eps
-    "noisy": dict(strength=1.0, noise=1.0, prior=1.0),  # reads the feedback imperfectly
-    "noisy, own prior": dict(strength=1.0, noise=1.0, prior=0.5),
+    "exact": {"strength": 1.0, "noise": 0.0, "prior": 1.0},  # π(·|s, success), up to eps
+    "noisy": {"strength": 1.0, "noise": 1.0, "prior": 1.0},  # reads the feedback imperfectly
+    "noisy, own prior": {"strength": 1.0, "noise": 1.0, "prior": 0.5},
 }  # ... and flattens the student
 T6_DELTA = 0.02  # policy change per step, E_{d^π} KL(π‖π') in nats: TRPO's usual scale (0.01–0.05)
 
@@ -754,7 +754,7 @@ def stop_instance(entropy, H=5, eps=STOP_EPS):
     )
     mdp = tm.TreeMDP(H, 3, rewards, end=True)
     Q = tm.optimal_q(mdp)
-    best = (Q == Q.max(-1, keepdim=True).values).to(D)
+    best = (Q.max(-1, keepdim=True).values == Q).to(D)
     if not entropy:
         best = torch.nn.functional.one_hot(best.argmax(-1), 3).to(D)
     return mdp, (1 - eps) * best / best.sum(-1, keepdim=True) + eps / 3

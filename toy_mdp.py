@@ -75,7 +75,7 @@ class TreeMDP:
             raise ValueError(f"rewards must have A^H = {self.n_leaves} leaves, got {self.rewards.shape[-1]}")
         # alive[s]: s is a response state (its prefix holds no END) — where the student acts and pays
         alive = [torch.ones(1, dtype=torch.bool)]
-        for t in range(1, self.horizon + 1):
+        for _ in range(1, self.horizon + 1):
             keep = torch.ones(self.branching, dtype=torch.bool)
             keep[-1] = not self.end
             alive.append((alive[-1].unsqueeze(-1) & keep).flatten())

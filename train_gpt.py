@@ -299,7 +299,7 @@ def problem_sets(cfg, task):
             task, cfg.n_train, cfg.eval_n, cfg.seed if cfg.data_seed < 0 else cfg.data_seed, cfg.val_n
         )
     except ValueError as e:
-        raise SystemExit(f"error: --{e}")
+        raise SystemExit(f"error: --{e}") from None
     return train, val if cfg.eval_split == "val" else test
 
 
@@ -721,9 +721,9 @@ def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every
         [r for r in read_jsonl(log_path) if r["step"] < start] if rt.rank == 0 else [],
         time.time(),
     )
-    save = lambda step: (
-        rt.rank == 0
-        and save_checkpoint(
+
+    def save(step):
+        return rt.rank == 0 and save_checkpoint(
             path,
             model=raw.state_dict(),
             model_args=dataclasses.asdict(raw.config),
@@ -733,7 +733,7 @@ def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every
             stage=stage.split("_")[0],
             **{k: f() for k, f in state.items()},
         )
-    )
+
     if rt.rank == 0:
         with open(log_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
@@ -745,7 +745,10 @@ def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every
             if rt.rank == 0:
                 append_jsonl(log_path, m)
             if step % every == 0 or step == total - 1:
-                cell = lambda k, spec: format(m[k], spec) if k in m and m[k] == m[k] else "-"
+
+                def cell(k, spec):
+                    return format(m[k], spec) if k in m and m[k] == m[k] else "-"
+
                 rt.log(
                     f"{stage.split('_')[0]} {step:4d}/{total} | "
                     + " | ".join(f"{k} {cell(k, f)}" for k, f in line_keys)
@@ -923,7 +926,10 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
-    per = lambda key, n: s[key] / s[n] if s[n] and (key not in ("H×", "KL") or "logp" in sig) else math.nan
+
+    def per(key, n):
+        return s[key] / s[n] if s[n] and (key not in ("H×", "KL") or "logp" in sig) else math.nan
+
     return {
         "loss": s["loss"] / s["ranks"],
         "reward": per("reward", "rollouts"),
@@ -1047,9 +1053,9 @@ def bench(cfg, rt):
 
     class EveryRow(ModelTeacher):  # feedback on a corrupted attempt and/or a reference solution as the peer
         def contexts(self, problems, *_):
-            fb = lambda p: (
-                rt.task.verify(p, rt.task.corrupt(p, rng))[1] if self.cfg.context != "peer" else None
-            )
+            def fb(p):
+                return rt.task.verify(p, rt.task.corrupt(p, rng))[1] if self.cfg.context != "peer" else None
+
             return [
                 tasks.teacher_context(p, fb(p), p.solution if self.cfg.context != "feedback" else None)
                 for p in problems

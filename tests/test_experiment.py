@@ -150,28 +150,28 @@ def test_validation_problems_are_distinct_and_never_in_the_training_list():
 
 
 def tiny(tmp_path, **kw):
-    base = dict(
-        tasks="mult:digits_a=2,digits_b=1",
-        sft_steps="10",
-        methods="distil,distil_sampled",
-        seeds="1",
-        lrs="1e-4",
-        preset="micro",
-        n_train=200,
-        rl_steps=2,
-        eval_every=1,
-        early_step=1,
-        eval_n=4,
-        val_n=4,
-        prompts=2,
-        group=4,
-        passn_samples=2,
-        jobs=1,
-        out=str(tmp_path / "runs"),
-        results=str(tmp_path / "results"),
-        figures=str(tmp_path / "figures"),
-        readme="",
-    )
+    base = {
+        "tasks": "mult:digits_a=2,digits_b=1",
+        "sft_steps": "10",
+        "methods": "distil,distil_sampled",
+        "seeds": "1",
+        "lrs": "1e-4",
+        "preset": "micro",
+        "n_train": 200,
+        "rl_steps": 2,
+        "eval_every": 1,
+        "early_step": 1,
+        "eval_n": 4,
+        "val_n": 4,
+        "prompts": 2,
+        "group": 4,
+        "passn_samples": 2,
+        "jobs": 1,
+        "out": str(tmp_path / "runs"),
+        "results": str(tmp_path / "results"),
+        "figures": str(tmp_path / "figures"),
+        "readme": "",
+    }
     base.update(kw)
     return ex.Config(**base)
 
@@ -345,7 +345,7 @@ def test_premise_teachers_read_the_context_and_feedback_kind_they_name(tmp_path,
 
     def fake_run(c):
         seen[c.out_dir.rsplit("premise_", 1)[1]] = c
-        return {"eval": {k: 0.5 for k in ex.PREMISE_FIELDS[2:7]}}
+        return {"eval": dict.fromkeys(ex.PREMISE_FIELDS[2:7], 0.5)}
 
     monkeypatch.setattr(tg, "run", fake_run)
     cfg = tiny(tmp_path)

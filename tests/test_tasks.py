@@ -565,7 +565,7 @@ def test_mult_expert_restates_the_wrong_line_and_sums_only_values_in_view(proble
                         if "*" in ln and int(ln.split("=")[1]) == eval_product(ln.split("=")[0])
                     }
                     assert set(lhs.split("+")) <= shown, (text, line)
-            if any(l not in p.solution.split("\n") for l in bad[:k]):
+            if any(line not in p.solution.split("\n") for line in bad[:k]):
                 assert task.has_recovery(p, text)
 
 

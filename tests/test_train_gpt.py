@@ -41,26 +41,26 @@ def one_thread():
 
 def tiny_cfg(out_dir, **kw):
     """The smallest configuration that exercises every phase (seconds on one CPU core)."""
-    base = dict(
-        stage="rl",
-        task=TASK,
-        preset="micro",
-        out_dir=str(out_dir),
-        sft_steps=30,
-        sft_batch=16,
-        n_train=64,
-        rl_steps=2,
-        prompts=2,
-        group=4,
-        eval_n=4,
-        eval_samples=2,
-        eval_k=2,
-        eval_every=0,
-        ckpt_every=1000,
-        teacher_samples=2,
-        distil_topk=4,
-        context="both",
-    )  # feedback and peers: every teacher-context path
+    base = {
+        "stage": "rl",
+        "task": TASK,
+        "preset": "micro",
+        "out_dir": str(out_dir),
+        "sft_steps": 30,
+        "sft_batch": 16,
+        "n_train": 64,
+        "rl_steps": 2,
+        "prompts": 2,
+        "group": 4,
+        "eval_n": 4,
+        "eval_samples": 2,
+        "eval_k": 2,
+        "eval_every": 0,
+        "ckpt_every": 1000,
+        "teacher_samples": 2,
+        "distil_topk": 4,
+        "context": "both",
+    }  # feedback and peers: every teacher-context path
     base.update(kw)
     return tg.Config(**base)
 
@@ -212,12 +212,12 @@ def contexts(mode, self_peer=False, **data):
 
 def test_teacher_contexts_follow_sdpo_reprompt():
     p = tasks.TASKS[TASK].generate("test", 3, 0)
-    data = dict(
-        rows=[p[0]] * 3 + [p[1]] * 3 + [p[2]] * 3,  # groups of 3 rollouts per prompt
-        rewards=[0, 1, 1, 1, 0, 0, 0, 0, 0],
-        texts=list("abcdefghi"),
-        feedback=["fa", "fb", "fc", "fd", "fe", "", "", "fh", "fi"],
-    )
+    data = {
+        "rows": [p[0]] * 3 + [p[1]] * 3 + [p[2]] * 3,  # groups of 3 rollouts per prompt
+        "rewards": [0, 1, 1, 1, 0, 0, 0, 0, 0],
+        "texts": list("abcdefghi"),
+        "feedback": ["fa", "fb", "fc", "fd", "fe", "", "", "fh", "fi"],
+    }
     got = contexts("both", **data)
     tc = tasks.teacher_context
     assert got[0] == tc(p[0], feedback="fa", peer="b")  # the first successful peer
@@ -405,7 +405,10 @@ def test_every_teacher_kind_trains(teacher, sft_dir, tmp_path, mixed_rewards):
 
 def same_rows(a, b):
     """Log rows equal up to the timings (nan, a metric not measured, equal to nan)."""
-    strip = lambda rows: json.dumps([{k: v for k, v in r.items() if not k.startswith("time_")} for r in rows])
+
+    def strip(rows):
+        return json.dumps([{k: v for k, v in r.items() if not k.startswith("time_")} for r in rows])
+
     return strip(a) == strip(b)
 
 
@@ -414,7 +417,7 @@ def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(sft_dir, tmp_path,
     full_dir.mkdir(), cut_dir.mkdir()
     for d in (full_dir, cut_dir):
         rl_dir(sft_dir, d)
-    cfg = dict(rl_steps=4, eval_every=2, teacher="ema")
+    cfg = {"rl_steps": 4, "eval_every": 2, "teacher": "ema"}
     full = tg.run(tiny_cfg(full_dir, **cfg))["rows"]
     real = tg.teacher_signal
     calls = []
