@@ -15,7 +15,7 @@ steps (H×_t depends on s_t, not y_t, with f held fixed for the step); b_t does 
 The end (theory_checks T7): ending is a move to a state with no future cost, so the literal sum
 pays the student to stop. stop="horizon" (default) minimises instead, on a fixed horizon H,
 
-    L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1)·σ(y) ],   σ = −log π_T(y_|y| | s_|y|)   (the teacher's surprise at the end)
+    L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1)·σ(y) ],   σ = −log π_T(y_|y| | s_|y|)   (the surprise at the end)
 
 σ does not depend on θ, so it joins every cost-to-go; "surprise" prices the end once, "literal" is
 the paper's sum. states= restricts the costs to a set S decided by y_<t (the expert's support), and
@@ -203,7 +203,8 @@ def _check(
         bad = on.unsqueeze(-1) & ((teacher_tokens < 0) | (teacher_tokens >= V))
         if bad.any():
             raise ValueError(
-                f"teacher_tokens must be in [0, V={V}) where mask is 1; got {teacher_tokens[bad][:5].tolist()}"
+                f"teacher_tokens must be in [0, V={V}) where mask is 1; got "
+                f"{teacher_tokens[bad][:5].tolist()}"
             )
     if rewards is not None and rewards.shape != (B,):
         raise ValueError(f"rewards must be (B,) = ({B},), got {tuple(rewards.shape)}")

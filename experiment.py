@@ -85,7 +85,8 @@ PREMISE_KINDS |= {"model_plain": ("model", "none", ""), "oracle": ("oracle", "pe
 FEEDBACK_CSV = (
     "premise_feedback.csv"  # --premise --premise_csv this: the feedback study (results/feedback.md)
 )
-# the same measured at checkpoints SFT'd with another tasks.py sft_target (the ablation of sft_target=continue)
+# the same measured at checkpoints SFT'd with another tasks.py sft_target (the ablation of
+# sft_target=continue)
 SFT_ABLATIONS = {"recovery": "premise_sft_recovery.csv", "reference": "premise_sft_reference.csv"}
 ABLATION_NOTES = {
     "recovery": "measured with commit 140a6b1's tasks.py, whose fix was one ';'-separated line "
@@ -609,7 +610,8 @@ def report(rows, cfg):
         f"Command: `python experiment.py{flag}`. distil_sampled's teacher is the oracle; grpo never reads a "
         f"teacher. Hardware: 2 shared CPU cores{', torch ' + torch_version if torch_version else ''}, "
         f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
-        f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times {tg.fmt_time(meta.get('run_time_s', 0))}).",
+        f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times "
+        f"{tg.fmt_time(meta.get('run_time_s', 0))}).",
         "",
         f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
         f"{cfg.group} rollouts; test evaluation every {cfg.eval_every} steps; early budget = step {early}; "
@@ -837,16 +839,11 @@ def premise(cfg):
     todo = [s for s in specs if {(s[0], t) for t in teachers} - {(r["task"], r["teacher"]) for r in rows}]
     jobs = [(("sft", n), [], lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
     if any(PREMISE_KINDS[t][0] == "model" for t in teachers):
-        jobs += [
-            (
-                ("teacher", n),
-                [],
-                lambda res, j=sft_job(cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0, preset=cfg.teacher_preset): (
-                    j
-                ),
+        for n, s, k in todo:
+            job = sft_job(
+                cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0, preset=cfg.teacher_preset
             )
-            for n, s, k in todo
-        ]
+            jobs.append((("teacher", n), [], lambda res, j=job: j))
     results = run_all(cfg, {"ran": 0}, jobs)
     for name, spec, _ in todo:
         for t in (t for t in teachers if (name, t) not in {(r["task"], r["teacher"]) for r in rows}):
@@ -892,9 +889,12 @@ def premise_table(rows, cfg):
         PREMISE_START,
         "",
         f"`python experiment.py --premise`: t_adv at the SFT student's states on {cfg.eval_n} test "
-        f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each from teacher "
-        f"and student), seed {int(rows[0]['seed'])}; 2 shared CPU cores, torch {rows[0]['torch']}, one thread; "
-        f"wall time {tg.fmt_time(total)} (the teacher models' training and the measurements, not the SFT runs).",
+        f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each "
+        "from teacher "
+        f"and student), seed {int(rows[0]['seed'])}; 2 shared CPU cores, torch {rows[0]['torch']}, one "
+        "thread; "
+        f"wall time {tg.fmt_time(total)} (the teacher models' training and the measurements, not the SFT "
+        "runs).",
         "",
         "| task | teacher | t_adv ± SE | cuts | teacher's t_rew | student's avg@8 | time |",
         "|---|---|---|---|---|---|---|",
@@ -902,7 +902,8 @@ def premise_table(rows, cfg):
     for r in rows:
         time_s = r["eval_s"] + r["train_s"]
         L.append(
-            f"| {r['task']} | {names.get(r['teacher'], r['teacher'])} | {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
+            f"| {r['task']} | {names.get(r['teacher'], r['teacher'])} | {r['t_adv']:+.3f} ± "
+            f"{r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
             f"{r['t_rew']:.3f} | {r['avg@8']:.3f} | {tg.fmt_time(time_s)} |"
         )
     return "\n".join(L + ["", PREMISE_END])
@@ -931,10 +932,14 @@ def feedback_table(rows, cfg, ablations=None):
         "",
         f"Written by `python experiment.py --report_only` from results/{FEEDBACK_CSV}, which "
         f"`python experiment.py --premise --premise_csv {FEEDBACK_CSV} --premise_teachers "
-        f"{','.join(t for t, _ in cols)} --readme ''` measures. t_adv ± SE (cuts) at the SFT student's states on "
-        f"{cfg.eval_n} test problems ({tg.Config.adv_samples} completions per cut from teacher and student), the "
-        f"live self-teacher = the SFT checkpoint reading the context; seed {int(rows[0]['seed']) if rows else '-'}, "
-        "one CPU thread. *fix named*: tasks.py's feedback=fix (the default), *verdict only*: the same checkpoint "
+        f"{','.join(t for t, _ in cols)} --readme ''` measures. t_adv ± SE (cuts) at the SFT student's "
+        "states on "
+        f"{cfg.eval_n} test problems ({tg.Config.adv_samples} completions per cut from teacher and "
+        "student), the "
+        "live self-teacher = the SFT checkpoint reading the context; seed "
+        f"{int(rows[0]['seed']) if rows else '-'}, "
+        "one CPU thread. *fix named*: tasks.py's feedback=fix (the default), *verdict only*: the same "
+        "checkpoint "
         "with feedback=verdict. Bar: the feedback-reading teacher's t_adv >= half the oracle's, SE <= 0.05.",
         "",
         "| task | SFT steps | " + " | ".join(label for _, label in cols) + " | bar met |",
@@ -1052,9 +1057,11 @@ def summary(by_teacher, cfg):
         f"Mean over the {len(names)} tasks (per seed, then mean ± std over seeds {cfg.seeds}; "
         "`python experiment.py`); drops summed over the tasks:",
         "",
-        f"| method | lr | pass@1 @{early} | pass@1 @{end} | pass@8 @{end} | avg@8 @{end} | pass@{n} @{end} | drops > σ |",
+        f"| method | lr | pass@1 @{early} | pass@1 @{end} | pass@8 @{end} | avg@8 @{end} | pass@{n} @{end} "
+        "| drops > σ |",
         "|---|---|---|---|---|---|---|---|",
-        f"| SFT start | - | {sft('pass@1'):.3f} | {sft('pass@1'):.3f} | {sft('pass@8'):.3f} | {sft('avg@8'):.3f} | "
+        f"| SFT start | - | {sft('pass@1'):.3f} | {sft('pass@1'):.3f} | {sft('pass@8'):.3f} | "
+        f"{sft('avg@8'):.3f} | "
         f"{sft('pass@N', n):.3f} | - |",
     ]
     for m in methods:
@@ -1063,8 +1070,10 @@ def summary(by_teacher, cfg):
             return sum(int(get[("self", "main", t, m, k)][""][0]) for t in names)
 
         L.append(
-            f"| {m}{' (oracle teacher)' if m in ORACLE_METHODS else ''} | {lr_of[m]} | {cell('self', m, 'pass@1', early)} | "
-            f"{cell('self', m, 'pass@1', end)} | {cell('self', m, 'pass@8', end)} | {cell('self', m, 'avg@8', end)} | "
+            f"| {m}{' (oracle teacher)' if m in ORACLE_METHODS else ''} | {lr_of[m]} | "
+            f"{cell('self', m, 'pass@1', early)} | "
+            f"{cell('self', m, 'pass@1', end)} | {cell('self', m, 'pass@8', end)} | "
+            f"{cell('self', m, 'avg@8', end)} | "
             f"{cell('self', m, 'pass@N', n)} | {drops('drops')} / {drops('drop_pairs')} |"
         )
     others = [t for t in tg.SELF_TEACHERS if t in by_teacher]
@@ -1173,7 +1182,8 @@ def run_table(paths):
             )
 
         head = head or (
-            f"| run | greedy pass@1 at step {' → '.join(str(r['step']) for r in evals)} | {avg} | ent | H× | len |",
+            f"| run | greedy pass@1 at step {' → '.join(str(r['step']) for r in evals)} | {avg} | ent | H× "
+            "| len |",
             "| --- | --- | --- | --- | --- | --- |",
         )
         name, pass1 = (
@@ -1181,7 +1191,8 @@ def run_table(paths):
             " → ".join(f"{r['pass@1']:.3f}" for r in evals),
         )
         lines.append(
-            f"| `{name}` | {pass1} | {evals[0][avg]:.3f} → {evals[-1][avg]:.3f} | {span('ent')} | {span('H×')} | {span('len')} |"
+            f"| `{name}` | {pass1} | {evals[0][avg]:.3f} → {evals[-1][avg]:.3f} | {span('ent')} | "
+            f"{span('H×')} | {span('len')} |"
         )
     return "\n".join([*head, *lines])
 
@@ -1199,7 +1210,8 @@ def main(cfg):
         specs = task_specs(cfg)
         print(
             f"experiment: {len(specs)} tasks, methods {cfg.methods}, seeds {cfg.seeds}, sweep {cfg.lrs} on "
-            f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in {cfg.out}",
+            f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in "
+            f"{cfg.out}",
             flush=True,
         )
         os.makedirs(cfg.out, exist_ok=True)

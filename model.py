@@ -435,7 +435,8 @@ def bench_sampler(device, amp, seed=0, B=64, L=32, new=128):
                 lambda: sample(model, prompt, new, n_pad, 1.0, None, gen, None, cache), device, repeat
             )[0]
     print(
-        f"\n| sampler: tiny preset, batch {B}, {L}-token prompt, {new} new tokens | tokens/s | time |\n| --- | --- | --- |"
+        f"\n| sampler: tiny preset, batch {B}, {L}-token prompt, {new} new tokens | tokens/s | time |\n| "
+        "--- | --- | --- |"
     )
     for name, t in res.items():
         print(f"| {name} | {B * new / t:,.0f} | {t:.2f} s |")
@@ -463,7 +464,8 @@ def bench_update(device, amp, compile=False, B=32, T=512):
     with amp:
         ts = timed(lambda: sample(model.eval(), prompt, 256, None, 1.0, None, gen), device)[0]
     print(
-        f"\n| gpt2 preset on {name} | value |\n| --- | --- |\n| update tokens/s (batch {B} x {T}) | {tok_s:,.0f} |"
+        f"\n| gpt2 preset on {name} | value |\n| --- | --- |\n| update tokens/s (batch {B} x {T}) | "
+        f"{tok_s:,.0f} |"
         f"\n| MFU of the update (peak {peak or 0:.3g} FLOP/s) | {mfu:.1%} |"
         f"\n| KV-cached sampler tokens/s (batch 256, 256 new) | {256 * 256 / ts:,.0f} |"
     )

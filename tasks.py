@@ -1470,7 +1470,8 @@ def demo(specs: list, seed: int = 0):
         i = first_off_support(task, p, attempt)
         print(f"=== {task.name} ({task.domain}) " + "=" * 60)
         print(
-            f"student context:\n{student_context(p)}reference (reward {task.verify(p, p.solution)[0]}):\n{p.solution}"
+            f"student context:\n{student_context(p)}reference (reward "
+            f"{task.verify(p, p.solution)[0]}):\n{p.solution}"
         )
         reward, feedback = task.verify(p, attempt)
         print(f"corrupted attempt (reward {reward}):\n{attempt}\nfeedback:\n{feedback}")

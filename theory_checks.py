@@ -145,14 +145,17 @@ def check_t1(cfg):
     slope = {kr: tm.reward_slope(theta, mdp, q, *kr).item() for kr in STEP_RULES}
     after = {kr: J(tm.update(theta, mdp, q, *kr, eta), mdp).item() for kr in STEP_RULES}
     print(
-        f"  r = {r[0].tolist()}, π = {pi[0, 0].tolist()}, q = {q[0, 0].tolist()}: J(π) = {Jp:.4f}, J(q) = {Jq:.4f}"
+        f"  r = {r[0].tolist()}, π = {pi[0, 0].tolist()}, q = {q[0, 0].tolist()}: J(π) = {Jp:.4f}, J(q) = "
+        f"{Jq:.4f}"
     )
     print(
-        f"  first-order change dJ/dη and J after one step (η = {eta}); 'npg' for reverse KL is its geometric mixture:"
+        f"  first-order change dJ/dη and J after one step (η = {eta}); 'npg' for reverse KL is its "
+        "geometric mixture:"
     )
     for kind, rule in STEP_RULES:
         print(
-            f"    {LABEL[kind]:22s} {RULE_NAME[rule]:5s} dJ/dη = {slope[kind, rule]:+.4f}   J → {after[kind, rule]:.4f}"
+            f"    {LABEL[kind]:22s} {RULE_NAME[rule]:5s} dJ/dη = {slope[kind, rule]:+.4f}   J → "
+            f"{after[kind, rule]:.4f}"
         )
     fwd_ok = all(
         slope["distil_token", r] > 0 and abs(slope["distil_token", r] - (Jq - Jp)) < 1e-12
@@ -185,7 +188,8 @@ def check_t1(cfg):
         "reverse-KL/JSD steps toward a better teacher (not a monotone reweighting of π) can lower J; "
         "forward CE's mixture and natural-gradient steps cannot (dJ/dη = J(q)−J(π)); plain GD on logits can",
         f"J(π)={Jp:.3f} J(q)={Jq:.3f} | dJ/dη fwdCE npg/prox {slope['distil_token', 'npg']:+.3f}, gd "
-        f"{slope['distil_token', 'gd']:+.3f} | RKL npg {slope['sdpo', 'npg']:+.3f} | JSD npg {slope['opsd', 'npg']:+.3f}",
+        f"{slope['distil_token', 'gd']:+.3f} | RKL npg {slope['sdpo', 'npg']:+.3f} | JSD npg "
+        f"{slope['opsd', 'npg']:+.3f}",
         passed,
         {
             "instance": {
@@ -247,8 +251,10 @@ def check_t2(cfg):
     }
     rates = {name: decrease_rates(*case) for name, case in cases.items()}
     print(
-        f"  % of instances where one step lowers J (dJ/dη < 0): {better_b.sum().item()} bandits with a better "
-        f"teacher; {cfg.n_trees} trees (H=3, A=3), {better_t.sum().item()} of them with a better random teacher"
+        f"  % of instances where one step lowers J (dJ/dη < 0): {better_b.sum().item()} bandits with a "
+        "better "
+        f"teacher; {cfg.n_trees} trees (H=3, A=3), {better_t.sum().item()} of them with a better random "
+        "teacher"
     )
     print("    " + " " * 28 + "".join(f"{name:>31s}" for name in cases))
     for kind, rule in pairs:
@@ -286,12 +292,17 @@ def check_t2(cfg):
         "T2",
         "over random instances, token-level forward CE (mixture/NPG, first order) never lowers J when "
         "the teacher improves at every visited state; RKL/JSD sometimes do, except toward a tilt "
-        "q ∝ π·g(Q); a teacher better only overall can mislead any rule; sequence-level DistIL is not monotone",
-        f"% down — bandit: fwdCE npg/mix {pct(bandit_r, 'distil_token', 'npg')}/{pct(bandit_r, 'distil_token', 'prox')}, "
-        f"gd {pct(bandit_r, 'distil_token', 'gd')}, RKL {pct(bandit_r, 'sdpo', 'npg')}, JSD {pct(bandit_r, 'opsd', 'npg')} "
-        f"| tilt: fwdCE {pct(tilt_r, 'distil_token', 'npg')}, RKL {pct(tilt_r, 'sdpo', 'npg')} | improving: fwdCE "
+        "q ∝ π·g(Q); a teacher better only overall can mislead any rule; sequence-level DistIL is not "
+        "monotone",
+        "% down — bandit: fwdCE npg/mix "
+        f"{pct(bandit_r, 'distil_token', 'npg')}/{pct(bandit_r, 'distil_token', 'prox')}, "
+        f"gd {pct(bandit_r, 'distil_token', 'gd')}, RKL {pct(bandit_r, 'sdpo', 'npg')}, JSD "
+        f"{pct(bandit_r, 'opsd', 'npg')} "
+        f"| tilt: fwdCE {pct(tilt_r, 'distil_token', 'npg')}, RKL {pct(tilt_r, 'sdpo', 'npg')} | "
+        "improving: fwdCE "
         f"{pct(improving_r, 'distil_token', 'npg')}, RKL {pct(improving_r, 'sdpo', 'npg')}, DistIL seq npg "
-        f"{pct(improving_r, 'distil', 'npg')} | overall-better: fwdCE mix {pct(overall_r, 'distil_token', 'prox')}",
+        f"{pct(improving_r, 'distil', 'npg')} | overall-better: fwdCE mix "
+        f"{pct(overall_r, 'distil_token', 'prox')}",
         passed,
         {
             "rates_percent": {
@@ -355,7 +366,8 @@ def check_t3(cfg):
         for kind in ("distil", "distil_token", "distil_kl"):
             r = rows[good, kind]
             print(
-                f"    {LABEL[kind]:22s} J_end = {r['J_end']:.4f}  root π = {[round(x, 3) for x in r['root'].tolist()]}  "
+                f"    {LABEL[kind]:22s} J_end = {r['J_end']:.4f}  root π = "
+                f"{[round(x, 3) for x in r['root'].tolist()]}  "
                 f"|∇L_token| = {r['grad_token']:.1e}  |∇L_seq| = {r['grad_seq']:.1e}"
             )
     wins, loses = (lambda k: rows[True, k]), (lambda k: rows[False, k])  # confident branch succeeds / fails
@@ -514,7 +526,8 @@ def check_t5(cfg):
     g_ce = torch.autograd.grad(bound(posterior).sum(), theta, retain_graph=True)[0]
     g_lp = torch.autograd.grad(log_p.sum(), theta, retain_graph=True)[0]
     grad_err = (g_ce - g_lp).abs().max().item()
-    # the sequence CE is the per-state forward CE from the success-conditioned teacher, on the teacher's states
+    # the sequence CE is the per-state forward CE from the success-conditioned teacher, on the teacher's
+    # states
     q_state = tm.success_teacher(pi, mdp)
     per_state = (tm.occupancy(q_state, mdp) * distil.forward_ce(q_state.log(), theta)).sum(-1)
     decomp_err = (per_state - distil.forward_ce(posterior.log(), p_seq.log())).abs().max().item()
@@ -554,16 +567,19 @@ def check_t5(cfg):
     passn_ok = all((bound_n <= true_n + 1e-12).all() for true_n, bound_n in curves.values())
     print(
         f"  {cfg.n_trees} random trees (H=4, A=3): log P(S) ≥ −H×(q,π)+H(q) for random q on S: "
-        f"{'all' if holds else 'NOT all'}; |gap − KL(q‖π(·|S))| ≤ {id_err:.1e}; equality at q = π(·|S): {eq_err:.1e}"
+        f"{'all' if holds else 'NOT all'}; |gap − KL(q‖π(·|S))| ≤ {id_err:.1e}; equality at q = π(·|S): "
+        f"{eq_err:.1e}"
     )
     print(
-        f"  |∇(−H×(π(·|S), π_θ)) − ∇log P_θ(S)| ≤ {grad_err:.1e}; per-state decomposition on the teacher's states: "
-        f"{decomp_err:.1e}; |log p + Σ_k (1−p)^k/k| ≤ {series_err:.1e}; |Σ_k ∇pass@k / k − ∇log p| ≤ {g_series_err:.1e}"
+        f"  |∇(−H×(π(·|S), π_θ)) − ∇log P_θ(S)| ≤ {grad_err:.1e}; per-state decomposition on the teacher's "
+        "states: "
+        f"{decomp_err:.1e}; |log p + Σ_k (1−p)^k/k| ≤ {series_err:.1e}; |Σ_k ∇pass@k / k − ∇log p| ≤ "
+        f"{g_series_err:.1e}"
     )
     print(
         "  pass@N ≥ 1 − (1 − e^(−H×(q,π)+H(q)))^N along 40 mixture steps toward a fixed teacher: "
-        f"{'holds' if passn_ok else 'FAILS'}; median cosine with ∇log p of the on-policy gradients (success teacher): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in align.items())
+        f"{'holds' if passn_ok else 'FAILS'}; median cosine with ∇log p of the on-policy gradients "
+        "(success teacher): " + ", ".join(f"{k} {v:.2f}" for k, v in align.items())
     )
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
     lo = bound(q_rand).detach()
@@ -668,7 +684,8 @@ def check_t6(cfg):
                 runs[tname, rule, kind] = torch.stack(Js)  # (iterations + 1, n_family)
     mid = min(10, cfg.iterations)
     print(
-        f"  {cfg.n_family} random trees (H=4, A=3), {cfg.iterations} iterations, every step of Fisher length √(2·{T6_DELTA}); "
+        f"  {cfg.n_family} random trees (H=4, A=3), {cfg.iterations} iterations, every step of Fisher "
+        f"length √(2·{T6_DELTA}); "
         f"mean J at 0 / {mid} / {cfg.iterations}, % of steps that lowered J:"
     )
     summary = {}
@@ -680,7 +697,8 @@ def check_t6(cfg):
             "down_percent": 100 * down,
         }
         print(
-            f"    {tname:17s} {RULE_NAME[rule]:4s} {LABEL[kind]:24s} J {Js[0].mean():.3f} → {Js[mid].mean():.3f} → "
+            f"    {tname:17s} {RULE_NAME[rule]:4s} {LABEL[kind]:24s} J {Js[0].mean():.3f} → "
+            f"{Js[mid].mean():.3f} → "
             f"{Js[-1].mean():.3f}   down {100 * down:5.1f}%"
         )
     # theorem-backed: the exact teacher is a tilt of π toward higher Q; the mixture and the geometric
@@ -870,20 +888,25 @@ def check_t7(cfg):
         curves[rule, cost] = lengths[:, 0]
     r = lambda rule, cost, ent=True: rows[rule, cost, ent]  # noqa: E731
     print(
-        f"  end tree H=5, tokens (0, 1, END); teacher with entropy: J(q) = {Jq[0]:.3f}, length {len_q[0]:.2f}, "
+        f"  end tree H=5, tokens (0, 1, END); teacher with entropy: J(q) = {Jq[0]:.3f}, length "
+        f"{len_q[0]:.2f}, "
         f"entropy to go E = {E[0]:.2f} nats (back-of-envelope P(empty) = 1 − 1/E = {1 - 1 / E[0]:.2f}); "
         f"without: E = {E[1]:.3f}. Enumeration = DP objective to {enum_err:.0e}."
     )
     print(
-        f"  minimiser: {steps} natural-gradient steps from π = q (L − L(q) < 0: q is not the minimiser); far: "
-        f"{steps} plain gradient steps from a student playing the teacher's unlikely tokens (length {len_far[0]:.2f})"
+        f"  minimiser: {steps} natural-gradient steps from π = q (L − L(q) < 0: q is not the minimiser); "
+        "far: "
+        f"{steps} plain gradient steps from a student playing the teacher's unlikely tokens (length "
+        f"{len_far[0]:.2f})"
     )
     for rule, cost in STOP_CANDIDATES:
         for ent in (True, False):
             x = r(rule, cost, ent)
             print(
-                f"    {rule:8s} {cost:2s} {'H(q)>0' if ent else 'H(q)≈0'}  minimiser: J {x['J_min']:.3f} length "
-                f"{x['length_min']:.2f} P(empty) {x['p_empty_min']:.3f} L−L(q) {x['L_min_minus_L_teacher']:+.3f}   "
+                f"    {rule:8s} {cost:2s} {'H(q)>0' if ent else 'H(q)≈0'}  minimiser: J {x['J_min']:.3f} "
+                "length "
+                f"{x['length_min']:.2f} P(empty) {x['p_empty_min']:.3f} L−L(q) "
+                f"{x['L_min_minus_L_teacher']:+.3f}   "
                 f"far: J {x['J_far']:.3f} length {x['length_far']:.2f} (shortest {x['shortest_far']:.2f})"
             )
     teacher_like = lambda x, i: abs(x["length_min"] - len_q[i]) < 0.05 and x["J_min"] > Jq[i] - 0.01  # noqa: E731
@@ -926,12 +949,16 @@ def check_t7(cfg):
     return Result(
         "T7",
         "with an END action and teacher entropy to go E > 1 nat the literal minimiser ends early (not "
-        "without entropy, not with the KL cost) and a far student's flow shortens; one teacher surprise at the "
-        "end does not hold a far student, the surprise per skipped position (stop='horizon') keeps the length",
+        "without entropy, not with the KL cost) and a far student's flow shortens; one teacher surprise at "
+        "the "
+        "end does not hold a far student, the surprise per skipped position (stop='horizon') keeps the "
+        "length",
         f"literal CE minimiser: P(empty) {lit['p_empty_min']:.2f} (1−1/E {1 - 1 / E[0]:.2f}), length "
         f"{lit['length_min']:.2f}, J {lit['J_min']:.3f} (teacher {len_q[0]:.2f}, {Jq[0]:.3f}) | from far "
-        f"(length {len_far[0]:.2f}) shortest: literal {lit['shortest_far']:.2f}, surprise {sur['shortest_far']:.2f}, "
-        f"horizon {hor['shortest_far']:.2f} | horizon minimiser length {hor['length_min']:.2f}, J {hor['J_min']:.3f}",
+        f"(length {len_far[0]:.2f}) shortest: literal {lit['shortest_far']:.2f}, surprise "
+        f"{sur['shortest_far']:.2f}, "
+        f"horizon {hor['shortest_far']:.2f} | horizon minimiser length {hor['length_min']:.2f}, J "
+        f"{hor['J_min']:.3f}",
         passed,
         {
             "rows": {f"{k[0]}/{k[1]}/{'entropy' if k[2] else 'no_entropy'}": v for k, v in rows.items()},

@@ -439,7 +439,8 @@ def main():
     pi = torch.softmax(theta, -1)
     q = feedback_teacher(pi, mdp, noise=0.5)
     print(
-        f"random tree H={mdp.horizon} A={mdp.branching}: J(random π) = {expected_reward(pi, mdp).item():.4f}, "
+        f"random tree H={mdp.horizon} A={mdp.branching}: J(random π) = "
+        f"{expected_reward(pi, mdp).item():.4f}, "
         f"J(feedback teacher) = {expected_reward(q, mdp).item():.4f}, max J = {mdp.rewards.max().item():.0f}"
     )
     for kind in OBJECTIVES:

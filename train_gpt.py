@@ -249,7 +249,7 @@ def str2bool(s):
 
 
 def add_flags(parser, cls, helps):
-    """One --flag per field of `cls`, typed by its annotation (a bare bool flag means true); helps: name -> text."""
+    """One --flag per field of `cls`, typed by its annotation (a bare bool flag means true)."""
     for f in dataclasses.fields(cls):
         text = helps.get(f.name, "").replace("%", "%%")  # argparse %-formats help
         if f.type in (bool, "bool"):
@@ -342,7 +342,8 @@ def score_rollouts(rt, ro):
 
 
 # -----------------------------------------------------------------------------
-# Teachers. A fork adds one as a subclass (logprobs and complete, more if it wants) and a line in make_teacher().
+# Teachers. A fork adds one as a subclass (logprobs and complete, more if it wants) and a line in
+# make_teacher().
 
 
 class Teacher:
@@ -595,7 +596,7 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
 
 @torch.no_grad()
 def pass_at_n(model, cfg, rt, problems):
-    """{"1": pass@1, "2": pass@2, ..}: N = 1, 2, 4, .. from eval_passn samples per problem at temperature 1."""
+    """{"1": pass@1, "2": pass@2, ..}: N = 1, 2, 4, .. from eval_passn samples per problem at temperature 1"""
     s, mine = cfg.eval_passn, problems[rt.rank :: rt.world]
     gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "passn", 0, rt.rank))
     ro = score_rollouts(rt, sample_rollouts(model, dataclasses.replace(cfg, top_k=0), rt, mine, s, 1.0, gen))
@@ -1078,7 +1079,8 @@ def bench(cfg, rt):
         lengths[col] = sum(map(len, teacher.contexts(train[:64]))) / 64, runs[0][0]["len"]
     cols, total = list(times), {c: sum(t.values()) for c, t in times.items()}
     print(
-        f"\n| one RL step, ms ({sft if raw else 'a random tiny model'}; {cfg.prompts} prompts x {cfg.group} rollouts "
+        f"\n| one RL step, ms ({sft if raw else 'a random tiny model'}; {cfg.prompts} prompts x "
+        f"{cfg.group} rollouts "
         f"of {lengths['grpo'][1]:.1f} tokens; every row has a teacher context) | "
         + " | ".join(f"distil, --context {c} ({lengths[c][0]:.0f}-token contexts)" for c in cols[:3])
         + " | grpo |\n"
@@ -1121,9 +1123,12 @@ def run(cfg):
             )
         )
         rt.log(
-            f"derived: device {rt.device} x {rt.world} rank(s) | {'bf16' if isinstance(rt.amp, torch.autocast) else 'fp32'}"
-            f" | {(L * (12 * C * C + 2 * C) + (rt.enc.n_vocab + BLOCK_SIZE + 1) * C) / 1e6:.2f}M parameters | task "
-            f"{cfg.task} ({rt.task.domain}) | {cfg.prompts * cfg.group} rollouts/step of <= {rt.task.max_response_chars + 1} tokens"
+            f"derived: device {rt.device} x {rt.world} rank(s) | "
+            f"{'bf16' if isinstance(rt.amp, torch.autocast) else 'fp32'}"
+            f" | {(L * (12 * C * C + 2 * C) + (rt.enc.n_vocab + BLOCK_SIZE + 1) * C) / 1e6:.2f}M "
+            "parameters | task "
+            f"{cfg.task} ({rt.task.domain}) | {cfg.prompts * cfg.group} rollouts/step of <= "
+            f"{rt.task.max_response_chars + 1} tokens"
         )
         if cfg.bench:
             return bench(cfg, rt)

@@ -47,7 +47,8 @@ def main(paths):
             at_exit.append(-logp[b, i, ro.resp[b, i]].item())
             least.append(-wrong.max().item())
         print(
-            f"{path}: {len(at_exit)} exits; surprise at the exit token {sum(at_exit) / len(at_exit):.2f} nats, "
+            f"{path}: {len(at_exit)} exits; surprise at the exit token {sum(at_exit) / len(at_exit):.2f} "
+            "nats, "
             f"at the least surprising wrong token {sum(least) / len(least):.2f}"
         )
 
