@@ -10,6 +10,7 @@ import itertools
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import sys
@@ -695,3 +696,54 @@ def test_compiled_training_forward_equals_eager_on_the_micro_preset():
         torch.cat([p.grad.flatten() for p in compiled.parameters()]),
         atol=1e-5,
     )
+
+
+# -----------------------------------------------------------------------------
+# Flags that change a run only through one call: each reaches it
+
+
+def test_sample_batch_chunks_the_sampler_without_changing_greedy_responses():
+    """--sample_batch bounds the rows per sampler call (KV-cache memory): greedy output is the same."""
+    torch.manual_seed(0)
+    model = random_model()
+    ctx = [torch.randint(256, (n,)).tolist() for n in (3, 7, 5, 4, 6)]
+    whole = M.generate_responses(model, ctx, 9, tasks.EOT_ID, temperature=0.0, chunk=512)
+    parts = M.generate_responses(model, ctx, 9, tasks.EOT_ID, temperature=0.0, chunk=2)
+    assert all(torch.equal(a, b) for a, b in zip(whole, parts))
+
+
+def test_grad_clip_bounds_the_update_and_zero_turns_it_off(sft_dir, tmp_path):
+    """One RL step from the same checkpoint: a clip of 1e-12 leaves AdamW's step far below the
+    unclipped one (the gradient falls under Adam's ε), --grad_clip 0 is no clip at all."""
+    start = params(tg.model_from(tg.load_checkpoint(str(sft_dir / "sft.pt")), "sft", V))
+
+    def moved(clip):
+        out = rl_dir(sft_dir, tmp_path / f"clip{clip}")
+        return (
+            params(tg.run(tiny_cfg(out, teacher="oracle", rl_steps=1, grad_clip=clip))["model"]) - start
+        ).norm()
+
+    (tmp_path / "clip0").mkdir(), (tmp_path / "clip1e-12").mkdir()
+    assert moved(1e-12) < 0.1 * moved(0)
+
+
+def test_opsd_beta_reaches_the_loss(sft_dir, tmp_path):
+    """The same rollouts (seeded) under OPSD with two β: the generalised JSD differs."""
+
+    def first_loss(beta):
+        out = tmp_path / f"beta{beta}"
+        out.mkdir()
+        res = tg.run(
+            tiny_cfg(rl_dir(sft_dir, out), method="opsd", teacher="oracle", rl_steps=1, opsd_beta=beta)
+        )
+        return [r["loss"] for r in res["rows"] if "loss" in r][0]
+
+    assert first_loss(0.1) != pytest.approx(first_loss(0.9), rel=1e-3)
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.5, 1.0])
+def test_sft_teacher_frac_is_the_share_of_teacher_format_examples(frac):
+    task, rng = tasks.TASKS[TASK], random.Random(0)
+    problems = [task.sample(random.Random(i)) for i in range(50)]
+    student = [tasks.sft_example(task, p, rng, frac)[0] == tasks.student_context(p) for p in problems * 4]
+    assert sum(not s for s in student) / len(student) == pytest.approx(frac, abs=0.1)
