@@ -7,7 +7,7 @@ One RL step (rl_step), P prompts x G rollouts; s_t = (x, y_<t) are the student's
     y ~ π_θ(·|x);  r, f = verify(x, y);  c = teacher context (f if r = 0 and/or a successful peer)
     π_T(·|c, y_<t) at every t: ONE no-grad teacher forward on the student's own tokens
     L(θ) = E_y[ Σ_t H×(π_T(·|c, y_<t), π_θ(·|s_t)) ] + the end's price (--stop)   distil.distil_loss
-    ∇L   = E[ Σ_t ∇H×_t + Σ_t ∇log π_θ(y_t|s_t) (Σ_{t'>t} H×_t' − b_t) ]      b: leave-one-out over G
+    ∇L   = E[ Σ_t ∇H×_t + Σ_t ∇log π_θ(y_t|s_t) (Σ_{t'>t} H×_t' − b_t) ]   b: leave-one-out
     θ ← AdamW(θ, ∇L);  teacher.update(θ)  (EMA: θ_T ← (1 − τ) θ_T + τ θ)
 Baselines (sdpo, opsd, grpo, offline, the DistIL ablations) change only method_loss(); teachers
 (self, ema, frozen, a checkpoint, the task's oracle) are one Teacher interface.
@@ -491,7 +491,7 @@ def make_teacher(cfg, rt, student, ck=None):
 
 
 def pass_at_k(n, c, k):
-    """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 − C(n−c, k) / C(n, k), stably."""
+    """Unbiased pass@k from n samples, c correct (Chen et al. 2021): 1 − C(n−c, k) / C(n, k), stably."""
     return 1.0 if n - c < k else 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
@@ -890,7 +890,7 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     offline = "resp" in sig
     tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask)
     taught = mask & sig["has"][:, None]  # the tokens of the rollouts with a teacher context
-    states = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)  # 1[s_t ∈ S]
+    states = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)  # on S
     opt.zero_grad(set_to_none=True)
     with rt.amp:
         logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)

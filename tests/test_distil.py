@@ -113,6 +113,11 @@ def exact_objective(
     return (prob * ((c * on_s).sum(-1) + sigma)).sum()
 
 
+def without_token_1(mask):
+    """1[s_t ∈ S] for S = the prefixes of SEQS without token 1 (decided by y_<t, as an expert's support)."""
+    return torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
+
+
 def grad(f, theta):
     (g,) = torch.autograd.grad(f, theta, retain_graph=True)
     return g
@@ -288,7 +293,7 @@ def test_costs_on_a_set_of_states_keep_the_gradient_exact(stop, sequence_level):
     support is): the estimators are exact for E[Σ_t 1[s_t ∈ S] C_t + 1[s_|y| ∈ S]·price]."""
     theta, teacher = make_tables(4)
     tokens, mask, sid = batch(SEQS)
-    on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
+    on_s = without_token_1(mask)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
     per = distil.distil_loss(
@@ -331,7 +336,7 @@ def test_a_free_exit_from_the_states_is_the_ablation_and_stays_exact(stop):
     (the expert's, at a token it rules out)."""
     theta, teacher = make_tables(5)
     tokens, mask, sid = batch(SEQS)
-    on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
+    on_s = without_token_1(mask)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
     grads = {}
@@ -398,7 +403,7 @@ def test_padding_changes_neither_the_value_nor_the_gradient_of_the_priced_end(pa
     side = (2, 0) if pad == "left" else (0, 2)
     padded = [torch.nn.functional.pad(x, (0, 0) + side) for x in (s_logits, t_logits)]
     p_tok, p_mask = torch.nn.functional.pad(tokens, side), torch.nn.functional.pad(mask, side)
-    on_s = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * mask
+    on_s = without_token_1(mask)
     for states, p_states in ((None, None), (on_s.bool(), torch.nn.functional.pad(on_s, side).bool())):
         per = distil.distil_loss(
             s_logits, tokens, mask, teacher_logits=t_logits, states=states, reduction="none"
@@ -493,7 +498,7 @@ def test_leave_one_out_baseline_keeps_the_gradient_unbiased(on_states):
     on_s = on_s1 = None
     if on_states:
         on_s = torch.tensor([[1 not in y[:t] for t in range(D)] for y in seqs]) & mask.bool()
-        on_s1 = torch.tensor([[float(1 not in y[:t]) for t in range(D)] for y in SEQS]) * m1
+        on_s1 = without_token_1(m1)
     per = distil.distil_loss(
         s_logits,
         tokens,

@@ -718,12 +718,11 @@ def test_grad_clip_bounds_the_update_and_zero_turns_it_off(sft_dir, tmp_path):
     start = params(tg.model_from(tg.load_checkpoint(str(sft_dir / "sft.pt")), "sft", V))
 
     def moved(clip):
-        out = rl_dir(sft_dir, tmp_path / f"clip{clip}")
-        return (
-            params(tg.run(tiny_cfg(out, teacher="oracle", rl_steps=1, grad_clip=clip))["model"]) - start
-        ).norm()
+        out = tmp_path / f"clip{clip}"
+        out.mkdir()
+        cfg = tiny_cfg(rl_dir(sft_dir, out), teacher="oracle", rl_steps=1, grad_clip=clip)
+        return (params(tg.run(cfg)["model"]) - start).norm()
 
-    (tmp_path / "clip0").mkdir(), (tmp_path / "clip1e-12").mkdir()
     assert moved(1e-12) < 0.1 * moved(0)
 
 
