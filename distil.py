@@ -48,6 +48,9 @@ import torch.nn.functional as F
 REDUCTIONS = ("sum", "token_mean", "none")
 FUTURE_COSTS = ("ce", "kl")
 BASELINES = ("none", "loo")
+# uniform mass an expert with zeros in its distribution (a task's oracle) is mixed with, (1 − ε) p + ε/V:
+# reverse KL to it stays finite, forward CE moves by ≤ ε log V, a token it rules out costs log(V/ε)
+ORACLE_EPS = 1e-3
 STOP_RULES = (
     "horizon",
     "surprise",

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 import torch
 
+import runs
 import tasks
 import train_gpt as tg
 
@@ -149,7 +150,7 @@ class Config:
 def parse_args(argv=None):
     """Config from flags generated from the dataclass (as train_gpt.py's); unknown flags are rejected."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    tg.add_flags(p, Config, tg.field_help(Config))
+    runs.add_flags(p, Config, runs.field_help(Config))
     return Config(**vars(p.parse_args(argv)))
 
 
@@ -395,7 +396,7 @@ def execute(job):
         restore_threads(threads),
     ):
         out = tg.run(tcfg)
-    if out["stopped"]:
+    if out["interrupted"]:
         return None
     res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0, passn=out.get("passn"))
     if tcfg.stage == "sft":  # the binomial n: distinct test problems
@@ -546,8 +547,8 @@ def run_all(cfg, stats, jobs=None):
                 left = len(jobs) + len(running)
                 eta = statistics.fmean(walls) * left / cfg.jobs  # runs of all kinds alike: rough
                 print(
-                    f"[{total - left}/{total}] {job['config']['out_dir']} | {tg.fmt_time(res['wall_s'])} | "
-                    f"elapsed {tg.fmt_time(time.time() - t0)} | eta {tg.fmt_time(eta)}",
+                    f"[{total - left}/{total}] {job['config']['out_dir']} | {runs.fmt_time(res['wall_s'])} | "
+                    f"elapsed {runs.fmt_time(time.time() - t0)} | eta {runs.fmt_time(eta)}",
                     flush=True,
                 )
     except BaseException:
@@ -610,8 +611,8 @@ def report(rows, cfg):
         f"Command: `python experiment.py{flag}`. distil_sampled's teacher is the oracle; grpo never reads a "
         f"teacher. Hardware: 2 shared CPU cores{', torch ' + torch_version if torch_version else ''}, "
         f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
-        f"{tg.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times "
-        f"{tg.fmt_time(meta.get('run_time_s', 0))}).",
+        f"{runs.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times "
+        f"{runs.fmt_time(meta.get('run_time_s', 0))}).",
         "",
         f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
         f"{cfg.group} rollouts; test evaluation every {cfg.eval_every} steps; early budget = step {early}; "
@@ -893,7 +894,7 @@ def premise_table(rows, cfg):
         "from teacher "
         f"and student), seed {int(rows[0]['seed'])}; 2 shared CPU cores, torch {rows[0]['torch']}, one "
         "thread; "
-        f"wall time {tg.fmt_time(total)} (the teacher models' training and the measurements, not the SFT "
+        f"wall time {runs.fmt_time(total)} (the teacher models' training and the measurements, not the SFT "
         "runs).",
         "",
         "| task | teacher | t_adv ± SE | cuts | teacher's t_rew | student's avg@8 | time |",
@@ -904,7 +905,7 @@ def premise_table(rows, cfg):
         L.append(
             f"| {r['task']} | {names.get(r['teacher'], r['teacher'])} | {r['t_adv']:+.3f} ± "
             f"{r['t_adv_se']:.3f} | {int(r['t_adv_n'])} | "
-            f"{r['t_rew']:.3f} | {r['avg@8']:.3f} | {tg.fmt_time(time_s)} |"
+            f"{r['t_rew']:.3f} | {r['avg@8']:.3f} | {runs.fmt_time(time_s)} |"
         )
     return "\n".join(L + ["", PREMISE_END])
 
@@ -977,7 +978,7 @@ def feedback_table(rows, cfg, ablations=None):
         )
     L += [
         "",
-        f"Wall time of the measurements: {tg.fmt_time(sum(r['eval_s'] for r in rows))} (not the SFT runs).",
+        f"Wall time of the measurements: {runs.fmt_time(sum(r['eval_s'] for r in rows))} (not the SFT runs).",
     ]
     if ablations:
         abl = [
@@ -1132,7 +1133,7 @@ def write_reports(cfg):
 def plot_run(path):
     """<log>.png from a train_gpt.py JSONL log: training (reward, teacher signal, recoveries), held-out
     metrics, teacher vs student (nats per token)."""
-    rows, plt = tg.read_jsonl(path), pyplot()
+    rows, plt = runs.read_jsonl(path), pyplot()
     fig, axs = plt.subplots(1, 3, figsize=(15, 4))
     evals = [
         k
@@ -1161,7 +1162,7 @@ def run_table(paths):
     over the first 5 and the last 10 steps."""
     head, lines = None, []
     for path in paths:
-        rows = tg.read_jsonl(path)
+        rows = runs.read_jsonl(path)
         evals, steps = [r for r in rows if "pass@1" in r], [r for r in rows if "loss" in r]
         if not (evals and steps):
             raise SystemExit(

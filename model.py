@@ -1,7 +1,7 @@
 """
 model.py — GPT-2 in nanoGPT's names, its KV-cached batched sampler, the batch layouts the trainer
-feeds it and the files a run writes (atomic checkpoints, JSONL logs; Ctrl-C saves, then stops).
-train_gpt.py trains it; nothing here knows about tasks, teachers or losses.
+feeds it. train_gpt.py trains it (runs.py writes its checkpoints, bench.py times it); nothing here
+knows about tasks, teachers or losses.
 
     x = wte(idx) + wpe(pos);  x += attn(ln_1(x));  x += mlp(ln_2(x));  logits = lm_head(ln_f(x))
     attention: softmax(q kᵀ / √d + mask) v, causal, pad keys masked;  lm_head.weight = wte.weight
@@ -16,17 +16,9 @@ Use:  model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128));  logits = model(i
       tokens, logps = sample(model, prompt, 128, n_pad, temperature=1.0, gen=torch.Generator())
       model.generate(idx, 20)   # nanoGPT's signature
       resp, mask = generate_responses(model, [[ids], ...], 64, stop_id)  # variable-length contexts
-      python model.py   # sampler tokens/s, KV cache vs naive; on CUDA the gpt2 preset's update MFU
 """
 
-import contextlib
-import json
 import math
-import os
-import random
-import signal
-import threading
-import time
 from dataclasses import dataclass
 
 import torch
@@ -311,45 +303,7 @@ def generate_responses(model, ctx_ids, max_new, stop_id, temperature=1.0, top_k=
 
 
 # -----------------------------------------------------------------------------
-# Run files: checkpoints, a dict {"model", "model_args", ...} written atomically (loading errors are
-# one line), and the JSONL logs of the metrics
-
-
-def save_checkpoint(path, **state):
-    """Atomic: write a temporary file, then rename over the old checkpoint. Adds the RNG states."""
-    state["rng"] = {
-        "python": random.getstate(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path, what="checkpoint"):
-    """Load a train_gpt.py checkpoint or exit with one line saying what is wrong."""
-    if not os.path.exists(path):
-        raise SystemExit(
-            f"error: {what} {path} not found (train one with --stage sft, or pass --init_from PATH)"
-        )
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: say so in one line
-        raise SystemExit(
-            f"error: {what} {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0]})"
-        ) from None
-    if not isinstance(ck, dict) or not {"model", "model_args"} <= set(ck):
-        raise SystemExit(f"error: {what} {path} is not a train_gpt.py checkpoint (no model/model_args)")
-    return ck
-
-
-def resume_from(ck, opt):
-    """Restore the optimizer and the global RNGs; return the step. (Every per-step draw is seeded by
-    seed_of(), so the RNG state matters only to code that uses the global RNGs.)"""
-    opt.load_state_dict(ck["optimizer"])
-    random.setstate(ck["rng"]["python"])
-    torch.set_rng_state(ck["rng"]["torch"])
-    return ck["step"]
+# A GPT from a checkpoint's dict {"model", "model_args", ...} (runs.load_checkpoint reads the file)
 
 
 def model_from(ck, path, vocab_size, preset=None):
@@ -370,111 +324,3 @@ def model_from(ck, path, vocab_size, preset=None):
     model = GPT(GPTConfig(**args))
     model.load_state_dict(ck["model"])
     return model
-
-
-def append_jsonl(path, row):
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def read_jsonl(path):
-    return [json.loads(line) for line in open(path)] if os.path.exists(path) else []
-
-
-def fmt_time(s):
-    return f"{int(s // 60)}m{int(s % 60):02d}s"
-
-
-@contextlib.contextmanager
-def ctrl_c_stops():
-    """First Ctrl-C: finish the step, save, stop (the loop polls flag["stop"]). Second: abort at once."""
-    flag, main = {"stop": False}, threading.current_thread() is threading.main_thread()
-
-    def handler(signum, frame):
-        if flag["stop"]:
-            raise KeyboardInterrupt
-        flag["stop"] = True
-        print("\nCtrl-C: finishing this step, then saving a checkpoint (press again to abort)", flush=True)
-
-    old = signal.signal(signal.SIGINT, handler) if main else None
-    try:
-        yield flag
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, old)
-
-
-# -----------------------------------------------------------------------------
-# Benchmarks (python model.py, and train_gpt.py --bench): sampler tokens/s; on CUDA, MFU
-
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16, vendor data sheets
-
-
-def timed(fn, device, repeat=1):
-    """(best wall time of `repeat` calls of fn after one warm-up call, fn's last output)."""
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else lambda: None
-    out, best = fn(), math.inf
-    for _ in range(repeat):
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
-
-
-def bench_sampler(device, amp, seed=0, B=64, L=32, new=128):
-    """Tokens/s of sample() on the tiny preset, KV cache against the naive recompute; prints a table."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(257, BLOCK_SIZE, *PRESETS["tiny"])).to(device).eval()
-    prompt, n_pad = torch.randint(256, (B, L), device=device), torch.zeros(B, dtype=torch.long, device=device)
-    gen, res = torch.Generator(device).manual_seed(seed), {}
-    with amp:
-        for name, cache, repeat in (("kv_cache", True, 3), ("naive", False, 1)):
-            res[name] = timed(
-                lambda: sample(model, prompt, new, n_pad, 1.0, None, gen, None, cache), device, repeat
-            )[0]
-    print(
-        f"\n| sampler: tiny preset, batch {B}, {L}-token prompt, {new} new tokens | tokens/s | time |\n| "
-        "--- | --- | --- |"
-    )
-    for name, t in res.items():
-        print(f"| {name} | {B * new / t:,.0f} | {t:.2f} s |")
-    print(f"| speed-up of the KV cache | {res['naive'] / res['kv_cache']:.1f}x | |")
-    return {k: B * new / t for k, t in res.items()}
-
-
-def bench_update(device, amp, compile=False, B=32, T=512):
-    """CUDA: training tokens/s and model FLOPs utilisation of the gpt2 preset; sampler tokens/s."""
-    model = GPT(GPTConfig(257, BLOCK_SIZE, *PRESETS["gpt2"])).to(device)
-    fwd, opt = torch.compile(model) if compile else model, model.configure_optimizers(1e-4, 0.0, True)
-    x = torch.randint(257, (B, T + 1), device=device)  # 16k tokens per update: a typical RL batch
-
-    def step():
-        with amp:
-            loss = F.cross_entropy(fwd(x[:, :-1]).float().view(-1, 257), x[:, 1:].reshape(-1))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    tok_s, name = B * T / timed(step, device, 5)[0], torch.cuda.get_device_name(device)
-    peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
-    mfu = model.flops_per_token(T) * tok_s / peak if peak else math.nan
-    prompt, gen = torch.randint(256, (256, 64), device=device), torch.Generator(device).manual_seed(0)
-    with amp:
-        ts = timed(lambda: sample(model.eval(), prompt, 256, None, 1.0, None, gen), device)[0]
-    print(
-        f"\n| gpt2 preset on {name} | value |\n| --- | --- |\n| update tokens/s (batch {B} x {T}) | "
-        f"{tok_s:,.0f} |"
-        f"\n| MFU of the update (peak {peak or 0:.3g} FLOP/s) | {mfu:.1%} |"
-        f"\n| KV-cached sampler tokens/s (batch 256, 256 new) | {256 * 256 / ts:,.0f} |"
-    )
-    return {"update_tok_s": tok_s, "mfu": mfu, "sample_tok_s": 256 * 256 / ts, "device": name}
-
-
-if __name__ == "__main__":
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16 = torch.autocast("cuda", dtype=torch.bfloat16) if dev == "cuda" else contextlib.nullcontext()
-    bench_sampler(dev, bf16)
-    if dev == "cuda":
-        bench_update(dev, bf16)

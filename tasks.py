@@ -265,7 +265,7 @@ class Task:
             )
         return self._count[key] > 0 if key in self._count else self._alive[key]
 
-    def states(self, p: Problem, lines: list) -> tuple:
+    def stack(self, p: Problem, lines: list) -> tuple:
         """The expert's stack of states after the written lines (blank lines do not count); without
         undo the stack is one state. A canonical line moves along S, any other line replays."""
         stack = (self.start(p),)
@@ -289,10 +289,8 @@ class Task:
         line before the last one that is not the canonical next line (mult, chem: superseded)."""
         lines = [ln for ln in text.split("\n") if ln.strip()]
         if self.undo:
-            return any(
-                ln.strip() == UNDO and len(self.states(p, lines[:i])) > 1 for i, ln in enumerate(lines)
-            )
-        return any(ln not in self._legal(p, self.states(p, lines[:i])[-1]) for i, ln in enumerate(lines[:-1]))
+            return any(ln.strip() == UNDO and len(self.stack(p, lines[:i])) > 1 for i, ln in enumerate(lines))
+        return any(ln not in self._legal(p, self.stack(p, lines[:i])[-1]) for i, ln in enumerate(lines[:-1]))
 
     def standing(self, text: str) -> list:
         """(line number, line) of the non-blank lines an undo task keeps: UNDO retracts the latest."""
@@ -307,7 +305,7 @@ class Task:
     def way_back(self, p: Problem, standing: list) -> str:
         """Feedback's recovery: the first standing line after which no canonical solution is left
         and the undo lines that retract it ("" when every standing line leaves one)."""
-        stack = self.states(p, [line for _, line in standing])
+        stack = self.stack(p, [line for _, line in standing])
         k = next((k for k, s in enumerate(stack) if k and not self._live(p, s)), None)  # the start has one
         if k is None:
             return ""
@@ -333,7 +331,7 @@ class Task:
         retract the first standing line after which no solution is left (why: it is invalid or leaves
         none) and the lines after it, then completion() from the state before it; with every standing
         line live, k = all of them, why = "", and the completion from the last. Empty lines: solved."""
-        stack = self.states(p, [line for _, line in standing])
+        stack = self.stack(p, [line for _, line in standing])
         k = next((k for k, s in enumerate(stack) if k and not self._live(p, s)), None)  # the start has one
         if k is None:
             return len(standing), "", self.completion(p, stack[-1])
@@ -370,7 +368,7 @@ class Task:
         if sum(map(len, (self._moves, self._count, self._dist, self._alive, self._replays))) > MEMO_LIMIT:
             self._memo()
         *lines, cur = prefix.split("\n")
-        stack = self.states(p, lines)
+        stack = self.stack(p, lines)
         s, shape = stack[-1], next(t for t in reversed(stack) if t is not DEAD)
         key = (p.prompt, s, shape, cur)
         if key not in self._dist:
@@ -554,8 +552,8 @@ class Mult(_LastLine):
                     else ""
                 )
             )
-        elif not self.done(p, self.states(p, got)[-1]):
-            want = list(self._legal(p, self.states(p, got)[-1]))[0]
+        elif not self.done(p, self.stack(p, got)[-1]):
+            want = list(self._legal(p, self.stack(p, got)[-1]))[0]
             notes.append(f"line {len(got) + 1} missing" + (f"; correct: {want}" if fix else ""))
         else:
             notes.append("every line correct")

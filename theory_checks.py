@@ -48,7 +48,7 @@ import torch  # noqa: E402
 import distil  # noqa: E402
 import toy_mdp as tm  # noqa: E402
 
-D = tm.DTYPE
+F64 = tm.DTYPE  # float64: the exact tables
 LABEL = {
     "distil": "DistIL (seq. fwd CE)",
     "distil_token": "fwd CE, token level",
@@ -127,7 +127,7 @@ RULE_NAME = {"gd": "gd", "npg": "npg", "prox": "mix"}
 
 
 def random_logits(g, *shape):
-    return LOGIT_SCALE * torch.randn(*shape, generator=g, dtype=D)
+    return LOGIT_SCALE * torch.randn(*shape, generator=g, dtype=F64)
 
 
 # -----------------------------------------------------------------------------
@@ -135,10 +135,10 @@ def random_logits(g, *shape):
 
 
 def check_t1(cfg):
-    r = torch.tensor([[1.0, 0.75, 0.15]], dtype=D)  # best, good, bad arm
-    pi = torch.tensor([[[0.05, 0.80, 0.15]]], dtype=D)  # the student mostly plays the good arm
+    r = torch.tensor([[1.0, 0.75, 0.15]], dtype=F64)  # best, good, bad arm
+    pi = torch.tensor([[[0.05, 0.80, 0.15]]], dtype=F64)  # the student mostly plays the good arm
     q = torch.tensor(
-        [[[0.75, 0.01, 0.24]]], dtype=D
+        [[[0.75, 0.01, 0.24]]], dtype=F64
     )  # the teacher moves it to the best arm — and some to the bad one
     mdp, theta, eta = tm.TreeMDP(1, 3, r), pi.log(), 0.1
     Jp, Jq = tm.expected_reward(pi, mdp).item(), tm.expected_reward(q, mdp).item()
@@ -226,14 +226,14 @@ def check_t2(cfg):
     g = torch.Generator().manual_seed(cfg.seed + 2)
     # bandits (4 arms): random rewards, student and teacher; keep the instances where the teacher is better
     n = cfg.n_bandits
-    bandit = tm.TreeMDP(1, 4, torch.rand(n, 4, generator=g, dtype=D))
+    bandit = tm.TreeMDP(1, 4, torch.rand(n, 4, generator=g, dtype=F64))
     th_b, q_b = random_logits(g, n, 1, 4), torch.softmax(random_logits(g, n, 1, 4), -1)
     better_b = tm.expected_reward(q_b, bandit) > J(th_b, bandit)
     # trees (H=3, A=3, rewards in [0,1]) with three kinds of teacher
     tree = tm.random_tree(3, 3, cfg.n_trees, binary=False, seed=cfg.seed + 3)
     th_t = random_logits(g, cfg.n_trees, tree.n_states, 3)
     pi_t = torch.softmax(th_t, -1)
-    strength = 0.2 + 1.8 * torch.rand(cfg.n_trees, 1, 1, generator=g, dtype=D)
+    strength = 0.2 + 1.8 * torch.rand(cfg.n_trees, 1, 1, generator=g, dtype=F64)
     q_tilt = tm.feedback_teacher(pi_t, tree, strength=strength)  # q ∝ π·(Q+ε)^λ, λ ~ U(0.2, 2)
     q_rand = torch.softmax(random_logits(g, *pi_t.shape), -1)
     _, Q = tm.values(pi_t, tree)
@@ -322,15 +322,15 @@ def credit_instance(confident_branch_succeeds, H=3, A=3, confidence=0.9):
     the teacher is confident (`confidence` on action 0 at every state); below the other actions it
     is uniform. Rewards: either the confident path (0,0,...,0) succeeds and one path in each other
     subtree does, or the confident subtree fails almost surely and every other path succeeds."""
-    rewards = torch.zeros(A**H, dtype=D)
+    rewards = torch.zeros(A**H, dtype=F64)
     for leaf, path in enumerate(itertools.product(range(A), repeat=H)):
         if confident_branch_succeeds:
             rewards[leaf] = float(all(a == 0 for a in path[1:]))
         else:
             rewards[leaf] = float(path[0] != 0 or all(a == A - 1 for a in path[1:]))
     mdp = tm.TreeMDP(H, A, rewards)
-    q = torch.full((mdp.n_states, A), 1.0 / A, dtype=D)
-    confident = torch.full((A,), (1 - confidence) / (A - 1), dtype=D)
+    q = torch.full((mdp.n_states, A), 1.0 / A, dtype=F64)
+    confident = torch.full((A,), (1 - confidence) / (A - 1), dtype=F64)
     confident[0] = confidence
     for t in range(1, H):
         first = mdp.offset(t)
@@ -345,7 +345,7 @@ def check_t3(cfg):
         mdp, q = credit_instance(good)
         Jq = tm.expected_reward(q, mdp).item()
         for kind in ("distil", "distil_token", "distil_kl"):
-            theta, Js = torch.zeros(mdp.n_states, mdp.branching, dtype=D), []
+            theta, Js = torch.zeros(mdp.n_states, mdp.branching, dtype=F64), []
             for _ in range(steps):
                 Js.append(J(theta, mdp).item())
                 theta = tm.update(theta, mdp, q, kind, "npg", eta).detach()
@@ -516,7 +516,7 @@ def check_t5(cfg):
         return distil.forward_ce(q.log(), p_seq.log()).neg() + distil.entropy(q.log())
 
     w = (
-        -torch.rand(p_seq.shape, generator=g, dtype=D).log() * success
+        -torch.rand(p_seq.shape, generator=g, dtype=F64).log() * success
     )  # Exp(1) weights: q ~ Dirichlet(1) on S
     q_rand = w / w.sum(-1, keepdim=True)
     gap = (log_p - bound(q_rand)).detach()
@@ -535,7 +535,7 @@ def check_t5(cfg):
     K = 4000
     p = log_p.exp()
     keep = p > 0.01  # the remainder (1−p)^(K+1) / ((K+1) p) is then below 1e-15
-    ks = torch.arange(1, K + 1, dtype=D)
+    ks = torch.arange(1, K + 1, dtype=F64)
     series = -((1 - p.unsqueeze(-1)) ** ks / ks).sum(-1)
     series_err = (series - log_p)[keep].abs().max().item()
     passk = 1 - (1 - p.unsqueeze(-1)) ** ks  # pass@k for k = 1..K
@@ -554,7 +554,7 @@ def check_t5(cfg):
     q_fix_seq, th, ns, curves = (
         tm.leaf_probs(q_fix, one),
         theta[:1].detach(),
-        torch.arange(1, 65, dtype=D),
+        torch.arange(1, 65, dtype=F64),
         {},
     )
     for step in range(41):
@@ -649,7 +649,7 @@ def fisher_step(theta, mdp, q, kind, rule, delta):
 def check_t6(cfg):
     mdp = tm.random_tree(4, 3, cfg.n_family, p_success=P_SUCCESS, seed=cfg.seed + 8)
     theta0 = torch.randn(
-        cfg.n_family, mdp.n_states, 3, generator=torch.Generator().manual_seed(cfg.seed + 9), dtype=D
+        cfg.n_family, mdp.n_states, 3, generator=torch.Generator().manual_seed(cfg.seed + 9), dtype=F64
     )
     runs, first_down = {}, {}
     for tname, tkw in T6_TEACHERS.items():
@@ -712,7 +712,7 @@ def check_t6(cfg):
             ax.plot(runs[tname, "npg", kind].mean(1), label=LABEL[kind])
         ax.set_title(f"T6: teacher '{tname}', npg steps", fontsize=10), ax.set_xlabel("iteration")
     axes[0].set_ylabel("mean J over the family"), axes[0].legend(fontsize=7)
-    ns = torch.tensor([1, 2, 4, 8, 16, 32, 64], dtype=D)
+    ns = torch.tensor([1, 2, 4, 8, 16, 32, 64], dtype=F64)
     for kind in tm.OBJECTIVES:  # pass@N = 1 − (1 − J)^N, averaged over the family
         Jmid = runs["noisy, own prior", "npg", kind][mid]
         axes[2].plot(ns, (1 - (1 - Jmid.unsqueeze(-1)) ** ns).mean(0), marker="o", ms=3, label=LABEL[kind])
@@ -741,9 +741,6 @@ def check_t6(cfg):
 # T7: the stop problem — with an END action, the literal sum pays the student to end early
 
 
-STOP_EPS = (
-    1e-3  # uniform mass mixed into the oracle, as train_gpt.ORACLE_EPS: the price of an end stays finite
-)
 STOP_LAMBDA = 2.0  # nats: the outcome candidate's terminal cost λ(1 − r), above the teacher's entropy to go
 STOP_CANDIDATES = (
     ("literal", "ce"),
@@ -758,7 +755,7 @@ STOP_CANDIDATES = (
 FAR_SCALE = 1.5  # the far student's logits: −log q / 1.5, it plays the teacher's least likely tokens
 
 
-def stop_instance(entropy, H=5, eps=STOP_EPS):
+def stop_instance(entropy, H=5, eps=distil.ORACLE_EPS):
     """Countdown in miniature: tokens 0, 1 and END, at most H positions. The correct responses are the
     3-token strings that start with 0, then END; all others fail. The teacher is the oracle: uniform
     over the correct continuations (entropy=False: the first of them), uniform where none is left (no
@@ -768,13 +765,13 @@ def stop_instance(entropy, H=5, eps=STOP_EPS):
             float(p[0] == 0 and 2 not in p[:3] and all(a == 2 for a in p[3:]))
             for p in itertools.product(range(3), repeat=H)
         ],
-        dtype=D,
+        dtype=F64,
     )
     mdp = tm.TreeMDP(H, 3, rewards, end=True)
     Q = tm.optimal_q(mdp)
-    best = (Q.max(-1, keepdim=True).values == Q).to(D)
+    best = (Q.max(-1, keepdim=True).values == Q).to(F64)
     if not entropy:
-        best = torch.nn.functional.one_hot(best.argmax(-1), 3).to(D)
+        best = torch.nn.functional.one_hot(best.argmax(-1), 3).to(F64)
     return mdp, (1 - eps) * best / best.sum(-1, keepdim=True) + eps / 3
 
 
@@ -847,7 +844,7 @@ def check_t7(cfg):
     table = response_table(mdp)
     q = torch.stack([insts[True][1], insts[False][1]])  # (2 teachers: with / without entropy, S, A)
     far = -q.log() / FAR_SCALE
-    far[:, 0] = torch.tensor([0.0, 0.0, -3.0], dtype=D)  # at the root: either first token, rarely END
+    far[:, 0] = torch.tensor([0.0, 0.0, -3.0], dtype=F64)  # at the root: either first token, rarely END
     # the enumeration is the DP objective of toy_mdp (and so distil.py's, by tests/test_toy_mdp.py)
     enum_err = max(
         (
@@ -1018,7 +1015,7 @@ def t8_stack(prefix):
     return stack
 
 
-def t8_instance(H=5, eps=STOP_EPS):
+def t8_instance(H=5, eps=distil.ORACLE_EPS):
     """Countdown in miniature: tokens R, W, U, END, at most H = 5 positions; correct iff the response
     ends and two correct lines stand (R R END; a wrong line is repaired by U then R: R W U R END).
     The expert (the trainer's oracle): uniform over the actions of the shortest correct completion,
@@ -1026,14 +1023,14 @@ def t8_instance(H=5, eps=STOP_EPS):
     paths = list(itertools.product(range(4), repeat=H))
     ends = [p.index(3) if 3 in p else H for p in paths]
     rewards = torch.tensor(
-        [float(k < H and t8_stack(p[:k]) == [True] * T8_LINES) for p, k in zip(paths, ends)], dtype=D
+        [float(k < H and t8_stack(p[:k]) == [True] * T8_LINES) for p, k in zip(paths, ends)], dtype=F64
     )
     mdp = tm.TreeMDP(H, 4, rewards, end=True)
     mdp.rewards = rewards * mdp.reachable
-    length = torch.tensor([min(k + 1, H) for k in ends], dtype=D)
+    length = torch.tensor([min(k + 1, H) for k in ends], dtype=F64)
     Qg = tm.optimal_q(tm.TreeMDP(H, 4, mdp.rewards * T8_GAMMA**length, end=True))
     best = Qg >= Qg.max(-1, keepdim=True).values - 1e-12
-    q = (1 - eps) * best.to(D) / best.sum(-1, keepdim=True) + eps / 4
+    q = (1 - eps) * best.to(F64) / best.sum(-1, keepdim=True) + eps / 4
     prefixes = [()]
     for s in range(1, mdp.n_states):
         prefixes.append(prefixes[(s - 1) // 4] + ((s - 1) % 4,))
@@ -1061,7 +1058,7 @@ def t8_logits(psi, tied):
     (line, undo, end), a line is R w.p. 1 − T8_SKILL; untied psi (..., O, 4) are the logits."""
     if not tied:
         return psi
-    skill = torch.tensor([math.log(1 - T8_SKILL), math.log(T8_SKILL), 0.0, 0.0], dtype=D)
+    skill = torch.tensor([math.log(1 - T8_SKILL), math.log(T8_SKILL), 0.0, 0.0], dtype=F64)
     return psi[..., [0, 0, 1, 2]] + skill
 
 
@@ -1069,13 +1066,13 @@ def t8_start(lam, prefixes, obs, tied):
     """The start: write lines until two stand, then END, mixed with λ of uniform over line/undo/END
     (untied: a line is W w.p. T8_SKILL, as the tied student's). A function of what every student sees."""
     n = torch.tensor([len(t8_stack(p)) for p in prefixes])
-    clean = torch.zeros(len(prefixes), 3, dtype=D)
+    clean = torch.zeros(len(prefixes), 3, dtype=F64)
     clean[n < T8_LINES, 0] = 1.0
     clean[n >= T8_LINES, 2] = 1.0
     p = (1 - lam) * clean + lam / 3
     if not tied:
         p = torch.stack([p[:, 0] * (1 - T8_SKILL), p[:, 0] * T8_SKILL, p[:, 1], p[:, 2]], -1)
-    psi = torch.zeros(int(obs.max()) + 1, p.shape[-1], dtype=D)
+    psi = torch.zeros(int(obs.max()) + 1, p.shape[-1], dtype=F64)
     psi[obs] = p.log()  # every state of an observation has the same blind prefix, so the same row
     return psi
 

@@ -1,7 +1,7 @@
 """
 train_gpt.py — DistIL end to end on the GPT of model.py: SFT warm start, on-policy distillation from
-a feedback-conditioned teacher (and every baseline on the same rollouts), evaluation, checkpoints,
-torchrun. The objectives are distil.py's, the tasks tasks.py's; the README explains the loop.
+a feedback-conditioned teacher (and every baseline on the same rollouts), evaluation, torchrun. The
+objectives are distil.py's, the tasks tasks.py's, the run's files runs.py's; the README explains the loop.
 
 One RL step (rl_step), P prompts x G rollouts; s_t = (x, y_<t) are the student's states:
     y ~ π_θ(·|x);  r, f = verify(x, y);  c = teacher context (f if r = 0 and/or a successful peer)
@@ -15,56 +15,42 @@ Baselines (sdpo, opsd, grpo, offline, the DistIL ablations) change only method_l
 Simplifications: 1. models start from scratch (SFT on references plus teacher-format examples, so
 feedback in context helps); 2. byte tokenizer: a character is a token; 3. fully on-policy, one
 update per batch: no ratios, no clipping; 4. feedback is held fixed for the step; 5. no KL anchor,
-no entropy bonus; 6. the oracle is smoothed by ORACLE_EPS so reverse KL stays finite; 7. the teacher's
-own success (t_rew) and its advantage at the student's states (t_adv) are measured at evaluations only.
+no entropy bonus; 6. the oracle is smoothed by distil.ORACLE_EPS so reverse KL stays finite; 7. the
+teacher's own success (t_rew) and its advantage at the student's states (t_adv) are measured at
+evaluations only.
 
 Run (CPU first; every Config field is a flag):
     python train_gpt.py                            # SFT -> eval -> DistIL -> eval, tiny preset, < 10 min
     python train_gpt.py --stage rl --method grpo   # another method from out/sft.pt
-    python train_gpt.py --bench                    # sampler tokens/s; DistIL vs GRPO step, by phase
     torchrun --standalone --nproc_per_node=8 train_gpt.py --preset gpt2 --task countdown ...
-Output: one line per step; out/{sft,rl_<method>}.{pt,jsonl}. Figures and comparisons: experiment.py.
+Output: one line per step; out/{sft,rl_<method>}.{pt,jsonl}. Speed: bench.py. Comparisons: experiment.py.
 """
 
 import argparse
-import contextlib
 import copy
 import dataclasses
-import inspect
-import json
 import math
 import os
 import random
-import re
-import textwrap
 import time
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-import distil as D
+import distil
+import runs
 import tasks
 from model import (
     BLOCK_SIZE,
     GPT,
     PRESETS,
     GPTConfig,
-    append_jsonl,
-    bench_sampler,
-    bench_update,
-    ctrl_c_stops,
-    fmt_time,
     generate_responses,
-    load_checkpoint,
     model_from,
-    read_jsonl,
     response_logits,
-    resume_from,
     right_pad,
-    save_checkpoint,
 )
 
 # -----------------------------------------------------------------------------
@@ -72,11 +58,8 @@ from model import (
 
 # what each method learns from (teacher_signal): the teacher's log-probs at the student's states,
 # K samples of its next token there (a black box), its own answers (off-policy), or nothing
-METHODS = {
-    "distil": "logprobs",
-    "distil_token": "logprobs",
-    "distil_kl": "logprobs",
-    "distil_topk": "logprobs",
+METHODS = dict.fromkeys(("distil", "distil_token", "distil_kl", "distil_topk"), "logprobs")
+METHODS |= {
     "distil_sampled": "samples",
     "sdpo": "logprobs",
     "opsd": "logprobs",
@@ -90,7 +73,6 @@ TEACHERS = {
     "oracle": "the task's programmatic expert",
 }  # or a .pt path
 SELF_TEACHERS = ("self", "ema", "frozen")  # the student's weights at step 0: the SFT evaluation is theirs
-ORACLE_EPS = 1e-3  # uniform mass mixed into the oracle's distribution: reverse KL to a zero is +inf
 
 
 @dataclass
@@ -100,7 +82,6 @@ class Config:
     task: str = "mult:digits_a=2,digits_b=1"  # a tasks.py task, optionally with knobs: name:knob=value,...
     method: str = "distil"  # RL objective (distil.py)
     teacher: str = "self"  # self (live weights) | ema | frozen (RL start) | oracle | path/to/ckpt.pt
-    bench: bool = False  # time the sampler and the phases of one RL step, print tables, exit
     out_dir: str = "out"  # checkpoints and JSONL logs
     init_from: str = ""  # checkpoint for the rl/eval stage ("" = out_dir/sft.pt, or the rl one for eval)
     resume: bool = False  # continue the stage from its own checkpoint in out_dir
@@ -129,7 +110,7 @@ class Config:
     self_peer: bool = True  # a success with no successful sibling is its own peer (else: no signal)
     baseline: str = "loo"  # future-credit baseline: loo (leave-one-out over the group) | none
     reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
-    stop: str = D.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
+    stop: str = distil.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
     horizon: int = 0  # H of --stop horizon: positions a response may have (0 = the task's budget + 1)
     states: str = "all"  # where the teacher's costs count: all states | support (the oracle's S, on_support)
     # leaving S (--states support) is an end, priced per skipped position at the surprise of:
@@ -161,35 +142,17 @@ CHOICES = {
     "device": ("auto", "cpu", "cuda", "mps"),
     "dtype": ("auto", "bf16", "fp32"),
     "context": ("peer", "feedback", "both", "none"),
-    "baseline": D.BASELINES,
+    "baseline": distil.BASELINES,
     "reduction": ("sum", "token_mean"),
-    "stop": D.STOP_RULES,
+    "stop": distil.STOP_RULES,
     "states": ("all", "support"),
     "exit_price": ("oracle", "teacher", "free"),
     "eval_split": ("test", "val"),
 }
-RANGES = {
-    "seed": (0, None),
-    "sft_steps": (0, None),
-    "data_seed": (-1, None),
-    "val_n": (0, None),
-    "rl_steps": (0, None),
-    "top_k": (0, None),
-    "horizon": (0, None),
-    "eval_every": (0, None),
-    "eval_passn": (0, None),
-    "adv_samples": (0, None),
-    "eval_samples": (2, None),
-    "eval_k": (2, None),
-    "sft_teacher_frac": (0, 1),
-    "ema_tau": (0, 1),
-    "opsd_beta": (0, 1),
-}
-
-
-def field_help(cls=None):
-    """The trailing comment of each field of a config dataclass (Config by default): its --help."""
-    return dict(re.findall(r"^\s+(\w+): \w+ = .*?  # (.*)$", inspect.getsource(cls or Config), flags=re.M))
+RANGES = dict.fromkeys(("seed", "sft_steps", "val_n", "rl_steps", "top_k", "horizon"), (0, None))
+RANGES |= dict.fromkeys(("eval_every", "eval_passn", "adv_samples"), (0, None))
+RANGES |= {"data_seed": (-1, None), "eval_samples": (2, None), "eval_k": (2, None)}
+RANGES |= dict.fromkeys(("sft_teacher_frac", "ema_tau", "opsd_beta"), (0, 1))
 
 
 def check_config(cfg):
@@ -197,13 +160,13 @@ def check_config(cfg):
     for name, ok in CHOICES.items():
         value = getattr(cfg, name)
         if value not in ok and not (name == "teacher" and value.endswith(".pt")):
-            return f"--{name} {value!r} is not one of: {', '.join(ok)}" + (
-                ", or a .pt path" if name == "teacher" else ""
-            )
-    for f in (
-        f for f in dataclasses.fields(cfg) if f.type in (int, float, "int", "float")
-    ):  # RANGES, else ints >= 1, floats >= 0
-        (lo, hi), value = RANGES.get(f.name, (int(f.type in (int, "int")), None)), getattr(cfg, f.name)
+            path = ", or a .pt path" if name == "teacher" else ""
+            return f"--{name} {value!r} is not one of: {', '.join(ok)}{path}"
+    for f in dataclasses.fields(cfg):
+        if f.type not in (int, float, "int", "float"):
+            continue
+        lo, hi = RANGES.get(f.name, (int(f.type in (int, "int")), None))  # else ints >= 1, floats >= 0
+        value = getattr(cfg, f.name)
         if not (lo <= value and (hi is None or value <= hi)):  # also false for nan
             return f"--{f.name} {value} must be " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
     try:
@@ -211,54 +174,21 @@ def check_config(cfg):
     except ValueError as e:
         return f"--task: {e}"
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's ranks share the batches
-    rules = [  # (violated, what is accepted)
-        (
-            0 < cfg.horizon < budget,
-            f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a response "
-            f"of {cfg.task} can have",
-        ),
-        (
-            cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"),
-            f"--states {cfg.states} needs a "
-            f"method that reads the teacher at the student's states, not {cfg.method}",
-        ),
-        (
-            cfg.baseline == "loo" and cfg.group < 2,
-            "--baseline loo needs --group >= 2 (the other rollouts are the baseline)",
-        ),
-        (
-            cfg.eval_split == "val" and cfg.val_n < 1,
-            "--eval_split val needs --val_n >= 1 (the held-out training problems)",
-        ),
-        (cfg.sft_batch % world, f"--sft_batch {cfg.sft_batch} must be divisible by the {world} ranks"),
-        (cfg.prompts % world, f"--prompts {cfg.prompts} must be divisible by the {world} ranks"),
-        (
-            cfg.eval_k > cfg.eval_samples,
-            f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]",
-        ),
-    ]
-    return next(
-        (msg for violated, msg in rules if violated), None
-    )  # (pass@1 is greedy; sampled pass@1 is avg@n)
-
-
-def str2bool(s):
-    if s.lower() not in ("1", "true", "yes", "0", "false", "no"):
-        raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
-    return s.lower() in ("1", "true", "yes")
-
-
-def add_flags(parser, cls, helps):
-    """One --flag per field of `cls`, typed by its annotation (a bare bool flag means true)."""
-    for f in dataclasses.fields(cls):
-        text = helps.get(f.name, "").replace("%", "%%")  # argparse %-formats help
-        if f.type in (bool, "bool"):
-            parser.add_argument(
-                f"--{f.name}", nargs="?", const=True, default=f.default, type=str2bool, help=text
-            )
-        else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument(f"--{f.name}", type=typ, default=f.default, help=text)
+    if 0 < cfg.horizon < budget:
+        return f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a {cfg.task} response has"
+    if cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"):
+        return f"--states {cfg.states} needs a method that reads the teacher at the student's states"
+    if cfg.baseline == "loo" and cfg.group < 2:
+        return "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"
+    if cfg.eval_split == "val" and cfg.val_n < 1:
+        return "--eval_split val needs --val_n >= 1 (the held-out training problems)"
+    if cfg.sft_batch % world or cfg.prompts % world:
+        return (
+            f"--sft_batch {cfg.sft_batch} and --prompts {cfg.prompts} must be divisible by the {world} ranks"
+        )
+    if cfg.eval_k > cfg.eval_samples:  # (pass@1 is greedy; sampled pass@1 is avg@n)
+        return f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]"
+    return None
 
 
 def parse_args(argv=None):
@@ -266,10 +196,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    helps = field_help()
+    helps = runs.field_help(Config)
     for name, ok in CHOICES.items():
         helps[name] += f" [{', '.join(ok)}]"
-    add_flags(p, Config, helps)
+    runs.add_flags(p, Config, helps)
     cfg = Config(**vars(p.parse_args(argv)))
     if check_config(cfg):
         p.error(check_config(cfg))
@@ -314,21 +244,19 @@ class Rollouts:
     feedback: list = None  # (B) the verifier's feedback
 
 
+def generate(model, cfg, rt, ids, max_new, temperature, gen):
+    """(resp, mask) of responses to the token contexts `ids`: KV-cached, --sample_batch rows a call."""
+    with rt.amp:
+        return generate_responses(
+            model, ids, max_new, tasks.EOT_ID, temperature, cfg.top_k, gen, cfg.sample_batch
+        )
+
+
 def sample_rollouts(model, cfg, rt, prompts, group, temperature, gen):
-    """`group` rollouts of each prompt from the student context, batched KV-cached sampler calls."""
+    """`group` rollouts of each prompt from the student context."""
     rows = [p for p in prompts for _ in range(group)]
     ctx = [encode(rt.enc, tasks.student_context(p)) for p in rows]
-    with rt.amp:
-        resp, mask = generate_responses(
-            model,
-            ctx,
-            rt.task.max_response_chars + 1,
-            tasks.EOT_ID,
-            temperature,
-            cfg.top_k,
-            gen,
-            cfg.sample_batch,
-        )
+    resp, mask = generate(model, cfg, rt, ctx, rt.task.max_response_chars + 1, temperature, gen)
     return Rollouts(rows, ctx, resp, mask)
 
 
@@ -391,7 +319,7 @@ class ModelTeacher(Teacher):
                 logits = response_logits(
                     self.model, [encode(self.rt.enc, ctx[i]) for i in rows], resp[rows], tasks.EOT_ID
                 )
-            out[rows] = D.log_probs(logits)
+            out[rows] = distil.log_probs(logits)
         return out
 
     def complete(self, problems, ctx, prefixes, gen):
@@ -399,17 +327,7 @@ class ModelTeacher(Teacher):
         if rows:
             ids = [encode(self.rt.enc, ctx[i] + prefixes[i]) for i in rows]
             max_new = max(1, self.rt.task.max_response_chars + 1 - min(len(prefixes[i]) for i in rows))
-            with self.rt.amp:
-                resp, mask = generate_responses(
-                    self.model,
-                    ids,
-                    max_new,
-                    tasks.EOT_ID,
-                    self.cfg.temperature,
-                    self.cfg.top_k,
-                    gen,
-                    self.cfg.sample_batch,
-                )
+            resp, mask = generate(self.model, self.cfg, self.rt, ids, max_new, self.cfg.temperature, gen)
             for i, text in zip(rows, decode_responses(self.rt.enc, resp, mask)):
                 out[i] = prefixes[i] + text
         return out
@@ -454,7 +372,7 @@ class OracleTeacher(Teacher):
             for t in range(n):
                 for ch, pr in self.rt.task.oracle(problems[b], text[:t]).items():
                     probs[t, tasks.EOT_ID if ch == tasks.EOT else ord(ch)] += pr
-            out[b] = torch.log((1 - ORACLE_EPS) * probs + ORACLE_EPS / V)
+            out[b] = torch.log((1 - distil.ORACLE_EPS) * probs + distil.ORACLE_EPS / V)
         return out.to(resp.device)
 
     def complete(self, problems, ctx, prefixes, gen):
@@ -478,12 +396,10 @@ def make_teacher(cfg, rt, student, ck=None):
         if ck is not None and ck.get("teacher") is not None:
             model.load_state_dict(ck["teacher"])
     else:
-        model = model_from(
-            load_checkpoint(cfg.teacher, "teacher checkpoint"), cfg.teacher, rt.enc.n_vocab
-        ).to(rt.device)
-    return ModelTeacher(
-        cfg, rt, model.requires_grad_(False).eval(), cfg.teacher if cfg.teacher in TEACHERS else "checkpoint"
-    )
+        ck = runs.load_checkpoint(cfg.teacher, "teacher checkpoint")
+        model = model_from(ck, cfg.teacher, rt.enc.n_vocab).to(rt.device)
+    kind = cfg.teacher if cfg.teacher in TEACHERS else "checkpoint"
+    return ModelTeacher(cfg, rt, model.requires_grad_(False).eval(), kind)
 
 
 # -----------------------------------------------------------------------------
@@ -503,18 +419,16 @@ def majority_correct(task, problem, texts):
     )
 
 
+TEACHER_KEYS = ("t_rew", "lift", "t_adv", "t_adv_se", "t_adv_n")  # the teacher's success and advantage
+
+
+def student_keys(cfg):
+    """The student's held-out metrics: greedy pass@1, unbiased pass@k, avg@n and maj@n of n samples."""
+    return ["pass@1", f"pass@{cfg.eval_k}", f"avg@{cfg.eval_samples}", f"maj@{cfg.eval_samples}"]
+
+
 def eval_keys(cfg):
-    return [
-        "pass@1",
-        f"pass@{cfg.eval_k}",
-        f"avg@{cfg.eval_samples}",
-        f"maj@{cfg.eval_samples}",
-        "t_rew",
-        "lift",
-        "t_adv",
-        "t_adv_se",
-        "t_adv_n",
-    ]
+    return student_keys(cfg) + list(TEACHER_KEYS)
 
 
 @torch.no_grad()
@@ -524,41 +438,27 @@ def evaluate(model, teacher, cfg, rt, problems):
     t_rew is the teacher's success from the contexts it gets (nan if it gets none); t_adv its
     advantage at the student's states (teacher_advantage), with its standard error and n of cuts."""
     n, k, mine = cfg.eval_samples, cfg.eval_k, problems[rt.rank :: rt.world]
-    gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "eval", 0, rt.rank))
-    greedy, ro = (
-        score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, g, temp, gen))
-        for g, temp in ((1, 0.0), (n, cfg.temperature))
-    )
+    gen = torch.Generator(rt.device).manual_seed(runs.seed_of(cfg.seed, "eval", 0, rt.rank))
+    greedy = score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, 1, 0.0, gen))
+    ro = score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, n, cfg.temperature, gen))
     rewards = ro.rewards.tolist()
     ctx = teacher.contexts(ro.problems, rewards, ro.texts, ro.feedback, n)
-    t_rewards = [
-        rt.task.verify(p, t)[0]
-        for p, t in zip(ro.problems, teacher.answers(ro.problems, ctx, gen))
-        if t is not None
-    ]
-    s = reduce_sums(
-        rt,
-        {
-            "problems": len(mine),
-            "pass@1": greedy.rewards.sum().item(),
-            f"pass@{k}": sum(
-                pass_at_k(n, int(sum(rewards[i : i + n])), k) for i in range(0, len(rewards), n)
-            ),
-            f"avg@{n}": sum(rewards) / n,
-            f"maj@{n}": sum(
-                majority_correct(rt.task, p, ro.texts[i * n : (i + 1) * n]) for i, p in enumerate(mine)
-            ),
-            "t_rew": sum(t_rewards),
-            "t_rows": len(t_rewards),
-        }
-        | teacher_advantage(model, teacher, cfg, rt, ro, ctx),
+    answers = teacher.answers(ro.problems, ctx, gen)
+    t_rewards = [rt.task.verify(p, t)[0] for p, t in zip(ro.problems, answers) if t is not None]
+    s = {"problems": len(mine), "pass@1": greedy.rewards.sum().item()}
+    s[f"pass@{k}"] = sum(pass_at_k(n, int(sum(rewards[i : i + n])), k) for i in range(0, len(rewards), n))
+    s[f"avg@{n}"] = sum(rewards) / n
+    s[f"maj@{n}"] = sum(
+        majority_correct(rt.task, p, ro.texts[i * n : (i + 1) * n]) for i, p in enumerate(mine)
     )
-    out = {key: s[key] / max(s["problems"], 1) for key in eval_keys(cfg)[:4]}
+    s["t_rew"] = sum(t_rewards)
+    s["t_rows"] = len(t_rewards)
+    s = runs.reduce_sums(rt, s | teacher_advantage(model, teacher, cfg, rt, ro, ctx))
+    out = {key: s[key] / max(s["problems"], 1) for key in student_keys(cfg)}
     out["t_rew"] = s["t_rew"] / s["t_rows"] if s["t_rows"] else math.nan
-    t_adv = dict(
-        zip(eval_keys(cfg)[6:], mean_se(int(s["cuts"]), s["d"], s["d2"]))
-    )  # t_adv, t_adv_se, t_adv_n
-    return out | {"lift": out["t_rew"] - out[f"avg@{n}"]} | t_adv
+    out["lift"] = out["t_rew"] - out[f"avg@{n}"]
+    out["t_adv"], out["t_adv_se"], out["t_adv_n"] = mean_se(int(s["cuts"]), s["d"], s["d2"])
+    return out
 
 
 def mean_se(n, total, total_sq):
@@ -574,22 +474,18 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
     (the empty prefix included); from it the teacher (its context) and the student (its own) complete
     adv_samples times from one seed. Returns the sums {cuts, d: Σd, d2: Σd²} of d = the teacher's
     success rate − the student's, one d per cut."""
-    n, M, seed = cfg.eval_samples, cfg.adv_samples, seed_of(cfg.seed, "adv", 0, rt.rank)
+    n, M, seed = cfg.eval_samples, cfg.adv_samples, runs.seed_of(cfg.seed, "adv", 0, rt.rank)
     firsts = (next((i for i in range(g, g + n) if ctx[i] is not None), None) for g in range(0, len(ctx), n))
     rows, rng, rates = [i for i in firsts if i is not None and M], random.Random(seed), []
     cuts = [rng.randrange(int(ro.mask[i].sum())) for i in rows]
     probs = [ro.problems[i] for i in rows for _ in range(M)]
     prefixes = [ro.texts[i][:c] for i, c in zip(rows, cuts) for _ in range(M)]
-    for who, c in (
-        (teacher, [ctx[i] for i in rows for _ in range(M)]),
-        (ModelTeacher(cfg, rt, model, "self"), [tasks.student_context(p) for p in probs]),
-    ):
+    teacher_ctx = [ctx[i] for i in rows for _ in range(M)]
+    student_ctx = [tasks.student_context(p) for p in probs]
+    for who, c in ((teacher, teacher_ctx), (ModelTeacher(cfg, rt, model, "self"), student_ctx)):
         texts = who.complete(probs, c, prefixes, torch.Generator(rt.device).manual_seed(seed))  # paired draws
-        rates.append(
-            torch.tensor([rt.task.verify(p, t)[0] for p, t in zip(probs, texts)])
-            .reshape(len(rows), M)
-            .mean(1)
-        )
+        rewards = torch.tensor([rt.task.verify(p, t)[0] for p, t in zip(probs, texts)])
+        rates.append(rewards.reshape(len(rows), M).mean(1))
     d = rates[0] - rates[1]
     return {"cuts": len(rows), "d": d.sum().item(), "d2": (d * d).sum().item()}
 
@@ -598,175 +494,41 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
 def pass_at_n(model, cfg, rt, problems):
     """{"1": pass@1, "2": pass@2, ..}: N = 1, 2, 4, .. from eval_passn samples per problem at temperature 1"""
     s, mine = cfg.eval_passn, problems[rt.rank :: rt.world]
-    gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "passn", 0, rt.rank))
+    gen = torch.Generator(rt.device).manual_seed(runs.seed_of(cfg.seed, "passn", 0, rt.rank))
     ro = score_rollouts(rt, sample_rollouts(model, dataclasses.replace(cfg, top_k=0), rt, mine, s, 1.0, gen))
     counts = [int(ro.rewards[i : i + s].sum().item()) for i in range(0, len(ro.problems), s)]
     ns = [str(2**i) for i in range(int(math.log2(s)) + 1)]
-    sums = reduce_sums(
-        rt, {n: sum(pass_at_k(s, c, int(n)) for c in counts) for n in ns} | {"problems": len(mine)}
-    )
+    sums = {n: sum(pass_at_k(s, c, int(n)) for c in counts) for n in ns}
+    sums = runs.reduce_sums(rt, sums | {"problems": len(mine)})
     return {n: sums[n] / sums["problems"] for n in ns}
 
 
 def format_eval(m):
-    return " | ".join(
-        f"{key} {val:+.3f}"
-        if key in ("lift", "t_adv")
-        else f"{key} {val}"
-        if isinstance(val, int)
-        else f"{key} {val:.3f}"
-        for key, val in m.items()
-    )
+    def cell(k, v):
+        if isinstance(v, int):
+            return f"{k} {v}"
+        return f"{k} {v:+.3f}" if k in ("lift", "t_adv") else f"{k} {v:.3f}"
 
-
-# -----------------------------------------------------------------------------
-# Run plumbing: devices, distributed, seeds, logs, Ctrl-C, NaN
-
-
-class Runtime:
-    """What every stage needs besides the config: device (cuda > mps > cpu for auto), torchrun rank and
-    world size (a DDP process group, created unless one exists), autocast precision, tokenizer, task."""
-
-    def __init__(self, cfg):
-        self.world, self.rank, local = (
-            int(os.environ.get(k, d)) for k, d in (("WORLD_SIZE", 1), ("RANK", 0), ("LOCAL_RANK", 0))
-        )
-        name = (
-            cfg.device
-            if cfg.device != "auto"
-            else "cuda"
-            if torch.cuda.is_available()
-            else "mps"
-            if torch.backends.mps.is_available()
-            else "cpu"
-        )
-        self.device = torch.device(f"cuda:{local}" if name == "cuda" else name)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls for any fp32 work (Ampere+)
-            torch.backends.cudnn.allow_tf32 = True
-        self.owns_pg = self.world > 1 and not dist.is_initialized()  # then run() also destroys it
-        if self.owns_pg:
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        bf16 = cfg.dtype == "bf16" or (
-            cfg.dtype == "auto" and name == "cuda" and torch.cuda.is_bf16_supported()
-        )
-        self.amp = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        )
-        self.enc, self.task = tasks.get_tokenizer(), tasks.make_task(cfg.task)
-
-    def log(self, *args):
-        if self.rank == 0:
-            print(*args, flush=True)
-
-
-def reduce_sums(rt, sums):
-    """Sum a dict of floats over ranks, by name (one all-reduce); float64 where the device has it."""
-    x = torch.tensor(
-        list(sums.values()),
-        dtype=torch.float32 if rt.device.type == "mps" else torch.float64,
-        device=rt.device,
-    )
-    if rt.world > 1:
-        dist.all_reduce(x)
-    return dict(zip(sums, x.tolist()))
-
-
-def seed_of(seed, stage, step, rank):
-    """A 31-bit seed, a fixed function of its arguments (Python's hash() is salted per process)."""
-    return zlib.crc32(f"{seed}/{stage}/{step}/{rank}".encode()) & 0x7FFFFFFF
-
-
-def wrap(raw, cfg, rt):
-    """The module the training forward goes through: optionally compiled, DDP across ranks."""
-    model = torch.compile(raw, dynamic=True) if cfg.compile else raw
-    if rt.world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None
-        )
-    return model
-
-
-def check_finite(loss, stage, step, ckpt):
-    """Stop with the step and the last good checkpoint named if the loss is NaN or inf."""
-    if not math.isfinite(loss):
-        raise SystemExit(
-            f"error: {stage} loss is {loss} at step {step}; stopped before the update. "
-            f"Last good checkpoint: {ckpt if os.path.exists(ckpt) else 'none yet'}"
-        )
-
-
-def load_stage(cfg, rt, path, init, lr, weight_decay):
-    """(model, AdamW, start step, checkpoint) of a stage: its own checkpoint `path` with --resume if
-    there is one (then start > 0 and the checkpoint is returned), else `init` (None: a fresh GPT)."""
-    ck = load_checkpoint(path) if cfg.resume and os.path.exists(path) else None
-    source = ck or (load_checkpoint(init, "initial checkpoint") if init else None)
-    raw = (
-        model_from(source, path if ck else init, rt.enc.n_vocab, cfg.preset)
-        if source
-        else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS[cfg.preset]))
-    )
-    opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda")
-    return raw, opt, resume_from(ck, opt) if ck else 0, ck
-
-
-def train_loop(cfg, rt, stage, raw, opt, start, total, step_fn, line_keys, every=1, **state):
-    """The loop both stages share: row = step_fn(step) for step = start..total-1, each row to
-    out_dir/<stage>.jsonl (a resumed run keeps the rows of its earlier steps) and every `every`
-    steps a line of line_keys ((metric, format); '-' where not measured) to the console; a checkpoint
-    out_dir/<stage>.pt (model, optimizer, step, config, `state`) every ckpt_every steps and at the
-    end. Ctrl-C finishes the step, saves and stops, every rank at the same step. Returns (rows, stopped)."""
-    path, log_path = (os.path.join(cfg.out_dir, stage + ext) for ext in (".pt", ".jsonl"))
-    rows, t_start = (
-        [r for r in read_jsonl(log_path) if r["step"] < start] if rt.rank == 0 else [],
-        time.time(),
-    )
-
-    def save(step):
-        return rt.rank == 0 and save_checkpoint(
-            path,
-            model=raw.state_dict(),
-            model_args=dataclasses.asdict(raw.config),
-            optimizer=opt.state_dict(),
-            step=step,
-            config=dataclasses.asdict(cfg),
-            stage=stage.split("_")[0],
-            **{k: f() for k, f in state.items()},
-        )
-
-    if rt.rank == 0:
-        with open(log_path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-    with ctrl_c_stops() as flag:
-        for step in range(start, total):
-            t0 = time.time()
-            rows.append(m := step_fn(step))
-            dt, eta = time.time() - t0, (time.time() - t_start) / (step + 1 - start) * (total - step - 1)
-            if rt.rank == 0:
-                append_jsonl(log_path, m)
-            if step % every == 0 or step == total - 1:
-
-                def cell(k, spec):
-                    return format(m[k], spec) if k in m and m[k] == m[k] else "-"
-
-                rt.log(
-                    f"{stage.split('_')[0]} {step:4d}/{total} | "
-                    + " | ".join(f"{k} {cell(k, f)}" for k, f in line_keys)
-                    + f" | {m['tokens'] / dt / 1e3:.1f}k tok/s | {dt * 1e3:.0f} ms | eta {fmt_time(eta)}"
-                )
-            stop = reduce_sums(rt, {"stop": float(flag["stop"])})["stop"] > 0
-            if stop or (step + 1) % cfg.ckpt_every == 0:
-                save(step + 1)
-            if stop:
-                rt.log(f"{stage}: stopped after step {step}; saved {path} (continue with --resume)")
-                return rows, True
-    save(total)
-    return rows, False
+    return " | ".join(cell(k, v) for k, v in m.items())
 
 
 # -----------------------------------------------------------------------------
 # Stage 1: SFT warm start on reference solutions and teacher-format examples
+
+
+def load_stage(cfg, rt, name, init, lr, weight_decay):
+    """(model, AdamW, start step, checkpoint) of the stage `name`: its own out_dir/<name>.pt with
+    --resume if there is one (then start > 0 and the checkpoint is returned), else `init` (None: a
+    fresh GPT)."""
+    path = os.path.join(cfg.out_dir, name + ".pt")
+    ck = runs.load_checkpoint(path) if cfg.resume and os.path.exists(path) else None
+    source = ck or (runs.load_checkpoint(init, "initial checkpoint") if init else None)
+    if source:
+        raw = model_from(source, path if ck else init, rt.enc.n_vocab, cfg.preset)
+    else:
+        raw = GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS[cfg.preset]))
+    opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda")
+    return raw, opt, runs.resume_from(ck, opt) if ck else 0, ck
 
 
 def lr_at(step, total, peak):
@@ -776,52 +538,53 @@ def lr_at(step, total, peak):
     return peak * ((step + 1) / warm if step < warm else cosine)
 
 
+def sft_batch(cfg, rt, train, step):
+    """This rank's SFT examples of a step: (contexts, response tokens, mask), references and
+    teacher-format examples (tasks.sft_example) drawn from the training problems."""
+    rng = random.Random(runs.seed_of(cfg.seed, "sft", step, rt.rank))
+    n = cfg.sft_batch // rt.world
+    pairs = [tasks.sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac) for _ in range(n)]
+    resp, mask = right_pad([encode(rt.enc, r) + [tasks.EOT_ID] for _, r in pairs], tasks.EOT_ID, rt.device)
+    return [encode(rt.enc, c) for c, _ in pairs], resp, mask
+
+
 def train_sft(cfg, rt):
-    """Train a GPT from scratch; save out_dir/sft.pt. Returns (eval metrics or None if stopped, model)."""
-    path = os.path.join(cfg.out_dir, "sft.pt")
-    raw, opt, start, _ = load_stage(cfg, rt, path, None, cfg.sft_lr, 0.1)  # wd 0.1: nanoGPT's
-    model, (train, test) = wrap(raw, cfg, rt), problem_sets(cfg, rt.task)
+    """Train a GPT from scratch; save out_dir/sft.pt. Returns (eval metrics or None if interrupted, model)."""
+    raw, opt, start, _ = load_stage(cfg, rt, "sft", None, cfg.sft_lr, 0.1)  # wd 0.1: nanoGPT's
+    stage = runs.Stage(cfg, rt, "sft", start)
+    model = runs.wrap(raw, cfg, rt)
+    train, test = problem_sets(cfg, rt.task)
     rt.log(
         f"sft: {raw.num_params():,} parameters | {cfg.sft_steps} steps x {cfg.sft_batch} sequences | "
         f"{len(train)} train problems, {len(test)} {cfg.eval_split}"
     )
-
-    def step_fn(step):
-        rng = random.Random(seed_of(cfg.seed, "sft", step, rt.rank))
-        pairs = [
-            tasks.sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac)
-            for _ in range(cfg.sft_batch // rt.world)
-        ]
-        resp, mask = right_pad(
-            [encode(rt.enc, r) + [tasks.EOT_ID] for _, r in pairs], tasks.EOT_ID, rt.device
-        )
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.sft_steps, cfg.sft_lr)
-        with rt.amp:
-            logits = response_logits(model, [encode(rt.enc, c) for c, _ in pairs], resp, tasks.EOT_ID)
-        loss = D.offline_loss(logits, resp, mask, reduction="token_mean")  # NLL of the solution
-        s = reduce_sums(rt, {"loss": loss.item(), "tokens": mask.sum().item()})
-        check_finite(s["loss"], "sft", step, path)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)  # SFT from scratch: nanoGPT's clip
-        opt.step()
-        return {
-            "step": step,
-            "loss": s["loss"] / rt.world,
-            "lr": opt.param_groups[0]["lr"],
-            "tokens": s["tokens"],
-        }
-
-    if train_loop(
-        cfg, rt, "sft", raw, opt, start, cfg.sft_steps, step_fn, (("loss", ".4f"), ("lr", ".2e")), every=25
-    )[1]:
-        return None, raw
+    with runs.ctrl_c_stops() as flag:
+        for step in range(start, cfg.sft_steps):
+            t0 = time.time()
+            ctx, resp, mask = sft_batch(cfg, rt, train, step)
+            lr = lr_at(step, cfg.sft_steps, cfg.sft_lr)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            with rt.amp:
+                logits = response_logits(model, ctx, resp, tasks.EOT_ID)
+            loss = distil.offline_loss(logits, resp, mask, reduction="token_mean")  # NLL of the solution
+            s = runs.reduce_sums(rt, {"loss": loss.item(), "tokens": mask.sum().item()})
+            runs.check_finite(s["loss"], "sft", step, stage.ckpt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)  # SFT from scratch: nanoGPT's clip
+            opt.step()
+            row = {"step": step, "loss": s["loss"] / rt.world, "lr": lr, "tokens": s["tokens"]}
+            stage.append(row)
+            if step % 25 == 0 or step == cfg.sft_steps - 1:
+                rt.log(stage.line(step, cfg.sft_steps, row, SFT_LINE, time.time() - t0))
+            if stage.after_step(step, flag, raw, opt):
+                return None, raw
+    stage.save(cfg.sft_steps, raw, opt)
     t0 = time.time()
     metrics = evaluate(raw, ModelTeacher(cfg, rt, raw, "self"), cfg, rt, test)
     rt.log(f"eval after sft: {format_eval(metrics)} | {time.time() - t0:.1f} s")
-    if rt.rank == 0:
-        append_jsonl(os.path.join(cfg.out_dir, "sft.jsonl"), {"step": cfg.sft_steps, **metrics})
+    stage.append({"step": cfg.sft_steps, **metrics})
     return metrics, raw
 
 
@@ -840,10 +603,9 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     sig = {"has": torch.tensor([c is not None for c in ctx], device=ro.resp.device)}
     if need == "answers":  # behaviour cloning: the teacher's own responses, from its context
         texts = teacher.answers(ro.problems, ctx, gen)
-        resp, mask = right_pad(
-            [encode(rt.enc, t or "") + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, ro.resp.device
-        )
-        sig["resp"], sig["mask"] = resp, mask & sig["has"][:, None]
+        ids = [encode(rt.enc, t or "") + [tasks.EOT_ID] for t in texts]
+        sig["resp"], sig["mask"] = right_pad(ids, tasks.EOT_ID, ro.resp.device)
+        sig["mask"] &= sig["has"][:, None]
     elif need == "samples":  # black box: the loss sees K samples a_k ~ π_T(·|s_t), never π_T itself
         sig["tokens"] = teacher.next_tokens(ro.problems, ctx, ro.resp, ro.mask, cfg.teacher_samples, gen)
     else:
@@ -851,23 +613,26 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     return sig
 
 
-def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, states):
+def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, costed):
     """The method's loss from distil.py, the one place a method is defined: `mask` every response token
-    (a loo baseline needs the rollouts without a teacher too), `states` where the teacher's costs count."""
+    (a loo baseline needs the rollouts without a teacher too), `costed` the states where the teacher's
+    costs count (distil's states=: the taught tokens, or those on the expert's support)."""
     m, G, red = cfg.method, cfg.group, cfg.reduction
     if m == "grpo":
-        return D.grpo_loss(logits, tokens, mask, rewards, G, reduction=red)
+        return distil.grpo_loss(logits, tokens, mask, rewards, G, reduction=red)
     if m == "offline":
-        return D.offline_loss(logits, tokens, mask, reduction=red)
+        return distil.offline_loss(logits, tokens, mask, reduction=red)
     if m == "sdpo":
-        return D.sdpo_loss(logits, sig["logp"], states, reduction=red)
+        return distil.sdpo_loss(logits, sig["logp"], costed, reduction=red)
     if m == "opsd":
-        return D.opsd_loss(logits, sig["logp"], states, beta=cfg.opsd_beta, reduction=red)
+        return distil.opsd_loss(logits, sig["logp"], costed, beta=cfg.opsd_beta, reduction=red)
     sampled = m == "distil_sampled"
-    return D.distil_loss(
+    # the ε-smoothed oracle's surprise at a token it rules out: log(V / ε)
+    oracle_price = math.log(logits.shape[-1] / distil.ORACLE_EPS)
+    return distil.distil_loss(
         logits,
         tokens,
-        mask if m != "distil_token" else states,
+        mask if m != "distil_token" else costed,
         teacher_logits=None if sampled else sig["logp"],
         teacher_tokens=sig["tokens"] if sampled else None,
         sequence_level=m != "distil_token",
@@ -878,55 +643,67 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, states):
         topk=cfg.distil_topk if m == "distil_topk" else None,
         stop=cfg.stop,
         horizon=horizon,
-        states=states,
+        states=costed,
         price_exit=cfg.exit_price != "free",
-        exit_surprise=math.log(logits.shape[-1] / ORACLE_EPS) if cfg.exit_price == "oracle" else None,
+        exit_surprise=oracle_price if cfg.exit_price == "oracle" else None,
     )
 
 
-def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
-    """Student forward on [student context | tokens], the method's loss, backward, one AdamW step.
-    Returns the step's metrics, by name."""
-    offline = "resp" in sig
-    tokens, mask = (sig["resp"], sig["mask"]) if offline else (ro.resp, ro.mask)
+def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
+    """One on-policy step (the loop in the header docstring): rollouts, verifier, teacher signal, the
+    method's loss, one AdamW step, the teacher's update. Returns (metrics by name, phase times in s)."""
+    rng = random.Random(runs.seed_of(cfg.seed, "rl", step, 0))  # the same P prompts on every rank ...
+    prompts = rng.sample(train, cfg.prompts)[rt.rank :: rt.world]  # ... each rank samples its share
+    gen = torch.Generator(rt.device).manual_seed(runs.seed_of(cfg.seed, "rl", step, rt.rank))
+    lap = runs.Laps(rt.device)
+    ro = sample_rollouts(raw, cfg, rt, prompts, cfg.group, cfg.temperature, gen)
+    lap("sample")
+    score_rollouts(rt, ro)
+    lap("verify")
+    sig = teacher_signal(cfg, rt, teacher, ro, gen)
+    lap("teacher")
+    tokens, mask = (sig["resp"], sig["mask"]) if "resp" in sig else (ro.resp, ro.mask)
     taught = mask & sig["has"][:, None]  # the tokens of the rollouts with a teacher context
-    states = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)  # on S
+    costed = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)
     opt.zero_grad(set_to_none=True)
     with rt.amp:
         logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)
-    loss = method_loss(
-        cfg, logits, tokens, mask, ro.rewards, sig, cfg.horizon or rt.task.max_response_chars + 1, states
-    )
+    horizon = cfg.horizon or rt.task.max_response_chars + 1
+    loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, horizon, costed)
     loss.backward()
-    with torch.no_grad():
-        lg = logits.float()
-        s = {"loss": loss.item(), "H×": 0.0, "KL": 0.0, "ent": D.entropy(lg)[mask].sum().item()}
-        if "logp" in sig:
-            s["H×"] = D.forward_ce(sig["logp"], lg)[taught].sum().item()
-            s["KL"] = D.forward_kl(sig["logp"], lg)[taught].sum().item()
-    B = tokens.shape[0]
-    s = reduce_sums(
-        rt,
-        s
-        | {
-            "ranks": 1.0,
-            "rollouts": B,
-            "reward": ro.rewards.sum().item(),
-            "signal": sig["has"].sum().item(),
-            "successes": (ro.rewards > 0.5).sum().item(),  # and how many of them went through a recovery:
-            "recov": sum(
-                r > 0.5 and rt.task.has_recovery(p, t)
-                for p, t, r in zip(ro.problems, ro.texts, ro.rewards.tolist())
-            ),
-            "signal_tokens": taught.sum().item(),
-            "ent_tokens": mask.sum().item(),
-            "tokens": ro.mask.sum().item(),
-        },
-    )
-    check_finite(s["loss"], "rl", step, ckpt)
+    metrics = step_metrics(rt, ro, sig, loss, logits, mask, taught)
+    runs.check_finite(metrics["loss"], "rl", step, ckpt)
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     opt.step()
+    teacher.update(raw)
+    lap("update")
+    return metrics, lap.times
+
+
+@torch.no_grad()
+def step_metrics(rt, ro, sig, loss, logits, mask, taught):
+    """The step's metrics, summed over ranks, by name: loss, reward, the share of rollouts with a
+    signal, the share of successes that went through a recovery, length, H× and KL to the teacher
+    per taught token, the student's entropy per token, and the sampled tokens."""
+    lg = logits.float()
+    s = {"loss": loss.item(), "H×": 0.0, "KL": 0.0, "ent": distil.entropy(lg)[mask].sum().item()}
+    if "logp" in sig:
+        s["H×"] = distil.forward_ce(sig["logp"], lg)[taught].sum().item()
+        s["KL"] = distil.forward_kl(sig["logp"], lg)[taught].sum().item()
+    rewards = ro.rewards.tolist()
+    s["ranks"] = 1.0
+    s["rollouts"] = len(rewards)
+    s["reward"] = sum(rewards)
+    s["signal"] = sig["has"].sum().item()
+    s["successes"] = sum(r > 0.5 for r in rewards)
+    s["recov"] = sum(
+        r > 0.5 and rt.task.has_recovery(p, t) for p, t, r in zip(ro.problems, ro.texts, rewards)
+    )
+    s["signal_tokens"] = taught.sum().item()
+    s["ent_tokens"] = mask.sum().item()
+    s["tokens"] = ro.mask.sum().item()
+    s = runs.reduce_sums(rt, s)
 
     def per(key, n):
         return s[key] / s[n] if s[n] and (key not in ("H×", "KL") or "logp" in sig) else math.nan
@@ -944,29 +721,9 @@ def rl_update(cfg, rt, model, opt, ro, sig, step, ckpt):
     }
 
 
-def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
-    """One on-policy step (the loop in the header docstring). Returns metrics and phase times (s)."""
-    rng = random.Random(seed_of(cfg.seed, "rl", step, 0))  # the same P prompts on every rank ...
-    prompts = rng.sample(train, cfg.prompts)[rt.rank :: rt.world]  # ... each rank samples its share
-    gen = torch.Generator(rt.device).manual_seed(seed_of(cfg.seed, "rl", step, rt.rank))
-    times, clock = {}, [time.time()]
-
-    def lap(name, out):  # the phase's wall time (after the device finished it), and its output
-        if rt.device.type == "cuda":
-            torch.cuda.synchronize(rt.device)
-        times[name], clock[0] = time.time() - clock[0], time.time()
-        return out
-
-    ro = lap("sample", sample_rollouts(raw, cfg, rt, prompts, cfg.group, cfg.temperature, gen))
-    lap("verify", score_rollouts(rt, ro))
-    sig = lap("teacher", teacher_signal(cfg, rt, teacher, ro, gen))
-    metrics = rl_update(cfg, rt, model, opt, ro, sig, step, ckpt)
-    lap("update", teacher.update(raw))
-    return metrics, times
-
-
-# the step line: (metric, format)
-STEP_LINE = (
+# the console line of a step: (metric, format)
+SFT_LINE = (("loss", ".4f"), ("lr", ".2e"))
+RL_LINE = (
     ("loss", "8.4f"),
     ("reward", ".3f"),
     ("signal", ".2f"),
@@ -983,179 +740,108 @@ STEP_LINE = (
 def train_rl(cfg, rt, eval0=None):
     """RL from the SFT checkpoint (or --init_from); evaluates every eval_every steps; saves
     out_dir/rl_<method>.{pt,jsonl}. eval0: the start model's metrics, if already measured.
-    Returns {"rows", "model", "stopped", "eval" (the last evaluation)}."""
-    path, log_path = (os.path.join(cfg.out_dir, f"rl_{cfg.method}{ext}") for ext in (".pt", ".jsonl"))
+    Returns {"rows", "model", "interrupted", "eval" (the last evaluation)}."""
     init = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")
-    raw, opt, start, ck = load_stage(
-        cfg, rt, path, init, cfg.rl_lr, 0.0
-    )  # no decay: few steps from a trained model
-    teacher, model, (train, test) = (
-        make_teacher(cfg, rt, raw, ck),
-        wrap(raw, cfg, rt),
-        problem_sets(cfg, rt.task),
-    )
+    name = f"rl_{cfg.method}"
+    raw, opt, start, ck = load_stage(cfg, rt, name, init, cfg.rl_lr, 0.0)  # no decay: few steps from SFT
+    stage = runs.Stage(cfg, rt, name, start)
+    teacher = make_teacher(cfg, rt, raw, ck)
+    model = runs.wrap(raw, cfg, rt)
+    train, test = problem_sets(cfg, rt.task)
     rt.log(
         f"rl: method {cfg.method} | teacher {cfg.teacher} | {cfg.prompts} prompts x {cfg.group} rollouts "
-        f"per step | from {path if ck else init}" + (f" at step {start}" if ck else "")
+        f"per step | from {stage.ckpt if ck else init}" + (f" at step {start}" if ck else "")
     )
 
     def evaluated(step):
-        t0, m = time.time(), eval0 if step == 0 and eval0 else evaluate(raw, teacher, cfg, rt, test)
+        t0 = time.time()
+        m = eval0 if step == 0 and eval0 else evaluate(raw, teacher, cfg, rt, test)
         rt.log(f"eval @ rl step {step}: {format_eval(m)} | {time.time() - t0:.1f} s")
         return m
 
-    def step_fn(step):
-        due = step % cfg.eval_every == 0 if cfg.eval_every else step == 0
-        row = {"step": step, **(evaluated(step) if due else {})}
-        metrics, times = rl_step(cfg, rt, model, raw, opt, teacher, train, step, path)
-        return row | metrics | {f"time_{k}": v for k, v in times.items()}
-
-    rows, stopped = train_loop(
-        cfg,
-        rt,
-        f"rl_{cfg.method}",
-        raw,
-        opt,
-        start,
-        cfg.rl_steps,
-        step_fn,
-        STEP_LINE,
-        teacher=teacher.state_dict,
-    )
-    if not stopped:
-        rows.append({"step": cfg.rl_steps, **evaluated(cfg.rl_steps)})
-        if rt.rank == 0:
-            append_jsonl(log_path, rows[-1])
-        a = next(r for r in rows if "pass@1" in r)
+    interrupted = False
+    with runs.ctrl_c_stops() as flag:
+        for step in range(start, cfg.rl_steps):
+            t0 = time.time()
+            row = {"step": step}
+            if step == 0 or (cfg.eval_every and step % cfg.eval_every == 0):
+                row |= evaluated(step)
+            metrics, times = rl_step(cfg, rt, model, raw, opt, teacher, train, step, stage.ckpt)
+            row |= metrics | {f"time_{k}": v for k, v in times.items()}
+            stage.append(row)
+            rt.log(stage.line(step, cfg.rl_steps, row, RL_LINE, time.time() - t0))
+            interrupted = stage.after_step(step, flag, raw, opt, teacher=teacher.state_dict())
+            if interrupted:
+                break
+    if not interrupted:
+        stage.save(cfg.rl_steps, raw, opt, teacher=teacher.state_dict())
+        stage.append({"step": cfg.rl_steps, **evaluated(cfg.rl_steps)})
+        a, b = next(r for r in stage.rows if "pass@1" in r), stage.rows[-1]
         rt.log(
             f"held-out ({len(test)} {cfg.eval_split} problems), step {a['step']} -> {cfg.rl_steps}: "
-            + " | ".join(f"{k} {a[k]:.3f} -> {rows[-1][k]:.3f}" for k in eval_keys(cfg)[:4])
+            + " | ".join(f"{k} {a[k]:.3f} -> {b[k]:.3f}" for k in student_keys(cfg))
         )
-        rt.log(f"saved {path}, {log_path} (plot it: python experiment.py --plot {log_path})")
-    last = next((r for r in reversed(rows) if "pass@1" in r), None)
-    return {
-        "rows": rows,
-        "model": raw,
-        "stopped": stopped,
-        "eval": last and {k: last[k] for k in eval_keys(cfg)},
-    }
-
-
-# -----------------------------------------------------------------------------
-# --bench: model.py's sampler (and on CUDA MFU) tables; one DistIL step against one GRPO step, by phase
-
-
-def bench(cfg, rt):
-    """Print the benchmark tables; return the numbers. The RL step is rl_step() itself (best of 3 per
-    phase), with a teacher that gives every rollout a context of the lengths the task produces."""
-    out, rng = {"sampler": bench_sampler(rt.device, rt.amp, cfg.seed)}, random.Random(cfg.seed)
-    sft = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")  # the SFT model if there is one
-    raw = model_from(load_checkpoint(sft), sft, rt.enc.n_vocab) if os.path.exists(sft) else None
-
-    class EveryRow(ModelTeacher):  # feedback on a corrupted attempt and/or a reference solution as the peer
-        def contexts(self, problems, *_):
-            def fb(p):
-                return rt.task.verify(p, rt.task.corrupt(p, rng))[1] if self.cfg.context != "peer" else None
-
-            return [
-                tasks.teacher_context(p, fb(p), p.solution if self.cfg.context != "feedback" else None)
-                for p in problems
-            ]
-
-    times, train, lengths = {}, problem_sets(cfg, rt.task)[0], {}
-    for col in ("peer", "feedback", "both", "grpo"):
-        c = dataclasses.replace(
-            cfg, method="grpo" if col == "grpo" else "distil", context="both" if col == "grpo" else col
+        rt.log(
+            f"saved {stage.ckpt}, {stage.log_path} (plot it: python experiment.py --plot {stage.log_path})"
         )
-        student = (
-            copy.deepcopy(raw) if raw else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS["tiny"]))
-        ).to(rt.device)
-        teacher, opt = (
-            EveryRow(c, rt, student, "self"),
-            student.configure_optimizers(c.rl_lr, 0.0, rt.device.type == "cuda"),
-        )
-        runs = [rl_step(c, rt, student, student, opt, teacher, train, 0, "none") for _ in range(3)]
-        times[col] = {k: min(t[k] for _, t in runs) for k in runs[0][1]}
-        lengths[col] = sum(map(len, teacher.contexts(train[:64]))) / 64, runs[0][0]["len"]
-    cols, total = list(times), {c: sum(t.values()) for c, t in times.items()}
-    print(
-        f"\n| one RL step, ms ({sft if raw else 'a random tiny model'}; {cfg.prompts} prompts x "
-        f"{cfg.group} rollouts "
-        f"of {lengths['grpo'][1]:.1f} tokens; every row has a teacher context) | "
-        + " | ".join(f"distil, --context {c} ({lengths[c][0]:.0f}-token contexts)" for c in cols[:3])
-        + " | grpo |\n"
-        + "| --- " * (len(cols) + 1)
-        + "|"
-    )
-    rows = [(k, {c: f"{times[c][k] * 1e3:.0f}" for c in cols}) for k in times["grpo"]] + [
-        ("total", {c: f"{total[c] * 1e3:.0f}" for c in cols}),
-        ("ratio to grpo", {c: f"{total[c] / total['grpo']:.2f}x" for c in cols}),
-    ]
-    print("\n".join(f"| {k} | " + " | ".join(r[c] for c in cols) + " |" for k, r in rows))
-    out.update(phases=times, ratio={c: total[c] / total["grpo"] for c in cols})
-    if rt.device.type == "cuda":
-        out["gpu"] = bench_update(rt.device, rt.amp, cfg.compile)
-    return out
+    last = next((r for r in reversed(stage.rows) if "pass@1" in r), None)
+    evaluation = last and {k: last[k] for k in eval_keys(cfg)}
+    return {"rows": stage.rows, "model": raw, "interrupted": interrupted, "eval": evaluation}
 
 
 # -----------------------------------------------------------------------------
 # The entry point
 
 
+def describe(cfg, rt):
+    """The config, and what it implies: device, ranks, precision, parameters, rollouts per step."""
+    rt.log(runs.config_text(cfg))
+    n_layer, _, n_embd = PRESETS[cfg.preset]
+    params = n_layer * (12 * n_embd * n_embd + 2 * n_embd) + (rt.enc.n_vocab + BLOCK_SIZE + 1) * n_embd
+    rt.log(
+        f"derived: device {rt.device} x {rt.world} rank(s) | {'bf16' if rt.bf16 else 'fp32'} | "
+        f"{params / 1e6:.2f}M parameters | task {cfg.task} ({rt.task.domain}) | "
+        f"{cfg.prompts * cfg.group} rollouts/step of <= {rt.task.max_response_chars + 1} tokens"
+    )
+
+
 def run(cfg):
     """Run what cfg asks for (the CLI and experiment.py call this). Returns a dict: "eval" (the last
     held-out metrics), "sft" (after SFT), "rows" (the RL log rows), "model" (the GPT trained or
-    evaluated), "stopped" (by Ctrl-C), "passn" (with --eval_passn), "eval_problems" (distinct
-    held-out problems: the n of a binomial error bar); with --bench, the benchmark's numbers."""
+    evaluated), "interrupted" (by Ctrl-C), "passn" (with --eval_passn), "eval_problems" (distinct
+    held-out problems: the n of a binomial error bar)."""
     if check_config(cfg):
         raise SystemExit(f"error: {check_config(cfg)}")
-    rt, (L, _, C), t0 = Runtime(cfg), PRESETS[cfg.preset], time.time()
+    t0 = time.time()
+    rt = runs.Runtime(cfg)
     try:
         os.makedirs(cfg.out_dir, exist_ok=True)
         torch.manual_seed(cfg.seed)  # model initialisation (identical on every rank)
-        rt.log(
-            textwrap.fill(
-                "  ".join(f"{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(cfg)),
-                108,
-                initial_indent="config: ",
-                subsequent_indent=" " * 8,
-                break_long_words=False,
-            )
-        )
-        rt.log(
-            f"derived: device {rt.device} x {rt.world} rank(s) | "
-            f"{'bf16' if isinstance(rt.amp, torch.autocast) else 'fp32'}"
-            f" | {(L * (12 * C * C + 2 * C) + (rt.enc.n_vocab + BLOCK_SIZE + 1) * C) / 1e6:.2f}M "
-            "parameters | task "
-            f"{cfg.task} ({rt.task.domain}) | {cfg.prompts * cfg.group} rollouts/step of <= "
-            f"{rt.task.max_response_chars + 1} tokens"
-        )
-        if cfg.bench:
-            return bench(cfg, rt)
-        out, test = {"stopped": False}, problem_sets(cfg, rt.task)[1]
+        describe(cfg, rt)
+        out = {"interrupted": False}
+        test = problem_sets(cfg, rt.task)[1]
         if cfg.stage in ("all", "sft"):
             out["sft"], out["model"] = train_sft(cfg, rt)
-            out["eval"], out["stopped"] = out["sft"], out["sft"] is None
-        if cfg.stage in ("all", "rl") and not out["stopped"]:
+            out["eval"], out["interrupted"] = out["sft"], out["sft"] is None
+        if cfg.stage in ("all", "rl") and not out["interrupted"]:
             same_start = cfg.stage == "all" and cfg.teacher in SELF_TEACHERS
             out.update(train_rl(cfg, rt, eval0=out.get("sft") if same_start else None))
         if cfg.stage == "eval":
             rl = os.path.join(cfg.out_dir, f"rl_{cfg.method}.pt")
             path = cfg.init_from or (rl if os.path.exists(rl) else os.path.join(cfg.out_dir, "sft.pt"))
-            out["model"] = model_from(load_checkpoint(path), path, rt.enc.n_vocab).to(rt.device)
+            out["model"] = model_from(runs.load_checkpoint(path), path, rt.enc.n_vocab).to(rt.device)
             out["eval"] = evaluate(out["model"], make_teacher(cfg, rt, out["model"]), cfg, rt, test)
             rt.log(f"eval {path}: {format_eval(out['eval'])}")
         out["eval_problems"] = len({rt.task.split_key(p) for p in test})
-        if cfg.eval_passn and not out["stopped"]:
+        if cfg.eval_passn and not out["interrupted"]:
             out["passn"] = pass_at_n(out["model"], cfg, rt, test)
             rt.log("pass@N: " + " | ".join(f"pass@{n} {v:.3f}" for n, v in out["passn"].items()))
-        rt.log(f"done in {fmt_time(time.time() - t0)}")
+        rt.log(f"done in {runs.fmt_time(time.time() - t0)}")
         if rt.world > 1:
             dist.barrier()  # leave together: no rank tears the group down while a peer still uses it
         return out
     finally:
-        if rt.owns_pg:
-            dist.destroy_process_group()
+        rt.close()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import experiment as ex  # noqa: E402
+import runs  # noqa: E402
 import tasks  # noqa: E402
 import train_gpt as tg  # noqa: E402
 
@@ -254,7 +255,7 @@ def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_mea
     rows = ex.main(cfg)
     assert [(r["task"], r["teacher"]) for r in rows] == [("mult", t) for t in ex.PREMISE_TEACHERS]
     by = {r["teacher"]: r for r in rows}
-    teacher = tg.load_checkpoint(str(tmp_path / "runs" / "mult" / "teacher" / "sft.pt"))
+    teacher = runs.load_checkpoint(str(tmp_path / "runs" / "mult" / "teacher" / "sft.pt"))
     assert teacher["step"] == 20 and teacher["stage"] == "sft"  # teacher_scale x the SFT steps
     assert (
         by["model"]["train_s"] > 0 and by["oracle"]["t_adv"] > 0

@@ -89,9 +89,7 @@ def test_feedback_way_back_names_the_fewest_undos_that_leave_a_solution(problems
         for p in problems[name]:
             bad = task.corrupt(p, rng)
             k = way_back_undos(VERDICT[name].verify(p, bad)[1])
-            live = [
-                task._n(p, task.states(p, (bad + "\nundo" * j).split("\n"))[-1]) > 0 for j in range(k + 1)
-            ]
+            live = [task._n(p, task.stack(p, (bad + "\nundo" * j).split("\n"))[-1]) > 0 for j in range(k + 1)]
             assert live[-1] and not any(live[:-1]), (name, bad, k, live)
 
 
@@ -142,11 +140,11 @@ def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(pro
                     k = lines.count("undo")
                     assert lines[:k] == ["undo"] * k and len(lines) > k, (text, fb)
                     live = [
-                        task._live(p, task.states(p, (text + "\nundo" * j).split("\n"))[-1])
+                        task._live(p, task.stack(p, (text + "\nundo" * j).split("\n"))[-1])
                         for j in range(k + 1)
                     ]
                     assert live[-1] and not any(live[:-1]), (name, text, fb, live)
-                    after = task.states(p, (text + "\nundo" * k + "\n" + lines[k]).split("\n"))[-1]
+                    after = task.stack(p, (text + "\nundo" * k + "\n" + lines[k]).split("\n"))[-1]
                     assert task._live(p, after), (name, text, fb)
                 if name == "chem":
                     assert lines == [p.solution], fb

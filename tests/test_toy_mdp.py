@@ -13,34 +13,34 @@ import distil
 import theory_checks
 import toy_mdp as tm
 
-D = tm.DTYPE
+F64 = tm.DTYPE  # float64: the exact tables
 
 
 def small_instance():
     """H=2, A=2, rewards at leaves (00, 01, 10, 11) = (1, 0, 0, 1); a hand-written policy."""
-    mdp = tm.TreeMDP(2, 2, torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=D))
-    pi = torch.tensor([[0.8, 0.2], [0.9, 0.1], [0.3, 0.7]], dtype=D)
+    mdp = tm.TreeMDP(2, 2, torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=F64))
+    pi = torch.tensor([[0.8, 0.2], [0.9, 0.1], [0.3, 0.7]], dtype=F64)
     return mdp, pi
 
 
 def test_dynamic_programming_matches_hand_solved_values():
     mdp, pi = small_instance()
     V, Q = tm.values(pi, mdp)
-    assert torch.allclose(Q, torch.tensor([[0.9, 0.7], [1.0, 0.0], [0.0, 1.0]], dtype=D))
-    assert torch.allclose(V, torch.tensor([0.8 * 0.9 + 0.2 * 0.7, 0.9, 0.7], dtype=D))
-    assert torch.allclose(tm.occupancy(pi, mdp), torch.tensor([1.0, 0.8, 0.2], dtype=D))
-    assert torch.allclose(tm.leaf_probs(pi, mdp), torch.tensor([0.72, 0.08, 0.06, 0.14], dtype=D))
-    assert torch.isclose(tm.expected_reward(pi, mdp), torch.tensor(0.86, dtype=D))
-    assert torch.allclose(tm.optimal_q(mdp), torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype=D))
+    assert torch.allclose(Q, torch.tensor([[0.9, 0.7], [1.0, 0.0], [0.0, 1.0]], dtype=F64))
+    assert torch.allclose(V, torch.tensor([0.8 * 0.9 + 0.2 * 0.7, 0.9, 0.7], dtype=F64))
+    assert torch.allclose(tm.occupancy(pi, mdp), torch.tensor([1.0, 0.8, 0.2], dtype=F64))
+    assert torch.allclose(tm.leaf_probs(pi, mdp), torch.tensor([0.72, 0.08, 0.06, 0.14], dtype=F64))
+    assert torch.isclose(tm.expected_reward(pi, mdp), torch.tensor(0.86, dtype=F64))
+    assert torch.allclose(tm.optimal_q(mdp), torch.tensor([[1.0, 1.0], [1.0, 0.0], [0.0, 1.0]], dtype=F64))
 
 
 def test_occupancy_sums_to_one_per_depth_on_random_trees():
     mdp = tm.random_tree(4, 3, n=5, seed=1)
-    pi = torch.softmax(torch.randn(5, mdp.n_states, 3, dtype=D), -1)
+    pi = torch.softmax(torch.randn(5, mdp.n_states, 3, dtype=F64), -1)
     d = tm.occupancy(pi, mdp)
     for t in range(mdp.horizon):
-        assert torch.allclose(d[:, mdp.depth_slice(t)].sum(-1), torch.ones(5, dtype=D))
-    assert torch.allclose(tm.leaf_probs(pi, mdp).sum(-1), torch.ones(5, dtype=D))
+        assert torch.allclose(d[:, mdp.depth_slice(t)].sum(-1), torch.ones(5, dtype=F64))
+    assert torch.allclose(tm.leaf_probs(pi, mdp).sum(-1), torch.ones(5, dtype=F64))
 
 
 def test_env_passes_gymnasium_checker_and_follows_the_tree():
@@ -81,18 +81,20 @@ def test_env_rejects_invalid_actions_and_steps_after_the_end():
 
 def test_bad_trees_and_unnormalised_teachers_raise_clear_errors():
     with pytest.raises(ValueError, match="A\\^H"):
-        tm.TreeMDP(2, 3, torch.zeros(8, dtype=D))
+        tm.TreeMDP(2, 3, torch.zeros(8, dtype=F64))
     with pytest.raises(ValueError, match="branching >= 2"):
-        tm.TreeMDP(2, 1, torch.zeros(1, dtype=D))
+        tm.TreeMDP(2, 1, torch.zeros(1, dtype=F64))
     with pytest.raises(ValueError, match="sum to 1"):
-        tm.check_distribution(torch.tensor([[0.5, 0.6]], dtype=D))
+        tm.check_distribution(torch.tensor([[0.5, 0.6]], dtype=F64))
     with pytest.raises(ValueError, match="unknown objective"):
-        tm.objective(torch.zeros(3, 2, dtype=D), small_instance()[0], torch.full((3, 2), 0.5, dtype=D), "rkl")
+        tm.objective(
+            torch.zeros(3, 2, dtype=F64), small_instance()[0], torch.full((3, 2), 0.5, dtype=F64), "rkl"
+        )
     with pytest.raises(ValueError, match="no closed-form proximal"):
         tm.update(
-            torch.zeros(3, 2, dtype=D),
+            torch.zeros(3, 2, dtype=F64),
             small_instance()[0],
-            torch.full((3, 2), 0.5, dtype=D),
+            torch.full((3, 2), 0.5, dtype=F64),
             "opsd",
             "prox",
             0.1,
@@ -115,7 +117,7 @@ def rollout_batch(mdp, theta, teacher):
         for t, a in enumerate(path):
             sid[n, t], s = s, mdp.child(s, a)
     prob = tm.leaf_probs(torch.softmax(theta, -1), mdp).detach()
-    return tokens, theta[sid], teacher.log()[sid], mdp.alive[sid].to(D), prob
+    return tokens, theta[sid], teacher.log()[sid], mdp.alive[sid].to(F64), prob
 
 
 @pytest.mark.parametrize("end", [False, True], ids=["fixed_depth", "with_end"])
@@ -128,8 +130,8 @@ def test_tabular_gradient_equals_expected_distil_surrogate_gradient(kind, kwargs
     mdp = tm.random_tree(3, 3, seed=2, end=end)
     mdp = tm.TreeMDP(3, 3, mdp.rewards[0], end)
     g = torch.Generator().manual_seed(3)
-    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D).requires_grad_()
-    teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=F64).requires_grad_()
+    teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=F64), -1)
     tokens, s_logits, t_logits, mask, prob = rollout_batch(mdp, theta, teacher)
     per = distil.distil_loss(
         s_logits, tokens, mask, teacher_logits=t_logits, reduction="none", stop=stop, **kwargs
@@ -142,22 +144,24 @@ def test_tabular_gradient_equals_expected_distil_surrogate_gradient(kind, kwargs
 
 def test_end_trees_have_variable_length_and_a_forced_end():
     """H=2, A=3 with END=2: responses (END), (a, END), (a, b) for a, b in {0, 1}; 7 of 9 leaves reachable."""
-    mdp = tm.TreeMDP(2, 3, torch.zeros(9, dtype=D), end=True)
+    mdp = tm.TreeMDP(2, 3, torch.zeros(9, dtype=F64), end=True)
     assert mdp.alive.tolist() == [True, True, True, False]
     assert mdp.reachable.int().tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 1]
-    pi = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [0.4, 0.4, 0.2]], dtype=D)
+    pi = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [0.4, 0.4, 0.2]], dtype=F64)
     played = tm.played(pi, mdp)
     assert played[3].tolist() == [0.0, 0.0, 1.0] and torch.equal(played[:3], pi[:3])
     assert torch.allclose(
-        tm.leaf_probs(pi, mdp), torch.tensor([0.05, 0.05, 0.4, 0.18, 0.06, 0.06, 0, 0, 0.2], dtype=D)
+        tm.leaf_probs(pi, mdp), torch.tensor([0.05, 0.05, 0.4, 0.18, 0.06, 0.06, 0, 0, 0.2], dtype=F64)
     )
-    assert torch.isclose((tm.occupancy(pi, mdp) * mdp.alive).sum(), torch.tensor(1.8, dtype=D))  # mean length
+    assert torch.isclose(
+        (tm.occupancy(pi, mdp) * mdp.alive).sum(), torch.tensor(1.8, dtype=F64)
+    )  # mean length
 
 
 def test_end_surprise_is_the_expected_teacher_surprise_at_the_last_action():
-    mdp = tm.TreeMDP(2, 3, torch.zeros(9, dtype=D), end=True)
-    pi = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [1 / 3] * 3], dtype=D)
-    q = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25], [1 / 3] * 3], dtype=D)
+    mdp = tm.TreeMDP(2, 3, torch.zeros(9, dtype=F64), end=True)
+    pi = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2], [1 / 3] * 3], dtype=F64)
+    q = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25], [1 / 3] * 3], dtype=F64)
     lq = -q.log()
     by_hand = 0.2 * lq[0, 2] + 0.5 * (pi[1] * lq[1]).sum() + 0.3 * (pi[2] * lq[2]).sum()
     assert torch.isclose(tm.end_surprise(pi, mdp, q), by_hand)
@@ -171,8 +175,8 @@ def test_sampled_env_rollouts_estimate_the_exact_gradient():
     env = tm.TreeMDPEnv(horizon=3, branching=2, instance_seed=5)
     mdp = env.mdp
     g = torch.Generator().manual_seed(6)
-    theta = torch.randn(mdp.n_states, 2, generator=g, dtype=D).requires_grad_()
-    teacher = torch.softmax(torch.randn(mdp.n_states, 2, generator=g, dtype=D), -1)
+    theta = torch.randn(mdp.n_states, 2, generator=g, dtype=F64).requires_grad_()
+    teacher = torch.softmax(torch.randn(mdp.n_states, 2, generator=g, dtype=F64), -1)
     pi = torch.softmax(theta, -1).detach()
     n, rows, sids = 4000, [], []
     for i in range(n):
@@ -185,7 +189,7 @@ def test_sampled_env_rollouts_estimate_the_exact_gradient():
         rows.append(path), sids.append(states)
     tokens, sid = torch.tensor(rows), torch.tensor(sids)
     loss = distil.distil_loss(
-        theta[sid], tokens, torch.ones(n, 3, dtype=D), teacher_logits=teacher.log()[sid]
+        theta[sid], tokens, torch.ones(n, 3, dtype=F64), teacher_logits=teacher.log()[sid]
     )
     (g_mc,) = torch.autograd.grad(loss, theta)
     g_exact = tm.gradient(theta, mdp, teacher, "distil")
@@ -207,8 +211,8 @@ def test_aliased_student_seeing_the_full_prefix_is_the_tabular_student():
     mdp = tm.random_tree(3, 3, seed=21, end=True)
     mdp = tm.TreeMDP(3, 3, mdp.rewards[0], True)
     g = torch.Generator().manual_seed(22)
-    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D)
-    q = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=F64)
+    q = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=F64), -1)
     ident, S = torch.arange(mdp.n_states), random_support(mdp, 23)
     for kind in ("distil", "distil_token", "distil_kl", "grpo"):
         for stop in distil.STOP_RULES:
@@ -260,8 +264,8 @@ def test_aliased_dp_and_support_price_match_brute_force_enumeration(price_exit):
     mdp = tm.TreeMDP(3, 3, mdp.rewards[0], True)
     g = torch.Generator().manual_seed(25)
     obs = torch.randint(4, (mdp.n_states,), generator=g)  # 13 states seen through 4 observations
-    theta = torch.randn(4, 3, generator=g, dtype=D).requires_grad_()
-    q = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    theta = torch.randn(4, 3, generator=g, dtype=F64).requires_grad_()
+    q = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=F64), -1)
     S = random_support(mdp, 26)
     assert 1 < S.sum() < mdp.alive.sum()  # S is a proper, non-trivial subset
     J_enum, L_enum = enumerate_aliased(theta, obs, mdp, q, S, price_exit)
@@ -281,8 +285,8 @@ def test_support_objective_equals_expected_distil_loss_with_states(stop, price_e
     mdp = tm.random_tree(3, 3, seed=27, end=True)
     mdp = tm.TreeMDP(3, 3, mdp.rewards[0], True)
     g = torch.Generator().manual_seed(28)
-    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=D).requires_grad_()
-    teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=D), -1)
+    theta = torch.randn(mdp.n_states, 3, generator=g, dtype=F64).requires_grad_()
+    teacher = torch.softmax(torch.randn(mdp.n_states, 3, generator=g, dtype=F64), -1)
     S = random_support(mdp, 29)
     tokens, s_logits, t_logits, mask, prob = rollout_batch(mdp, theta, teacher)
     sid = theory_checks.response_table(mdp)[1]  # (A^H, H) the state at each position
@@ -305,7 +309,7 @@ def test_support_objective_equals_expected_distil_loss_with_states(stop, price_e
 
 
 def test_support_is_left_for_good_and_its_exits_are_the_actions_off_it():
-    mdp = tm.TreeMDP(3, 3, torch.zeros(27, dtype=D), end=True)
+    mdp = tm.TreeMDP(3, 3, torch.zeros(27, dtype=F64), end=True)
     best = torch.zeros(mdp.n_states, 3, dtype=torch.bool)
     best[0, 0] = best[1, 1] = True  # the expert plays 0, then 1, then anything
     best[5] = True
@@ -321,8 +325,8 @@ def test_support_is_left_for_good_and_its_exits_are_the_actions_off_it():
 def test_npg_steps_have_their_closed_forms():
     mdp = tm.random_tree(3, 3, seed=7)
     g = torch.Generator().manual_seed(8)
-    theta = torch.randn(1, mdp.n_states, 3, generator=g, dtype=D)
-    q = torch.softmax(torch.randn(1, mdp.n_states, 3, generator=g, dtype=D), -1)
+    theta = torch.randn(1, mdp.n_states, 3, generator=g, dtype=F64)
+    q = torch.softmax(torch.randn(1, mdp.n_states, 3, generator=g, dtype=F64), -1)
     pi, eta = torch.softmax(theta, -1), 0.05
     center = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731  logits are defined up to a per-state constant
     # forward CE: θ ← θ + η (q/π − 1);  reverse KL: θ ← θ − η log(π/q)
@@ -339,7 +343,7 @@ def test_npg_steps_have_their_closed_forms():
 
 def test_prox_steps_are_arithmetic_and_geometric_mixtures():
     mdp, pi = small_instance()
-    q = torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.2, 0.8]], dtype=D)
+    q = torch.tensor([[0.1, 0.9], [0.5, 0.5], [0.2, 0.8]], dtype=F64)
     new = torch.softmax(tm.update(pi.log(), mdp, q, "distil_token", "prox", 0.3), -1)
     assert torch.allclose(new, 0.7 * pi + 0.3 * q)
     geo = pi**0.7 * q**0.3
@@ -351,8 +355,8 @@ def test_prox_steps_are_arithmetic_and_geometric_mixtures():
 def test_reverse_kl_natural_gradient_step_is_its_geometric_mixture():
     mdp = tm.random_tree(2, 3, seed=12)
     g = torch.Generator().manual_seed(13)
-    theta = torch.randn(1, mdp.n_states, 3, generator=g, dtype=D)
-    q = torch.softmax(torch.randn(1, mdp.n_states, 3, generator=g, dtype=D), -1)
+    theta = torch.randn(1, mdp.n_states, 3, generator=g, dtype=F64)
+    q = torch.softmax(torch.randn(1, mdp.n_states, 3, generator=g, dtype=F64), -1)
     for eta in (0.05, 0.5):
         npg = torch.softmax(tm.update(theta, mdp, q, "sdpo", "npg", eta), -1)
         assert torch.allclose(npg, torch.softmax(tm.update(theta, mdp, q, "sdpo", "prox", eta), -1))
@@ -370,7 +374,7 @@ def test_reverse_kl_toward_a_teacher_with_zeros_is_refused_not_nan():
 def test_feedback_teacher_limits_and_expert_teacher():
     mdp = tm.random_tree(3, 3, n=4, seed=14)
     pi = torch.softmax(
-        torch.randn(4, mdp.n_states, 3, generator=torch.Generator().manual_seed(15), dtype=D), -1
+        torch.randn(4, mdp.n_states, 3, generator=torch.Generator().manual_seed(15), dtype=F64), -1
     )
     exact = tm.feedback_teacher(pi, mdp, strength=1.0, noise=0.0, prior=1.0, eps=1e-12)
     assert torch.allclose(exact, tm.success_teacher(pi, mdp), atol=1e-9)
@@ -384,8 +388,8 @@ def test_feedback_teacher_limits_and_expert_teacher():
 def test_reward_slope_matches_finite_differences():
     mdp = tm.random_tree(3, 2, n=4, binary=False, seed=9)
     g = torch.Generator().manual_seed(10)
-    theta = torch.randn(4, mdp.n_states, 2, generator=g, dtype=D)
-    q = torch.softmax(torch.randn(4, mdp.n_states, 2, generator=g, dtype=D), -1)
+    theta = torch.randn(4, mdp.n_states, 2, generator=g, dtype=F64)
+    q = torch.softmax(torch.randn(4, mdp.n_states, 2, generator=g, dtype=F64), -1)
     h = 1e-6
     for kind, rule in [("distil", "gd"), ("sdpo", "npg"), ("distil_token", "prox"), ("opsd", "gd")]:
         fd = (
@@ -397,13 +401,13 @@ def test_reward_slope_matches_finite_differences():
 
 def test_success_teacher_is_the_posterior_given_success():
     mdp = tm.random_tree(3, 3, n=3, seed=11)
-    pi = torch.softmax(torch.randn(3, mdp.n_states, 3, dtype=D), -1)
+    pi = torch.softmax(torch.randn(3, mdp.n_states, 3, dtype=F64), -1)
     q = tm.success_teacher(pi, mdp)
     tm.check_distribution(q)
     posterior = tm.leaf_probs(pi, mdp) * mdp.rewards
     posterior = posterior / posterior.sum(-1, keepdim=True)
     assert torch.allclose(tm.leaf_probs(q, mdp), posterior)
-    assert torch.allclose(tm.expected_reward(q, mdp), torch.ones(3, dtype=D))  # binary rewards
+    assert torch.allclose(tm.expected_reward(q, mdp), torch.ones(3, dtype=F64))  # binary rewards
 
 
 # -----------------------------------------------------------------------------
@@ -431,8 +435,8 @@ def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_pa
     results = {r["name"]: r for r in json.loads(out.read_text())}
     assert sorted(results) == [f"T{i}" for i in range(1, 9)] and all(r["passed"] for r in results.values())
     t1 = results["T1"]["data"]["instance"]  # the counterexample can be recomputed from the JSON alone
-    mdp = tm.TreeMDP(1, 3, torch.tensor([t1["rewards"]], dtype=D))
-    q, pi = torch.tensor([[t1["teacher"]]], dtype=D), torch.tensor([[t1["pi"]]], dtype=D)
+    mdp = tm.TreeMDP(1, 3, torch.tensor([t1["rewards"]], dtype=F64))
+    q, pi = torch.tensor([[t1["teacher"]]], dtype=F64), torch.tensor([[t1["pi"]]], dtype=F64)
     assert (
         tm.reward_slope(pi.log(), mdp, q, "sdpo", "npg").item()
         < 0
@@ -441,17 +445,17 @@ def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_pa
     assert len(list((tmp_path / "fig").glob("*.png"))) == 7
     t7 = results["T7"]["data"]  # the stop instance can be recomputed from the JSON alone
     inst = t7["instances"]["entropy"]
-    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=D), end=True)
+    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=F64), end=True)
     assert torch.allclose(
-        tm.expected_reward(torch.tensor(inst["teacher"], dtype=D), mdp),
-        torch.tensor(t7["J_teacher"][0], dtype=D),
+        tm.expected_reward(torch.tensor(inst["teacher"], dtype=F64), mdp),
+        torch.tensor(t7["J_teacher"][0], dtype=F64),
     )
     t8 = results["T8"]["data"]  # T8's numbers, and its students' starts recomputed from the JSON instance
     blind = t8["rows"]["aliased/token, all"]
     assert all(t8["claims"].values()) and blind["J_end"][0] < blind["J_start"][0]
     inst = t8["instance"]
-    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=D), end=True)
-    assert tm.expected_reward(torch.tensor(inst["teacher"], dtype=D), mdp).item() > 0.99
+    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=F64), end=True)
+    assert tm.expected_reward(torch.tensor(inst["teacher"], dtype=F64), mdp).item() > 0.99
     assert torch.tensor(inst["support"]).sum().item() == 3  # root, (R), (R, R)
 
 

@@ -21,8 +21,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import distil as D  # noqa: E402
+import distil  # noqa: E402
 import model as M  # noqa: E402
+import runs  # noqa: E402
 import tasks  # noqa: E402
 import train_gpt as tg  # noqa: E402
 
@@ -73,7 +74,7 @@ def random_model(seed=0, preset="micro"):
 
 def cpu_rt():
     """The Runtime of a single CPU process."""
-    return tg.Runtime(tiny_cfg(".", device="cpu"))
+    return runs.Runtime(tiny_cfg(".", device="cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -202,9 +203,11 @@ def test_teacher_logprobs_align_with_student_positions():
     tctx = [ctx[0], tasks.teacher_context(problems[1], feedback="x" * 60, peer="y" * 40)]
     t_logp = tg.ModelTeacher(tiny_cfg("."), cpu_rt(), model, "self").logprobs(problems, tctx, resp, mask)
     on = mask[0]
-    assert torch.allclose(D.forward_ce(t_logp[0], s_logits[0])[on], D.entropy(s_logits[0])[on], atol=1e-4)
-    assert D.reverse_kl(s_logits[0], t_logp[0])[on].abs().max() < 1e-5
-    assert D.reverse_kl(s_logits[1], t_logp[1])[mask[1]].abs().max() > 1e-3  # a real context differs
+    assert torch.allclose(
+        distil.forward_ce(t_logp[0], s_logits[0])[on], distil.entropy(s_logits[0])[on], atol=1e-4
+    )
+    assert distil.reverse_kl(s_logits[0], t_logp[0])[on].abs().max() < 1e-5
+    assert distil.reverse_kl(s_logits[1], t_logp[1])[mask[1]].abs().max() > 1e-3  # a real context differs
 
 
 def contexts(mode, self_peer=False, **data):
@@ -247,9 +250,15 @@ def test_oracle_logprobs_put_the_oracle_mass_on_the_right_tokens_and_stay_finite
     assert torch.allclose(probs.sum(-1), torch.ones(1, len(ids)), atol=1e-5)
     for t in range(len(ids)):  # along the reference the oracle's mass sits on the reference token
         expect = task.oracle(p, p.solution[:t]).get(tasks.EOT if t == len(p.solution) else p.solution[t], 0.0)
-        assert abs(probs[0, t, ids[t]].item() - ((1 - tg.ORACLE_EPS) * expect + tg.ORACLE_EPS / V)) < 1e-5
+        assert (
+            abs(probs[0, t, ids[t]].item() - ((1 - distil.ORACLE_EPS) * expect + distil.ORACLE_EPS / V))
+            < 1e-5
+        )
     student = torch.randn(1, len(ids), V)
-    assert torch.isfinite(D.reverse_kl(student, logp)).all() and torch.isfinite(D.jsd(logp, student)).all()
+    assert (
+        torch.isfinite(distil.reverse_kl(student, logp)).all()
+        and torch.isfinite(distil.jsd(logp, student)).all()
+    )
 
 
 def test_on_support_keeps_the_states_through_the_first_token_the_oracle_rules_out():
@@ -340,13 +349,13 @@ def test_t_adv_of_the_student_as_its_own_teacher_is_exactly_zero_with_paired_dra
 def test_a_teacher_model_of_another_size_loads_from_its_checkpoint_and_is_measured(sft_dir, tmp_path):
     """--teacher PATH: a checkpoint of another preset (here tiny, the student micro) is the teacher."""
     big = random_model(preset="tiny")
-    M.save_checkpoint(
+    runs.save_checkpoint(
         str(tmp_path / "teacher.pt"), model=big.state_dict(), model_args=dataclasses.asdict(big.config)
     )
     cfg = tiny_cfg(
         tmp_path, stage="eval", init_from=str(sft_dir / "sft.pt"), teacher=str(tmp_path / "teacher.pt")
     )
-    student = tg.model_from(tg.load_checkpoint(cfg.init_from), cfg.init_from, V)
+    student = tg.model_from(runs.load_checkpoint(cfg.init_from), cfg.init_from, V)
     teacher = tg.make_teacher(cfg, cpu_rt(), student)
     assert (
         teacher.kind == "checkpoint"
@@ -376,14 +385,14 @@ def test_pass_at_k_is_the_unbiased_combinatorial_estimator():
 @pytest.mark.parametrize("method", tg.METHODS)
 def test_every_method_gives_a_finite_loss_and_moves_the_parameters(method, sft_dir, tmp_path, mixed_rewards):
     out = rl_dir(sft_dir, tmp_path)
-    before = params(tg.model_from(tg.load_checkpoint(str(out / "sft.pt")), "sft", V))
+    before = params(tg.model_from(runs.load_checkpoint(str(out / "sft.pt")), "sft", V))
     res = tg.run(tiny_cfg(out, method=method))
     steps = [r for r in res["rows"] if "loss" in r]
     assert len(steps) == 2 and all(math.isfinite(r["loss"]) for r in steps)
     assert all(0 <= r["signal"] <= 1 and r["len"] >= 1 and not r["recov"] > 1 for r in steps)
     assert not torch.equal(params(res["model"]), before)
     assert (out / f"rl_{method}.pt").exists() and same_rows(
-        tg.read_jsonl(str(out / f"rl_{method}.jsonl")), res["rows"]
+        runs.read_jsonl(str(out / f"rl_{method}.jsonl")), res["rows"]
     )
 
 
@@ -394,12 +403,12 @@ def test_every_teacher_kind_trains(teacher, sft_dir, tmp_path, mixed_rewards):
     res = tg.run(tiny_cfg(out, teacher=name))
     assert all(math.isfinite(r["loss"]) for r in res["rows"] if "loss" in r)
     evals = [
-        r for r in tg.read_jsonl(str(out / "rl_distil.jsonl")) if "pass@1" in r
+        r for r in runs.read_jsonl(str(out / "rl_distil.jsonl")) if "pass@1" in r
     ]  # t_adv at every evaluation
     assert len(evals) == 2 and all(-1 <= r["t_adv"] <= 1 and r["t_adv_n"] >= 1 for r in evals)
     if teacher in ("ema", "frozen"):  # the teacher's weights travel with the checkpoint
-        ck = tg.load_checkpoint(str(out / "rl_distil.pt"))
-        start = tg.load_checkpoint(str(sft_dir / "sft.pt"))["model"]
+        ck = runs.load_checkpoint(str(out / "rl_distil.pt"))
+        start = runs.load_checkpoint(str(sft_dir / "sft.pt"))["model"]
         moved = any(not torch.equal(ck["teacher"][k], start[k]) for k in start)
         assert moved == (teacher == "ema")
 
@@ -432,9 +441,9 @@ def test_resume_after_ctrl_c_reproduces_the_uninterrupted_run(sft_dir, tmp_path,
     monkeypatch.setattr(tg, "teacher_signal", signal_then_ctrl_c)
     cut = tg.run(tiny_cfg(cut_dir, **cfg))
     monkeypatch.setattr(tg, "teacher_signal", real)
-    assert cut["stopped"] and tg.load_checkpoint(str(cut_dir / "rl_distil.pt"))["step"] == 2
+    assert cut["interrupted"] and runs.load_checkpoint(str(cut_dir / "rl_distil.pt"))["step"] == 2
     tg.run(tiny_cfg(cut_dir, resume=True, **cfg))
-    resumed = tg.read_jsonl(str(cut_dir / "rl_distil.jsonl"))
+    resumed = runs.read_jsonl(str(cut_dir / "rl_distil.jsonl"))
     assert same_rows(resumed, full)
 
 
@@ -463,7 +472,7 @@ def test_ddp_gloo_two_ranks_keep_parameters_identical(sft_dir, tmp_path):
     out = rl_dir(sft_dir, tmp_path)
     mp.spawn(ddp_worker, args=(2, str(out), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
-    before = params(tg.model_from(tg.load_checkpoint(str(out / "sft.pt")), "sft", V))
+    before = params(tg.model_from(runs.load_checkpoint(str(out / "sft.pt")), "sft", V))
     assert torch.equal(r0["params"], r1["params"]) and not torch.equal(r0["params"], before)
     # metrics are reduced over ranks: both ranks report the same step metrics
     assert [r.get("reward") for r in r0["rows"]] == [r.get("reward") for r in r1["rows"]]
@@ -503,7 +512,7 @@ def test_costs_on_the_oracles_support_train_and_differ_from_costs_everywhere(
         ("--method", "ppo", "distil_sampled"),
         ("--teacher", "bigger", "oracle"),
         ("--preset", "huge", "gpt2"),
-        ("--stop", "never", D.STOP_RULES[0]),
+        ("--stop", "never", distil.STOP_RULES[0]),
         ("--task", "mult:digits=2", "digits_a"),
         ("--rl_lr", "-1", ">= 0"),
         ("--horizon", "5", "0 or >= 26"),
@@ -526,7 +535,7 @@ def test_costs_on_the_support_need_a_method_that_reads_the_teacher(capsys):
     assert "--states support" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-NUMERIC = {f.name: f for f in tg.dataclasses.fields(tg.Config) if f.type in (int, float, "int", "float")}
+NUMERIC = {f.name: f for f in dataclasses.fields(tg.Config) if f.type in (int, float, "int", "float")}
 
 
 @pytest.mark.parametrize("name", list(NUMERIC))
@@ -546,7 +555,7 @@ def test_cli_rejects_unknown_flags_and_parses_typed_fields(capsys):
     assert "unrecognized arguments: --lr" in capsys.readouterr().err
     cfg = tg.parse_args(["--rl_lr", "1e-3", "--resume", "--compile", "false", "--group", "4"])
     assert (cfg.rl_lr, cfg.resume, cfg.compile, cfg.group) == (1e-3, True, False, 4)
-    assert "learning rate" in tg.field_help()["rl_lr"]
+    assert "learning rate" in runs.field_help(tg.Config)["rl_lr"]
 
 
 def test_help_lists_every_field_with_its_comment(capsys):
@@ -554,9 +563,9 @@ def test_help_lists_every_field_with_its_comment(capsys):
         tg.parse_args(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "cosine to 10%" in out
-    assert all(f"--{name}" in out for name in tg.field_help()) and len(tg.field_help()) == len(
-        tg.Config.__dataclass_fields__
-    )
+    assert all(f"--{name}" in out for name in runs.field_help(tg.Config)) and len(
+        runs.field_help(tg.Config)
+    ) == len(tg.Config.__dataclass_fields__)
 
 
 def test_checkpoint_errors_are_one_line_and_name_the_mismatch(sft_dir, tmp_path):
@@ -568,7 +577,7 @@ def test_checkpoint_errors_are_one_line_and_name_the_mismatch(sft_dir, tmp_path)
         return msg
 
     assert "not found" in error(init_from=str(tmp_path / "missing.pt"))
-    ck = tg.load_checkpoint(str(sft_dir / "sft.pt"))
+    ck = runs.load_checkpoint(str(sft_dir / "sft.pt"))
     wrong_vocab = dict(ck, model_args=dict(ck["model_args"], vocab_size=V + 7))
     torch.save(wrong_vocab, tmp_path / "vocab.pt")
     assert f"vocab_size {V + 7}" in error(init_from=str(tmp_path / "vocab.pt"))
@@ -580,8 +589,8 @@ def test_checkpoint_errors_are_one_line_and_name_the_mismatch(sft_dir, tmp_path)
 
 def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(sft_dir, tmp_path, monkeypatch):
     out = rl_dir(sft_dir, tmp_path)
-    real = D.distil_loss
-    monkeypatch.setattr(tg.D, "distil_loss", lambda *a, **k: real(*a, **k) * float("nan"))
+    real = distil.distil_loss
+    monkeypatch.setattr(distil, "distil_loss", lambda *a, **k: real(*a, **k) * float("nan"))
     with pytest.raises(SystemExit) as e:
         tg.run(tiny_cfg(out))
     assert "step 0" in str(e.value) and "Last good checkpoint: none yet" in str(e.value)
@@ -589,7 +598,7 @@ def test_nan_loss_stops_naming_the_step_and_the_last_good_checkpoint(sft_dir, tm
 
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     path = str(tmp_path / "c.pt")
-    tg.save_checkpoint(path, model={"w": torch.ones(2)}, model_args={}, step=1)
+    runs.save_checkpoint(path, model={"w": torch.ones(2)}, model_args={}, step=1)
 
     def crash(obj, f):
         open(f, "wb").write(b"half")
@@ -597,9 +606,9 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_intact(tmp_path, mo
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError):
-        tg.save_checkpoint(path, model={"w": torch.zeros(2)}, model_args={}, step=2)
+        runs.save_checkpoint(path, model={"w": torch.zeros(2)}, model_args={}, step=2)
     monkeypatch.undo()
-    assert tg.load_checkpoint(path)["step"] == 1
+    assert runs.load_checkpoint(path)["step"] == 1
 
 
 def test_eval_stage_reproduces_the_sft_evaluation_with_common_random_numbers(sft_dir, tmp_path):
@@ -607,7 +616,7 @@ def test_eval_stage_reproduces_the_sft_evaluation_with_common_random_numbers(sft
     same metrics: differences between checkpoints or methods are not sampling noise."""
     out = rl_dir(sft_dir, tmp_path)
     again = tg.run(tiny_cfg(out, stage="eval"))["eval"]
-    logged = [r for r in tg.read_jsonl(str(sft_dir / "sft.jsonl")) if "pass@1" in r][-1]
+    logged = [r for r in runs.read_jsonl(str(sft_dir / "sft.jsonl")) if "pass@1" in r][-1]
     assert again == {k: v for k, v in logged.items() if k != "step"}
 
 
@@ -640,18 +649,11 @@ def test_step_metrics_are_named_and_computed_from_the_rollouts():
     )()
     ro.texts[0] = "r"
     cfg = tiny_cfg(".", method="grpo")
-    m = tg.rl_update(
-        cfg,
-        rt,
-        model,
-        model.configure_optimizers(1e-4, 0.0, False),
-        ro,
-        tg.teacher_signal(cfg, rt, None, ro, None),
-        0,
-        "none",
-    )
+    sig = tg.teacher_signal(cfg, rt, None, ro, None)
+    logits = M.response_logits(model, ro.ctx, resp, tasks.EOT_ID)
+    m = tg.step_metrics(rt, ro, sig, torch.tensor(0.5), logits, mask, mask & sig["has"][:, None])
     assert m["len"] == 12 / 4 and m["signal"] == 1.0 and m["recov"] == 1 / 3 and m["reward"] == 0.75
-    assert math.isnan(m["H×"]) and math.isnan(m["KL"]) and m["tokens"] == 12
+    assert math.isnan(m["H×"]) and math.isnan(m["KL"]) and m["tokens"] == 12 and m["loss"] == 0.5
 
 
 # -----------------------------------------------------------------------------
@@ -684,7 +686,7 @@ def test_compiled_training_forward_equals_eager_on_the_micro_preset():
     """--compile wraps the training forward in torch.compile(dynamic=True): same logits and gradients
     on rows of two different lengths (minutes the first time on CPU: inductor compiles C++)."""
     eager, cfg = random_model(), tiny_cfg(".", compile=True)
-    compiled = tg.wrap(random_model(), cfg, cpu_rt())
+    compiled = runs.wrap(random_model(), cfg, cpu_rt())
     for T in (9, 14):
         x = torch.randint(V, (3, T))
         a, b = eager(x), compiled(x)
@@ -715,7 +717,7 @@ def test_sample_batch_chunks_the_sampler_without_changing_greedy_responses():
 def test_grad_clip_bounds_the_update_and_zero_turns_it_off(sft_dir, tmp_path):
     """One RL step from the same checkpoint: a clip of 1e-12 leaves AdamW's step far below the
     unclipped one (the gradient falls under Adam's ε), --grad_clip 0 is no clip at all."""
-    start = params(tg.model_from(tg.load_checkpoint(str(sft_dir / "sft.pt")), "sft", V))
+    start = params(tg.model_from(runs.load_checkpoint(str(sft_dir / "sft.pt")), "sft", V))
 
     def moved(clip):
         out = tmp_path / f"clip{clip}"
