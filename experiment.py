@@ -90,7 +90,7 @@ FEEDBACK_CSV = (
 # sft_target=continue)
 SFT_ABLATIONS = {"recovery": "premise_sft_recovery.csv", "reference": "premise_sft_reference.csv"}
 ABLATION_NOTES = {
-    "recovery": "measured with commit 140a6b1's tasks.py, whose fix was one ';'-separated line "
+    "recovery": "measured with an earlier tasks.py, whose fix was one ';'-separated line "
     "and whose trace did not quote an invalid line"
 }
 
@@ -892,7 +892,7 @@ def premise_table(rows, cfg):
         f"`python experiment.py --premise`: t_adv at the SFT student's states on {cfg.eval_n} test "
         f"problems (one cut per problem with a teacher context, {tg.Config.adv_samples} completions each "
         "from teacher "
-        f"and student), seed {int(rows[0]['seed'])}; 2 shared CPU cores, torch {rows[0]['torch']}, one "
+        f"and student), seed {int(rows[0]['seed'])}; 2 CPU cores, torch {rows[0]['torch']}, one "
         "thread; "
         f"wall time {runs.fmt_time(total)} (the teacher models' training and the measurements, not the SFT "
         "runs).",
@@ -922,14 +922,14 @@ FEEDBACK_COLUMNS = (
 def feedback_table(rows, cfg, ablations=None):
     """results/feedback.md from FEEDBACK_CSV's rows: per task, t_adv ± SE (cuts) of the oracle and of
     the live self-teacher at the SFT checkpoint with each context, and whether the feedback-reading
-    self-teacher meets issue 17's bar (t_adv >= half the oracle's, SE <= 0.05); then, from
+    self-teacher meets the bar (t_adv >= half the oracle's, SE <= 0.05); then, from
     `ablations` ({sft_target: rows of SFT_ABLATIONS' file}), the same teachers at those checkpoints."""
     by = {(r["task"], r["teacher"]): r for r in rows}
     names = list(dict.fromkeys(r["task"] for r in rows))
     specs = {n: (s, k) for n, s, k in task_specs(cfg, sweep=False)} if rows else {}
     cols = [(t, label) for t, label in FEEDBACK_COLUMNS if any((n, t) in by for n in names)]
     L = [
-        "# Feedback a small teacher can read: the self-teacher's advantage by context (issue 17)",
+        "# Feedback a small teacher can read: the self-teacher's advantage by context",
         "",
         f"Written by `python experiment.py --report_only` from results/{FEEDBACK_CSV}, which "
         f"`python experiment.py --premise --premise_csv {FEEDBACK_CSV} --premise_teachers "
@@ -1125,8 +1125,9 @@ def write_reports(cfg):
         f.write(md)
     if cfg.readme and "self" in by_teacher:
         replace_block(cfg.readme, SUMMARY_START, SUMMARY_END, summary(by_teacher, cfg))
-    if cfg.readme:
-        replace_block(cfg.readme, PREMISE_START, PREMISE_END, premise_table(premise_rows, cfg))
+    premise_doc = os.path.join(cfg.results, "premise.md")  # prose by hand around the generated table
+    if os.path.exists(premise_doc):
+        replace_block(premise_doc, PREMISE_START, PREMISE_END, premise_table(premise_rows, cfg))
     return md
 
 
@@ -1297,8 +1298,8 @@ def main(cfg):
     print(md)
     if cfg.premise:
         print(
-            f"wrote {premise_path(cfg, cfg.premise_csv)}, {cfg.results}/README.md"
-            + (f", the premise block in {cfg.readme}" if cfg.readme else "")
+            f"wrote {premise_path(cfg, cfg.premise_csv)}, {cfg.results}/README.md and the premise block "
+            f"of {cfg.results}/premise.md (if it exists)"
         )
         return read_premise(premise_path(cfg, cfg.premise_csv))
     print(

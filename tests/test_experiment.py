@@ -249,9 +249,10 @@ def test_report_only_rebuilds_the_table_from_the_csv_alone(tmp_path):
 def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_measures_nothing(
     tmp_path, monkeypatch
 ):
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "results" / "premise.md"
+    readme.parent.mkdir(exist_ok=True)
     readme.write_text(f"head\n{ex.PREMISE_START}\nstale\n{ex.PREMISE_END}\ntail\n")
-    cfg = tiny(tmp_path, premise=True, teacher_preset="micro", readme=str(readme))
+    cfg = tiny(tmp_path, premise=True, teacher_preset="micro")
     rows = ex.main(cfg)
     assert [(r["task"], r["teacher"]) for r in rows] == [("mult", t) for t in ex.PREMISE_TEACHERS]
     by = {r["teacher"]: r for r in rows}
@@ -301,9 +302,10 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
         "exit/countdown_*.jsonl",
     ],
 )
-def test_the_readmes_run_tables_are_printed_from_the_committed_logs(logs):
-    paths = sorted(glob.glob(os.path.join(ROOT, "results", "trainer_checks", logs)))
-    assert paths and ex.run_table(paths) in open(os.path.join(ROOT, "README.md")).read()
+def test_the_trainer_checks_run_tables_are_printed_from_the_committed_logs(logs):
+    folder = os.path.join(ROOT, "results", "trainer_checks")
+    paths = sorted(glob.glob(os.path.join(folder, logs)))
+    assert paths and ex.run_table(paths) in open(os.path.join(folder, "README.md")).read()
 
 
 def test_cli_rejects_unknown_flags_and_bad_task_lists(capsys):
@@ -318,24 +320,32 @@ def test_cli_rejects_unknown_flags_and_bad_task_lists(capsys):
 
 @pytest.mark.slow
 def test_report_only_regenerates_the_committed_results_and_readme_summary_byte_for_byte(tmp_path):
-    """results/README.md and the README's summary and premise blocks come from the committed CSVs alone."""
+    """results/README.md, the README's summary and results/premise.md's table come from the committed
+    CSVs alone."""
     results = tmp_path / "results"
     results.mkdir()
     for name in os.listdir(os.path.join(ROOT, "results")):
         if name.endswith(".csv"):
             (results / name).write_bytes(open(os.path.join(ROOT, "results", name), "rb").read())
-    readme = tmp_path / "README.md"
-    committed = open(os.path.join(ROOT, "README.md")).read()
-    stale = committed
-    for start, end in ((ex.SUMMARY_START, ex.SUMMARY_END), (ex.PREMISE_START, ex.PREMISE_END)):
-        stale = stale[: stale.index(start)] + start + "\nstale\n" + stale[stale.index(end) :]
-    readme.write_text(stale)
+
+    def stale(path, start, end):
+        text = open(path).read()
+        return text, text[: text.index(start)] + start + "\nstale\n" + text[text.index(end) :]
+
+    readme, premise = tmp_path / "README.md", results / "premise.md"
+    committed, text = stale(os.path.join(ROOT, "README.md"), ex.SUMMARY_START, ex.SUMMARY_END)
+    readme.write_text(text)
+    committed_premise, text = stale(
+        os.path.join(ROOT, "results", "premise.md"), ex.PREMISE_START, ex.PREMISE_END
+    )
+    premise.write_text(text)
     ex.main(
         ex.Config(
             report_only=True, results=str(results), figures=str(tmp_path / "figures"), readme=str(readme)
         )
     )
     assert readme.read_text() == committed
+    assert premise.read_text() == committed_premise
     assert (results / "README.md").read_text() == open(os.path.join(ROOT, "results", "README.md")).read()
 
 
@@ -417,4 +427,4 @@ def test_feedback_table_marks_the_bar_only_where_half_the_oracle_is_reached_with
         "| countdown | recovery | +0.020 ± 0.017 (100) |\n" in md
     )  # only the teachers the ablation measured
     assert "| countdown | continue (the default) | +0.500 ± 0.060 (100) |\n" in md
-    assert "recovery: measured with commit 140a6b1" in md
+    assert "recovery: measured with an earlier tasks.py" in md

@@ -653,7 +653,7 @@ def test_train_and_test_splits_are_disjoint():
 
 def test_test_splits_have_distinct_problems_at_the_defaults_and_the_experiment_knobs():
     chem = [p.prompt for p in TASKS["chem"].generate("test", 2000, 1337)]
-    assert len(set(chem)) >= 1500  # the issue: 25 distinct before
+    assert len(set(chem)) >= 1500  # the first generator gave 25 distinct sets
     for spec in list(TASKS) + EXPERIMENT_SPECS:
         task = tasks.make_task(spec)
         for n in (128, 2000) if spec in TASKS else (128,):  # 128: experiment.py's eval_n
