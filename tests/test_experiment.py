@@ -249,9 +249,9 @@ def test_report_only_rebuilds_the_table_from_the_csv_alone(tmp_path):
 def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_measures_nothing(
     tmp_path, monkeypatch
 ):
-    readme = tmp_path / "results" / "premise.md"
-    readme.parent.mkdir(exist_ok=True)
-    readme.write_text(f"head\n{ex.PREMISE_START}\nstale\n{ex.PREMISE_END}\ntail\n")
+    doc = tmp_path / "results" / "premise.md"
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(f"head\n{ex.PREMISE_START}\nstale\n{ex.PREMISE_END}\ntail\n")
     cfg = tiny(tmp_path, premise=True, teacher_preset="micro")
     rows = ex.main(cfg)
     assert [(r["task"], r["teacher"]) for r in rows] == [("mult", t) for t in ex.PREMISE_TEACHERS]
@@ -264,7 +264,7 @@ def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_mea
     assert str([by["self"][k] for k in ex.PREMISE_FIELDS[2:7]]) == str(
         [by["frozen"][k] for k in ex.PREMISE_FIELDS[2:7]]
     )
-    text = readme.read_text()
+    text = doc.read_text()
     assert text.startswith(f"head\n{ex.PREMISE_START}") and text.endswith(f"{ex.PREMISE_END}\ntail\n")
     assert "| mult | oracle | +" in text and "seed 1337" in text and "torch " in text and "stale" not in text
     calls = []
@@ -273,7 +273,7 @@ def test_premise_trains_the_teacher_model_measures_every_teacher_and_a_rerun_mea
     ex.main(cfg)
     assert calls == []  # everything measured: nothing runs again
     ex.main(dataclasses.replace(cfg, report_only=True, out=str(tmp_path / "nowhere")))
-    assert readme.read_text() == text  # the block comes from premise.csv alone
+    assert doc.read_text() == text  # the block comes from premise.csv alone
 
 
 def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
