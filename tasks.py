@@ -18,8 +18,8 @@ offline, verified exactly, each with an oracle that is an expert *from any prefi
 Contexts: student {prompt}\nanswer:\n; teacher {prompt}\nfeedback:\n{fb}\npeer:\n{peer}\nanswer:\n.
 Tokenizer: tiktoken, pure bytes (token i = byte i, EOT = 256): the character oracle is a token oracle.
 
-Recovery. countdown, listprog: a line `undo` retracts the latest standing line; graded on the
-standing lines. mult, chem: graded on the last line, so a later line restating a wrong one
+Recovery. countdown, listprog: a line `undo` retracts the latest standing line, `restart` every
+one; graded on the standing lines. mult, chem: graded on the last line, so a later line restating a wrong one
 supersedes it. References stay clean: only on-policy rollouts ever meet a recovery.
 Oracle. S = canonical responses (mult, chem: the reference; countdown: every valid solution;
 listprog: every passing program of <= max_steps LP_STEPS lines); p(c | y) = uniform over S's
@@ -27,10 +27,12 @@ completions of the expert state y reached, marginalised to c. Off S the expert f
 with what the student sees: an unfinished line is finished in shape (as a legal line it starts,
 else as the nearest line with characters miswritten); a state with no solution left is undone; a
 wrong mult/chem line is restated; then the canonical completion follows.
-Feedback (knob feedback=fix, the default) names the next step on its first line, so no clip cuts
-it: mult the corrected line, countdown/listprog the line to retract and the lines that solve from
-those standing before it (Task.fix), chem the balanced equation; the symptoms (trace, counts)
-follow. feedback=verdict is the symptoms alone, the ablation of what a small teacher can read.
+Feedback (knob feedback=fix, the default) names the fix first, so no clip cuts it: mult the
+corrected line; countdown/listprog the first line after which no solution is left, then `restart`
+and the reference; chem the balanced equation. The countdown/listprog/chem fix is valid after any
+prefix of the attempt (Task.recovery), so a teacher reading it at a student's state needs no count
+of lines to undo. The symptoms (trace, counts) follow. feedback=verdict is the symptoms alone, the
+ablation of what a small teacher can read. sft_target (knob) picks the teacher-format SFT response.
 Simplifications: 1. verifiers check the examples shown; 2. chem equations come from reaction
 families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
 
@@ -60,7 +62,10 @@ MAX_TEXT = 4096  # verifiers give longer responses reward 0 unread: bounded time
 TEST_PERCENT = 20  # share of canonical problem keys that belong to the test split
 MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
 FEEDBACK_KINDS = ("fix", "verdict")  # fix: the next step first, then the symptoms; verdict: symptoms only
-SFT_TARGETS = ("continue", "recovery", "reference")  # undo tasks' teacher-format SFT response (sft_response)
+SFT_TARGETS = (
+    "recovery",
+    "reference",
+)  # teacher-format SFT response (sft_example): from a cut, or the reference
 
 # ----------------------------------------------------------------------------------------------
 # Tokenizer, problems, contexts, text helpers
@@ -126,17 +131,20 @@ def teacher_context(problem: Problem, feedback: str = None, peer: str = None) ->
 
 def sft_example(task, problem: Problem, rng, teacher_frac: float) -> tuple:
     """(context, response) for SFT: the student's context and the reference, or with prob teacher_frac
-    a teacher's (feedback on a corrupted attempt, the reference as a peer, or both, a third each) and
-    task.sft_response: the reference, or (undo tasks) the attempt, then the lines the feedback names.
-    The response never skips the attempt's own lines, so copying the trace's standing lines is never a
-    shortcut that the student's states punish."""
+    a teacher's (feedback on a corrupted attempt, the reference as a peer, or both, a third each).
+    sft_target=reference: the response is the reference. recovery (the default where the feedback names
+    a fix): the context goes on with a random cut of a corrupted attempt, as a student's state does, and
+    the response is task.recovery from it, so the teacher learns its job at the student's states."""
     if rng.random() >= teacher_frac:
         return student_context(problem), problem.solution
-    kind = rng.randrange(3)
-    attempt = task.corrupt(problem, rng) if kind != 1 else None
+    kind, recovery = rng.randrange(3), task.sft_target == "recovery"
+    attempt = task.corrupt(problem, rng) if kind != 1 or recovery else None
     feedback = task.verify(problem, attempt)[1] if kind != 1 else None
     context = teacher_context(problem, feedback=feedback, peer=problem.solution if kind != 0 else None)
-    return context, problem.solution if attempt is None else task.sft_response(problem, attempt)
+    if not recovery:
+        return context, problem.solution
+    prefix = attempt[: rng.randrange(len(attempt) + 1)]
+    return context + prefix, task.recovery(problem, prefix)
 
 
 def reprompt(problems, rewards, texts, feedback, group, mode="peer", self_peer=True) -> list:
@@ -192,10 +200,12 @@ class Task:
     name, domain, max_response_chars, undo = "", "", 0, False
     feedback, sft_target = "fix", "reference"
 
-    def __init__(self, feedback: str = "fix"):
+    def __init__(self, feedback: str = "fix", sft_target: str = None):
         if feedback not in FEEDBACK_KINDS:
             raise ValueError(f"feedback must be one of {', '.join(FEEDBACK_KINDS)}, got {feedback!r}")
-        self.feedback = feedback
+        if sft_target is not None and sft_target not in SFT_TARGETS:
+            raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
+        self.feedback, self.sft_target = feedback, sft_target or self.sft_target
         self._memo()
 
     def _memo(self):
@@ -272,8 +282,10 @@ class Task:
         for line in lines:
             if not line.strip():
                 continue
-            if self.undo and line.strip() == UNDO:
-                stack = stack[:-1] or stack  # nothing to retract: ignored
+            if self.undo and line.strip() in (UNDO, RESTART):
+                stack = (
+                    stack[:-1] or stack if line.strip() == UNDO else stack[:1]
+                )  # nothing to retract: ignored
                 continue
             t = self._legal(p, stack[-1]).get(line, _MISSING)
             if t is _MISSING:
@@ -285,28 +297,41 @@ class Task:
         return stack
 
     def has_recovery(self, p: Problem, text: str) -> bool:
-        """Whether a response recovers from a step: an undo that retracts a line (undo tasks), or a
+        """Whether a response recovers from a step: an undo or restart that retracts a line (undo tasks), or a
         line before the last one that is not the canonical next line (mult, chem: superseded)."""
         lines = [ln for ln in text.split("\n") if ln.strip()]
         if self.undo:
-            return any(ln.strip() == UNDO and len(self.stack(p, lines[:i])) > 1 for i, ln in enumerate(lines))
+            return any(
+                ln.strip() in (UNDO, RESTART) and len(self.stack(p, lines[:i])) > 1
+                for i, ln in enumerate(lines)
+            )
         return any(ln not in self._legal(p, self.stack(p, lines[:i])[-1]) for i, ln in enumerate(lines[:-1]))
 
     def standing(self, text: str) -> list:
-        """(line number, line) of the non-blank lines an undo task keeps: UNDO retracts the latest."""
+        """(line number, line) of the non-blank lines an undo task keeps: UNDO retracts the latest,
+        RESTART every one."""
         out = []
         for i, line in enumerate([ln for ln in text.split("\n") if ln.strip()], 1):
-            if line.strip() != UNDO:
+            if line.strip() == RESTART:
+                out = []
+            elif line.strip() != UNDO:
                 out.append((i, line))
             elif out:
                 out.pop()
         return out
 
-    def way_back(self, p: Problem, standing: list) -> str:
-        """Feedback's recovery: the first standing line after which no canonical solution is left
-        and the undo lines that retract it ("" when every standing line leaves one)."""
+    def first_dead(self, p: Problem, standing: list) -> tuple:
+        """(k, stack): the first standing line standing[k - 1] after which no canonical solution is left
+        (k None if every one leaves one) and the stack of states of the standing lines."""
         stack = self.stack(p, [line for _, line in standing])
-        k = next((k for k, s in enumerate(stack) if k and not self._live(p, s)), None)  # the start has one
+        return next(
+            (k for k, s in enumerate(stack) if k and not self._live(p, s)), None
+        ), stack  # start: live
+
+    def way_back(self, p: Problem, standing: list) -> str:
+        """Verdict feedback's recovery: the first standing line after which no canonical solution is left
+        and the undo lines that retract it ("" when every standing line leaves one)."""
+        k, stack = self.first_dead(p, standing)
         if k is None:
             return ""
         n = len(stack) - k
@@ -314,55 +339,28 @@ class Task:
             "to retract it" if n == 1 else f"{n} times to retract it and the lines after it"
         )
 
-    def completion(self, p: Problem, s) -> list:
-        """Canonical lines from the live state s to a solution: at each state the reference's lines
-        first, then the legal lines in move order, the first that leaves a solution ([] if s is done)."""
-        out, prefer = [], p.solution.split("\n")
-        while not self.done(p, s) and len(out) <= LP_MAX_LINES:
-            legal = self._legal(p, s)
-            line = next(ln for ln in prefer + list(legal) if ln in legal and self._live(p, legal[ln]))
-            out.append(line)
-            s = legal[line]
-        return out
+    def fix_lines(self, p: Problem) -> list:
+        """The lines the fix names, valid after any response once it ends its line: undo tasks RESTART
+        and the reference, the others (graded by the last line) the reference's last line."""
+        return [RESTART] + p.solution.split("\n") if self.undo else p.solution.split("\n")[-1:]
 
-    def fix(self, p: Problem, standing: list) -> tuple:
-        """The next step of an undo task, from the standing lines (standing()): (k, why, lines) where
-        k of the standing lines stay and `lines` are to be written after them: the undo lines that
-        retract the first standing line after which no solution is left (why: it is invalid or leaves
-        none) and the lines after it, then completion() from the state before it; with every standing
-        line live, k = all of them, why = "", and the completion from the last. Empty lines: solved."""
-        stack = self.stack(p, [line for _, line in standing])
-        k = next((k for k, s in enumerate(stack) if k and not self._live(p, s)), None)  # the start has one
-        if k is None:
-            return len(standing), "", self.completion(p, stack[-1])
-        why = "is invalid" if stack[k] is DEAD else "leaves no solution"
-        return (
-            k - 1,
-            f"line {standing[k - 1][0]} {why}",
-            [UNDO] * (len(stack) - k) + self.completion(p, stack[k - 1]),
-        )
+    def recovery(self, p: Problem, prefix: str) -> str:
+        """What the fix asks for after prefix, a student's state: the rest of the reference where the
+        prefix is on it, else a new line (if one is open) and fix_lines. verify(prefix + it) is 1.0."""
+        if p.solution.startswith(prefix):
+            return p.solution[len(prefix) :]
+        return ("\n" if prefix and not prefix.endswith("\n") else "") + "\n".join(self.fix_lines(p))
 
     def fix_feedback(self, p: Problem, text: str) -> str:
-        """Feedback's first lines for an undo task: the line to retract, if any, and the lines to write
-        after the response, one per line as they are to be written (a copy needs no reformatting)."""
-        _, why, lines = self.fix(p, self.standing(text))
-        n = f"{len(lines)} lines" if len(lines) > 1 else "1 line"
-        return f"{why or 'not solved yet'}; write these {n}:\n" + "\n".join(lines) if lines else ""
-
-    def sft_response(self, p: Problem, attempt: str) -> str:
-        """SFT's response to the feedback on attempt (sft_example), by sft_target (undo tasks; the others:
-        the reference): continue = the attempt's lines, then every line the feedback names (undo lines
-        included); recovery = the attempt's lines through the first line the fix retracts, one undo, the
-        fix's completion; reference = the reference. A response that would fail or not fit: the reference."""
-        if self.sft_target == "reference" or not self.undo:
-            return p.solution
-        standing = self.standing(attempt)
-        k, why, lines = self.fix(p, standing)
-        kept = [ln for ln in attempt.split("\n") if ln.strip()]
-        if why and self.sft_target == "recovery":
-            kept, lines = kept[: standing[k][0]], [UNDO] + [ln for ln in lines if ln != UNDO]
-        out = "\n".join(kept + lines)
-        return out if len(out) <= self.max_response_chars and self.verify(p, out)[0] == 1.0 else p.solution
+        """Feedback's first lines for an undo task: the first line after which no solution is left
+        (or that none is reached yet), then fix_lines, one per line as they are to be written: valid
+        wherever the student stands, so the teacher needs no count of the lines to undo."""
+        standing = self.standing(text)
+        k, stack = self.first_dead(p, standing)
+        bad = "is invalid" if k is not None and stack[k] is DEAD else "leaves no solution"
+        why = "not solved yet" if k is None else f"line {standing[k - 1][0]} {bad}"
+        lines = self.fix_lines(p)
+        return f"{why}; write these {len(lines)} lines:\n" + "\n".join(lines)
 
     def oracle(self, p: Problem, prefix: str) -> dict:
         if sum(map(len, (self._moves, self._count, self._dist, self._alive, self._replays))) > MEMO_LIMIT:
@@ -412,6 +410,7 @@ def _nearest(pool: list, cur: str) -> Counter:
 
 
 UNDO = "undo"  # the line that retracts the latest standing line (countdown, listprog)
+RESTART = "restart"  # the line that retracts every standing line (countdown, listprog)
 DEAD = None  # the expert's state after a line that only undo can repair
 _MISSING = object()
 
@@ -633,10 +632,11 @@ class Countdown(Task):
     """Reach the target from the numbers with + - * /, one operation a?b=c per line, each number
     (given or produced) used at most once, every result a positive integer; the last standing
     line's result is the target. Recovery: a line `undo` retracts the latest standing line (an
-    invalid line, or a valid one that leaves no solution). Feedback (feedback="fix"): first the
-    next step (Task.fix: the line to retract and the lines that solve from the numbers standing
-    before it), then, as with feedback="verdict", each standing line's evaluation and the numbers
-    left, until the first invalid one, whether the target was reached, which line to retract."""
+    invalid line, or a valid one that leaves no solution), `restart` every one. Feedback
+    (feedback="fix"): first the fix (Task.fix_feedback: the first line that leaves no solution,
+    restart and the reference), then, as with feedback="verdict", each standing line's evaluation
+    and the numbers left, until the first invalid one, whether the target was reached, which line
+    to retract."""
 
     name, domain, undo = "countdown", "math", True
 
@@ -646,15 +646,14 @@ class Countdown(Task):
         max_number: int = 15,
         max_target: int = 100,
         feedback: str = "fix",
-        sft_target: str = "continue",
+        sft_target: str = "recovery",
     ):
-        super().__init__(feedback)
-        if sft_target not in SFT_TARGETS:
-            raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
-        self.sft_target = sft_target
+        super().__init__(feedback, sft_target)
         self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
         d = len(str(max_number**n_numbers))  # no result exceeds the product of all numbers
-        self.max_response_chars = n_numbers * (3 * d + 3) + len(UNDO)  # + one retracted line and its undo
+        line = 3 * d + 3  # a?b=c and its newline
+        # the attempt with one retracted line and its undo, then (after a cut) restart and the reference
+        self.max_response_chars = n_numbers * line + len(UNDO) + len(RESTART) + 1 + (n_numbers - 1) * line
 
     def sample(self, rng):
         nums = tuple(sorted(rng.randint(1, self.max_number) for _ in range(self.n_numbers)))
@@ -864,11 +863,12 @@ _LP_PROBES = ((3, 1, 4, 1, 5, 9, 2, 6), (5, 3, 5), (8, 0, 7, 2, 2, 9), (7,), ())
 class ListProg(Task):
     """Write a program, one step per line (a pipeline), that maps every example input to its
     output. Recovery: a line `undo` retracts the latest standing line (a step that errs, or one
-    after which no program of max_steps useful steps passes). Feedback, like a test runner: per
+    after which no program of max_steps useful steps passes), `restart` every one. Feedback, like a
+    test runner: per
     failing example the trace of the standing program (each line and the value after it) and
     expected versus actual; how many examples pass; which line to retract. With feedback="fix" (the
-    default) the first line is the next step instead (Task.fix: the step to retract and the steps
-    of a passing program from the steps standing before it)."""
+    default) the fix comes first instead (Task.fix_feedback: the first step that leaves no passing
+    program, restart and the reference)."""
 
     name, domain, undo = "listprog", "code", True
 
@@ -881,15 +881,14 @@ class ListProg(Task):
         max_len: int = 6,
         max_value: int = 9,
         feedback: str = "fix",
-        sft_target: str = "continue",
+        sft_target: str = "recovery",
     ):
-        super().__init__(feedback)
-        if sft_target not in SFT_TARGETS:
-            raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
-        self.sft_target = sft_target
+        super().__init__(feedback, sft_target)
         self.max_steps, self.min_steps, self.n_examples = max_steps, min_steps, n_examples
         self.min_len, self.max_len, self.max_value = min_len, max_len, max_value
-        self.max_response_chars = (max_steps + 1) * (max(map(len, LP_STEPS)) + 1) + len(UNDO)
+        line = max(map(len, LP_STEPS)) + 1
+        # the attempt with one retracted line and its undo, then (after a cut) restart and the reference
+        self.max_response_chars = (max_steps + 1) * line + len(UNDO) + len(RESTART) + 1 + max_steps * line
 
     def sample(self, rng):
         prog = [rng.choice(LP_STEPS) for _ in range(rng.randint(self.min_steps, self.max_steps))]
@@ -949,21 +948,19 @@ class ListProg(Task):
 
     def check(self, p, text):
         prog, runs, standing = self._runs(p, text)
-        fix = [self.fix_feedback(p, text)] if self.feedback == "fix" else []
-        if not prog:
-            return 0.0, "\n".join(fix + ["empty program"])
         report, passed = [], 0
-        for i, ((x, want), (vals, err)) in enumerate(zip(p.data, runs), 1):
+        for i, ((x, want), (vals, err)) in enumerate(zip(p.data, runs) if prog else (), 1):
             if err is None and vals[-1] == want:
                 passed += 1
                 continue
             trace = "".join(f" | {step} {_fmt(v)}" for step, v in zip(prog, vals))
             got = f"error: {err}" if err else f"got {_fmt(vals[-1])}"
             report.append(f"example {i} FAIL: {_fmt(x)}{trace} -> {got}, expected {_fmt(want)}")
-        report.append(f"{passed}/{len(p.data)} examples pass")
-        ok = passed == len(p.data)
-        if ok or fix:
-            return float(ok), "\n".join(([] if ok else fix) + report)
+        report.append(f"{passed}/{len(p.data)} examples pass" if prog else "empty program")
+        if prog and passed == len(p.data):
+            return 1.0, "\n".join(report)
+        if self.feedback == "fix":
+            return 0.0, "\n".join([self.fix_feedback(p, text)] + report)
         return 0.0, "\n".join(report + [self.way_back(p, standing)]).strip()
 
     def answer(self, p, text):
@@ -1304,8 +1301,10 @@ class Chem(_LastLine):
 
     name, domain = "chem", "science"
 
-    def __init__(self, max_coef: int = 10, max_species: int = 4, feedback: str = "fix"):
-        super().__init__(feedback)
+    def __init__(
+        self, max_coef: int = 10, max_species: int = 4, feedback: str = "fix", sft_target: str = "recovery"
+    ):
+        super().__init__(feedback, sft_target)
         if max_coef < 2 or max_species < 2:
             raise ValueError(f"max_coef >= 2 and max_species >= 2 (got {max_coef}, {max_species})")
         self.max_coef, self.max_species = max_coef, max_species

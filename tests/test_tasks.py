@@ -118,8 +118,9 @@ def fix_attempts(task, p, rng):
 
 def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(problems):
     """Exactness of the fix: writing the lines the first feedback line names, after the response
-    itself, gives reward 1 on every failing attempt; on undo tasks the undo lines named are the
-    fewest that leave a solution, and the first line after them keeps one; on mult the line named
+    itself, gives reward 1 on every failing attempt; on undo tasks they are restart and the reference,
+    and the line the diagnosis names is the first standing one after which no solution is left (none
+    named: every standing line leaves one); on mult the line named
     is the reference's line for the first wrong one; on chem it is the reference equation and the
     changes named turn the attempt's coefficients into the reference's."""
     rng, failing = random.Random(3), Counter()
@@ -137,15 +138,16 @@ def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(pro
                     continue
                 assert task.verify(p, text + "\n" + "\n".join(lines))[0] == 1.0, (name, text, fb)
                 if task.undo:
-                    k = lines.count("undo")
-                    assert lines[:k] == ["undo"] * k and len(lines) > k, (text, fb)
-                    live = [
-                        task._live(p, task.stack(p, (text + "\nundo" * j).split("\n"))[-1])
-                        for j in range(k + 1)
-                    ]
-                    assert live[-1] and not any(live[:-1]), (name, text, fb, live)
-                    after = task.stack(p, (text + "\nundo" * k + "\n" + lines[k]).split("\n"))[-1]
-                    assert task._live(p, after), (name, text, fb)
+                    assert lines == ["restart"] + p.solution.split("\n"), (text, fb)
+                    standing = task.stack(p, [ln for _, ln in task.standing(text)])
+                    live = [task._live(p, s) for s in standing]
+                    m = re.match(r"line (\d+) (is invalid|leaves no solution);", fb)
+                    if m is None:
+                        assert fb.startswith("not solved yet;") and all(live), (name, text, fb)
+                        continue
+                    k = [i for i, _ in task.standing(text)].index(int(m[1])) + 1
+                    assert not live[k] and all(live[:k]), (name, text, fb, live)
+                    assert (m[2] == "is invalid") == (standing[k] is tasks.DEAD), (name, text, fb)
                 if name == "chem":
                     assert lines == [p.solution], fb
                     got = task.answer(p, text)
@@ -192,42 +194,53 @@ def test_fix_feedback_puts_the_fix_first_so_the_clip_keeps_it(problems):
             assert len(fb.split("\n")[0]) <= tasks.FEEDBACK_CHARS // 2, fb
 
 
-def test_sft_responses_continue_the_attempt_with_the_lines_the_feedback_names(problems):
-    """Undo tasks' teacher-format SFT response: sft_target=continue (the default) is the attempt's lines,
-    then exactly the lines the feedback names; recovery keeps the attempt through the line the fix
-    retracts, then one undo and the fix's other lines; reference (and mult, chem) the reference. Each
-    passes and fits the budget; the fallback to the reference is rare."""
+def test_recovery_completes_every_prefix_of_an_attempt(problems):
+    """Task.recovery, what the fix asks for at a student's state: after any prefix (a corrupted attempt,
+    its cuts, fuzz) it gives reward 1; on the reference it is the reference's rest, else a new line if
+    one is open and fix_lines; after a corrupted attempt's cut it fits the sampling budget."""
     rng = random.Random(7)
     for name, task in TASKS.items():
-        fallback = 0
-        recovery = tasks.make_task(f"{name}:sft_target=recovery") if task.undo else task
-        for p in problems[name]:
+        for p in problems[name][:30]:
             bad = task.corrupt(p, rng)
-            outs = [task.sft_response(p, bad), recovery.sft_response(p, bad)]
-            for out in outs:
-                assert task.verify(p, out)[0] == 1.0 and len(out) <= task.max_response_chars, (name, bad, out)
-            if not task.undo:
-                assert outs == [p.solution] * 2
-                continue
-            assert tasks.make_task(f"{name}:sft_target=reference").sft_response(p, bad) == p.solution
-            attempt, lines = [s for s in bad.split("\n") if s.strip()], written_fix(task.verify(p, bad)[1])
-            if outs[0] != "\n".join(attempt + lines):
-                assert outs[0] == p.solution, (bad, outs[0])
-                fallback += 1  # the reference instead: the continuation would not fit
-            if "\nundo\n" in outs[1]:
-                kept, after = outs[1].split("\nundo\n", 1)
-                assert bad.startswith(kept) and after.split("\n") == [s for s in lines if s != "undo"], (
-                    bad,
-                    outs,
-                )
-        assert fallback <= len(problems[name]) // 10, (name, fallback)  # listprog: 5 of 80 at the defaults
+            for text in fix_attempts(task, p, rng) + [bad[:k] for k in range(len(bad) + 1)]:
+                if len(text) > tasks.MAX_TEXT - 300:
+                    continue
+                out = task.recovery(p, text)
+                assert task.verify(p, text + out)[0] == 1.0, (name, text, out)
+                if p.solution.startswith(text):
+                    assert text + out == p.solution
+                else:
+                    assert out.lstrip("\n").split("\n") == task.fix_lines(p) and out.count("\n") >= len(
+                        task.fix_lines(p)
+                    ) - (text == "" or text.endswith("\n")), (name, text, out)
+                if bad.startswith(text):
+                    assert len(text + out) <= task.max_response_chars, (name, text, out)
 
 
-def test_sft_examples_of_mult_are_todays_rng_for_rng(problems):
-    """mult's and chem's SFT data are unchanged by the recovery targets: the same draws give the same
-    (context, response) pairs as the reference-target construction (context from corrupt's feedback)."""
-    for name in ("mult", "chem"):
-        task = TASKS[name]
+def test_recovery_sft_examples_are_a_cut_attempt_and_its_recovery(problems):
+    """sft_target=recovery (countdown, listprog, chem): a teacher-format example's context goes on
+    with a cut of a corrupted attempt, as a student's state does, and its response is Task.recovery
+    from there; both kinds of cut (on the reference, off it) are common."""
+    rng = random.Random(8)
+    for name in ("countdown", "listprog", "chem"):
+        task, on = TASKS[name], Counter()
+        assert task.sft_target == "recovery"
+        for i in range(200):
+            p = problems[name][i % len(problems[name])]
+            ctx, resp = tasks.sft_example(task, p, rng, 1.0)
+            head, prefix = ctx.rsplit("\nanswer:\n", 1)
+            assert head.startswith(p.prompt + "\n") and resp == task.recovery(p, prefix), (name, ctx, resp)
+            assert "feedback:" in head or "peer:" in head
+            on[p.solution.startswith(prefix)] += 1
+        assert min(on.values()) >= 30, (name, on)
+
+
+def test_sft_examples_with_the_reference_target_are_todays_rng_for_rng(problems):
+    """mult's SFT data, and every task's with sft_target=reference, are unchanged by the recovery
+    target: the same draws give the same (context, response) pairs as the reference-target
+    construction (context from corrupt's feedback)."""
+    for name in TASKS:
+        task = TASKS[name] if name == "mult" else tasks.make_task(f"{name}:sft_target=reference")
         for seed in range(50):
             p = problems[name][seed % len(problems[name])]
             ctx, resp = tasks.sft_example(task, p, random.Random(seed), 0.5)
@@ -243,7 +256,12 @@ def test_sft_examples_of_mult_are_todays_rng_for_rng(problems):
 def test_make_task_reads_a_bare_word_as_a_string_and_rejects_unknown_kinds():
     assert tasks.make_task("countdown:n_numbers=3,feedback=verdict").feedback == "verdict"
     assert tasks.make_task("chem:feedback='fix'").feedback == "fix"
-    for spec in ("mult:feedback=hint", "listprog:sft_target=oracle", "chem:sft_target=recovery"):
+    for spec in (
+        "mult:feedback=hint",
+        "listprog:sft_target=oracle",
+        "chem:sft_target=continue",
+        "mult:sft_target=recovery",
+    ):
         with pytest.raises(ValueError):
             tasks.make_task(spec)
 
@@ -601,14 +619,19 @@ def test_the_new_verifier_rules_on_hand_written_responses():
         ("1+2=3\n3*5=15\nundo\n" + p.solution, 0),
         ("1+3=4\n4*2=8\n8*5=41\nundo\n8*5=40", 1),
         ("1+3=4\n4*2=8\n8*5=40\n1+1=2", 0),
+        ("1+2=7\n3*5\nrestart\n" + p.solution, 1),
+        ("1+3=4\nundo\n1+\nrestart\n\n" + p.solution, 1),
+        ("restart\n" + p.solution, 1),
+        (p.solution + "\nrestart", 0),
+        ("1+3=4\nrestart\n4*2=8\n8*5=40", 0),
     ]:
         assert cd.verify(p, text)[0] == reward, text
-        assert cd.has_recovery(p, text) == ("\nundo" in text), text
+        assert cd.has_recovery(p, text) == ("\nundo" in text or "\nrestart" in text), text
     fb = VERDICT["countdown"].verify(p, "1+2=3\n3*5=15")[1]
     assert "line 1 leaves no solution: write undo 2 times" in fb and "target 40 not reached" in fb
     fb = cd.verify(p, "1+2=3\n3*5=15")[1]
     assert fb.startswith(
-        "line 1 leaves no solution; write these 5 lines:\nundo\nundo\n1+3=4\n4*2=8\n8*5=40\n"
+        "line 1 leaves no solution; write these 4 lines:\nrestart\n1+3=4\n4*2=8\n8*5=40\n"
     ), fb
     assert "line 2: 4*2=9: 4*2=9 is wrong: 4*2=8" in cd.verify(p, "1+3=4\n4*2=9")[1]
     q = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
@@ -619,14 +642,16 @@ def test_the_new_verifier_rules_on_hand_written_responses():
         ("bogus\nundo\nfilter odd\nmap +1", 1),
         ("max\nsort\nundo\nundo\nfilter odd\nmap +1", 1),
         ("filter odd\nmap +1\nundo", 0),
+        ("max\nso\nrestart\nfilter odd\nmap +1", 1),
+        ("filter odd\nmap +1\nrestart", 0),
     ]:
         assert lp.verify(q, text)[0] == reward, text
     assert "line 1 leaves no solution: write undo to retract it" in VERDICT["listprog"].verify(q, "max")[1]
     assert lp.verify(q, "max")[1].startswith(
-        "line 1 leaves no solution; write these 3 lines:\nundo\nfilter odd\nmap +1\n"
+        "line 1 leaves no solution; write these 3 lines:\nrestart\nfilter odd\nmap +1\n"
     )
     assert lp.verify(q, "bogus")[1].startswith(
-        "line 1 is invalid; write these 3 lines:\nundo\nfilter odd\nmap +1\n"
+        "line 1 is invalid; write these 3 lines:\nrestart\nfilter odd\nmap +1\n"
     )
     r = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
     fb = mult.verify(r, "12*4=48\n12*30=36\n48+36=84")[1]
