@@ -19,8 +19,8 @@ Contexts: student {prompt}\nanswer:\n; teacher {prompt}\nfeedback:\n{fb}\npeer:\
 Tokenizer: tiktoken, pure bytes (token i = byte i, EOT = 256): the character oracle is a token oracle.
 
 Recovery. countdown, listprog: a line `undo` retracts the latest standing line, `restart` every
-one; graded on the standing lines. mult, chem: graded on the last line, so a later line restating a wrong one
-supersedes it. References stay clean: only on-policy rollouts ever meet a recovery.
+one; graded on the standing lines. mult, chem: graded on the last line, so a later line restating
+a wrong one supersedes it. References stay clean: only on-policy rollouts ever meet a recovery.
 Oracle. S = canonical responses (mult, chem: the reference; countdown: every valid solution;
 listprog: every passing program of <= max_steps LP_STEPS lines); p(c | y) = uniform over S's
 completions of the expert state y reached, marginalised to c. Off S the expert first recovers
@@ -62,10 +62,8 @@ MAX_TEXT = 4096  # verifiers give longer responses reward 0 unread: bounded time
 TEST_PERCENT = 20  # share of canonical problem keys that belong to the test split
 MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
 FEEDBACK_KINDS = ("fix", "verdict")  # fix: the next step first, then the symptoms; verdict: symptoms only
-SFT_TARGETS = (
-    "recovery",
-    "reference",
-)  # teacher-format SFT response (sft_example): from a cut, or the reference
+# the teacher-format SFT response (sft_example): recovery from a cut of an attempt, or the reference
+SFT_TARGETS = ("recovery", "reference")
 
 # ----------------------------------------------------------------------------------------------
 # Tokenizer, problems, contexts, text helpers
@@ -282,10 +280,11 @@ class Task:
         for line in lines:
             if not line.strip():
                 continue
-            if self.undo and line.strip() in (UNDO, RESTART):
-                stack = (
-                    stack[:-1] or stack if line.strip() == UNDO else stack[:1]
-                )  # nothing to retract: ignored
+            if self.undo and line.strip() == UNDO:
+                stack = stack[:-1] or stack  # nothing to retract: ignored
+                continue
+            if self.undo and line.strip() == RESTART:
+                stack = stack[:1]
                 continue
             t = self._legal(p, stack[-1]).get(line, _MISSING)
             if t is _MISSING:
@@ -297,8 +296,8 @@ class Task:
         return stack
 
     def has_recovery(self, p: Problem, text: str) -> bool:
-        """Whether a response recovers from a step: an undo or restart that retracts a line (undo tasks), or a
-        line before the last one that is not the canonical next line (mult, chem: superseded)."""
+        """Whether a response recovers from a step: an undo or restart that retracts a line (undo
+        tasks), or a line before the last one that is not the canonical next line (mult, chem)."""
         lines = [ln for ln in text.split("\n") if ln.strip()]
         if self.undo:
             return any(
@@ -324,13 +323,12 @@ class Task:
         """(k, stack): the first standing line standing[k - 1] after which no canonical solution is left
         (k None if every one leaves one) and the stack of states of the standing lines."""
         stack = self.stack(p, [line for _, line in standing])
-        return next(
-            (k for k, s in enumerate(stack) if k and not self._live(p, s)), None
-        ), stack  # start: live
+        k = next((k for k, s in enumerate(stack) if k and not self._live(p, s)), None)  # the start has one
+        return k, stack
 
     def way_back(self, p: Problem, standing: list) -> str:
-        """Verdict feedback's recovery: the first standing line after which no canonical solution is left
-        and the undo lines that retract it ("" when every standing line leaves one)."""
+        """Verdict feedback's recovery: the first standing line after which no canonical solution is
+        left and the undo lines that retract it ("" when every standing line leaves one)."""
         k, stack = self.first_dead(p, standing)
         if k is None:
             return ""
@@ -411,7 +409,7 @@ def _nearest(pool: list, cur: str) -> Counter:
 
 UNDO = "undo"  # the line that retracts the latest standing line (countdown, listprog)
 RESTART = "restart"  # the line that retracts every standing line (countdown, listprog)
-DEAD = None  # the expert's state after a line that only undo can repair
+DEAD = None  # the expert's state after a line that only undo (or restart) can repair
 _MISSING = object()
 
 
@@ -863,12 +861,11 @@ _LP_PROBES = ((3, 1, 4, 1, 5, 9, 2, 6), (5, 3, 5), (8, 0, 7, 2, 2, 9), (7,), ())
 class ListProg(Task):
     """Write a program, one step per line (a pipeline), that maps every example input to its
     output. Recovery: a line `undo` retracts the latest standing line (a step that errs, or one
-    after which no program of max_steps useful steps passes), `restart` every one. Feedback, like a
-    test runner: per
-    failing example the trace of the standing program (each line and the value after it) and
-    expected versus actual; how many examples pass; which line to retract. With feedback="fix" (the
-    default) the fix comes first instead (Task.fix_feedback: the first step that leaves no passing
-    program, restart and the reference)."""
+    after which no program of max_steps useful steps passes), `restart` every one. Feedback, like
+    a test runner: per failing example the trace of the standing program (each line and the value
+    after it) and expected versus actual; how many examples pass; which line to retract. With
+    feedback="fix" (the default) the fix comes first instead (Task.fix_feedback: the first step
+    that leaves no passing program, restart and the reference)."""
 
     name, domain, undo = "listprog", "code", True
 
