@@ -1,35 +1,46 @@
 """
-experiment.py — the paper's experiment in miniature: every method of train_gpt.py against the
-others on every task of tasks.py, with seeds, a learning-rate sweep, error bars, one command.
+experiment.py — the paper's experiment in miniature: DistIL taught at the student's own states by an
+expert (the task's oracle) and by the paper's teacher (the model reading the verifier's feedback),
+against GRPO's 0/1 reward and offline behaviour cloning of the same teacher, on every task of tasks.py.
 Claim tested (arXiv 2606.05152): on-policy forward CE toward a feedback-conditioned teacher,
-L(θ) = E_{y~π_θ}[Σ_t H×(sg π_T(·|x, f, y_<t), π_θ(·|x, y_<t))], beats GRPO and SDPO/OPSD on average,
-is more stable, and improves Pass@N.
+L(θ) = E_{y~π_θ}[Σ_t H×(sg π_T(·|x, f, y_<t), π_θ(·|x, y_<t))], learns faster than GRPO and more
+than cloning the teacher's answers, per step and per second.
 
 Protocol (fixed before any result; the numbers are Config's defaults):
- 1. One SFT checkpoint per task (seed sft_seed), shared by every method and seed; its metrics and
-    its teacher lift head each table. Problem lists are drawn with data_seed.
- 2. Every method in --methods from it, with the same prompts and random numbers on a seed; the
-    self-teacher is --teacher (self, frozen or ema), distil_sampled's is the oracle, grpo reads none
-    (so grpo and the oracle runs are shared between --teacher values).
- 3. Learning rates: each method runs every rate of `lrs` on `sweep_task` (first seed), scored on a
-    validation set of val_n distinct training problems that SFT and RL never see, by validation
-    avg@8 averaged over the evaluations after step 0 (ties: the smaller rate); then fixed.
- 4. Main runs: tasks x methods x seeds, test evaluations every eval_every steps (greedy pass@1,
-    pass@8 / avg@8 from 8 samples), mean ± sample std over seeds; pass@N at the end.
- 5. Steps to threshold: the first evaluation at which the seed-mean pass@1 reaches SFT +
-    threshold_delta. 6. Drops: consecutive evaluations where pass@1 fell by more than the binomial
-    σ of the SFT's pass@1. 7. "mean of tasks": per seed the task average, then over seeds.
-Simplifications: tiny preset from scratch; short RL budgets; one sweep seed; one SFT per task.
+ 1. Start points: one SFT checkpoint per task (seed sft_seed, sft_steps), shared by every run; its
+    greedy test pass@1 should lie in [0.10, 0.60] (results/README.md marks it).
+ 2. Arms method@teacher. Teachers (ARM_TEACHERS): oracle, the task's expert; feedback, the SFT
+    model reading the verifier's feedback (the paper's teacher, live or frozen); peer, the same
+    reading a successful sibling. Primary arms `arms` (grpo reads none) on every seed, secondary
+    arms `secondary` on secondary_seeds. An arm's t_adv at step 0 is its teacher's advantage at
+    the student's states.
+ 3. Sweep on sweep_task's validation split (val_n training problems never trained on; first seed):
+    every lr of `lrs` x every setting of the arm (arm_settings: --states all|support for a method
+    reading the oracle at the student's states, a live or frozen self-teacher), scored by validation
+    avg@8 averaged over the evaluations after step 0 (ties: the smaller lr); then fixed on every task.
+ 4. Main runs: every task x arm x seed, rl_steps steps, test evaluations every eval_every steps
+    (greedy pass@1, avg@8 and pass@8 of 8 samples, the teacher's t_rew and t_adv), pass@N at the end.
+ 5. Reported against RL steps and against training seconds (evaluations excluded): mean ± std over
+    seeds; steps and seconds to GRPO's final pass@1 (the first evaluation at which the seed-mean
+    curve reaches it); drops (consecutive evaluations falling by more than the binomial σ of the
+    SFT's pass@1); mean rollout length and entropy. Verdict per task: an expert-taught distil arm
+    reaches GRPO's final pass@1 within a third of the steps and ends above grpo and above offline
+    with the same teacher.
+ 6. Each finished run is committed as results/runs/<task>/<run>.json: a rerun, also on a fresh
+    machine, skips it and retrains an SFT checkpoint only if a run still needs it (SFT is seeded).
+    Order: task by task, the sweep task (and its sweep) first.
+Simplifications: tiny preset from scratch; one sweep task and seed; one SFT per task.
 
-Run (CPU; two runs in parallel with one thread each, about an hour and a half on two cores):
+Run (CPU; two runs in parallel with one thread each):
     python experiment.py                    # everything; rerun the same command to resume
-    python experiment.py --teacher frozen   # the same with a frozen self-teacher (_frozen files)
-    python experiment.py --report_only      # results/README.md, the README summary, figures from the CSVs
-    python experiment.py --tasks mult --methods distil,grpo --seeds 1 --lrs 1e-4   # a quick comparison
+    python experiment.py --tasks mult --sft_steps 500   # one task: its SFT, the sweep, its runs
+    python experiment.py --report_only      # the CSV, results/README.md, the README summary, figures
+    python experiment.py --premise          # t_adv of every teacher at the SFT students' states
     python experiment.py --plot out/rl_distil.jsonl   # the curves of one train_gpt.py run
     python experiment.py --table 'results/trainer_checks/dagger_*.jsonl'   # a markdown table of run logs
-Writes runs/experiment/<task>/... (resumable raw runs), results/experiment[_<teacher>].csv (every
-number), results/README.md (the tables), figures/exp[_<teacher>]_*.png.
+Writes runs/experiment/<task>/<run>/ (checkpoints, logs; git-ignored), results/runs/<task>/<run>.json
+(each finished run), results/experiment.csv (every number, from those), results/README.md (the
+tables), figures/exp_<task>.png.
 """
 
 import argparse
@@ -56,12 +67,18 @@ import train_gpt as tg
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
 
-# the protocol's methods (train_gpt.METHODS has them all): with the self-teacher, and with the oracle
-SELF_METHODS = ("distil", "distil_token", "distil_kl", "sdpo", "opsd", "grpo", "offline")
-ORACLE_METHODS = ("distil_sampled",)
-TEACHERLESS = tuple(m for m, reads in tg.METHODS.items() if reads is None)  # runs shared by every --teacher
-METRICS = ("pass@1", "pass@8", "avg@8")  # the table's metrics (pass@1 greedy; 8 samples for the rest)
-CURVES = METRICS + ("t_rew",)  # what the CSV keeps at every evaluation step (t_rew: the teacher's success)
+# an arm is method@teacher (a method reading no teacher, grpo, alone); what each teacher sets in train_gpt
+ARM_TEACHERS = {
+    "oracle": {"teacher": "oracle"},  # the task's programmatic expert
+    "feedback": {"context": "feedback"},  # the SFT model reading the verifier's feedback (the paper's)
+    "peer": {"context": "peer"},  # the SFT model reading a successful sibling rollout
+}
+ARMS = "grpo,offline@oracle,distil@oracle,offline@feedback,distil@feedback"
+SECONDARY = "distil_token@feedback,sdpo@feedback,opsd@feedback,distil@peer"
+METRICS = ("pass@1", "avg@8", "pass@8")  # the tables' metrics (pass@1 greedy; 8 samples for the rest)
+# what the CSV keeps at every evaluation step: the student's metrics, the teacher's success and
+# advantage at the student's states, and the training seconds so far (evaluations excluded)
+CURVES = METRICS + ("t_rew", "t_adv", "train_s")
 TASK_SPECS = (
     "mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
     "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5;chem"
@@ -98,12 +115,11 @@ class Config:
     # what to run
     tasks: str = TASK_SPECS  # ';'-separated train_gpt.py --task specs (name:knob=value,...)
     sft_steps: str = "500,2000,2000,2000"  # SFT optimizer steps: one value, or one per task
-    methods: str = ",".join(SELF_METHODS + ORACLE_METHODS)  # the RL objectives compared
-    teacher: str = (
-        "self"  # the self-teacher: self (live), frozen (the SFT model) or ema; results get a suffix
-    )
-    seeds: str = "1,2,3"  # RL seeds of the main runs (the sweep runs the first)
-    lrs: str = "3e-5,1e-4,3e-4,1e-3"  # learning-rate grid of the sweep (AdamW, constant)
+    arms: str = ARMS  # the primary arms: method@teacher (teachers: ARM_TEACHERS), grpo alone
+    secondary: str = SECONDARY  # more arms, run on secondary_seeds only ("" = none)
+    seeds: str = "1,2,3"  # RL seeds of the primary arms' main runs (the sweep runs the first)
+    secondary_seeds: str = "1"  # RL seeds of the secondary arms' main runs
+    lrs: str = "3e-4,1e-3"  # learning-rate grid of the sweep (AdamW, constant)
     sweep_task: str = "mult"  # the task (a name in --tasks) whose validation set picks the rates
     val_n: int = 128  # validation problems of the sweep task: distinct train problems, never trained on
     # budgets shared by every run (train_gpt.py fields)
@@ -113,22 +129,21 @@ class Config:
     n_train: int = 30000  # training problems drawn per task (enough that listprog cannot be memorised)
     sft_seed: int = 1337  # seed of the SFT runs
     data_seed: int = 1337  # seed of the problem lists (train, validation, test)
-    rl_steps: int = 60  # RL optimizer steps per run
+    rl_steps: int = 300  # RL optimizer steps per run
     prompts: int = 8  # prompts per RL step
     group: int = 8  # rollouts per prompt
-    eval_every: int = 15  # RL steps between evaluations (and checkpoints)
-    early_step: int = 15  # the early-budget column: an evaluation step
+    eval_every: int = 25  # RL steps between evaluations (and checkpoints)
+    early_step: int = 100  # the early-budget column: an evaluation step
     eval_n: int = 128  # test problems (distinct ones first, then repeats: tasks.Task.generate)
     passn_samples: int = 16  # samples per test problem for the final pass@N curve
-    threshold_delta: float = 0.05  # steps to threshold: first step with pass@1 >= SFT pass@1 + this
     # execution and output
     jobs: int = 2  # runs in parallel (processes)
     threads: int = 1  # torch threads per run
-    out: str = "runs/experiment"  # raw runs (git-ignored)
-    results: str = "results"  # experiment[_<teacher>].csv and README.md
-    figures: str = "figures"  # exp_pass1_<task>.png and exp_passn.png
+    out: str = "runs/experiment"  # checkpoints and logs of the runs (git-ignored)
+    results: str = "results"  # runs/<task>/<run>.json (committed), experiment.csv, README.md
+    figures: str = "figures"  # exp_<task>.png and exp_passn.png
     readme: str = "README.md"  # the file whose results summary block --report_only rewrites ("" = none)
-    report_only: bool = False  # rebuild results/README.md, the README summary and the figures from the CSVs
+    report_only: bool = False  # rebuild the CSV, results/README.md, the summary, figures from results/runs
     premise: bool = (
         False  # measure t_adv of every --premise_teachers at each task's SFT student (results/premise.csv)
     )
@@ -153,6 +168,38 @@ def parse_args(argv=None):
     return Config(**vars(p.parse_args(argv)))
 
 
+def arm_list(text, flag="--arms"):
+    """The arms of a comma-separated list; exits naming a bad one and what is accepted."""
+    arms = [a.strip() for a in text.split(",") if a.strip()]
+    for a in arms:
+        method, at, teacher = a.partition("@")
+        reads = tg.METHODS.get(method, "?")
+        if reads == "?" or (reads is None) == bool(at) or (at and teacher not in ARM_TEACHERS):
+            raise SystemExit(
+                f"error: {flag} {a!r}: write method@teacher (methods {', '.join(tg.METHODS)}; teachers "
+                f"{', '.join(ARM_TEACHERS)}), or a method that reads no teacher alone (grpo)"
+            )
+    return arms
+
+
+def arm_settings(arm):
+    """What the sweep tries for an arm besides the rate, as [(tag, train_gpt fields)]: --states
+    all|support for a method reading the oracle at the student's states (support: costs only where
+    the expert's support holds), a live or a frozen self-teacher, else one setting (tag "")."""
+    method, _, teacher = arm.partition("@")
+    fields = {"method": method, **ARM_TEACHERS.get(teacher, {})}
+    if teacher == "oracle" and tg.METHODS[method] in ("logprobs", "samples"):
+        return [(s, fields | {"states": s}) for s in ("all", "support")]
+    if teacher in ("feedback", "peer"):
+        return [(t, fields | {"teacher": t}) for t in ("self", "frozen")]
+    return [("", fields)]
+
+
+def label(arm, tag):
+    """An arm with its setting, as tables print it: distil@oracle[support]."""
+    return f"{arm}[{tag}]" if tag else arm
+
+
 def task_specs(cfg, sweep=True):
     """[(name, spec, sft_steps)] from --tasks and --sft_steps; exits naming a bad value (sweep=False:
     the sweep task need not be among them, as for --premise on a subset of the tasks)."""
@@ -170,11 +217,7 @@ def task_specs(cfg, sweep=True):
         raise SystemExit(
             f"error: --sweep_task {cfg.sweep_task!r} is not one of the tasks: {', '.join(names)}"
         )
-    bad = [m for m in cfg.methods.split(",") if m not in tg.METHODS]
-    if bad:
-        raise SystemExit(f"error: --methods {','.join(bad)}: choose among {', '.join(tg.METHODS)}")
-    if cfg.teacher not in tg.SELF_TEACHERS:
-        raise SystemExit(f"error: --teacher {cfg.teacher!r}: choose among {', '.join(tg.SELF_TEACHERS)}")
+    arm_list(cfg.arms), arm_list(cfg.secondary, "--secondary")
     if cfg.early_step % cfg.eval_every or not 0 < cfg.early_step <= cfg.rl_steps:
         raise SystemExit(
             f"error: --early_step {cfg.early_step} must be an evaluation step (a multiple of "
@@ -215,45 +258,29 @@ def criterion(record):
     return statistics.fmean(e["avg@8"] for e in record["evals"] if e["step"] > 0)
 
 
-def select_lr(records):
-    """The rate with the highest criterion among one method's sweep records (ties: the smaller)."""
-    return max(sorted(records, key=lambda r: r["lr"]), key=criterion)["lr"]
+def select(records):
+    """The sweep record with the highest criterion among one arm's (ties: the smaller rate, then the
+    setting first in arm_settings' order, given as record["order"])."""
+    return max(sorted(records, key=lambda r: (r["lr"], r.get("order", 0))), key=criterion)
 
 
 def mean_of_tasks(records, sfts):
-    """Pseudo-records averaged over tasks per (method, seed), and the matching pseudo-SFT (its noise
+    """Pseudo-records averaged over tasks per (arm label, seed), and the matching pseudo-SFT (its noise
     is the standard error of a mean of independent task estimates)."""
     by = defaultdict(list)
     for r in records:
         by[r["method"], r["seed"]].append(r)
     out = []
-    for (method, seed), rs in by.items():
+    for rs in by.values():
         if len(rs) < len(sfts):
-            continue  # a method/seed missing on some task has no average
-        steps = [e["step"] for e in rs[0]["evals"]]
+            continue  # an arm/seed missing on some task has no average
         evals = [
-            {
-                "step": s,
-                **{
-                    k: statistics.fmean(r["evals"][i][k] for r in rs)
-                    for k in rs[0]["evals"][i]
-                    if k != "step"
-                },
-            }
-            for i, s in enumerate(steps)
+            {k: statistics.fmean(r["evals"][i][k] for r in rs) for k in rs[0]["evals"][i]}
+            for i in range(len(rs[0]["evals"]))
         ]
         passn = {n: statistics.fmean(r["passn"][n] for r in rs) for n in rs[0]["passn"]}
-        out.append(
-            {
-                "phase": "main",
-                "task": MEAN,
-                "method": method,
-                "lr": rs[0]["lr"],
-                "seed": seed,
-                "evals": evals,
-                "passn": passn,
-            }
-        )
+        run_means = {k: statistics.fmean(r[k] for r in rs) for k in ("len", "ent") if k in rs[0]}
+        out.append(rs[0] | {"task": MEAN, "evals": evals, "passn": passn} | run_means)
     keys = list(sfts[0]["eval"])
     sft = {
         "task": MEAN,
@@ -264,10 +291,16 @@ def mean_of_tasks(records, sfts):
     return out, sft
 
 
-def aggregate(records, sfts, threshold_delta):
-    """CSV rows (phase, task, method, lr, metric, x, mean, std, n) from finished runs: every metric
-    at every evaluation step, pass@N at the end, and the summaries (selection criterion, steps to
-    threshold, seeds reaching it, drops and pairs)."""
+def seed_mean(rs, key):
+    """The seed-mean curve of one evaluation key over a group's records."""
+    return [statistics.fmean(r["evals"][i][key] for r in rs) for i in range(len(rs[0]["evals"]))]
+
+
+def aggregate(records, sfts):
+    """CSV rows (phase, task, method, lr, metric, x, mean, std, n) from finished runs (method: the arm's
+    label): every curve at every evaluation step, pass@N at the end, and the summaries (the sweep's
+    criterion; steps and training seconds to GRPO's final seed-mean pass@1 on the task, drops and
+    pairs, run means of length and entropy)."""
     rows = []
 
     def add(phase, task, method, lr, metric, x, values, n=None):
@@ -292,45 +325,43 @@ def aggregate(records, sfts, threshold_delta):
             add("sft", s["task"], "sft", "", k, 0, [v])
         for n, v in s["passn"].items():
             add("sft", s["task"], "sft", "", "pass@N", n, [v])
-        add("sft", s["task"], "sft", "", "threshold", "", [s["eval"]["pass@1"] + threshold_delta])
         add("sft", s["task"], "sft", "", "noise", "", [s["noise"]])
     groups = defaultdict(list)
     for r in records:
         groups[r["phase"], r["task"], r["method"], r["lr"]].append(r)
+    grpo_end = {
+        task: seed_mean(rs, "pass@1")[-1]
+        for (phase, task, m, _), rs in groups.items()
+        if (phase, m) == ("main", "grpo")
+    }
     for (phase, task, method, lr), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
         steps = [e["step"] for e in rs[0]["evals"]]
         for k in CURVES:
             for i, s in enumerate(steps):
-                add(phase, task, method, lr, k, s, [r["evals"][i][k] for r in rs])
+                add(phase, task, method, lr, k, s, [r["evals"][i].get(k, math.nan) for r in rs])
         if phase == "sweep":
             add(phase, task, method, lr, "criterion", "", [criterion(r) for r in rs])
             continue
         for n in rs[0]["passn"]:
             add(phase, task, method, lr, "pass@N", n, [r["passn"][n] for r in rs])
-        thr, noise = sft_of[task]["eval"]["pass@1"] + threshold_delta, sft_of[task]["noise"]
+        for k in ("len", "ent"):
+            add(phase, task, method, lr, k, "", [r.get(k, math.nan) for r in rs])
+        n, noise = len(rs), sft_of[task]["noise"]  # the summaries below are one number over all seeds
+        hit = steps_to_threshold(steps, seed_mean(rs, "pass@1"), grpo_end.get(task, math.inf))
+        secs = math.nan if hit is None else seed_mean(rs, "train_s")[steps.index(hit)]
+        add(phase, task, method, lr, "steps_to_grpo", "", [math.nan if hit is None else float(hit)], n)
+        add(phase, task, method, lr, "seconds_to_grpo", "", [secs], n)
         curves = [[e["pass@1"] for e in r["evals"]] for r in rs]
-        mean_curve = [statistics.fmean(c[i] for c in curves) for i in range(len(steps))]
-        hit = steps_to_threshold(steps, mean_curve, thr)
-        n = len(rs)  # the summaries below are one number over all seeds
-        add(phase, task, method, lr, "steps_to_threshold", "", [math.nan if hit is None else float(hit)], n)
-        add(
-            phase,
-            task,
-            method,
-            lr,
-            "seeds_reaching",
-            "",
-            [sum(steps_to_threshold(steps, c, thr) is not None for c in curves)],
-            n,
-        )
         add(phase, task, method, lr, "drops", "", [sum(count_drops(c, noise) for c in curves)], n)
         add(phase, task, method, lr, "drop_pairs", "", [sum(len(c) - 1 for c in curves)], n)
     return rows
 
 
 # -----------------------------------------------------------------------------
-# Runs: one SFT per task, then RL runs; result.json marks a finished run
+# Runs: one SFT per task, the sweep, the main runs; a result file marks a finished run
+
+PLACES = ("out_dir", "init_from")  # where a run lives, not what it is: a committed result holds anywhere
 
 
 def base_config(cfg, spec, name, seed):
@@ -358,19 +389,27 @@ def base_config(cfg, spec, name, seed):
     )
 
 
-def load_result(run_dir, tcfg):
-    """A finished run's result.json (None if unfinished); exits if it was made with another config."""
-    path = os.path.join(run_dir, "result.json")
+def load_result(path, tcfg):
+    """A finished run's result file (None if there is none); exits if it was made with other settings."""
     if not os.path.exists(path):
         return None
     res = json.load(open(path))
-    if res["config"] != dataclasses.asdict(tcfg):
-        diff = sorted(k for k, v in dataclasses.asdict(tcfg).items() if res["config"].get(k) != v)
+    want = dataclasses.asdict(tcfg)
+    diff = sorted(k for k, v in want.items() if k not in PLACES and res["config"].get(k) != v)
+    if diff:
         raise SystemExit(
-            f"error: {run_dir} was made with other settings ({', '.join(diff)}); "
-            f"delete it or pass another --out"
+            f"error: {path} was made with other settings ({', '.join(diff)}); delete it or pass another "
+            "--out and --results"
         )
     return res
+
+
+def write_json(path, obj):
+    """Write atomically: a stopped run never leaves half a file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=0)
+    os.replace(path + ".tmp", path)
 
 
 @contextlib.contextmanager
@@ -382,8 +421,8 @@ def restore_threads(n):
 
 
 def execute(job):
-    """Run one job (in a worker process) through train_gpt.run; write result.json. Returns the
-    result, or None if the run was stopped (Ctrl-C) before it finished."""
+    """Run one job (in a worker process) through train_gpt.run; write out_dir/result.json and the
+    committed copy. Returns the result, or None if the run was stopped (Ctrl-C) before it finished."""
     threads = torch.get_num_threads()
     torch.set_num_threads(job["threads"])  # restored below: --jobs 1 runs in the caller's process
     tcfg = tg.Config(**job["config"])
@@ -405,26 +444,20 @@ def execute(job):
             n_distinct=out["eval_problems"],
             noise=binomial_se(out["eval"]["pass@1"], out["eval_problems"]),
         )
-    else:
+    else:  # the training seconds before each evaluation: the step phases' times, evaluations excluded
+        steps = [r for r in out["rows"] if "loss" in r]
+        seconds = [sum(v for k, v in r.items() if k.startswith("time_")) for r in steps]
         res["evals"] = [
-            {"step": r["step"], **{k: r[k] for k in tg.eval_keys(tcfg)}} for r in out["rows"] if "pass@1" in r
+            {"step": r["step"], **{k: r[k] for k in tg.eval_keys(tcfg)}}
+            | {"train_s": sum(s for row, s in zip(steps, seconds) if row["step"] < r["step"])}
+            for r in out["rows"]
+            if "pass@1" in r
         ]
-    tmp = os.path.join(tcfg.out_dir, "result.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(res, f)
-    os.replace(tmp, os.path.join(tcfg.out_dir, "result.json"))
+        res |= {k: statistics.fmean(r[k] for r in steps) for k in ("len", "ent")}
+    write_json(os.path.join(tcfg.out_dir, "result.json"), res)
+    if job.get("committed"):
+        write_json(job["committed"], res)
     return res
-
-
-def teacher_of(cfg, method):
-    """The teacher a method's runs use: the oracle for ORACLE_METHODS, "self" for a method that never
-    reads it (so its runs are shared between --teacher values), --teacher for the rest."""
-    return "oracle" if method in ORACLE_METHODS else "self" if method in TEACHERLESS else cfg.teacher
-
-
-def suffix(teacher):
-    """What names runs and result files made with a non-default self-teacher ("" for the live one)."""
-    return "" if teacher in ("self", "oracle") else f"_{teacher}"
 
 
 def sft_job(cfg, name, spec, steps, kind="sft", **changes):
@@ -436,63 +469,64 @@ def sft_job(cfg, name, spec, steps, kind="sft", **changes):
         out_dir=os.path.join(cfg.out, name, kind),
         **changes,
     )
-    return {
-        "config": dataclasses.asdict(c),
-        "threads": cfg.threads,
-        "passn_samples": cfg.passn_samples,
-        "meta": {"phase": kind, "task": name},
-    }
+    return {"config": dataclasses.asdict(c), "threads": cfg.threads, "meta": {"phase": kind, "task": name}}
+
+
+def committed(cfg, name, run):
+    return os.path.join(cfg.results, "runs", name, run + ".json")
 
 
 def plan(cfg):
-    """Every job as (key, deps, build): build(results) -> the job given its finished dependencies
-    (a main run's rate is known once its method's sweep is done)."""
+    """Every job as (key, deps, path, build): key = (phase, task, ...), path its committed result file,
+    build(results) -> the job given its finished dependencies (a main run's rate and setting are known
+    once its arm's sweep is done). Task by task, the sweep task first; primary arms before secondary."""
     seeds = [int(s) for s in cfg.seeds.split(",")]
+    groups = [
+        (arm_list(cfg.arms), seeds),
+        (arm_list(cfg.secondary, "--secondary"), [int(s) for s in cfg.secondary_seeds.split(",")]),
+    ]
     lrs = [float(x) for x in cfg.lrs.split(",")]
-    methods = cfg.methods.split(",")
-    specs = task_specs(cfg)
-    sweep_spec = next(s for s in specs if s[0] == cfg.sweep_task)
+    specs = sorted(task_specs(cfg), key=lambda s: s[0] != cfg.sweep_task)
     jobs = []
 
-    def rl_job(phase, name, spec, method, lr, seed):
-        teacher = teacher_of(cfg, method)
+    def rl_job(phase, name, spec, arm, tag, lr, seed, run):
+        order, fields = next((i, f) for i, (t, f) in enumerate(arm_settings(arm)) if t == tag)
         c = dataclasses.replace(
             base_config(cfg, spec, name, seed),
             stage="rl",
-            method=method,
             rl_lr=lr,
-            teacher=teacher,
             eval_split="val" if phase == "sweep" else "test",
             init_from=os.path.join(cfg.out, name, "sft", "sft.pt"),
-            out_dir=os.path.join(cfg.out, name, f"{phase}_{method}{suffix(teacher)}_lr{lr:g}_s{seed}"),
+            out_dir=os.path.join(cfg.out, name, run),
+            **fields,
         )
-        return {
-            "config": dataclasses.asdict(c),
-            "threads": cfg.threads,
-            "passn_samples": cfg.passn_samples,
-            "meta": {"phase": phase, "task": name, "method": method, "lr": lr, "seed": seed},
-        }
+        meta = {"phase": phase, "task": name, "method": label(arm, tag), "arm": arm, "tag": tag}
+        meta |= {"lr": lr, "seed": seed, "order": order}
+        return {"config": dataclasses.asdict(c), "threads": cfg.threads, "meta": meta}
 
-    for name, spec, steps in sorted(specs, key=lambda s: s[0] != cfg.sweep_task):  # sweep task first
-        jobs.append((("sft", name), [], lambda res, job=sft_job(cfg, name, spec, steps): job))
-    for m in methods:
-        for lr in lrs:
-            jobs.append(
-                (
-                    ("sweep", m, lr),
-                    [("sft", cfg.sweep_task)],
-                    lambda res, m=m, lr=lr: rl_job("sweep", sweep_spec[0], sweep_spec[1], m, lr, seeds[0]),
-                )
-            )
-    for seed in seeds:  # seed-major: an interrupted experiment has whole seeds
-        for name, spec, _ in specs:
-            for m in methods:
-                deps = [("sft", name)] + [("sweep", m, lr) for lr in lrs]
+    def sweep_keys(arm):
+        return [("sweep", cfg.sweep_task, arm, tag, lr) for tag, _ in arm_settings(arm) for lr in lrs]
 
-                def build(res, name=name, spec=spec, m=m, seed=seed, deps=deps):
-                    return rl_job("main", name, spec, m, select_lr([res[d] for d in deps[1:]]), seed)
+    for name, spec, steps in specs:
+        sft = ("sft", name)
+        jobs.append((sft, [], committed(cfg, name, "sft"), lambda res, j=sft_job(cfg, name, spec, steps): j))
+        for arms, arm_seeds in groups:
+            for key in (k for arm in arms for k in sweep_keys(arm)) if name == cfg.sweep_task else ():
+                run = f"sweep_{key[2]}{'+' + key[3] if key[3] else ''}_lr{key[4]:g}_s{seeds[0]}"
 
-                jobs.append((("main", name, m, seed), deps, build))
+                def build(res, k=key, run=run, n=name, s=spec):
+                    return rl_job("sweep", n, s, *k[2:], seeds[0], run)
+
+                jobs.append((key, [sft], committed(cfg, name, run), build))
+            for seed in arm_seeds:
+                for arm in arms:
+                    deps, run = [sft, *sweep_keys(arm)], f"main_{arm}_s{seed}"
+
+                    def build(res, arm=arm, seed=seed, deps=deps, run=run, name=name, spec=spec):
+                        best = select([res[d] for d in deps[1:]])
+                        return rl_job("main", name, spec, arm, best["tag"], best["lr"], seed, run)
+
+                    jobs.append((("main", name, arm, seed), deps, committed(cfg, name, run), build))
     return jobs
 
 
@@ -508,11 +542,24 @@ class Inline:
         pass
 
 
+def finished(key, path, job, pending):
+    """A job's result if it need not run: its own result.json, or its committed result file, except
+    for an SFT run whose checkpoint a pending run of its task still needs."""
+    tcfg = tg.Config(**job["config"])
+    local = load_result(os.path.join(tcfg.out_dir, "result.json"), tcfg)
+    if local is not None and path and not os.path.exists(path):
+        write_json(path, local)  # finished before its result was committed
+    if local is not None or path is None or (key[0] == "sft" and key[1] in pending):
+        return local
+    return load_result(path, tcfg)
+
+
 def run_all(cfg, stats, jobs=None):
     """Run every job of `jobs` (default plan(cfg)) whose dependencies are done, `jobs` at a time; skip
     finished ones. Returns {key: result}; stats["ran"] counts the jobs started. Raises
     KeyboardInterrupt after stopping cleanly (the runs save a checkpoint)."""
     jobs, results, running = plan(cfg) if jobs is None else jobs, {}, {}
+    pending = {key[1] for key, _, path, _ in jobs if key[0] != "sft" and not (path and os.path.exists(path))}
     total, t0, walls = len(jobs), time.time(), []
     ex = Inline() if cfg.jobs == 1 else cf.ProcessPoolExecutor(cfg.jobs, mp_context=mp.get_context("spawn"))
     try:
@@ -520,11 +567,11 @@ def run_all(cfg, stats, jobs=None):
             progress = True
             while progress and len(running) < cfg.jobs:
                 progress = False
-                for i, (key, deps, build) in enumerate(jobs):
+                for i, (key, deps, path, build) in enumerate(jobs):
                     if all(d in results for d in deps):
-                        job = build(results)
+                        job = dict(build(results), committed=path)
                         del jobs[i]
-                        done = load_result(job["config"]["out_dir"], tg.Config(**job["config"]))
+                        done = finished(key, path, job, pending)
                         if done is not None:
                             results[key] = done
                         else:
@@ -534,10 +581,10 @@ def run_all(cfg, stats, jobs=None):
                         break
             if not running:
                 if jobs:
-                    raise RuntimeError(f"unsatisfiable dependencies: {[k for k, _, _ in jobs]}")
+                    raise RuntimeError(f"unsatisfiable dependencies: {[j[0] for j in jobs]}")
                 break
-            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for f in finished:
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for f in done:
                 key, job = running.pop(f)
                 res = f.result()
                 if res is None:
@@ -556,205 +603,6 @@ def run_all(cfg, stats, jobs=None):
         raise
     ex.shutdown(wait=True)
     return results
-
-
-# -----------------------------------------------------------------------------
-# Report: the CSV -> markdown tables and figures (also from a committed CSV alone)
-
-
-def write_csv(path, rows):
-    fields = ["phase", "task", "method", "lr", "metric", "x", "mean", "std", "n"]
-
-    def fmt(v):
-        return f"{v:.6g}" if isinstance(v, float) else v
-
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows({k: fmt(r[k]) for k in fields} for r in rows)
-
-
-def read_csv(path):
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["mean"], r["std"], r["n"] = float(r["mean"]), float(r["std"]), int(r["n"])
-        r["x"] = int(r["x"]) if r["x"] not in ("",) else ""
-    return rows
-
-
-def pm(m, s, d=3):
-    return "-" if m != m else f"{m:.{d}f} ± {s:.{d}f}"
-
-
-def report(rows, cfg):
-    """One teacher's section of results/README.md, and its figures, from its CSV rows."""
-    get = defaultdict(dict)  # (phase, task, method, lr, metric) -> {x: (mean, std, n)}
-    for r in rows:
-        get[r["phase"], r["task"], r["method"], r["lr"], r["metric"]][r["x"]] = (r["mean"], r["std"], r["n"])
-
-    def val(key, x, i=0):
-        return get.get(key, {}).get(x, (math.nan, math.nan, 0))[i]
-
-    meta = {r["metric"]: r["mean"] for r in rows if r["phase"] == "meta" and not r["task"]}
-    specs = {r["task"]: (r["method"], int(r["mean"])) for r in rows if r["metric"] == "sft_steps"}
-    names = list(dict.fromkeys(r["task"] for r in rows if r["phase"] == "sft"))  # the tasks, then MEAN
-    methods = list(dict.fromkeys(r["method"] for r in rows if r["phase"] == "main"))
-    lr_of = {r["method"]: r["lr"] for r in rows if r["phase"] == "main"}
-    end = max((r["x"] for r in rows if r["phase"] == "main" and r["metric"] == "pass@1"), default=0)
-    early = cfg.early_step
-    sfx, flag = suffix(cfg.teacher), "" if cfg.teacher == "self" else f" --teacher {cfg.teacher}"
-    torch_version = next((r["method"] for r in rows if r["metric"] == "torch"), "")
-    L = [
-        f"## Self-teacher {cfg.teacher}: {tg.TEACHERS[cfg.teacher]} (results/experiment{sfx}.csv)",
-        "",
-        f"Command: `python experiment.py{flag}`. distil_sampled's teacher is the oracle; grpo never reads a "
-        f"teacher. Hardware: 2 shared CPU cores{', torch ' + torch_version if torch_version else ''}, "
-        f"{cfg.jobs} runs in parallel x {cfg.threads} thread. Wall clock of the whole experiment: "
-        f"{runs.fmt_time(meta.get('wall_clock_s', 0))} (sum of run times "
-        f"{runs.fmt_time(meta.get('run_time_s', 0))}).",
-        "",
-        f"Seeds {cfg.seeds}; preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x "
-        f"{cfg.group} rollouts; test evaluation every {cfg.eval_every} steps; early budget = step {early}; "
-        "mean ± sample std over seeds.",
-        "",
-    ]
-    lrs = sorted({r["lr"] for r in rows if r["metric"] == "criterion"}, key=float)
-    L += [
-        f"### Learning-rate sweep on {cfg.sweep_task} (validation set, seed {cfg.seeds.split(',')[0]})",
-        "",
-        "Criterion: validation avg@8 averaged over the evaluation points after step 0.",
-        "",
-        "| method | " + " | ".join(f"lr {lr}" for lr in lrs) + " | chosen |",
-        "|---" * (len(lrs) + 2) + "|",
-    ]
-    for m in methods:
-        cells = [val(("sweep", cfg.sweep_task, m, lr, "criterion"), "") for lr in lrs]
-        L.append(f"| {m} | " + " | ".join("-" if c != c else f"{c:.3f}" for c in cells) + f" | {lr_of[m]} |")
-    L += [
-        "",
-        "### SFT start points (one checkpoint per task, shared by every method and seed)",
-        "",
-        "| task | SFT steps | pass@1 | pass@8 | avg@8 | teacher t_rew | teacher lift | threshold | noise σ |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for t in names:
-
-        def v(k, x=0):
-            return val(("sft", t, "sft", "", k), x)
-
-        spec, steps = specs.get(t, (t, "-"))
-        L.append(
-            f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('pass@8'):.3f} | {v('avg@8'):.3f} | "
-            f"{v('t_rew'):.3f} | {v('lift'):+.3f} | {v('threshold', ''):.3f} | {v('noise', ''):.3f} |"
-        )
-    for t in names:
-        L += [
-            "",
-            f"### {specs.get(t, (t,))[0]}",
-            "",
-            "| method | lr | "
-            + " | ".join(f"{k} @{early} | {k} @{end}" for k in METRICS)
-            + " | steps to threshold (seeds) | drops > σ / pairs |",
-            "|---" * (2 * len(METRICS) + 4) + "|",
-        ]
-        L.append(
-            "| SFT | - | "
-            + " | ".join(f"{val(('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS for _ in (0, 1))
-            + " | - | - |"
-        )
-        for m in methods:
-
-            def key(k):
-                return ("main", t, m, lr_of[m], k)
-
-            cells = " | ".join(pm(val(key(k), x), val(key(k), x, 1)) for k in METRICS for x in (early, end))
-            st, n = val(key("steps_to_threshold"), ""), val(key("steps_to_threshold"), "", 2)
-            L.append(
-                f"| {m} | {lr_of[m]} | {cells} | {'-' if st != st else int(st)} "
-                f"({int(val(key('seeds_reaching'), ''))}/{n}) | "
-                f"{int(val(key('drops'), ''))} / {int(val(key('drop_pairs'), ''))} |"
-            )
-    plot(get, names, methods, lr_of, specs, cfg)
-    return "\n".join(L) + "\n"
-
-
-def pyplot():
-    """matplotlib, imported lazily (runs that do not plot do not pay for it), writing files only."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot(get, names, methods, lr_of, specs, cfg):
-    """figures/exp_pass1_<task>.png (pass@1 vs RL step, mean ± std bands) and exp_passn.png."""
-    plt = pyplot()
-    os.makedirs(cfg.figures, exist_ok=True)
-    color = {m: f"C{i}" for i, m in enumerate(methods)}
-    for t in names:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for m in methods:
-            c = get.get(("main", t, m, lr_of[m], "pass@1"), {})
-            xs = sorted(c)
-            mu, sd = [c[x][0] for x in xs], [c[x][1] for x in xs]
-            ax.plot(xs, mu, marker="o", ms=3, color=color[m], label=f"{m} (lr {lr_of[m]})")
-            ax.fill_between(
-                xs,
-                [a - b for a, b in zip(mu, sd)],
-                [a + b for a, b in zip(mu, sd)],
-                color=color[m],
-                alpha=0.12,
-            )
-        ax.axhline(
-            get.get(("sft", t, "sft", "", "pass@1"), {}).get(0, (math.nan,))[0],
-            color="k",
-            ls="--",
-            lw=1,
-            label="SFT",
-        )
-        ax.axhline(
-            get.get(("sft", t, "sft", "", "threshold"), {}).get("", (math.nan,))[0],
-            color="gray",
-            ls=":",
-            lw=1,
-            label=f"threshold (SFT + {cfg.threshold_delta})",
-        )
-        ax.set(
-            xlabel="RL step",
-            ylabel="held-out greedy pass@1",
-            title=f"{specs.get(t, (t,))[0]}\nmean ± std over seeds {cfg.seeds}"
-            + ("" if cfg.teacher == "self" else f"; {cfg.teacher} self-teacher"),
-        )
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        fig.savefig(
-            os.path.join(cfg.figures, f"exp{suffix(cfg.teacher)}_pass1_{t.replace(' ', '_')}.png"), dpi=100
-        )
-        plt.close(fig)
-    fig, axs = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.8), squeeze=False)
-    for ax, t in zip(axs[0], names):
-        curves = [("SFT", get.get(("sft", t, "sft", "", "pass@N"), {}), "k")]
-        curves += [(m, get.get(("main", t, m, lr_of[m], "pass@N"), {}), color[m]) for m in methods]
-        for label, c, col in curves:
-            xs = sorted(c)
-            ax.plot(
-                xs,
-                [c[x][0] for x in xs],
-                marker=".",
-                color=col,
-                ls="--" if label == "SFT" else "-",
-                label=label,
-            )
-        ax.set(xscale="log", xlabel="N", title=t, ylabel="pass@N, test, end of RL (seed mean)")
-        ax.set_xticks(xs, [str(x) for x in xs])
-        ax.minorticks_off()
-    axs[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(cfg.figures, f"exp{suffix(cfg.teacher)}_passn.png"), dpi=100)
-    plt.close(fig)
 
 
 # -----------------------------------------------------------------------------
@@ -838,13 +686,13 @@ def premise(cfg):
         )
     rows = read_premise(path) if os.path.exists(path) else []
     todo = [s for s in specs if {(s[0], t) for t in teachers} - {(r["task"], r["teacher"]) for r in rows}]
-    jobs = [(("sft", n), [], lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
+    jobs = [(("sft", n), [], None, lambda res, j=sft_job(cfg, n, s, k): j) for n, s, k in todo]
     if any(PREMISE_KINDS[t][0] == "model" for t in teachers):
         for n, s, k in todo:
             job = sft_job(
                 cfg, n, s, k * cfg.teacher_scale, "teacher", eval_passn=0, preset=cfg.teacher_preset
             )
-            jobs.append((("teacher", n), [], lambda res, j=job: j))
+            jobs.append((("teacher", n), [], None, lambda res, j=job: j))
     results = run_all(cfg, {"ran": 0}, jobs)
     for name, spec, _ in todo:
         for t in (t for t in teachers if (name, t) not in {(r["task"], r["teacher"]) for r in rows}):
@@ -1024,83 +872,342 @@ def replace_block(path, start, end, block):
 
 
 # -----------------------------------------------------------------------------
+# Report: the committed results -> the CSV -> markdown tables and figures
+
+
+def write_csv(path, rows):
+    fields = ["phase", "task", "method", "lr", "metric", "x", "mean", "std", "n"]
+
+    def fmt(v):
+        return f"{v:.6g}" if isinstance(v, float) else v
+
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows({k: fmt(r[k]) for k in fields} for r in rows)
+
+
+def read_csv(path):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["mean"], r["std"], r["n"] = float(r["mean"]), float(r["std"]), int(r["n"])
+        r["x"] = int(r["x"]) if r["x"] not in ("",) else ""
+    return rows
+
+
+def pm(m, s, d=3):
+    return "-" if m != m else f"{m:.{d}f} ± {s:.{d}f}"
+
+
+def committed_records(cfg):
+    """Every committed result under <results>/runs: ({task: SFT result}, [RL results])."""
+    sfts, records = {}, []
+    for path in sorted(glob.glob(os.path.join(cfg.results, "runs", "*", "*.json"))):
+        r = json.load(open(path))
+        if r["phase"] == "sft":
+            sfts[r["task"]] = r
+        else:
+            records.append(r)
+    return sfts, records
+
+
+def experiment_rows(cfg):
+    """The CSV's rows from the committed results: aggregate() of the runs (and of their mean over
+    tasks, once every task has a seed's run), and meta rows: each task's spec and SFT steps, the sum
+    of the run times, the torch versions."""
+    sfts, records = committed_records(cfg)
+    order = [n for n, _, _ in task_specs(cfg, sweep=False)]
+    sfts = sorted(sfts.values(), key=lambda s: order.index(s["task"]) if s["task"] in order else len(order))
+    main = [r for r in records if r["phase"] == "main" and r["task"] in {s["task"] for s in sfts}]
+    mean_records, mean_sft = mean_of_tasks(main, sfts) if len(sfts) > 1 else ([], None)
+    rows = aggregate(records + mean_records, sfts + ([mean_sft] if mean_records else []))
+
+    def meta(task, method, metric, value, n=1):
+        fields = ("phase", "task", "method", "lr", "metric", "x", "mean", "std", "n")
+        return dict(zip(fields, ("meta", task, method, "", metric, "", value, 0.0, n)))
+
+    rows += [meta(s["task"], s["config"]["task"], "sft_steps", float(s["config"]["sft_steps"])) for s in sfts]
+    done = list(sfts) + records
+    rows.append(meta("", "", "run_time_s", sum(r["wall_s"] for r in done), len(done)))
+    versions = sorted({r["torch"] for r in done if "torch" in r})
+    return rows + [meta("", ",".join(versions), "torch", 0.0)]
+
+
+def tables(rows):
+    """(get, names, labels) of the CSV rows: get[phase, task, method, lr, metric][x] = (mean, std, n);
+    the tasks in order (the mean over tasks last), and per task its main arms as [(label, lr)]."""
+    get = defaultdict(dict)
+    for r in rows:
+        get[r["phase"], r["task"], r["method"], r["lr"], r["metric"]][r["x"]] = (r["mean"], r["std"], r["n"])
+    names = list(dict.fromkeys(r["task"] for r in rows if r["phase"] == "sft"))
+    labels = defaultdict(list)
+    for r in rows:
+        if r["phase"] == "main" and (r["method"], r["lr"]) not in labels[r["task"]]:
+            labels[r["task"]].append((r["method"], r["lr"]))
+    return get, names, labels
+
+
+def val(get, key, x, i=0):
+    return get.get(key, {}).get(x, (math.nan, math.nan, 0))[i]
+
+
+def last_step(get, key):
+    return max(get.get(key, {0: 0}))
+
+
+def verdict(get, task, labels):
+    """Per expert-taught distil arm of a task: did its seed-mean pass@1 reach GRPO's final value within
+    a third of GRPO's steps, and end above grpo's and above offline's with the same teacher? Lines."""
+    lr_of = dict(labels)
+    grpo = ("main", task, "grpo", lr_of.get("grpo"), "pass@1")
+    if "grpo" not in lr_of:
+        return ["no grpo run yet"]
+    end = last_step(get, grpo)
+    g = val(get, grpo, end)
+    out = []
+    for lab, lr in labels:
+        arm = lab.split("[")[0]
+        if not arm.startswith("distil@") or arm.split("@")[1] not in ("oracle", "feedback"):
+            continue
+        key = ("main", task, lab, lr)
+        d, hit = val(get, key + ("pass@1",), end), val(get, key + ("steps_to_grpo",), "")
+        off = next(((k, r) for k, r in labels if k.split("[")[0] == "offline@" + arm.split("@")[1]), None)
+        o = val(get, ("main", task, *off, "pass@1"), end) if off else math.nan
+        ok = hit <= end / 3 and d > g and d > o
+        out.append(
+            f"{lab}: {'yes' if ok else 'no'} — reaches grpo's final {g:.3f} at step "
+            f"{'never' if hit != hit else int(hit)} (a third of {end}: {end // 3}); ends {d:.3f} against "
+            f"grpo {g:.3f} and {off[0] if off else 'offline'} {o:.3f}"
+        )
+    return out
+
+
+def report(rows, cfg):
+    """results/README.md's experiment sections, and the figures, from the CSV rows."""
+    get, names, labels = tables(rows)
+    meta = {r["metric"]: r for r in rows if r["phase"] == "meta" and not r["task"]}
+    specs = {r["task"]: (r["method"], int(r["mean"])) for r in rows if r["metric"] == "sft_steps"}
+    run_time = meta.get("run_time_s", {"mean": 0.0, "n": 0})
+    torch_version = meta.get("torch", {"method": ""})["method"]
+    L = [
+        "## DistIL taught by experts at the student's states, against GRPO (results/experiment.csv)",
+        "",
+        f"Command: `python experiment.py` (protocol: experiment.py's header; each finished run is "
+        f"results/runs/<task>/<run>.json). Hardware: 2 shared CPU cores, torch {torch_version or '-'}, "
+        f"{cfg.jobs} runs in parallel x {cfg.threads} thread; {run_time['n']} runs took "
+        f"{runs.fmt_time(run_time['mean'])} in all. Seeds {cfg.seeds} (secondary arms "
+        f"{cfg.secondary_seeds}); "
+        f"preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x {cfg.group} rollouts; test "
+        f"evaluation every {cfg.eval_every} steps; mean ± sample std over seeds.",
+        "",
+        "### Start points (one SFT checkpoint per task, shared by every run)",
+        "",
+        "| task | SFT steps | greedy pass@1 | avg@8 | pass@8 | binomial σ | in [0.10, 0.60] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for t in (t for t in names if t != MEAN):
+
+        def v(k, x=0):
+            return val(get, ("sft", t, "sft", "", k), x)
+
+        spec, steps = specs.get(t, (t, "-"))
+        L.append(
+            f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('avg@8'):.3f} | {v('pass@8'):.3f} | "
+            f"{v('noise', ''):.3f} | {'yes' if 0.10 <= v('pass@1') <= 0.60 else 'no'} |"
+        )
+    sweep = list(dict.fromkeys((r["method"]) for r in rows if r["phase"] == "sweep"))
+    lrs = sorted({r["lr"] for r in rows if r["phase"] == "sweep"}, key=float)
+    chosen = set(labels.get(cfg.sweep_task, []))
+    L += [
+        "",
+        f"### Sweep on {cfg.sweep_task}'s validation split (seed {cfg.seeds.split(',')[0]}): "
+        "learning rate x setting",
+        "",
+        "Criterion: validation avg@8 averaged over the evaluations after step 0; **bold**: the arm's choice, "
+        "used on every task.",
+        "",
+        "| arm[setting] | " + " | ".join(f"lr {lr}" for lr in lrs) + " |",
+        "|---" * (len(lrs) + 1) + "|",
+    ]
+    for lab in sweep:
+        cells = []
+        for lr in lrs:
+            c = val(get, ("sweep", cfg.sweep_task, lab, lr, "criterion"), "")
+            cells.append("-" if c != c else f"**{c:.3f}**" if (lab, lr) in chosen else f"{c:.3f}")
+        L.append(f"| {lab} | " + " | ".join(cells) + " |")
+    for t in names:
+        if not labels.get(t):
+            continue
+        spec = specs.get(t, (t,))[0]
+        end = max(last_step(get, ("main", t, lab, lr, "pass@1")) for lab, lr in labels[t])
+        early = cfg.early_step
+        L += [
+            "",
+            f"### {spec}",
+            "",
+            f"t_adv @0: the arm's teacher's advantage at the student's states at step 0; to grpo: the step "
+            f"(and training seconds) at which the seed-mean pass@1 first reaches grpo's final; drops: falls "
+            f"> σ {val(get, ('sft', t, 'sft', '', 'noise'), ''):.3f} between evaluations / pairs; len, ent: "
+            "run means per rollout and per token; s: training seconds of the run (evaluations excluded).",
+            "",
+            f"| arm | lr | seeds | t_adv @0 | pass@1 @{early} | pass@1 @{end} | avg@8 @{end} | "
+            f"pass@8 @{end} | pass@{cfg.passn_samples} @{end} | to grpo: steps (s) | drops | len | ent | s |",
+            "|---" * 14 + "|",
+            f"| SFT | - | - | - | {val(get, ('sft', t, 'sft', '', 'pass@1'), 0):.3f} | "
+            + " | ".join(f"{val(get, ('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS)
+            + f" | {val(get, ('sft', t, 'sft', '', 'pass@N'), str(cfg.passn_samples)):.3f} "
+            + "| - | - | - | - | - |",
+        ]
+        for lab, lr in labels[t]:
+
+            def c(k, x):
+                key = ("main", t, lab, lr, k)
+                return pm(val(get, key, x), val(get, key, x, 1))
+
+            def one(k, fmt):
+                v = val(get, ("main", t, lab, lr, k), "")
+                return "-" if v != v else format(v, fmt)
+
+            L.append(
+                f"| {lab} | {lr} | {val(get, ('main', t, lab, lr, 'pass@1'), end, 2)} | {c('t_adv', 0)} | "
+                f"{c('pass@1', early)} | {c('pass@1', end)} | {c('avg@8', end)} | {c('pass@8', end)} | "
+                f"{c('pass@N', str(cfg.passn_samples))} | {one('steps_to_grpo', '.0f')} "
+                f"({one('seconds_to_grpo', '.0f')}) | {one('drops', '.0f')} / {one('drop_pairs', '.0f')} | "
+                f"{one('len', '.1f')} | {one('ent', '.3f')} | "
+                f"{val(get, ('main', t, lab, lr, 'train_s'), end):.0f} |"
+            )
+        L += ["", *(f"- {line}" for line in verdict(get, t, labels[t]))]
+    plot(get, names, labels, specs, cfg)
+    return "\n".join(L) + "\n"
+
+
+def pyplot():
+    """matplotlib, imported lazily (runs that do not plot do not pay for it), writing files only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot(get, names, labels, specs, cfg):
+    """figures/exp_<task>.png: greedy pass@1 and avg@8 against RL steps and against training seconds,
+    every arm's seed mean with a ± std band; figures/exp_passn.png: pass@N at the end."""
+    plt = pyplot()
+    os.makedirs(cfg.figures, exist_ok=True)
+    arms = list(dict.fromkeys(lab for t in names for lab, _ in labels.get(t, [])))
+    color = {lab: f"C{i % 10}" for i, lab in enumerate(arms)}
+    for t in (t for t in names if labels.get(t)):
+        fig, axs = plt.subplots(2, 2, figsize=(11, 7.5), sharey="row")
+        for row, metric in zip(axs, ("pass@1", "avg@8")):
+            for ax, by_time in zip(row, (False, True)):
+                for lab, lr in labels[t]:
+                    c = get[("main", t, lab, lr, metric)]
+                    xs = sorted(c)
+                    x = [val(get, ("main", t, lab, lr, "train_s"), s) for s in xs] if by_time else xs
+                    mu, sd = [c[s][0] for s in xs], [c[s][1] for s in xs]
+                    ax.plot(x, mu, marker="o", ms=3, color=color[lab], label=f"{lab} (lr {lr})")
+                    lo, hi = [a - b for a, b in zip(mu, sd)], [a + b for a, b in zip(mu, sd)]
+                    ax.fill_between(x, lo, hi, color=color[lab], alpha=0.12)
+                sft = val(get, ("sft", t, "sft", "", metric), 0)
+                ax.axhline(sft, color="k", ls="--", lw=1, label="SFT")
+                ax.set(
+                    xlabel="training seconds (one CPU thread)" if by_time else "RL step",
+                    ylabel=f"test {'greedy ' if metric == 'pass@1' else ''}{metric}",
+                )
+        axs[0][0].legend(fontsize=7)
+        fig.suptitle(f"{specs.get(t, (t,))[0]}: mean ± std over seeds")
+        fig.tight_layout()
+        fig.savefig(os.path.join(cfg.figures, f"exp_{t.replace(' ', '_')}.png"), dpi=90)
+        plt.close(fig)
+    shown = [t for t in names if labels.get(t)]
+    if not shown:
+        return
+    fig, axs = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.8), squeeze=False)
+    for ax, t in zip(axs[0], shown):
+        curves = [("SFT", get.get(("sft", t, "sft", "", "pass@N"), {}), "k")]
+        curves += [(lab, get.get(("main", t, lab, lr, "pass@N"), {}), color[lab]) for lab, lr in labels[t]]
+        for lab, c, col in curves:
+            xs = sorted(c, key=int)
+            ax.plot(
+                [int(x) for x in xs],
+                [c[x][0] for x in xs],
+                marker=".",
+                color=col,
+                ls="--" if lab == "SFT" else "-",
+                label=lab,
+            )
+        ax.set(xscale="log", xlabel="N", title=t, ylabel="pass@N, test, end of RL (seed mean)")
+        ax.minorticks_off()
+    axs[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(cfg.figures, "exp_passn.png"), dpi=90)
+    plt.close(fig)
+
+
+# -----------------------------------------------------------------------------
 # main
 
 
-def csv_path(cfg, teacher):
-    return os.path.join(cfg.results, f"experiment{suffix(teacher)}.csv")
+def csv_path(cfg):
+    return os.path.join(cfg.results, "experiment.csv")
 
 
-SUMMARY_START = "<!-- results summary: written by `python experiment.py --report_only` from results/*.csv -->"
+SUMMARY_START = "<!-- results summary: written by `python experiment.py --report_only` from results/runs -->"
 SUMMARY_END = "<!-- end of results summary -->"
 
 
-def summary(by_teacher, cfg):
-    """The README's summary block: the mean over tasks with the live teacher, pass@1 by teacher, a figure."""
-    get = defaultdict(dict)
-    for teacher, rows in by_teacher.items():
-        for r in rows:
-            get[teacher, r["phase"], r["task"], r["method"], r["metric"]][r["x"]] = (r["mean"], r["std"])
-    live, end, early = by_teacher["self"], cfg.rl_steps, cfg.early_step
-    methods = list(dict.fromkeys(r["method"] for r in live if r["phase"] == "main"))
-    lr_of = {r["method"]: r["lr"] for r in live if r["phase"] == "main"}
-
-    def cell(t, m, k, x):
-        return pm(*get.get((t, "main", MEAN, m, k), {}).get(x, (math.nan, math.nan)))
-
-    def sft(k, x=0):
-        return get[("self", "sft", MEAN, "sft", k)].get(x, (math.nan,))[0]
-
-    n = max(get[("self", "sft", MEAN, "sft", "pass@N")])
-    names = [t for t in dict.fromkeys(r["task"] for r in live if r["phase"] == "sft") if t != MEAN]
-    L = [
-        SUMMARY_START,
+def summary(rows, cfg):
+    """The README's summary block: per task, every primary arm's final pass@1 and the verdict."""
+    get, names, labels = tables(rows)
+    arms = arm_list(cfg.arms)
+    shown = [t for t in names if t != MEAN and labels.get(t)]
+    L = [SUMMARY_START, ""]
+    if not shown:
+        return "\n".join(L + ["No run has finished yet: `python experiment.py`.", "", SUMMARY_END])
+    L += [
+        "Greedy test pass@1 at the last step (mean ± std over seeds;"
+        " [`results/README.md`](results/README.md) has every number, the sweep's choices and the step"
+        " logs' summaries):",
         "",
-        f"Mean over the {len(names)} tasks (per seed, then mean ± std over seeds {cfg.seeds}; "
-        "`python experiment.py`); drops summed over the tasks:",
-        "",
-        f"| method | lr | pass@1 @{early} | pass@1 @{end} | pass@8 @{end} | avg@8 @{end} | pass@{n} @{end} "
-        "| drops > σ |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| SFT start | - | {sft('pass@1'):.3f} | {sft('pass@1'):.3f} | {sft('pass@8'):.3f} | "
-        f"{sft('avg@8'):.3f} | "
-        f"{sft('pass@N', n):.3f} | - |",
+        "| task | SFT | " + " | ".join(arms) + " |",
+        "|---" * (len(arms) + 2) + "|",
     ]
-    for m in methods:
-
-        def drops(k):
-            return sum(int(get[("self", "main", t, m, k)][""][0]) for t in names)
-
-        L.append(
-            f"| {m}{' (oracle teacher)' if m in ORACLE_METHODS else ''} | {lr_of[m]} | "
-            f"{cell('self', m, 'pass@1', early)} | "
-            f"{cell('self', m, 'pass@1', end)} | {cell('self', m, 'pass@8', end)} | "
-            f"{cell('self', m, 'avg@8', end)} | "
-            f"{cell('self', m, 'pass@N', n)} | {drops('drops')} / {drops('drop_pairs')} |"
-        )
-    others = [t for t in tg.SELF_TEACHERS if t in by_teacher]
+    for t in shown:
+        by_arm = {lab.split("[")[0]: (lab, lr) for lab, lr in labels[t]}
+        cells = []
+        for arm in arms:
+            if arm not in by_arm:
+                cells.append("-")
+                continue
+            key = ("main", t, *by_arm[arm], "pass@1")
+            end = last_step(get, key)
+            cells.append(f"{pm(val(get, key, end), val(get, key, end, 1))} ({val(get, key, end, 2)})")
+        L.append(f"| {t} | {val(get, ('sft', t, 'sft', '', 'pass@1'), 0):.3f} | " + " | ".join(cells) + " |")
     L += [
         "",
-        f"Greedy pass@1 at step {end}, mean of tasks, by self-teacher (`--teacher`; "
-        f"{', '.join(TEACHERLESS + ORACLE_METHODS)} never read it):",
+        "(n): seeds finished. Did DistIL with an expert teacher reach GRPO's final pass@1 within a third of "
+        "GRPO's steps, and end above GRPO and above offline with the same teacher?",
         "",
-        "| method | " + " | ".join(others) + " |",
-        "|---" * (len(others) + 1) + "|",
     ]
-    for m in methods:
-        L.append(f"| {m} | " + " | ".join(cell(t, m, "pass@1", end) for t in others) + " |")
-    fig = os.path.relpath(
-        os.path.join(cfg.figures, "exp_pass1_mean_of_tasks.png"), os.path.dirname(os.path.abspath(cfg.readme))
-    )
-    L += ["", f"![pass@1 against RL steps, mean of tasks]({fig})", "", SUMMARY_END]
+    for t in shown:
+        L += [f"- **{t}**: " + "; ".join(verdict(get, t, labels[t]))]
+    figs = ", ".join(f"[{t}](figures/exp_{t}.png)" for t in shown)
+    L += ["", f"Curves against steps and training seconds: {figs}.", "", SUMMARY_END]
     return "\n".join(L)
 
 
 def write_reports(cfg):
-    """results/README.md (every table, from every results/experiment*.csv) and the figures; the
-    summary block of --readme. Returns the markdown of results/README.md."""
-    by_teacher = {t: read_csv(csv_path(cfg, t)) for t in tg.SELF_TEACHERS if os.path.exists(csv_path(cfg, t))}
-    parts = [report(rows, dataclasses.replace(cfg, teacher=t)) for t, rows in by_teacher.items()]
+    """results/experiment.csv from results/runs, results/README.md (every table), the figures, the
+    summary block of --readme, and results/feedback.md and premise.md's table. Returns the markdown
+    of results/README.md."""
+    rows = experiment_rows(cfg)
+    os.makedirs(cfg.results, exist_ok=True)
+    write_csv(csv_path(cfg), rows)
+    rows = read_csv(csv_path(cfg))  # the report reads exactly what is committed
+    parts = [report(rows, cfg)]
     premise_rows = read_premise(premise_path(cfg)) if os.path.exists(premise_path(cfg)) else []
     if premise_rows:
         parts.append(
@@ -1120,12 +1227,12 @@ def write_reports(cfg):
         parts.append("#" + table)  # a section of results/README.md
     md = (
         "# The paper's experiment in miniature: every table (written by `python experiment.py --report_only` "
-        "from the CSVs in this folder)\n\n" + "\n".join(parts)
+        "from the files in this folder)\n\n" + "\n".join(parts)
     )
     with open(os.path.join(cfg.results, "README.md"), "w") as f:
         f.write(md)
-    if cfg.readme and "self" in by_teacher:
-        replace_block(cfg.readme, SUMMARY_START, SUMMARY_END, summary(by_teacher, cfg))
+    if cfg.readme:
+        replace_block(cfg.readme, SUMMARY_START, SUMMARY_END, summary(rows, cfg))
     premise_doc = os.path.join(cfg.results, "premise.md")  # prose by hand around the generated table
     if os.path.exists(premise_doc):
         replace_block(premise_doc, PREMISE_START, PREMISE_END, premise_table(premise_rows, cfg))
@@ -1201,29 +1308,22 @@ def run_table(paths):
 
 
 def main(cfg):
-    """Run (or resume) everything, aggregate, write the CSV, results/README.md, the summary, the figures."""
+    """Run (or resume) everything, then write the CSV, results/README.md, the summary, the figures."""
     if cfg.plot:
         return plot_run(cfg.plot)
     if cfg.table:
         return print(run_table([p for g in cfg.table.split(",") for p in sorted(glob.glob(g)) or [g]]))
-    sfx = suffix(cfg.teacher)
     if cfg.premise and not cfg.report_only:
         premise(cfg)
     elif not cfg.report_only:
-        specs = task_specs(cfg)
         print(
-            f"experiment: {len(specs)} tasks, methods {cfg.methods}, seeds {cfg.seeds}, sweep {cfg.lrs} on "
-            f"{cfg.sweep_task} | {cfg.jobs} runs in parallel x {cfg.threads} thread(s) | raw runs in "
-            f"{cfg.out}",
+            f"experiment: {len(task_specs(cfg))} tasks, arms {cfg.arms} (secondary {cfg.secondary or '-'}), "
+            f"seeds {cfg.seeds}, sweep {cfg.lrs} on {cfg.sweep_task} | {cfg.jobs} runs in parallel x "
+            f"{cfg.threads} thread(s) | checkpoints in {cfg.out}, results in {cfg.results}/runs",
             flush=True,
         )
-        os.makedirs(cfg.out, exist_ok=True)
-        clock = os.path.join(cfg.out, f"wall_clock{sfx}.json")
-        spent = json.load(open(clock))["s"] if os.path.exists(clock) else 0.0
-        t0 = time.time()
-        stats = {"ran": 0}
         try:
-            results = run_all(cfg, stats)
+            run_all(cfg, {"ran": 0})
         except KeyboardInterrupt:
             print(
                 "interrupted: finished runs are kept and unfinished ones saved a checkpoint; "
@@ -1231,71 +1331,7 @@ def main(cfg):
                 flush=True,
             )
             raise SystemExit(130) from None
-        finally:
-            if stats["ran"]:  # the wall clock of the experiment: invocations that trained something
-                with open(clock, "w") as f:
-                    json.dump({"s": spent + time.time() - t0}, f)
-        spent += (time.time() - t0) if stats["ran"] else 0.0
-        sfts = [results["sft", n] for n, _, _ in specs]
-        records = [r for k, r in results.items() if k[0] in ("sweep", "main")]
-        mean_records, mean_sft = mean_of_tasks([r for r in records if r["phase"] == "main"], sfts)
-        rows = aggregate(records + mean_records, sfts + [mean_sft], cfg.threshold_delta)
-        rows += [
-            {
-                "phase": "meta",
-                "task": n,
-                "method": spec,
-                "lr": "",
-                "metric": "sft_steps",
-                "x": "",
-                "mean": float(steps),
-                "std": 0.0,
-                "n": 1,
-            }
-            for n, spec, steps in specs
-        ]
-        rows.append(
-            {
-                "phase": "meta",
-                "task": "",
-                "method": "",
-                "lr": "",
-                "metric": "wall_clock_s",
-                "x": "",
-                "mean": spent,
-                "std": 0.0,
-                "n": 1,
-            }
-        )
-        rows.append(
-            {
-                "phase": "meta",
-                "task": "",
-                "method": "",
-                "lr": "",
-                "metric": "run_time_s",
-                "x": "",
-                "mean": sum(r["wall_s"] for r in results.values()),
-                "std": 0.0,
-                "n": len(results),
-            }
-        )
-        rows.append(
-            {
-                "phase": "meta",
-                "task": "",
-                "method": torch.__version__,
-                "lr": "",
-                "metric": "torch",
-                "x": "",
-                "mean": 0.0,
-                "std": 0.0,
-                "n": 1,
-            }
-        )
-        os.makedirs(cfg.results, exist_ok=True)
-        write_csv(csv_path(cfg, cfg.teacher), rows)
-    md = write_reports(cfg)  # the report reads exactly what is committed
+    md = write_reports(cfg)
     print(md)
     if cfg.premise:
         print(
@@ -1304,10 +1340,10 @@ def main(cfg):
         )
         return read_premise(premise_path(cfg, cfg.premise_csv))
     print(
-        f"wrote {csv_path(cfg, cfg.teacher)}, {cfg.results}/README.md, {cfg.figures}/exp{sfx}_*.png"
+        f"wrote {csv_path(cfg)}, {cfg.results}/README.md, {cfg.figures}/exp_*.png"
         + (f", the summary in {cfg.readme}" if cfg.readme else "")
     )
-    return read_csv(csv_path(cfg, cfg.teacher))
+    return read_csv(csv_path(cfg))
 
 
 if __name__ == "__main__":
