@@ -74,7 +74,7 @@ ARM_TEACHERS = {
     "peer": {"context": "peer"},  # the SFT model reading a successful sibling rollout
 }
 ARMS = "grpo,offline@oracle,distil@oracle,offline@feedback,distil@feedback"
-SECONDARY = "distil_token@feedback,sdpo@feedback,opsd@feedback,distil@peer"
+SECONDARY = "distil_token@oracle,distil_token@feedback,sdpo@feedback,opsd@feedback,distil@peer"
 METRICS = ("pass@1", "avg@8", "pass@8")  # the tables' metrics (pass@1 greedy; 8 samples for the rest)
 # what the CSV keeps at every evaluation step: the student's metrics, the teacher's success and
 # advantage at the student's states, and the training seconds so far (evaluations excluded)
@@ -438,6 +438,7 @@ def execute(job):
     if out["interrupted"]:
         return None
     res = dict(job["meta"], config=job["config"], wall_s=time.time() - t0, passn=out.get("passn"))
+    res["torch"] = torch.__version__
     if tcfg.stage == "sft":  # the binomial n: distinct test problems
         res.update(
             eval=out["eval"],
@@ -914,8 +915,8 @@ def committed_records(cfg):
 
 def experiment_rows(cfg):
     """The CSV's rows from the committed results: aggregate() of the runs (and of their mean over
-    tasks, once every task has a seed's run), and meta rows: each task's spec and SFT steps, the sum
-    of the run times, the torch versions."""
+    tasks, once every task has a seed's run), and meta rows: each task's spec and SFT steps, the
+    training time of all runs, the torch versions that made them."""
     sfts, records = committed_records(cfg)
     order = [n for n, _, _ in task_specs(cfg, sweep=False)]
     sfts = sorted(sfts.values(), key=lambda s: order.index(s["task"]) if s["task"] in order else len(order))
@@ -929,7 +930,8 @@ def experiment_rows(cfg):
 
     rows += [meta(s["task"], s["config"]["task"], "sft_steps", float(s["config"]["sft_steps"])) for s in sfts]
     done = list(sfts) + records
-    rows.append(meta("", "", "run_time_s", sum(r["wall_s"] for r in done), len(done)))
+    seconds = sum(s["wall_s"] for s in sfts) + sum(r["evals"][-1]["train_s"] for r in records)
+    rows.append(meta("", "", "train_time_s", seconds, len(done)))  # a resumed run's wall_s is its last part
     versions = sorted({r["torch"] for r in done if "torch" in r})
     return rows + [meta("", ",".join(versions), "torch", 0.0)]
 
@@ -988,15 +990,16 @@ def report(rows, cfg):
     get, names, labels = tables(rows)
     meta = {r["metric"]: r for r in rows if r["phase"] == "meta" and not r["task"]}
     specs = {r["task"]: (r["method"], int(r["mean"])) for r in rows if r["metric"] == "sft_steps"}
-    run_time = meta.get("run_time_s", {"mean": 0.0, "n": 0})
+    run_time = meta.get("train_time_s", {"mean": 0.0, "n": 0})
     torch_version = meta.get("torch", {"method": ""})["method"]
     L = [
         "## DistIL taught by experts at the student's states, against GRPO (results/experiment.csv)",
         "",
         f"Command: `python experiment.py` (protocol: experiment.py's header; each finished run is "
         f"results/runs/<task>/<run>.json). Hardware: 2 shared CPU cores, torch {torch_version or '-'}, "
-        f"{cfg.jobs} runs in parallel x {cfg.threads} thread; {run_time['n']} runs took "
-        f"{runs.fmt_time(run_time['mean'])} in all. Seeds {cfg.seeds} (secondary arms "
+        f"{cfg.jobs} runs in parallel x {cfg.threads} thread; {run_time['n']} runs trained for "
+        f"{runs.fmt_time(run_time['mean'])} in all (SFT wall time and RL training seconds, evaluations "
+        f"excluded). Seeds {cfg.seeds} (secondary arms "
         f"{cfg.secondary_seeds}); "
         f"preset {cfg.preset}; {cfg.rl_steps} RL steps x {cfg.prompts} prompts x {cfg.group} rollouts; test "
         f"evaluation every {cfg.eval_every} steps; mean ± sample std over seeds.",
