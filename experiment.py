@@ -16,7 +16,8 @@ Protocol (fixed before any result; the numbers are Config's defaults):
     the student's states.
  3. Sweep on sweep_task's validation split (val_n training problems never trained on; first seed):
     every lr of `lrs` x every setting of the arm (arm_settings: --states all|support for a method
-    reading the oracle at the student's states, a live or frozen self-teacher), scored by validation
+    reading the oracle at the student's states, a live or frozen self-teacher, offline cloning
+    every answer of a sampled self-teacher or only the verified ones), scored by validation
     avg@8 averaged over the evaluations after step 0 (ties: the smaller lr); then fixed on every task.
  4. Main runs: every task x arm x seed, rl_steps steps, test evaluations every eval_every steps
     (greedy pass@1, avg@8 and pass@8 of 8 samples, the teacher's t_rew and t_adv), pass@N at the end.
@@ -185,13 +186,17 @@ def arm_list(text, flag="--arms"):
 def arm_settings(arm):
     """What the sweep tries for an arm besides the rate, as [(tag, train_gpt fields)]: --states
     all|support for a method reading the oracle at the student's states (support: costs only where
-    the expert's support holds), a live or a frozen self-teacher, else one setting (tag "")."""
+    the expert's support holds), a live or a frozen self-teacher (and for offline, every answer of
+    it or the verified ones: --answers), else one setting (tag "")."""
     method, _, teacher = arm.partition("@")
     fields = {"method": method, **ARM_TEACHERS.get(teacher, {})}
     if teacher == "oracle" and tg.METHODS[method] in ("logprobs", "samples"):
         return [(s, fields | {"states": s}) for s in ("all", "support")]
     if teacher in ("feedback", "peer"):
-        return [(t, fields | {"teacher": t}) for t in ("self", "frozen")]
+        live = [(t, fields | {"teacher": t}) for t in ("self", "frozen")]
+        if method == "offline":  # a sampled teacher errs: clone every answer, or the verified ones only
+            live += [(f"{t}+verified", f | {"answers": "verified"}) for t, f in live]
+        return live
     return [("", fields)]
 
 
@@ -393,9 +398,9 @@ def load_result(path, tcfg):
     """A finished run's result file (None if there is none); exits if it was made with other settings."""
     if not os.path.exists(path):
         return None
-    res = json.load(open(path))
-    want = dataclasses.asdict(tcfg)
-    diff = sorted(k for k, v in want.items() if k not in PLACES and res["config"].get(k) != v)
+    res, want, default = json.load(open(path)), dataclasses.asdict(tcfg), dataclasses.asdict(tg.Config())
+    # a field added to train_gpt.Config after the run was made: the run had its default
+    diff = sorted(k for k, v in want.items() if k not in PLACES and res["config"].get(k, default[k]) != v)
     if diff:
         raise SystemExit(
             f"error: {path} was made with other settings ({', '.join(diff)}); delete it or pass another "

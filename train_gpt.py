@@ -118,6 +118,7 @@ class Config:
     ema_tau: float = 0.05  # EMA teacher rate τ (SDPO's teacher_update_rate)
     distil_topk: int = 16  # k of distil_topk (teacher's k likeliest tokens + a tail bucket)
     teacher_samples: int = 4  # K teacher samples per position for distil_sampled
+    answers: str = "all"  # offline clones the teacher's answers: all | verified (those the verifier accepts)
     opsd_beta: float = 0.5  # β of OPSD's generalised Jensen-Shannon (TRL GKD default)
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     # evaluation (held-out test split, or the validation set)
@@ -147,6 +148,7 @@ CHOICES = {
     "stop": distil.STOP_RULES,
     "states": ("all", "support"),
     "exit_price": ("oracle", "teacher", "free"),
+    "answers": ("all", "verified"),
     "eval_split": ("test", "val"),
 }
 RANGES = dict.fromkeys(("seed", "sft_steps", "val_n", "rl_steps", "top_k", "horizon"), (0, None))
@@ -178,6 +180,8 @@ def check_config(cfg):
         return f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a {cfg.task} response has"
     if cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"):
         return f"--states {cfg.states} needs a method that reads the teacher at the student's states"
+    if cfg.answers != "all" and METHODS[cfg.method] != "answers":
+        return f"--answers {cfg.answers} needs a method that clones the teacher's answers (offline)"
     if cfg.baseline == "loo" and cfg.group < 2:
         return "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"
     if cfg.eval_split == "val" and cfg.val_n < 1:
@@ -603,6 +607,9 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     sig = {"has": torch.tensor([c is not None for c in ctx], device=ro.resp.device)}
     if need == "answers":  # behaviour cloning: the teacher's own responses, from its context
         texts = teacher.answers(ro.problems, ctx, gen)
+        if cfg.answers == "verified":  # rejection sampling: a sampled teacher's mistakes are not taught
+            ok = [t is not None and rt.task.verify(p, t)[0] > 0.5 for p, t in zip(ro.problems, texts)]
+            sig["has"] &= torch.tensor(ok, device=ro.resp.device)
         ids = [encode(rt.enc, t or "") + [tasks.EOT_ID] for t in texts]
         sig["resp"], sig["mask"] = right_pad(ids, tasks.EOT_ID, ro.resp.device)
         sig["mask"] &= sig["has"][:, None]

@@ -141,7 +141,23 @@ def test_arms_name_a_method_and_a_teacher_and_the_sweep_tries_their_settings():
         "frozen",
         {"method": "distil", "context": "feedback", "teacher": "frozen"},
     )
+    assert [t for t, _ in ex.arm_settings("offline@feedback")] == [
+        "self",
+        "frozen",
+        "self+verified",
+        "frozen+verified",
+    ]
+    assert ex.arm_settings("offline@feedback")[3][1]["answers"] == "verified"
     assert ex.label("distil@oracle", "support") == "distil@oracle[support]" and ex.label("grpo", "") == "grpo"
+
+
+def test_a_committed_run_made_before_a_config_field_existed_holds_at_that_fields_default(tmp_path):
+    tcfg = tg.Config(out_dir=str(tmp_path / "a"))
+    stored = {k: v for k, v in dataclasses.asdict(tcfg).items() if k != "answers"}  # an older train_gpt
+    ex.write_json(str(tmp_path / "r.json"), {"config": stored | {"out_dir": "elsewhere"}})
+    assert ex.load_result(str(tmp_path / "r.json"), tcfg) is not None  # where it lived does not matter
+    with pytest.raises(SystemExit, match=r"other settings \(answers\)"):
+        ex.load_result(str(tmp_path / "r.json"), dataclasses.replace(tcfg, answers="verified"))
 
 
 def test_mean_of_tasks_averages_each_seed_over_tasks_before_the_seed_statistics():

@@ -297,6 +297,30 @@ def test_teacher_completions_continue_the_students_prefix_from_the_teachers_cont
     assert teacher.answers(p, [None, ctx[1]], gen) == [None, got[1]]
 
 
+def test_offline_clones_every_teacher_answer_or_only_the_verified_ones():
+    """--answers verified is rejection sampling: a sampled teacher's wrong answers (and rollouts
+    without a context) teach nothing; --answers all clones every answer the teacher wrote."""
+    rt = cpu_rt()
+    problems = rt.task.generate("test", 2, 0) * 2
+    wrong = "1=1"
+
+    class Writes:  # a teacher whose answers are given: right, wrong, none (no context), right
+        def contexts(self, problems, rewards, texts, feedback, group):
+            return ["c", "c", None, "c"]
+
+        def answers(self, problems, ctx, gen):
+            return [problems[0].solution, wrong, None, problems[3].solution]
+
+    resp, mask = M.right_pad([[65, tasks.EOT_ID]] * 4, tasks.EOT_ID, "cpu")
+    ctx = [tg.encode(ENC, tasks.student_context(p)) for p in problems]
+    ro = tg.Rollouts(problems, ctx, resp, mask, texts=["a"] * 4, rewards=torch.zeros(4), feedback=[""] * 4)
+    for answers, has in (("all", [True, True, False, True]), ("verified", [True, False, False, True])):
+        sig = tg.teacher_signal(tiny_cfg(".", method="offline", answers=answers), rt, Writes(), ro, None)
+        assert sig["has"].tolist() == has and sig["mask"].any(1).tolist() == has
+        assert ENC.decode(sig["resp"][0][: int(sig["mask"][0].sum()) - 1].tolist()) == problems[0].solution
+    assert "needs a method that clones" in tg.check_config(tiny_cfg(".", method="distil", answers="verified"))
+
+
 def test_oracle_teachers_own_success_is_measured_even_when_the_student_never_succeeds():
     """The oracle reads the problem, so every evaluation sample gets it as teacher: t_rew is its
     success (1 on mult), not 0 for lack of a successful peer."""
