@@ -16,7 +16,7 @@ Protocol (fixed before any result; the numbers are Config's defaults):
     the student's states.
  3. Sweep on sweep_task's validation split (val_n training problems never trained on; first seed):
     every lr of `lrs` x every setting of the arm (arm_settings: --states all|support for a method
-    reading the oracle at the student's states, a live or frozen self-teacher, offline cloning
+    reading the teacher at the student's states, a live or frozen self-teacher, offline cloning
     every answer of a sampled self-teacher or only the verified ones), scored by validation
     avg@8 averaged over the evaluations after step 0 (ties: the smaller lr); then fixed on every task.
  4. Main runs: every task x arm x seed, rl_steps steps, test evaluations every eval_every steps
@@ -184,20 +184,22 @@ def arm_list(text, flag="--arms"):
 
 
 def arm_settings(arm):
-    """What the sweep tries for an arm besides the rate, as [(tag, train_gpt fields)]: --states
-    all|support for a method reading the oracle at the student's states (support: costs only where
-    the expert's support holds), a live or a frozen self-teacher (and for offline, every answer of
-    it or the verified ones: --answers), else one setting (tag "")."""
+    """What the sweep tries for an arm besides the rate, as [(tag, train_gpt fields)]: for a method
+    reading the teacher at the student's states, --states all|support (support: costs only where the
+    oracle's support holds); a live or a frozen self-teacher; for offline with a self-teacher,
+    every answer of it or the verified ones (--answers); else one setting (tag "")."""
     method, _, teacher = arm.partition("@")
     fields = {"method": method, **ARM_TEACHERS.get(teacher, {})}
-    if teacher == "oracle" and tg.METHODS[method] in ("logprobs", "samples"):
-        return [(s, fields | {"states": s}) for s in ("all", "support")]
-    if teacher in ("feedback", "peer"):
-        live = [(t, fields | {"teacher": t}) for t in ("self", "frozen")]
-        if method == "offline":  # a sampled teacher errs: clone every answer, or the verified ones only
-            live += [(f"{t}+verified", f | {"answers": "verified"}) for t, f in live]
-        return live
-    return [("", fields)]
+    at_states = tg.METHODS[method] in ("logprobs", "samples")
+    if teacher == "oracle":
+        return [(s, fields | {"states": s}) for s in ("all", "support")] if at_states else [("", fields)]
+    if teacher not in ("feedback", "peer"):
+        return [("", fields)]
+    live = [(t, fields | {"teacher": t}) for t in ("self", "frozen")]
+    if at_states:  # costs on every state, or on the oracle's support only
+        return live + [(f"{t}+support", f | {"states": "support"}) for t, f in live]
+    # offline: a sampled teacher errs; clone every answer, or the verified ones only
+    return live + [(f"{t}+verified", f | {"answers": "verified"}) for t, f in live]
 
 
 def label(arm, tag):

@@ -141,6 +141,13 @@ def test_arms_name_a_method_and_a_teacher_and_the_sweep_tries_their_settings():
         "frozen",
         {"method": "distil", "context": "feedback", "teacher": "frozen"},
     )
+    assert [t for t, _ in ex.arm_settings("sdpo@peer")] == [
+        "self",
+        "frozen",
+        "self+support",
+        "frozen+support",
+    ]
+    assert ex.arm_settings("sdpo@peer")[3][1]["states"] == "support"
     assert [t for t, _ in ex.arm_settings("offline@feedback")] == [
         "self",
         "frozen",
