@@ -461,7 +461,7 @@ def execute(job):
             for r in out["rows"]
             if "pass@1" in r
         ]
-        res |= {k: statistics.fmean(r[k] for r in steps) for k in ("len", "ent")}
+        res |= {k: mean_std([r[k] for r in steps])[0] for k in ("len", "ent")}  # nan: a step with no tokens
     write_json(os.path.join(tcfg.out_dir, "result.json"), res)
     if job.get("committed"):
         write_json(job["committed"], res)
