@@ -306,8 +306,8 @@ def seed_mean(rs, key):
 def aggregate(records, sfts):
     """CSV rows (phase, task, method, lr, metric, x, mean, std, n) from finished runs (method: the arm's
     label): every curve at every evaluation step, pass@N at the end, and the summaries (the sweep's
-    criterion; steps and training seconds to GRPO's final seed-mean pass@1 on the task, drops and
-    pairs, run means of length and entropy)."""
+    criterion; steps and training seconds to GRPO's final seed-mean pass@1 on the task, if that is
+    above the SFT start; drops and pairs; run means of length and entropy)."""
     rows = []
 
     def add(phase, task, method, lr, metric, x, values, n=None):
@@ -355,7 +355,9 @@ def aggregate(records, sfts):
         for k in ("len", "ent"):
             add(phase, task, method, lr, k, "", [r.get(k, math.nan) for r in rs])
         n, noise = len(rs), sft_of[task]["noise"]  # the summaries below are one number over all seeds
-        hit = steps_to_threshold(steps, seed_mean(rs, "pass@1"), grpo_end.get(task, math.inf))
+        target = grpo_end.get(task, math.inf)  # GRPO's final pass@1, if it rose above the start
+        target = target if target > sft_of[task]["eval"]["pass@1"] else math.inf
+        hit = steps_to_threshold(steps, seed_mean(rs, "pass@1"), target)
         secs = math.nan if hit is None else seed_mean(rs, "train_s")[steps.index(hit)]
         add(phase, task, method, lr, "steps_to_grpo", "", [math.nan if hit is None else float(hit)], n)
         add(phase, task, method, lr, "seconds_to_grpo", "", [secs], n)
@@ -973,8 +975,10 @@ def verdict(get, task, labels):
     if "grpo" not in lr_of:
         return ["no grpo run yet"]
     end = last_step(get, grpo)
-    g = val(get, grpo, end)
-    out = []
+    g, start = val(get, grpo, end), val(get, ("sft", task, "sft", "", "pass@1"), 0)
+    out = (
+        [] if g > start else [f"grpo ends at {g:.3f}, not above the SFT start {start:.3f}: no gain to reach"]
+    )
     for lab, lr in labels:
         arm = lab.split("[")[0]
         if not arm.startswith("distil@") or arm.split("@")[1] not in ("oracle", "feedback"):
@@ -984,10 +988,10 @@ def verdict(get, task, labels):
         off = next(((k, r) for k, r in labels if k.split("[")[0] == "offline@" + arm.split("@")[1]), None)
         o = val(get, ("main", task, *off, "pass@1"), end) if off else math.nan
         ok = hit <= end / 3 and d > g and d > o
+        reach = f"reaches grpo's final at step {int(hit)}" if hit == hit else "does not reach grpo's final"
         out.append(
-            f"{lab}: {'yes' if ok else 'no'} — reaches grpo's final {g:.3f} at step "
-            f"{'never' if hit != hit else int(hit)} (a third of {end}: {end // 3}); ends {d:.3f} against "
-            f"grpo {g:.3f} and {off[0] if off else 'offline'} {o:.3f}"
+            f"{lab}: {'yes' if ok else 'no'} — {reach} (a third of {end}: {end // 3}); ends at {d:.3f} "
+            f"against grpo {g:.3f} and {off[0] if off else 'offline'} {o:.3f}"
         )
     return out
 
@@ -1066,13 +1070,15 @@ def report(rows, cfg):
             "|---" * 14 + "|",
             f"| SFT | - | - | - | {val(get, ('sft', t, 'sft', '', 'pass@1'), 0):.3f} | "
             + " | ".join(f"{val(get, ('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS)
-            + f" | {val(get, ('sft', t, 'sft', '', 'pass@N'), str(cfg.passn_samples)):.3f} "
+            + f" | {val(get, ('sft', t, 'sft', '', 'pass@N'), cfg.passn_samples):.3f} "
             + "| - | - | - | - | - |",
         ]
         for lab, lr in labels[t]:
 
             def c(k, x):
                 key = ("main", t, lab, lr, k)
+                if k == "t_adv" and tg.METHODS[lab.split("@")[0]] is None:
+                    return "-"  # no teacher: the evaluation's default one is not this arm's
                 return pm(val(get, key, x), val(get, key, x, 1))
 
             def one(k, fmt):
@@ -1082,7 +1088,7 @@ def report(rows, cfg):
             L.append(
                 f"| {lab} | {lr} | {val(get, ('main', t, lab, lr, 'pass@1'), end, 2)} | {c('t_adv', 0)} | "
                 f"{c('pass@1', early)} | {c('pass@1', end)} | {c('avg@8', end)} | {c('pass@8', end)} | "
-                f"{c('pass@N', str(cfg.passn_samples))} | {one('steps_to_grpo', '.0f')} "
+                f"{c('pass@N', cfg.passn_samples)} | {one('steps_to_grpo', '.0f')} "
                 f"({one('seconds_to_grpo', '.0f')}) | {one('drops', '.0f')} / {one('drop_pairs', '.0f')} | "
                 f"{one('len', '.1f')} | {one('ent', '.3f')} | "
                 f"{val(get, ('main', t, lab, lr, 'train_s'), end):.0f} |"
