@@ -360,6 +360,7 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
         "earlier/*.jsonl",
         "exit_price/mult_*.jsonl",
         "exit/countdown_*.jsonl",
+        "budget/*.jsonl",
     ],
 )
 def test_the_trainer_checks_run_tables_are_printed_from_the_committed_logs(logs):
