@@ -1030,7 +1030,11 @@ def report(rows, cfg):
             f"| {spec} | {steps} | {v('pass@1'):.3f} | {v('avg@8'):.3f} | {v('pass@8'):.3f} | "
             f"{v('noise', ''):.3f} | {'yes' if 0.10 <= v('pass@1') <= 0.60 else 'no'} |"
         )
-    sweep = list(dict.fromkeys((r["method"]) for r in rows if r["phase"] == "sweep"))
+    arms = arm_list(cfg.arms) + arm_list(cfg.secondary, "--secondary")
+    order = {label(a, t): i for i, (a, t) in enumerate((a, t) for a in arms for t, _ in arm_settings(a))}
+    sweep = sorted(
+        dict.fromkeys(r["method"] for r in rows if r["phase"] == "sweep"), key=lambda m: order.get(m, 1e9)
+    )
     lrs = sorted({r["lr"] for r in rows if r["phase"] == "sweep"}, key=float)
     chosen = set(labels.get(cfg.sweep_task, []))
     L += [
