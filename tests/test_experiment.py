@@ -141,20 +141,10 @@ def test_arms_name_a_method_and_a_teacher_and_the_sweep_tries_their_settings():
         "frozen",
         {"method": "distil", "context": "feedback", "teacher": "frozen"},
     )
-    assert [t for t, _ in ex.arm_settings("sdpo@peer")] == [
-        "self",
-        "frozen",
-        "self+support",
-        "frozen+support",
-    ]
-    assert ex.arm_settings("sdpo@peer")[3][1]["states"] == "support"
-    assert [t for t, _ in ex.arm_settings("offline@feedback")] == [
-        "self",
-        "frozen",
-        "self+verified",
-        "frozen+verified",
-    ]
-    assert ex.arm_settings("offline@feedback")[3][1]["answers"] == "verified"
+    for arm, knob, value in (("sdpo@peer", "states", "support"), ("offline@feedback", "answers", "verified")):
+        tags = [t for t, _ in ex.arm_settings(arm)]  # live and frozen, each without and with the knob
+        assert tags == ["self", "frozen", f"self+{value}", f"frozen+{value}"]
+        assert ex.arm_settings(arm)[3][1] == ex.arm_settings(arm)[1][1] | {knob: value}
     assert ex.label("distil@oracle", "support") == "distil@oracle[support]" and ex.label("grpo", "") == "grpo"
 
 
