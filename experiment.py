@@ -521,13 +521,11 @@ def plan(cfg):
         sft = ("sft", name)
         jobs.append((sft, [], committed(cfg, name, "sft"), lambda res, j=sft_job(cfg, name, spec, steps): j))
         for arms, arm_seeds in groups:
-            for key in (k for arm in arms for k in sweep_keys(arm)) if name == cfg.sweep_task else ():
-                run = f"sweep_{key[2]}{'+' + key[3] if key[3] else ''}_lr{key[4]:g}_s{seeds[0]}"
-
-                def build(res, k=key, run=run, n=name, s=spec):
-                    return rl_job("sweep", n, s, *k[2:], seeds[0], run)
-
-                jobs.append((key, [sft], committed(cfg, name, run), build))
+            for key in [k for arm in arms for k in sweep_keys(arm)] if name == cfg.sweep_task else []:
+                _, _, arm, tag, lr = key
+                run = f"sweep_{arm}{'+' + tag if tag else ''}_lr{lr:g}_s{seeds[0]}"
+                job = rl_job("sweep", name, spec, arm, tag, lr, seeds[0], run)  # known now: no choice in it
+                jobs.append((key, [sft], committed(cfg, name, run), lambda res, j=job: j))
             for seed in arm_seeds:
                 for arm in arms:
                     deps, run = [sft, *sweep_keys(arm)], f"main_{arm}_s{seed}"

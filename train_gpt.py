@@ -34,7 +34,6 @@ import os
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -75,7 +74,7 @@ TEACHERS = {
 SELF_TEACHERS = ("self", "ema", "frozen")  # the student's weights at step 0: the SFT evaluation is theirs
 
 
-@dataclass
+@dataclasses.dataclass
 class Config:
     # what to run
     stage: str = "all"  # all (sft -> eval -> rl -> eval) | sft | rl | eval
@@ -237,7 +236,7 @@ def problem_sets(cfg, task):
     return train, val if cfg.eval_split == "val" else test
 
 
-@dataclass
+@dataclasses.dataclass
 class Rollouts:
     problems: list  # (B) the problem of each row: G consecutive rows per prompt
     ctx: list  # (B) student-context token ids
@@ -381,10 +380,9 @@ class OracleTeacher(Teacher):
 
     def complete(self, problems, ctx, prefixes, gen):
         rng = random.Random(int(torch.randint(2**31, (1,), generator=gen, device=gen.device)))
+        task = self.rt.task
         return [
-            None
-            if c is None
-            else tasks.oracle_greedy(self.rt.task, p, x, self.rt.task.max_response_chars, rng)
+            None if c is None else tasks.oracle_greedy(task, p, x, task.max_response_chars, rng)
             for p, c, x in zip(problems, ctx, prefixes)
         ]
 
@@ -508,12 +506,11 @@ def pass_at_n(model, cfg, rt, problems):
 
 
 def format_eval(m):
-    def cell(k, v):
-        if isinstance(v, int):
-            return f"{k} {v}"
-        return f"{k} {v:+.3f}" if k in ("lift", "t_adv") else f"{k} {v:.3f}"
-
-    return " | ".join(cell(k, v) for k, v in m.items())
+    """Metrics on one line: counts as integers, the teacher's lift and advantage with their sign."""
+    fmt = {
+        k: "d" if isinstance(v, int) else "+.3f" if k in ("lift", "t_adv") else ".3f" for k, v in m.items()
+    }
+    return " | ".join(f"{k} {v:{fmt[k]}}" for k, v in m.items())
 
 
 # -----------------------------------------------------------------------------
@@ -699,14 +696,12 @@ def step_metrics(rt, ro, sig, loss, logits, mask, taught):
         s["H×"] = distil.forward_ce(sig["logp"], lg)[taught].sum().item()
         s["KL"] = distil.forward_kl(sig["logp"], lg)[taught].sum().item()
     rewards = ro.rewards.tolist()
-    s["ranks"] = 1.0
     s["rollouts"] = len(rewards)
     s["reward"] = sum(rewards)
     s["signal"] = sig["has"].sum().item()
-    s["successes"] = sum(r > 0.5 for r in rewards)
-    s["recov"] = sum(
-        r > 0.5 and rt.task.has_recovery(p, t) for p, t, r in zip(ro.problems, ro.texts, rewards)
-    )
+    won = [r > 0.5 for r in rewards]
+    s["successes"] = sum(won)
+    s["recov"] = sum(w and rt.task.has_recovery(p, t) for p, t, w in zip(ro.problems, ro.texts, won))
     s["signal_tokens"] = taught.sum().item()
     s["ent_tokens"] = mask.sum().item()
     s["tokens"] = ro.mask.sum().item()
@@ -716,7 +711,7 @@ def step_metrics(rt, ro, sig, loss, logits, mask, taught):
         return s[key] / s[n] if s[n] and (key not in ("H×", "KL") or "logp" in sig) else math.nan
 
     return {
-        "loss": s["loss"] / s["ranks"],
+        "loss": s["loss"] / rt.world,
         "reward": per("reward", "rollouts"),
         "signal": per("signal", "rollouts"),
         "recov": per("recov", "successes"),

@@ -351,12 +351,20 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
         "exit_price/mult_*.jsonl",
         "exit/countdown_*.jsonl",
         "budget/*.jsonl",
+        "sweep/*.jsonl",
     ],
 )
 def test_the_trainer_checks_run_tables_are_printed_from_the_committed_logs(logs):
     folder = os.path.join(ROOT, "results", "trainer_checks")
     paths = sorted(glob.glob(os.path.join(folder, logs)))
     assert paths and ex.run_table(paths) in open(os.path.join(folder, "README.md")).read()
+
+
+@pytest.mark.parametrize("printed", ["gradients/mult.md", "offline/mult.md"])
+def test_the_trainer_checks_probe_tables_are_the_committed_outputs_of_their_scripts(printed):
+    folder = os.path.join(ROOT, "results", "trainer_checks")
+    table = open(os.path.join(folder, printed)).read()
+    assert table.startswith("| ") and table in open(os.path.join(folder, "README.md")).read()
 
 
 def test_cli_rejects_unknown_flags_and_bad_task_lists(capsys):
