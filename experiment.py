@@ -104,9 +104,12 @@ PREMISE_KINDS |= {"model_plain": ("model", "none", ""), "oracle": ("oracle", "pe
 FEEDBACK_CSV = (
     "premise_feedback.csv"  # --premise --premise_csv this: the feedback study (results/feedback.md)
 )
-# the same measured at checkpoints SFT'd with another tasks.py sft_target (the ablation of
-# sft_target=recovery, the default of countdown, listprog and chem)
-SFT_ABLATIONS = {"reference": "premise_sft_reference.csv"}
+# the same measured at checkpoints SFT'd at other tasks.py knobs: {what the checkpoint was: its CSV}
+FEEDBACK_ABLATIONS = {
+    "feedback=full, half the attempts wander (`,feedback=full`)": "premise_feedback_full_wander.csv",
+    "feedback=full, corrupted attempts only (commit beea772)": "premise_feedback_full.csv",
+}
+FEEDBACK_DEFAULT = "feedback=fix, half the attempts wander (today)"  # the label of FEEDBACK_CSV's rows
 # rows of FEEDBACK_CSV measured at other knobs than today's defaults (each names how)
 FEEDBACK_NOTES = {"mult": "its row comes from an SFT run with sft_teacher_frac 0.5 (today's default is 0.8)"}
 
@@ -779,7 +782,7 @@ def feedback_table(rows, cfg, ablations=None):
     """results/feedback.md from FEEDBACK_CSV's rows: per task, t_adv ± SE (cuts) of the oracle and of
     the live self-teacher at the SFT checkpoint with each context, and whether the feedback-reading
     self-teacher meets the bar (t_adv >= half the oracle's, SE <= 0.05); then, from
-    `ablations` ({sft_target: rows of SFT_ABLATIONS' file}), the same teachers at those checkpoints."""
+    `ablations` ({label: rows of FEEDBACK_ABLATIONS' file}), the same teachers at those checkpoints."""
     by = {(r["task"], r["teacher"]): r for r in rows}
     names = list(dict.fromkeys(r["task"] for r in rows))
     specs = {n: (s, k) for n, s, k in task_specs(cfg, sweep=False)} if rows else {}
@@ -795,9 +798,11 @@ def feedback_table(rows, cfg, ablations=None):
         "student), the "
         "live self-teacher = the SFT checkpoint reading the context; seed "
         f"{int(rows[0]['seed']) if rows else '-'}, "
-        "one CPU thread. *fix named*: tasks.py's feedback=fix (the default; on countdown, listprog and "
-        "chem a fix valid after any prefix of the attempt, and SFT examples of the teacher at cuts of "
-        "attempts, sft_target=recovery), *verdict only*: the same checkpoint with feedback=verdict. "
+        "one CPU thread. *fix named*: tasks.py's default feedback (countdown, listprog, chem: "
+        "feedback=fix, the fix alone, valid after any prefix of the attempt; mult: feedback=full, "
+        "the corrected line, then the verdict), the SFT examples of the teacher at cuts of attempts "
+        "(sft_target=recovery), half of them attempts that leave the reference at their first line "
+        "(Task.wander); *verdict only*: the same checkpoint with feedback=verdict. "
         "Bar: the feedback-reading teacher's t_adv >= half the oracle's, SE <= 0.05.",
         "",
         "| task | SFT steps | " + " | ".join(label for _, label in cols) + " | bar met |",
@@ -844,18 +849,17 @@ def feedback_table(rows, cfg, ablations=None):
         ]
         L += [
             "",
-            "SFT targets of the teacher-format examples (tasks.py sft_target; each other target "
-            f"its own checkpoint, `--tasks '<spec>,sft_target=T' --out <another folder> --premise_csv "
-            f"{'|'.join(SFT_ABLATIONS.values())}`):",
+            "The same teachers at checkpoints SFT'd at other task knobs (each its own SFT run, at the "
+            f"code of the commit named; results/{', results/'.join(FEEDBACK_ABLATIONS.values())}):",
             "",
-            "| task | sft_target | " + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl) + " |",
+            "| task | checkpoint | " + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl) + " |",
             "|---|---|" + "---|" * len(abl),
         ]
-        got = {"recovery (the default)": by} | {
+        got = {FEEDBACK_DEFAULT: by} | {
             k: {(r["task"], r["teacher"]): r for r in rs} for k, rs in ablations.items()
         }
         for n in dict.fromkeys(r["task"] for rs in ablations.values() for r in rs):
-            for target, g in got.items():
+            for target, g in ((k, g) for k, g in got.items() if any((n, t) in g for t in abl)):
                 L.append(
                     f"| {n} | {target} | "
                     + " | ".join(
@@ -1236,7 +1240,7 @@ def write_reports(cfg):
     if os.path.exists(premise_path(cfg, FEEDBACK_CSV)):
         ablations = {
             k: read_premise(premise_path(cfg, f))
-            for k, f in SFT_ABLATIONS.items()
+            for k, f in FEEDBACK_ABLATIONS.items()
             if os.path.exists(premise_path(cfg, f))
         }
         table = feedback_table(read_premise(premise_path(cfg, FEEDBACK_CSV)), cfg, ablations)

@@ -27,12 +27,14 @@ completions of the expert state y reached, marginalised to c. Off S the expert f
 with what the student sees: an unfinished line is finished in shape (as a legal line it starts,
 else as the nearest line with characters miswritten); a state with no solution left is undone; a
 wrong mult/chem line is restated; then the canonical completion follows.
-Feedback (knob feedback=fix, the default) names the fix first, so no clip cuts it: mult the
-corrected line; countdown/listprog the first line after which no solution is left, then `restart`
-and the reference; chem the balanced equation. The countdown/listprog/chem fix is valid after any
-prefix of the attempt (Task.recovery), so a teacher reading it at a student's state needs no count
-of lines to undo. The symptoms (trace, counts) follow. feedback=verdict is the symptoms alone, the
-ablation of what a small teacher can read. sft_target (knob) picks the teacher-format SFT response.
+Feedback names the fix: mult the corrected line; countdown/listprog the first line after which no
+solution is left, then `restart` and the reference; chem the balanced equation. The countdown,
+listprog and chem fix is valid after any prefix of the attempt (Task.recovery), so a teacher reading
+it at a student's state needs no count of lines to undo. Knob feedback: fix (the default of
+countdown, listprog, chem) the fix alone; full (mult's) the fix, then the symptoms (trace, counts);
+verdict the symptoms alone, the ablation of what a small teacher can read. A tiny teacher copies a
+fix best with no symptoms beside it (results/feedback.md). sft_target (knob) picks the
+teacher-format SFT response; half its attempts leave the reference at once (Task.wander).
 Simplifications: 1. verifiers check the examples shown; 2. chem equations come from reaction
 families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
 
@@ -61,7 +63,8 @@ PEER_CHARS = 256  # peer-solution budget: above every task's max_response_chars 
 MAX_TEXT = 4096  # verifiers give longer responses reward 0 unread: bounded time per call
 TEST_PERCENT = 20  # share of canonical problem keys that belong to the test split
 MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
-FEEDBACK_KINDS = ("fix", "verdict")  # fix: the next step first, then the symptoms; verdict: symptoms only
+# fix: the next step alone; full: the next step, then the symptoms; verdict: the symptoms alone
+FEEDBACK_KINDS = ("fix", "full", "verdict")
 # the teacher-format SFT response (sft_example): recovery from a cut of an attempt, or the reference
 SFT_TARGETS = ("recovery", "reference")
 
@@ -136,7 +139,9 @@ def sft_example(task, problem: Problem, rng, teacher_frac: float) -> tuple:
     if rng.random() >= teacher_frac:
         return student_context(problem), problem.solution
     kind, recovery = rng.randrange(3), task.sft_target == "recovery"
-    attempt = task.corrupt(problem, rng) if kind != 1 or recovery else None
+    # with recovery, half the attempts leave the reference at their first line (Task.wander)
+    make = task.wander if recovery and rng.random() < 0.5 else task.corrupt
+    attempt = make(problem, rng) if kind != 1 or recovery else None
     feedback = task.verify(problem, attempt)[1] if kind != 1 else None
     context = teacher_context(problem, feedback=feedback, peer=problem.solution if kind != 0 else None)
     if not recovery:
@@ -337,6 +342,30 @@ class Task:
             "to retract it" if n == 1 else f"{n} times to retract it and the lines after it"
         )
 
+    def wander(self, p: Problem, rng) -> str:
+        """A failed attempt that leaves the reference at its first line, as a student's own attempts
+        mostly do (undo tasks: a random walk over the legal lines, whose first is not the reference's;
+        the others: corrupt). SFT's teacher examples on it cannot copy standing lines of the reference."""
+        first = p.solution.split("\n")[0]
+        for _ in range(20 if self.undo else 0):
+            s, lines = self.start(p), []
+            while not self.done(p, s):
+                moves = sorted(ln for ln in self._legal(p, s) if lines or ln != first)
+                if not moves:
+                    break
+                lines.append(rng.choice(moves))
+                s = self._legal(p, s)[lines[-1]]
+                if rng.random() < 0.25:
+                    break
+            if lines and self.verify(p, "\n".join(lines))[0] == 0.0:
+                return "\n".join(lines)
+        return self.corrupt(p, rng)
+
+    def said(self, fix: list, symptoms: list) -> str:
+        """A failed check's feedback from its lines by the knob: the fix alone (the symptoms where no fix
+        is named), or (full) the fix, then the symptoms; under verdict `fix` is empty."""
+        return "\n".join(fix if fix and self.feedback == "fix" else fix + symptoms)
+
     def fix_lines(self, p: Problem) -> list:
         """The lines the fix names, valid after any response once it ends its line: undo tasks RESTART
         and the reference, the others (graded by the last line) the reference's last line."""
@@ -502,7 +531,7 @@ class Mult(_LastLine):
 
     name, domain = "mult", "math"
 
-    def __init__(self, digits_a: int = 3, digits_b: int = 2, feedback: str = "fix"):
+    def __init__(self, digits_a: int = 3, digits_b: int = 2, feedback: str = "full"):
         super().__init__(feedback)
         self.digits_a, self.digits_b = digits_a, digits_b
         longest = self.scratchpad(10**digits_a - 1, 10**digits_b - 1)
@@ -537,31 +566,23 @@ class Mult(_LastLine):
 
     def check(self, p, text):
         got = [ln.replace(" ", "") for ln in text.split("\n") if ln.strip()]
-        wrong, notes = self.first_mistake(p, got), []
-        fix = self.feedback == "fix"
+        wrong = self.first_mistake(p, got)
         if wrong:
-            i, want = wrong
-            notes.append(
-                f"line {i + 1} wrong: {_quote(got[i])}"
-                + (
-                    f"; correct: {want} (write it on a new line: a later line supersedes an earlier one)"
-                    if fix
-                    else ""
-                )
-            )
-        elif not self.done(p, self.stack(p, got)[-1]):
-            want = list(self._legal(p, self.stack(p, got)[-1]))[0]
-            notes.append(f"line {len(got) + 1} missing" + (f"; correct: {want}" if fix else ""))
+            line = f"line {wrong[0] + 1} wrong: {_quote(got[wrong[0]])}"
+            tip = f"; correct: {wrong[1]} (write it on a new line: a later line supersedes an earlier one)"
+        elif not self.done(p, s := self.stack(p, got)[-1]):
+            line, tip = f"line {len(got) + 1} missing", f"; correct: {list(self._legal(p, s))[0]}"
         else:
-            notes.append("every line correct")
+            line, tip = "every line correct", ""
         ans = self.answer(p, text)
         ok = ans is not None and int(ans) == p.data[0] * p.data[1]
-        notes.append(
+        verdict = (
             "no final answer: the last line must end with =N"
             if ans is None
             else f"final answer {ans}: {'correct' if ok else 'wrong'}"
         )
-        return float(ok), "\n".join(notes)
+        fix = [line + tip] if tip and self.feedback != "verdict" else []
+        return float(ok), self.said(fix, ([] if fix else [line]) + [verdict])
 
     def corrupt(self, p, rng):
         """An arithmetic slip, a forgotten shift (a*20 written as a*2), or a carry error."""
@@ -630,11 +651,11 @@ class Countdown(Task):
     """Reach the target from the numbers with + - * /, one operation a?b=c per line, each number
     (given or produced) used at most once, every result a positive integer; the last standing
     line's result is the target. Recovery: a line `undo` retracts the latest standing line (an
-    invalid line, or a valid one that leaves no solution), `restart` every one. Feedback
-    (feedback="fix"): first the fix (Task.fix_feedback: the first line that leaves no solution,
-    restart and the reference), then, as with feedback="verdict", each standing line's evaluation
-    and the numbers left, until the first invalid one, whether the target was reached, which line
-    to retract."""
+    invalid line, or a valid one that leaves no solution), `restart` every one. Feedback: the fix
+    (Task.fix_feedback: the first line that leaves no solution, restart and the reference); with
+    feedback="full" followed by the symptoms that feedback="verdict" gives alone: each standing
+    line's evaluation and the numbers left, until the first invalid one, whether the target was
+    reached, which line to retract."""
 
     name, domain, undo = "countdown", "math", True
 
@@ -712,8 +733,8 @@ class Countdown(Task):
         rows = (trace or ["no operations"]) + [f"target {p.data[1]} {'reached' if ok else 'not reached'}"]
         if ok:
             return 1.0, "\n".join(rows)
-        if self.feedback == "fix":
-            return 0.0, "\n".join([self.fix_feedback(p, text)] + rows)
+        if self.feedback != "verdict":
+            return 0.0, self.said([self.fix_feedback(p, text)], rows)
         return 0.0, "\n".join(rows + [self.way_back(p, standing)]).strip()
 
     def answer(self, p, text):
@@ -863,9 +884,10 @@ class ListProg(Task):
     output. Recovery: a line `undo` retracts the latest standing line (a step that errs, or one
     after which no program of max_steps useful steps passes), `restart` every one. Feedback, like
     a test runner: per failing example the trace of the standing program (each line and the value
-    after it) and expected versus actual; how many examples pass; which line to retract. With
-    feedback="fix" (the default) the fix comes first instead (Task.fix_feedback: the first step
-    that leaves no passing program, restart and the reference)."""
+    after it) and expected versus actual; how many examples pass; which line to retract
+    (feedback="verdict"). The default (feedback="fix") is the fix alone instead (Task.fix_feedback:
+    the first step that leaves no passing program, restart and the reference), "full" the fix and
+    then the test runner's report."""
 
     name, domain, undo = "listprog", "code", True
 
@@ -956,8 +978,8 @@ class ListProg(Task):
         report.append(f"{passed}/{len(p.data)} examples pass" if prog else "empty program")
         if prog and passed == len(p.data):
             return 1.0, "\n".join(report)
-        if self.feedback == "fix":
-            return 0.0, "\n".join([self.fix_feedback(p, text)] + report)
+        if self.feedback != "verdict":
+            return 0.0, self.said([self.fix_feedback(p, text)], report)
         return 0.0, "\n".join(report + [self.way_back(p, standing)]).strip()
 
     def answer(self, p, text):
@@ -1292,9 +1314,9 @@ class Chem(_LastLine):
     """Balance the equation: the smallest positive integer coefficients (1 omitted), species in
     the prompt's order. A family is drawn uniformly, then an equation of it with at most
     max_species species and coefficients 2..max_coef (all 1s: nothing to do). Graded by the
-    last line; recovery: a later equation supersedes an earlier one. Feedback: (feedback="fix")
-    first the balanced equation to write and the coefficients to change, then the atom count of
-    every element on each side, the unbalanced elements, a common factor if any."""
+    last line; recovery: a later equation supersedes an earlier one. Feedback (feedback="fix"): the
+    balanced equation to write and the coefficients to change; with "full" then, and with "verdict"
+    alone, the atom count of every element on each side, the unbalanced elements, a common factor."""
 
     name, domain = "chem", "science"
 
@@ -1379,11 +1401,11 @@ class Chem(_LastLine):
     def check(self, p, text):
         lhs, rhs, _ = p.data
         sides, back = self._parse(text), "write the corrected equation on a new line: the last line is graded"
-        write = [f"write: {p.solution}"] if self.feedback == "fix" else []
+        write = [f"write: {p.solution}"] if self.feedback != "verdict" else []
         if isinstance(sides, str):
-            return 0.0, "\n".join(write + [sides, back])
+            return 0.0, self.said(write, [sides, back])
         if tuple(tuple(f for _, f in side) for side in sides) != (lhs, rhs):
-            return 0.0, "\n".join(write + [f"the species must be {_equation(lhs, rhs)}, in this order", back])
+            return 0.0, self.said(write, [f"the species must be {_equation(lhs, rhs)}, in this order", back])
         counts = [Counter(), Counter()]
         for count, side in zip(counts, sides):
             for c, f in side:
@@ -1403,7 +1425,7 @@ class Chem(_LastLine):
         ok = balanced and g == 1 and min(cs) > 0
         changes = [f"{f} {c}->{w}" for c, w, f in zip(cs, p.data[2], lhs + rhs) if c != w]
         write = [f"{write[0]} (change {', '.join(changes)})"] if write and not ok else []
-        return float(ok), "\n".join(write + rows + ([] if ok else [back]))
+        return float(ok), self.said(write, rows + ([] if ok else [back]))
 
     def corrupt(self, p, rng):
         """One coefficient off by one, every coefficient 1 (not balanced at all), or all doubled."""

@@ -20,6 +20,7 @@ EXPERIMENT_SPECS = [
     "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5",
 ]  # experiment.py's TASK_SPECS
 VERDICT = {name: tasks.make_task(f"{name}:feedback=verdict") for name in TASKS}  # the symptoms-only ablation
+FULL = {name: tasks.make_task(f"{name}:feedback=full") for name in TASKS}  # the fix, then the symptoms
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_countdown_feedback_flags_the_first_invalid_line_or_the_missed_target(pr
     for p in problems["countdown"]:
         bad = TASKS["countdown"].corrupt(p, rng)
         reward, fb = VERDICT["countdown"].verify(p, bad)
-        assert "\n".join(symptoms(TASKS["countdown"].verify(p, bad)[1])) == fb.rsplit("\n", 1)[0]
+        assert "\n".join(symptoms(FULL["countdown"].verify(p, bad)[1])) == fb.rsplit("\n", 1)[0]
         ref, got, rows = p.solution.split("\n"), bad.split("\n"), fb.split("\n")
         i = next((k for k in range(len(got)) if k >= len(ref) or ref[k] != got[k]), len(got))
         assert reward == 0.0 and all(" ok, left " in r for r in rows[:i]), (bad, fb)
@@ -161,14 +162,14 @@ def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(pro
     assert min(failing.values()) >= 100, failing
 
 
-def test_verdict_feedback_is_the_fix_feedback_without_the_fix(problems):
+def test_verdict_feedback_is_the_full_feedback_without_the_fix(problems):
     """feedback=verdict (the ablation): no line to write is named, and the symptoms are exactly the
-    fix feedback's rows after its first line (mult: the same rows without "; correct: ...")."""
+    full feedback's rows after its fix (mult: the same rows without "; correct: ...")."""
     rng = random.Random(4)
     for name, task in TASKS.items():
         for p in problems[name][:20]:
             for text in fix_attempts(task, p, rng)[:6]:
-                (r1, fix), (r2, verdict) = task.verify(p, text), VERDICT[name].verify(p, text)
+                (r1, fix), (r2, verdict) = FULL[name].verify(p, text), VERDICT[name].verify(p, text)
                 assert r1 == r2 and ("write:" in verdict) == ("write:" in p.prompt), (name, text, verdict)
                 if name == "mult":
                     assert re.sub(r"; correct: [^\n]*", "", fix) == verdict and "correct:" not in verdict
@@ -181,6 +182,26 @@ def test_verdict_feedback_is_the_fix_feedback_without_the_fix(problems):
                     assert way_back == fix.startswith("line "), (fix, verdict)
                 else:
                     assert fix.split("\n")[1:] == verdict.split("\n"), (fix, verdict)
+
+
+def test_fix_feedback_is_the_full_feedbacks_fix_alone(problems):
+    """feedback=fix (countdown, listprog, chem's default; mult's is full): a failed check's feedback is
+    the full feedback's fix lines and nothing after them; the same reward; the symptoms where no fix is
+    named (mult with every line right)."""
+    rng = random.Random(9)
+    defaults = {"mult": "full", "countdown": "fix", "listprog": "fix", "chem": "fix"}
+    assert {n: t.feedback for n, t in TASKS.items()} == defaults
+    for name in TASKS:
+        fix_task = tasks.make_task(f"{name}:feedback=fix")
+        for p in problems[name][:20]:
+            for text in fix_attempts(fix_task, p, rng)[:6]:
+                (r1, fix), (r2, full) = fix_task.verify(p, text), FULL[name].verify(p, text)
+                assert r1 == r2, (name, text)
+                if r1 == 1.0 or len(text) > tasks.MAX_TEXT:
+                    continue
+                n = 1 + len(fix_task.fix_lines(p)) if fix_task.undo else 1
+                named = "correct: " in full.split("\n")[0] or fix_task.undo or name == "chem"
+                assert fix == ("\n".join(full.split("\n")[:n]) if named else full), (name, text, fix, full)
 
 
 def test_fix_feedback_puts_the_fix_first_so_the_clip_keeps_it(problems):
@@ -235,6 +256,24 @@ def test_recovery_sft_examples_are_a_cut_attempt_and_its_recovery(problems):
         assert min(on.values()) >= 30, (name, on)
 
 
+def test_wander_is_a_failed_attempt_off_the_reference_from_its_first_line(problems):
+    """Task.wander, half of SFT's teacher-format attempts: it fails, never raises, and (undo tasks) is
+    legal lines whose first is not the reference's, so no standing line of it can be copied; the
+    others fall back to corrupt. Seeded: the same rng gives the same attempt."""
+    for name, task in TASKS.items():
+        for i, p in enumerate(problems[name][:30]):
+            text = task.wander(p, random.Random(i))
+            assert text == task.wander(p, random.Random(i)) and task.verify(p, text)[0] == 0.0, (name, text)
+            if not task.undo:
+                assert text == task.corrupt(p, random.Random(i)), (name, text)
+                continue
+            lines, s = text.split("\n"), task.start(p)
+            assert lines[0] != p.solution.split("\n")[0], (name, text, p.solution)
+            for line in lines:
+                assert line in task._legal(p, s), (name, text)
+                s = task._legal(p, s)[line]
+
+
 def test_sft_examples_with_the_reference_target_are_todays_rng_for_rng(problems):
     """mult's SFT data, and every task's with sft_target=reference, are unchanged by the recovery
     target: the same draws give the same (context, response) pairs as the reference-target
@@ -270,7 +309,7 @@ def test_listprog_feedback_reports_exactly_the_failing_examples_with_expected_an
     rng = random.Random(0)
     for p in problems["listprog"]:
         bad = TASKS["listprog"].corrupt(p, rng)
-        reward, fb = TASKS["listprog"].verify(p, bad)
+        reward, fb = FULL["listprog"].verify(p, bad)
         assert reward == 0.0, bad
         for k, (x, want) in enumerate(p.data, 1):
             vals, err = tasks.lp_run([s for s in bad.split("\n") if s], x)
@@ -285,7 +324,7 @@ def test_chem_feedback_lists_exactly_the_unbalanced_elements(problems):
     rng = random.Random(0)
     for p in problems["chem"]:
         bad = TASKS["chem"].corrupt(p, rng)
-        reward, fb = TASKS["chem"].verify(p, bad)
+        reward, fb = FULL["chem"].verify(p, bad)
         sides = [Counter(), Counter()]
         for side, text in zip(sides, bad.split("->")):
             for term in text.split("+"):
@@ -629,11 +668,12 @@ def test_the_new_verifier_rules_on_hand_written_responses():
         assert cd.has_recovery(p, text) == ("\nundo" in text or "\nrestart" in text), text
     fb = VERDICT["countdown"].verify(p, "1+2=3\n3*5=15")[1]
     assert "line 1 leaves no solution: write undo 2 times" in fb and "target 40 not reached" in fb
-    fb = cd.verify(p, "1+2=3\n3*5=15")[1]
+    fb = FULL["countdown"].verify(p, "1+2=3\n3*5=15")[1]
     assert fb.startswith(
         "line 1 leaves no solution; write these 4 lines:\nrestart\n1+3=4\n4*2=8\n8*5=40\n"
     ), fb
-    assert "line 2: 4*2=9: 4*2=9 is wrong: 4*2=8" in cd.verify(p, "1+3=4\n4*2=9")[1]
+    assert cd.verify(p, "1+2=3\n3*5=15")[1] == fb.split("\ntarget")[0].rsplit("\nline 1:", 1)[0]
+    assert "line 2: 4*2=9: 4*2=9 is wrong: 4*2=8" in FULL["countdown"].verify(p, "1+3=4\n4*2=9")[1]
     q = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
     for text, reward in [
         ("filter odd\nmap +1", 1),
@@ -647,11 +687,12 @@ def test_the_new_verifier_rules_on_hand_written_responses():
     ]:
         assert lp.verify(q, text)[0] == reward, text
     assert "line 1 leaves no solution: write undo to retract it" in VERDICT["listprog"].verify(q, "max")[1]
-    assert lp.verify(q, "max")[1].startswith(
-        "line 1 leaves no solution; write these 3 lines:\nrestart\nfilter odd\nmap +1\n"
-    )
-    assert lp.verify(q, "bogus")[1].startswith(
-        "line 1 is invalid; write these 3 lines:\nrestart\nfilter odd\nmap +1\n"
+    fix = "line 1 leaves no solution; write these 3 lines:\nrestart\nfilter odd\nmap +1"
+    assert lp.verify(q, "max")[1] == fix
+    assert (
+        FULL["listprog"]
+        .verify(q, "bogus")[1]
+        .startswith("line 1 is invalid; write these 3 lines:\nrestart\nfilter odd\nmap +1\nexample 1 FAIL")
     )
     r = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
     fb = mult.verify(r, "12*4=48\n12*30=36\n48+36=84")[1]
@@ -748,7 +789,7 @@ def test_listprog_interpreter_limits_stop_runaway_programs():
         p, "map ^2"
     )  # the first call per state searches the way back (<= max_steps deep)
     t0 = time.perf_counter()
-    reward, fb = TASKS["listprog"].verify(p, "map ^2\n" * 30)
+    reward, fb = FULL["listprog"].verify(p, "map ^2\n" * 30)
     assert reward == 0.0 and "beyond" in fb and time.perf_counter() - t0 < 0.05
 
 
