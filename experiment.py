@@ -106,7 +106,9 @@ FEEDBACK_CSV = (
 )
 # the same measured at checkpoints SFT'd at other tasks.py knobs: {what the checkpoint was: its CSV}
 FEEDBACK_ABLATIONS = {
-    "feedback=full, half the attempts wander (`,feedback=full`)": "premise_feedback_full_wander.csv",
+    "feedback=full, half the attempts wander (today's code, --tasks '<spec>,feedback=full')": (
+        "premise_feedback_full_wander.csv"
+    ),
     "feedback=full, corrupted attempts only (commit beea772)": "premise_feedback_full.csv",
 }
 FEEDBACK_DEFAULT = "feedback=fix, half the attempts wander (today)"  # the label of FEEDBACK_CSV's rows
@@ -850,7 +852,8 @@ def feedback_table(rows, cfg, ablations=None):
         L += [
             "",
             "The same teachers at checkpoints SFT'd at other task knobs (each its own SFT run, at the "
-            f"code of the commit named; results/{', results/'.join(FEEDBACK_ABLATIONS.values())}):",
+            "code named; `--premise --tasks '<spec>,<knob>' --out <another folder> --premise_csv <file>`; "
+            f"results/{', results/'.join(FEEDBACK_ABLATIONS.values())}):",
             "",
             "| task | checkpoint | " + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl) + " |",
             "|---|---|" + "---|" * len(abl),

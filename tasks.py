@@ -343,8 +343,8 @@ class Task:
         )
 
     def wander(self, p: Problem, rng) -> str:
-        """A failed attempt that leaves the reference at its first line, as a student's own attempts
-        mostly do (undo tasks: a random walk over the legal lines, whose first is not the reference's;
+        """A failed attempt that leaves the reference at its first line, as a student's failed attempts
+        often do (undo tasks: a random walk over the legal lines, whose first is not the reference's;
         the others: corrupt). SFT's teacher examples on it cannot copy standing lines of the reference."""
         first = p.solution.split("\n")[0]
         for _ in range(20 if self.undo else 0):
