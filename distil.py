@@ -11,7 +11,8 @@ summed over the student's own rollout, a distributional DAgger:
 
 C = H× (future_cost="ce", the paper's) or KL(π_T‖π_θ) ("kl"); the future sum is over strictly later
 steps (H×_t depends on s_t, not y_t, with f held fixed for the step); b_t does not depend on y_t
-("loo": the other rollouts of the prompt). Without the future term: the token-level "CE" ablation.
+("loo": the other rollouts of the prompt). Without the future term: the token-level "CE" ablation;
+future_weight=λ takes local + λ·future (the two estimates unchanged, only their mix).
 The end (theory_checks T7): ending is a move to a state with no future cost, so the literal sum
 pays the student to stop. stop="horizon" (default) minimises instead, on a fixed horizon H,
 
@@ -287,6 +288,7 @@ def distil_loss(
     states=None,
     price_exit=True,
     exit_surprise=None,
+    future_weight=1.0,
 ):
     """DistIL surrogate loss on a batch of the student's own rollouts.
 
@@ -324,6 +326,9 @@ def distil_loss(
                     at a token it rules out (an ε-smoothed expert: log(V/ε)), so that the student
                     cannot choose the mistakes a fallible teacher finds plausible. None: the
                     teacher's own surprise at the exit token.
+    future_weight   λ on the future-credit term: the gradient is local + λ·future (1: ∇L, the
+                    paper's; 0: the local term alone, as sequence_level=False, with the end's price
+                    in the value). Between them, neither term's estimate changes, only their mix.
     """
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
@@ -336,6 +341,8 @@ def distil_loss(
         raise ValueError(f"future_cost must be one of {FUTURE_COSTS}, got {future_cost!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if not (isinstance(future_weight, (int, float)) and 0 <= future_weight < math.inf):
+        raise ValueError(f"future_weight must be a finite number >= 0 (1 = the paper's), got {future_weight}")
     if baseline == "loo" and group_size < 2:
         raise ValueError("baseline='loo' needs group_size >= 2 rollouts per prompt")
     if teacher_tokens is not None and (topk is not None or (sequence_level and future_cost == "kl")):
@@ -400,7 +407,7 @@ def distil_loss(
     # baseline (it depends on s_t alone), and the score term, pure noise under "loo", is dropped. A row
     # with no state on S (e.g. no teacher context) keeps its baseline term: dropping it would bias loo.
     after_exit = on & ~w & (w.cumsum(-1) > 0)
-    score = _score(token_logprobs(student_logits, tokens), to_go) * (on & ~after_exit)
+    score = _score(token_logprobs(student_logits, tokens), future_weight * to_go) * (on & ~after_exit)
     return _reduce(cost + score, on, reduction)
 
 
