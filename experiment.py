@@ -28,7 +28,8 @@ Protocol (fixed before any result; the numbers are Config's defaults):
     reaches GRPO's final pass@1 within a third of the steps and ends above grpo and above offline
     with the same teacher.
  6. Each finished run is committed as results/runs/<task>/<run>.json: a rerun, also on a fresh
-    machine, skips it and retrains an SFT checkpoint only if a run still needs it (SFT is seeded).
+    machine, skips it and retrains an SFT checkpoint only if a run still needs it (SFT is seeded;
+    a retrained checkpoint that evaluates otherwise than the committed one stops the task's runs).
     Order: task by task, the sweep task (and its sweep) first.
 Simplifications: tiny preset from scratch; one sweep task and seed; one SFT per task.
 
@@ -476,10 +477,24 @@ def execute(job):
             if "pass@1" in r
         ]
         res |= {k: mean_std([r[k] for r in steps])[0] for k in ("len", "ent")}  # nan: a step with no tokens
+    if tcfg.stage == "sft" and job.get("committed") and os.path.exists(job["committed"]):
+        check_same_start(job["committed"], res, tcfg.out_dir)
     write_json(os.path.join(tcfg.out_dir, "result.json"), res)
     if job.get("committed"):
         write_json(job["committed"], res)
     return res
+
+
+def check_same_start(path, res, out_dir):
+    """Exits if a retrained SFT checkpoint evaluates otherwise than the committed one its task's committed
+    runs started from (e.g. another thread count sums in another order): runs from the two would mix."""
+    old = json.load(open(path))["eval"]
+    if any(old[k] != res["eval"][k] for k in ("pass@1", "avg@8", "pass@8")):
+        raise SystemExit(
+            f"error: the SFT retrained in {out_dir} evaluates pass@1 {res['eval']['pass@1']:.4f}, "
+            f"not the committed checkpoint's {old['pass@1']:.4f} ({path}), where its task's committed "
+            f"runs started. Put that checkpoint at {out_dir}/sft.pt, or move {os.path.dirname(path)} away"
+        )
 
 
 def sft_job(cfg, name, spec, steps, kind="sft", **changes):
@@ -567,6 +582,8 @@ def finished(key, path, job, pending):
     for an SFT run whose checkpoint a pending run of its task still needs."""
     tcfg = tg.Config(**job["config"])
     local = load_result(os.path.join(tcfg.out_dir, "result.json"), tcfg)
+    if local is not None and key[0] == "sft" and path and os.path.exists(path):
+        check_same_start(path, local, tcfg.out_dir)  # a checkpoint left by an earlier run on this machine
     if local is not None and path and not os.path.exists(path):
         write_json(path, local)  # finished before its result was committed
     if local is not None or path is None or (key[0] == "sft" and key[1] in pending):

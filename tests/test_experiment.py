@@ -284,6 +284,17 @@ def test_a_fresh_machine_skips_committed_runs_and_retrains_sft_only_for_a_pendin
     again = json.loads((tmp_path / "results" / "runs" / "mult" / "main_grpo_s1.json").read_text())
     first = json.loads(committed["main_grpo_s1.json"])
     assert [e["pass@1"] for e in again["evals"]] == [e["pass@1"] for e in first["evals"]]  # seeded
+    sft_json = tmp_path / "results" / "runs" / "mult" / "sft.json"
+    other = json.loads(sft_json.read_text())
+    other["eval"]["pass@1"] += 0.25  # the committed runs started from a checkpoint this SFT does not remake
+    sft_json.write_text(json.dumps(other))
+    os.remove(tmp_path / "results" / "runs" / "mult" / "main_grpo_s1.json")
+    with pytest.raises(SystemExit, match="not the committed checkpoint"):
+        ex.main(dataclasses.replace(cfg, out=str(tmp_path / "fresh2")))
+    assert json.loads(sft_json.read_text()) == other  # the committed start point is kept
+    with pytest.raises(SystemExit, match="not the committed checkpoint"):  # nor is the one left here
+        ex.main(dataclasses.replace(cfg, out=str(tmp_path / "fresh")))
+    assert not (tmp_path / "results" / "runs" / "mult" / "main_grpo_s1.json").exists()
 
 
 def test_report_only_rebuilds_the_tables_from_the_committed_results_alone(tmp_path):
@@ -352,6 +363,7 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
         "exit/countdown_*.jsonl",
         "budget/*.jsonl",
         "sweep/*.jsonl",
+        "future_weight/*.jsonl",
     ],
 )
 def test_the_trainer_checks_run_tables_are_printed_from_the_committed_logs(logs):
@@ -360,7 +372,7 @@ def test_the_trainer_checks_run_tables_are_printed_from_the_committed_logs(logs)
     assert paths and ex.run_table(paths) in open(os.path.join(folder, "README.md")).read()
 
 
-@pytest.mark.parametrize("printed", ["gradients/mult.md", "offline/mult.md"])
+@pytest.mark.parametrize("printed", ["gradients/mult.md", "gradients/countdown.md", "offline/mult.md"])
 def test_the_trainer_checks_probe_tables_are_the_committed_outputs_of_their_scripts(printed):
     folder = os.path.join(ROOT, "results", "trainer_checks")
     table = open(os.path.join(folder, printed)).read()
