@@ -887,7 +887,9 @@ class ListProg(Task):
     after it) and expected versus actual; how many examples pass; which line to retract
     (feedback="verdict"). The default (feedback="fix") is the fix alone instead (Task.fix_feedback:
     the first step that leaves no passing program, restart and the reference), "full" the fix and
-    then the test runner's report."""
+    then the test runner's report. Splits (split=): "program" holds out programs (a test problem's
+    behaviour is never trained on: generalisation to unseen compositions), "examples" holds out
+    example sets (test programs may be trained on, with other inputs)."""
 
     name, domain, undo = "listprog", "code", True
 
@@ -901,9 +903,12 @@ class ListProg(Task):
         max_value: int = 9,
         feedback: str = "fix",
         sft_target: str = "recovery",
+        split: str = "program",
     ):
         super().__init__(feedback, sft_target)
-        self.max_steps, self.min_steps, self.n_examples = max_steps, min_steps, n_examples
+        if split not in ("program", "examples"):
+            raise ValueError(f"split must be 'program' or 'examples', got {split!r}")
+        self.max_steps, self.min_steps, self.n_examples, self.split = max_steps, min_steps, n_examples, split
         self.min_len, self.max_len, self.max_value = min_len, max_len, max_value
         line = max(map(len, LP_STEPS)) + 1
         # the attempt with one retracted line and its undo, then (after a cut) restart and the reference
@@ -929,7 +934,10 @@ class ListProg(Task):
         return Problem(self.name, prompt, "\n".join(prog[:k]), examples)
 
     def split_key(self, p):
-        """The reference's behaviour on fixed probe inputs: equivalent programs share a split."""
+        """The reference's behaviour on fixed probe inputs (equivalent programs share a split), or
+        with split="examples" the example set."""
+        if self.split == "examples":
+            return p.prompt
         runs = [lp_run(p.solution.split("\n"), x) for x in _LP_PROBES]
         return ";".join("!" if err else _fmt(vals[-1]) for vals, err in runs)
 

@@ -717,6 +717,20 @@ def test_train_and_test_splits_are_disjoint():
         )
 
 
+def test_listprog_split_by_examples_trains_on_test_programs_with_other_inputs():
+    prog, ex = (tasks.make_task(f"listprog:max_steps=2,split={s}") for s in ("program", "examples"))
+    behaviour = prog.split_key  # the program split's key: the reference's behaviour on probe inputs
+    for task in (prog, ex):
+        train, test = task.generate("train", 400, 5), task.generate("test", 100, 5)
+        assert not {task.split_key(p) for p in train} & {task.split_key(p) for p in test}
+        seen = {behaviour(p) for p in train} & {behaviour(p) for p in test}
+        assert (len(seen) >= 30) == (task is ex), len(seen)  # a test program trained on, with other examples
+        if task is ex:
+            assert not {p.prompt for p in train} & {p.prompt for p in test}
+    with pytest.raises(ValueError, match="split must be 'program' or 'examples'"):
+        tasks.make_task("listprog:split=inputs")
+
+
 def test_test_splits_have_distinct_problems_at_the_defaults_and_the_experiment_knobs():
     chem = [p.prompt for p in TASKS["chem"].generate("test", 2000, 1337)]
     assert len(set(chem)) >= 1500  # the first generator gave 25 distinct sets
