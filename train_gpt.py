@@ -103,7 +103,9 @@ class Config:
     rl_steps: int = 100  # optimizer steps, one batch of fresh rollouts each
     prompts: int = 16  # P: prompts per step, all ranks together
     group: int = 8  # G: rollouts per prompt (peers for the teacher context, leave-one-out baseline)
-    rl_lr: float = 1e-4  # constant AdamW learning rate
+    rl_lr: float = 1e-4  # AdamW learning rate, constant after the warmup
+    rl_warmup: int = 0  # RL steps of linear warmup to rl_lr (0 = constant from the first step)
+    rl_moments: str = "fresh"  # AdamW moments at the RL start: fresh | init (the --init_from checkpoint's)
     temperature: float = 1.0  # rollout temperature (1 = sample π_θ itself, i.e. on-policy; 0 = greedy)
     top_k: int = 0  # restrict rollout sampling to the k likeliest tokens (0 = off)
     context: str = "peer"  # teacher context: peer | feedback | both | none (= the student's context)
@@ -150,9 +152,10 @@ CHOICES = {
     "states": ("all", "support"),
     "exit_price": ("oracle", "teacher", "free"),
     "answers": ("all", "verified"),
+    "rl_moments": ("fresh", "init"),
     "eval_split": ("test", "val"),
 }
-RANGES = dict.fromkeys(("seed", "sft_steps", "val_n", "rl_steps", "top_k", "horizon"), (0, None))
+RANGES = dict.fromkeys(("seed", "sft_steps", "val_n", "rl_steps", "rl_warmup", "top_k", "horizon"), (0, None))
 RANGES |= dict.fromkeys(("eval_every", "eval_passn", "adv_samples"), (0, None))
 RANGES |= {"data_seed": (-1, None), "eval_samples": (2, None), "eval_k": (2, None)}
 RANGES |= dict.fromkeys(("sft_teacher_frac", "ema_tau", "opsd_beta"), (0, 1))
@@ -752,6 +755,13 @@ def train_rl(cfg, rt, eval0=None):
     init = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")
     name = f"rl_{cfg.method}"
     raw, opt, start, ck = load_stage(cfg, rt, name, init, cfg.rl_lr, 0.0)  # no decay: few steps from SFT
+    if cfg.rl_moments == "init" and not ck:  # the SFT's AdamW moments; the RL rate and no decay stay
+        saved = runs.load_checkpoint(init, "initial checkpoint").get("optimizer")
+        if saved is None:
+            raise SystemExit(f"error: --rl_moments init: {init} holds no optimizer state")
+        opt.load_state_dict(saved)
+        for g in opt.param_groups:
+            g["lr"], g["weight_decay"] = cfg.rl_lr, 0.0
     stage = runs.Stage(cfg, rt, name, start)
     teacher = make_teacher(cfg, rt, raw, ck)
     model = runs.wrap(raw, cfg, rt)
@@ -774,6 +784,8 @@ def train_rl(cfg, rt, eval0=None):
             row = {"step": step}
             if step == 0 or (cfg.eval_every and step % cfg.eval_every == 0):
                 row |= evaluated(step)
+            for g in opt.param_groups:
+                g["lr"] = cfg.rl_lr * min(1.0, (step + 1) / max(1, cfg.rl_warmup))
             metrics, times = rl_step(cfg, rt, model, raw, opt, teacher, train, step, stage.ckpt)
             row |= metrics | {f"time_{k}": v for k, v in times.items()}
             stage.append(row)

@@ -753,6 +753,34 @@ def test_grad_clip_bounds_the_update_and_zero_turns_it_off(sft_dir, tmp_path):
     assert moved(1e-12) < 0.1 * moved(0)
 
 
+def test_rl_warmup_scales_the_first_step_and_rl_moments_init_continues_the_sft_optimizer(sft_dir, tmp_path):
+    """One RL step from the same checkpoint and rollouts. AdamW without decay steps linearly in the
+    rate, so the first of a 4-step warmup at lr is the constant step at lr/4 exactly; --rl_moments
+    init continues the SFT's AdamW (its step count, moments) at the RL rate and no decay."""
+
+    def run(name, **kw):
+        out = tmp_path / name
+        out.mkdir()
+        return tg.run(tiny_cfg(rl_dir(sft_dir, out), teacher="oracle", rl_steps=1, **kw)), out
+
+    warm, quarter = run("warm", rl_lr=4e-4, rl_warmup=4)[0], run("quarter", rl_lr=1e-4)[0]
+    assert torch.equal(params(warm["model"]), params(quarter["model"]))
+    fresh = run("fresh", rl_lr=4e-4)[0]
+    assert not torch.equal(params(fresh["model"]), params(warm["model"]))
+    (res, out), sft = (
+        run("init", rl_lr=4e-4, rl_moments="init"),
+        runs.load_checkpoint(str(sft_dir / "sft.pt")),
+    )
+    opt = runs.load_checkpoint(str(out / "rl_distil.pt"))["optimizer"]
+    assert {float(v["step"]) for v in opt["state"].values()} == {sft["step"] + 1.0}
+    assert all(g["lr"] == 4e-4 and g["weight_decay"] == 0.0 for g in opt["param_groups"])
+    assert not torch.equal(params(res["model"]), params(fresh["model"]))
+    bare = tmp_path / "bare.pt"
+    torch.save({k: v for k, v in sft.items() if k != "optimizer"}, bare)
+    with pytest.raises(SystemExit, match="holds no optimizer state"):
+        run("bare", rl_moments="init", init_from=str(bare))
+
+
 def test_opsd_beta_reaches_the_loss(sft_dir, tmp_path):
     """The same rollouts (seeded) under OPSD with two β: the generalised JSD differs."""
 
