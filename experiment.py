@@ -83,7 +83,7 @@ METRICS = ("pass@1", "avg@8", "pass@8")  # the tables' metrics (pass@1 greedy; 8
 CURVES = METRICS + ("t_rew", "t_adv", "train_s")
 TASK_SPECS = (
     "mult:digits_a=2,digits_b=1;countdown:n_numbers=3,max_number=10,max_target=60;"
-    "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5;chem"
+    "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5,split=examples;chem"
 )
 MEAN = "mean of tasks"
 # of --premise; model: <out>/<task>/teacher/sft.pt with the teacher context, model_plain: with the student's
@@ -113,6 +113,9 @@ FEEDBACK_ABLATIONS = {
     "feedback=full, corrupted attempts only (commit beea772)": "premise_feedback_full.csv",
     "today's code, 2000 SFT steps (the student's pass@1 0.844, outside the protocol's range)": (
         "premise_feedback_chem2000.csv"
+    ),
+    "split=program, the default (no test program is trained on; the student's avg@8 0.010)": (
+        "premise_feedback_listprog_program.csv"
     ),
 }
 FEEDBACK_DEFAULT = "feedback=fix, half the attempts wander (today)"  # the label of FEEDBACK_CSV's rows

@@ -17,7 +17,7 @@ N = 40  # problems per task and split in most tests
 EXPERIMENT_SPECS = [
     "mult:digits_a=2,digits_b=1",
     "countdown:n_numbers=3,max_number=10,max_target=60",
-    "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5",
+    "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5,split=examples",
 ]  # experiment.py's TASK_SPECS
 VERDICT = {name: tasks.make_task(f"{name}:feedback=verdict") for name in TASKS}  # the symptoms-only ablation
 FULL = {name: tasks.make_task(f"{name}:feedback=full") for name in TASKS}  # the fix, then the symptoms
