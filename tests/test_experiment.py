@@ -364,6 +364,7 @@ def test_run_table_reads_the_curves_and_step_means_from_the_logs(tmp_path):
         "budget/*.jsonl",
         "sweep/*.jsonl",
         "future_weight/*.jsonl",
+        "rl_start/*.jsonl",
     ],
 )
 def test_the_trainer_checks_run_tables_are_printed_from_the_committed_logs(logs):
