@@ -137,6 +137,9 @@ class Config:
     seeds: str = "1,2,3"  # RL seeds of the primary arms' main runs (the sweep runs the first)
     secondary_seeds: str = "1"  # RL seeds of the secondary arms' main runs
     lrs: str = "3e-4,1e-3"  # learning-rate grid of the sweep (AdamW, constant)
+    # a study beside the protocol: every main run of --tasks at this rate, each arm at the setting the
+    # committed sweep chose (0 = the protocol: the sweep's rate); files main_<arm>_lr<rate>_s<seed>.json
+    main_lr: float = 0.0
     sweep_task: str = "mult"  # the task (a name in --tasks) whose validation set picks the rates
     val_n: int = 128  # validation problems of the sweep task: distinct train problems, never trained on
     # budgets shared by every run (train_gpt.py fields)
@@ -353,9 +356,9 @@ def aggregate(records, sfts):
     for r in records:
         groups[r["phase"], r["task"], r["method"], r["lr"]].append(r)
     grpo_end = {
-        task: seed_mean(rs, "pass@1")[-1]
+        (phase, task): seed_mean(rs, "pass@1")[-1]
         for (phase, task, m, _), rs in groups.items()
-        if (phase, m) == ("main", "grpo")
+        if m == "grpo" and phase != "sweep"
     }
     for (phase, task, method, lr), rs in groups.items():
         rs = sorted(rs, key=lambda r: r["seed"])
@@ -371,7 +374,7 @@ def aggregate(records, sfts):
         for k in ("len", "ent"):
             add(phase, task, method, lr, k, "", [r.get(k, math.nan) for r in rs])
         n, noise = len(rs), sft_of[task]["noise"]  # the summaries below are one number over all seeds
-        target = grpo_end.get(task, math.inf)  # GRPO's final pass@1, if it rose above the start
+        target = grpo_end.get((phase, task), math.inf)  # GRPO's final pass@1, if it rose above the start
         target = target if target > sft_of[task]["eval"]["pass@1"] else math.inf
         hit = steps_to_threshold(steps, seed_mean(rs, "pass@1"), target)
         secs = math.nan if hit is None else seed_mean(rs, "train_s")[steps.index(hit)]
@@ -390,8 +393,13 @@ PLACES = ("out_dir", "init_from")  # where a run lives, not what it is: a commit
 
 
 def base_config(cfg, spec, name, seed):
-    """The train_gpt.py Config every run of a task shares."""
+    """The train_gpt.py Config every run of a task shares. The RL fields an arm sets (method, teacher,
+    states, rl_lr) are pinned to train_gpt's former defaults, which the committed runs hold."""
     return tg.Config(
+        method="distil",
+        teacher="self",
+        states="all",
+        rl_lr=1e-4,
         task=spec,
         preset=cfg.preset,
         seed=seed,
@@ -516,10 +524,29 @@ def committed(cfg, name, run):
     return os.path.join(cfg.results, "runs", name, run + ".json")
 
 
+def rl_job(cfg, phase, name, spec, arm, tag, lr, seed, run):
+    """An RL run of an arm at a setting (tag) and rate from its task's SFT checkpoint."""
+    order, fields = next((i, f) for i, (t, f) in enumerate(arm_settings(arm)) if t == tag)
+    c = dataclasses.replace(
+        base_config(cfg, spec, name, seed),
+        stage="rl",
+        rl_lr=lr,
+        eval_split="val" if phase == "sweep" else "test",
+        init_from=os.path.join(cfg.out, name, "sft", "sft.pt"),
+        out_dir=os.path.join(cfg.out, name, run),
+        **fields,
+    )
+    meta = {"phase": phase, "task": name, "method": label(arm, tag), "arm": arm, "tag": tag}
+    meta |= {"lr": lr, "seed": seed, "order": order}
+    return {"config": dataclasses.asdict(c), "threads": cfg.threads, "meta": meta}
+
+
 def plan(cfg):
     """Every job as (key, deps, path, build): key = (phase, task, ...), path its committed result file,
     build(results) -> the job given its finished dependencies (a main run's rate and setting are known
     once its arm's sweep is done). Task by task, the sweep task first; primary arms before secondary."""
+    if cfg.main_lr:
+        return rate_plan(cfg)
     seeds = [int(s) for s in cfg.seeds.split(",")]
     groups = [
         (arm_list(cfg.arms), seeds),
@@ -528,21 +555,6 @@ def plan(cfg):
     lrs = [float(x) for x in cfg.lrs.split(",")]
     specs = sorted(task_specs(cfg), key=lambda s: s[0] != cfg.sweep_task)
     jobs = []
-
-    def rl_job(phase, name, spec, arm, tag, lr, seed, run):
-        order, fields = next((i, f) for i, (t, f) in enumerate(arm_settings(arm)) if t == tag)
-        c = dataclasses.replace(
-            base_config(cfg, spec, name, seed),
-            stage="rl",
-            rl_lr=lr,
-            eval_split="val" if phase == "sweep" else "test",
-            init_from=os.path.join(cfg.out, name, "sft", "sft.pt"),
-            out_dir=os.path.join(cfg.out, name, run),
-            **fields,
-        )
-        meta = {"phase": phase, "task": name, "method": label(arm, tag), "arm": arm, "tag": tag}
-        meta |= {"lr": lr, "seed": seed, "order": order}
-        return {"config": dataclasses.asdict(c), "threads": cfg.threads, "meta": meta}
 
     def sweep_keys(arm):
         return [("sweep", cfg.sweep_task, arm, tag, lr) for tag, _ in arm_settings(arm) for lr in lrs]
@@ -554,7 +566,9 @@ def plan(cfg):
             for key in [k for arm in arms for k in sweep_keys(arm)] if name == cfg.sweep_task else []:
                 _, _, arm, tag, lr = key
                 run = f"sweep_{arm}{'+' + tag if tag else ''}_lr{lr:g}_s{seeds[0]}"
-                job = rl_job("sweep", name, spec, arm, tag, lr, seeds[0], run)  # known now: no choice in it
+                job = rl_job(
+                    cfg, "sweep", name, spec, arm, tag, lr, seeds[0], run
+                )  # known now: no choice in it
                 jobs.append((key, [sft], committed(cfg, name, run), lambda res, j=job: j))
             for seed in arm_seeds:
                 for arm in arms:
@@ -562,9 +576,42 @@ def plan(cfg):
 
                     def build(res, arm=arm, seed=seed, deps=deps, run=run, name=name, spec=spec):
                         best = select([res[d] for d in deps[1:]])
-                        return rl_job("main", name, spec, arm, best["tag"], best["lr"], seed, run)
+                        return rl_job(cfg, "main", name, spec, arm, best["tag"], best["lr"], seed, run)
 
                     jobs.append((("main", name, arm, seed), deps, committed(cfg, name, run), build))
+    return jobs
+
+
+def sweep_choice(cfg, arm):
+    """The setting (tag) the committed sweep chose for an arm; exits if the sweep has not run."""
+    done = [r for r in committed_records(cfg)[1] if r["phase"] == "sweep" and r["arm"] == arm]
+    if not done:
+        raise SystemExit(
+            f"error: --main_lr keeps each arm's setting from the protocol's sweep, and {cfg.results}/runs/"
+            f"{cfg.sweep_task} has no sweep run of {arm}: run `python experiment.py` first"
+        )
+    return select(done)["tag"]
+
+
+def rate_plan(cfg):
+    """plan() of the study at --main_lr: per task of --tasks its SFT, then every arm and seed at that
+    rate with the sweep's setting, as phase "rate" (the protocol's runs and tables stay as they are)."""
+    jobs, lr = [], cfg.main_lr
+    groups = [
+        (arm_list(cfg.arms), [int(s) for s in cfg.seeds.split(",")]),
+        (arm_list(cfg.secondary, "--secondary"), [int(s) for s in cfg.secondary_seeds.split(",")]),
+    ]
+    for name, spec, steps in task_specs(cfg, sweep=False):
+        sft = ("sft", name)
+        jobs.append((sft, [], committed(cfg, name, "sft"), lambda res, j=sft_job(cfg, name, spec, steps): j))
+        for arms, arm_seeds in groups:
+            for seed in arm_seeds:
+                for arm in arms:
+                    tag, run = sweep_choice(cfg, arm), f"main_{arm}_lr{lr:g}_s{seed}"
+                    job = rl_job(cfg, "rate", name, spec, arm, tag, lr, seed, run)
+                    jobs.append(
+                        (("rate", name, arm, seed), [sft], committed(cfg, name, run), lambda r, j=job: j)
+                    )
     return jobs
 
 
@@ -977,16 +1024,16 @@ def experiment_rows(cfg):
     return rows + [meta("", ",".join(versions), "torch", 0.0)]
 
 
-def tables(rows):
+def tables(rows, phase="main"):
     """(get, names, labels) of the CSV rows: get[phase, task, method, lr, metric][x] = (mean, std, n);
-    the tasks in order (the mean over tasks last), and per task its main arms as [(label, lr)]."""
+    the tasks in order (the mean over tasks last), and per task the arms of `phase` as [(label, lr)]."""
     get = defaultdict(dict)
     for r in rows:
         get[r["phase"], r["task"], r["method"], r["lr"], r["metric"]][r["x"]] = (r["mean"], r["std"], r["n"])
     names = list(dict.fromkeys(r["task"] for r in rows if r["phase"] == "sft"))
     labels = defaultdict(list)
     for r in rows:
-        if r["phase"] == "main" and (r["method"], r["lr"]) not in labels[r["task"]]:
+        if r["phase"] == phase and (r["method"], r["lr"]) not in labels[r["task"]]:
             labels[r["task"]].append((r["method"], r["lr"]))
     return get, names, labels
 
@@ -999,11 +1046,11 @@ def last_step(get, key):
     return max(get.get(key, {0: 0}))
 
 
-def verdict(get, task, labels):
+def verdict(get, task, labels, phase="main"):
     """Per expert-taught distil arm of a task: did its seed-mean pass@1 reach GRPO's final value within
     a third of GRPO's steps, and end above grpo's and above offline's with the same teacher? Lines."""
     lr_of = dict(labels)
-    grpo = ("main", task, "grpo", lr_of.get("grpo"), "pass@1")
+    grpo = (phase, task, "grpo", lr_of.get("grpo"), "pass@1")
     if "grpo" not in lr_of:
         return ["no grpo run yet"]
     end = last_step(get, grpo)
@@ -1015,10 +1062,10 @@ def verdict(get, task, labels):
         arm = lab.split("[")[0]
         if not arm.startswith("distil@") or arm.split("@")[1] not in ("oracle", "feedback"):
             continue
-        key = ("main", task, lab, lr)
+        key = (phase, task, lab, lr)
         d, hit = val(get, key + ("pass@1",), end), val(get, key + ("steps_to_grpo",), "")
         off = next(((k, r) for k, r in labels if k.split("[")[0] == "offline@" + arm.split("@")[1]), None)
-        o = val(get, ("main", task, *off, "pass@1"), end) if off else math.nan
+        o = val(get, (phase, task, *off, "pass@1"), end) if off else math.nan
         ok = hit <= end / 3 and d > g and d > o
         reach = f"reaches grpo's final at step {int(hit)}" if hit == hit else "does not reach grpo's final"
         out.append(
@@ -1026,6 +1073,48 @@ def verdict(get, task, labels):
             f"against grpo {g:.3f} and {off[0] if off else 'offline'} {o:.3f}"
         )
     return out
+
+
+def arm_table(get, t, labels, cfg, phase="main"):
+    """The lines of one task's table of arms (every metric at the early and the last step, the step
+    logs' summaries) and its verdict lines."""
+    end = max(last_step(get, (phase, t, lab, lr, "pass@1")) for lab, lr in labels)
+    early = cfg.early_step
+    L = [
+        f"t_adv @0: the arm's teacher's advantage at the student's states at step 0; to grpo: the step "
+        f"(and training seconds) at which the seed-mean pass@1 first reaches grpo's final; drops: falls "
+        f"> σ {val(get, ('sft', t, 'sft', '', 'noise'), ''):.3f} between evaluations / pairs; len, ent: "
+        "run means per rollout and per token; s: training seconds of the run (evaluations excluded).",
+        "",
+        f"| arm | lr | seeds | t_adv @0 | pass@1 @{early} | pass@1 @{end} | avg@8 @{end} | "
+        f"pass@8 @{end} | pass@{cfg.passn_samples} @{end} | to grpo: steps (s) | drops | len | ent | s |",
+        "|---" * 14 + "|",
+        f"| SFT | - | - | - | {val(get, ('sft', t, 'sft', '', 'pass@1'), 0):.3f} | "
+        + " | ".join(f"{val(get, ('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS)
+        + f" | {val(get, ('sft', t, 'sft', '', 'pass@N'), cfg.passn_samples):.3f} "
+        + "| - | - | - | - | - |",
+    ]
+    for lab, lr in labels:
+
+        def c(k, x):
+            key = (phase, t, lab, lr, k)
+            if k == "t_adv" and tg.METHODS[lab.split("@")[0]] is None:
+                return "-"  # no teacher: the evaluation's default one is not this arm's
+            return pm(val(get, key, x), val(get, key, x, 1))
+
+        def one(k, fmt):
+            v = val(get, (phase, t, lab, lr, k), "")
+            return "-" if v != v else format(v, fmt)
+
+        L.append(
+            f"| {lab} | {lr} | {val(get, (phase, t, lab, lr, 'pass@1'), end, 2)} | {c('t_adv', 0)} | "
+            f"{c('pass@1', early)} | {c('pass@1', end)} | {c('avg@8', end)} | {c('pass@8', end)} | "
+            f"{c('pass@N', cfg.passn_samples)} | {one('steps_to_grpo', '.0f')} "
+            f"({one('seconds_to_grpo', '.0f')}) | {one('drops', '.0f')} / {one('drop_pairs', '.0f')} | "
+            f"{one('len', '.1f')} | {one('ent', '.3f')} | "
+            f"{val(get, (phase, t, lab, lr, 'train_s'), end):.0f} |"
+        )
+    return L + ["", *(f"- {line}" for line in verdict(get, t, labels, phase))]
 
 
 def report(rows, cfg):
@@ -1086,50 +1175,21 @@ def report(rows, cfg):
             c = val(get, ("sweep", cfg.sweep_task, lab, lr, "criterion"), "")
             cells.append("-" if c != c else f"**{c:.3f}**" if (lab, lr) in chosen else f"{c:.3f}")
         L.append(f"| {lab} | " + " | ".join(cells) + " |")
-    for t in names:
-        if not labels.get(t):
-            continue
-        spec = specs.get(t, (t,))[0]
-        end = max(last_step(get, ("main", t, lab, lr, "pass@1")) for lab, lr in labels[t])
-        early = cfg.early_step
+    for t in (t for t in names if labels.get(t)):
+        L += ["", f"### {specs.get(t, (t,))[0]}", "", *arm_table(get, t, labels[t], cfg)]
+    get_rate, _, rate = tables(rows, "rate")
+    for t in (t for t in names if rate.get(t)):
+        spec, lr = specs.get(t, (t,))[0], rate[t][0][1]
         L += [
             "",
-            f"### {spec}",
+            f"### {spec}: every arm at lr {lr}, beside the protocol",
             "",
-            f"t_adv @0: the arm's teacher's advantage at the student's states at step 0; to grpo: the step "
-            f"(and training seconds) at which the seed-mean pass@1 first reaches grpo's final; drops: falls "
-            f"> σ {val(get, ('sft', t, 'sft', '', 'noise'), ''):.3f} between evaluations / pairs; len, ent: "
-            "run means per rollout and per token; s: training seconds of the run (evaluations excluded).",
+            f"`python experiment.py --main_lr {lr} --tasks '{spec}' ...`: the main runs at one rate below "
+            "the sweep's grid, each arm at the sweep's setting, from the same SFT checkpoint (why: "
+            "results/trainer_checks, the first 25 steps).",
             "",
-            f"| arm | lr | seeds | t_adv @0 | pass@1 @{early} | pass@1 @{end} | avg@8 @{end} | "
-            f"pass@8 @{end} | pass@{cfg.passn_samples} @{end} | to grpo: steps (s) | drops | len | ent | s |",
-            "|---" * 14 + "|",
-            f"| SFT | - | - | - | {val(get, ('sft', t, 'sft', '', 'pass@1'), 0):.3f} | "
-            + " | ".join(f"{val(get, ('sft', t, 'sft', '', k), 0):.3f}" for k in METRICS)
-            + f" | {val(get, ('sft', t, 'sft', '', 'pass@N'), cfg.passn_samples):.3f} "
-            + "| - | - | - | - | - |",
+            *arm_table(get_rate, t, rate[t], cfg, "rate"),
         ]
-        for lab, lr in labels[t]:
-
-            def c(k, x):
-                key = ("main", t, lab, lr, k)
-                if k == "t_adv" and tg.METHODS[lab.split("@")[0]] is None:
-                    return "-"  # no teacher: the evaluation's default one is not this arm's
-                return pm(val(get, key, x), val(get, key, x, 1))
-
-            def one(k, fmt):
-                v = val(get, ("main", t, lab, lr, k), "")
-                return "-" if v != v else format(v, fmt)
-
-            L.append(
-                f"| {lab} | {lr} | {val(get, ('main', t, lab, lr, 'pass@1'), end, 2)} | {c('t_adv', 0)} | "
-                f"{c('pass@1', early)} | {c('pass@1', end)} | {c('avg@8', end)} | {c('pass@8', end)} | "
-                f"{c('pass@N', cfg.passn_samples)} | {one('steps_to_grpo', '.0f')} "
-                f"({one('seconds_to_grpo', '.0f')}) | {one('drops', '.0f')} / {one('drop_pairs', '.0f')} | "
-                f"{one('len', '.1f')} | {one('ent', '.3f')} | "
-                f"{val(get, ('main', t, lab, lr, 'train_s'), end):.0f} |"
-            )
-        L += ["", *(f"- {line}" for line in verdict(get, t, labels[t]))]
     plot(get, names, labels, specs, cfg)
     return "\n".join(L) + "\n"
 
@@ -1211,10 +1271,27 @@ SUMMARY_START = "<!-- results summary: written by `python experiment.py --report
 SUMMARY_END = "<!-- end of results summary -->"
 
 
+def final_table(get, labels, shown, arms, phase="main"):
+    """Summary lines: a row per task, each arm's greedy pass@1 at the last step (mean ± std (seeds))."""
+    L = ["| task | SFT | " + " | ".join(arms) + " |", "|---" * (len(arms) + 2) + "|"]
+    for t in shown:
+        by_arm = {lab.split("[")[0]: (lab, lr) for lab, lr in labels[t]}
+        cells = []
+        for arm in arms:
+            if arm not in by_arm:
+                cells.append("-")
+                continue
+            key = (phase, t, *by_arm[arm], "pass@1")
+            end = last_step(get, key)
+            cells.append(f"{pm(val(get, key, end), val(get, key, end, 1))} ({val(get, key, end, 2)})")
+        L.append(f"| {t} | {val(get, ('sft', t, 'sft', '', 'pass@1'), 0):.3f} | " + " | ".join(cells) + " |")
+    return L
+
+
 def summary(rows, cfg):
-    """The README's summary block: per task, every primary arm's final pass@1 and the verdict."""
+    """The README's summary block: per task, every primary arm's final pass@1 and the verdict (and the
+    same for a study at --main_lr, if one has run)."""
     get, names, labels = tables(rows)
-    arms = arm_list(cfg.arms)
     shown = [t for t in names if t != MEAN and labels.get(t)]
     L = [SUMMARY_START, ""]
     if not shown:
@@ -1224,31 +1301,28 @@ def summary(rows, cfg):
         " [`results/README.md`](results/README.md) has every number, the sweep's choices and the step"
         " logs' summaries):",
         "",
-        "| task | SFT | " + " | ".join(arms) + " |",
-        "|---" * (len(arms) + 2) + "|",
-    ]
-    for t in shown:
-        by_arm = {lab.split("[")[0]: (lab, lr) for lab, lr in labels[t]}
-        cells = []
-        for arm in arms:
-            if arm not in by_arm:
-                cells.append("-")
-                continue
-            key = ("main", t, *by_arm[arm], "pass@1")
-            end = last_step(get, key)
-            cells.append(f"{pm(val(get, key, end), val(get, key, end, 1))} ({val(get, key, end, 2)})")
-        L.append(f"| {t} | {val(get, ('sft', t, 'sft', '', 'pass@1'), 0):.3f} | " + " | ".join(cells) + " |")
-    L += [
+        *final_table(get, labels, shown, arm_list(cfg.arms)),
         "",
         "(n): seeds finished. Did DistIL with an expert teacher reach GRPO's final pass@1 within a third of "
         "GRPO's steps, and end above GRPO and above offline with the same teacher?",
         "",
     ]
-    for t in shown:
-        L += [f"- **{t}**: " + "; ".join(verdict(get, t, labels[t]))]
+    L += [f"- **{t}**: " + "; ".join(verdict(get, t, labels[t])) for t in shown]
     figs = ", ".join(f"[{t}](figures/exp_{t}.png)" for t in shown)
-    L += ["", f"Curves against steps and training seconds: {figs}.", "", SUMMARY_END]
-    return "\n".join(L)
+    L += ["", f"Curves against steps and training seconds: {figs}."]
+    get, _, rate = tables(rows, "rate")
+    shown = [t for t in names if rate.get(t)]
+    arms = list(dict.fromkeys(lab.split("[")[0] for t in shown for lab, _ in rate[t]))
+    for lr in sorted({lr for t in shown for _, lr in rate[t]}, key=float):
+        L += [
+            "",
+            f"Beside the protocol, every arm at lr {lr} (the sweep's settings, `--main_lr {lr}`):",
+            "",
+            *final_table(get, rate, shown, arms, "rate"),
+            "",
+            *(f"- **{t}** at lr {lr}: " + "; ".join(verdict(get, t, rate[t], "rate")) for t in shown),
+        ]
+    return "\n".join(L + ["", SUMMARY_END])
 
 
 def write_reports(cfg):

@@ -297,6 +297,30 @@ def test_a_fresh_machine_skips_committed_runs_and_retrains_sft_only_for_a_pendin
     assert not (tmp_path / "results" / "runs" / "mult" / "main_grpo_s1.json").exists()
 
 
+def test_a_rate_study_reruns_the_arms_at_its_rate_with_the_sweeps_settings_beside_the_protocol(
+    tmp_path, monkeypatch
+):
+    with pytest.raises(SystemExit, match="no sweep run of grpo"):  # the settings come from the sweep
+        ex.main(tiny(tmp_path, main_lr=3e-4))
+    rows = ex.main(tiny(tmp_path))
+    done = tmp_path / "results" / "runs" / "mult"
+    protocol = {p.name: p.read_bytes() for p in done.iterdir()}
+    chosen = next(r["method"] for r in rows if r["phase"] == "main" and r["method"].startswith("distil"))
+    calls = []
+    real = ex.execute
+    monkeypatch.setattr(ex, "execute", lambda job: calls.append(job["meta"]["phase"]) or real(job))
+    rows = ex.main(tiny(tmp_path, main_lr=3e-4))
+    assert calls == ["rate", "rate"]  # the SFT checkpoint is reused, the sweep not rerun
+    assert {p.name: p.read_bytes() for p in done.iterdir() if p.name in protocol} == protocol
+    study = json.load(open(done / "main_distil@oracle_lr0.0003_s1.json"))
+    assert study["config"]["rl_lr"] == 3e-4 and study["phase"] == "rate" and study["method"] == chosen
+    assert json.load(open(done / "main_grpo_lr0.0003_s1.json"))["config"]["eval_split"] == "test"
+    assert find(rows, phase="rate", task="mult", method="grpo", metric="pass@1", x=2)["lr"] == "0.0003"
+    md = open(tmp_path / "results" / "README.md").read()
+    assert "every arm at lr 0.0003, beside the protocol" in md and f"| {chosen} | 0.0003 | 1 |" in md
+    assert md.count("| grpo | 0.0001 | 1 |") == 1  # the protocol's table lists only its own runs
+
+
 def test_report_only_rebuilds_the_tables_from_the_committed_results_alone(tmp_path):
     cfg = tiny(tmp_path, arms="grpo")
     ex.main(cfg)
