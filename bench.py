@@ -110,7 +110,7 @@ def bench_rl_step(cfg, rt):
     times, lengths = {}, {}
     for col in ("peer", "feedback", "both", "grpo"):
         method, context = ("grpo", "both") if col == "grpo" else ("distil", col)
-        c = dataclasses.replace(cfg, method=method, context=context)
+        c = dataclasses.replace(cfg, method=method, context=context, states="all")  # the self-teacher's costs
         student = copy.deepcopy(raw) if raw else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS["tiny"]))
         student = student.to(rt.device)
         teacher = EveryRowTeacher(c, rt, student, "self")

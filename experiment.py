@@ -1443,7 +1443,8 @@ def main(cfg):
         premise(cfg)
     elif not cfg.report_only:
         print(
-            f"experiment: {len(task_specs(cfg))} tasks, arms {cfg.arms} (secondary {cfg.secondary or '-'}), "
+            f"experiment: {len(task_specs(cfg, sweep=not cfg.main_lr))} tasks, arms {cfg.arms} "
+            f"(secondary {cfg.secondary or '-'}), "
             f"seeds {cfg.seeds}, sweep {cfg.lrs} on {cfg.sweep_task} | {cfg.jobs} runs in parallel x "
             f"{cfg.threads} thread(s) | checkpoints in {cfg.out}, results in {cfg.results}/runs",
             flush=True,

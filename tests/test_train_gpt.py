@@ -45,6 +45,9 @@ def tiny_cfg(out_dir, **kw):
     """The smallest configuration that exercises every phase (seconds on one CPU core)."""
     base = {
         "stage": "rl",
+        "method": "distil",  # the live self-teacher, every state: the path most tests exercise
+        "teacher": "self",
+        "states": "all",
         "task": TASK,
         "preset": "micro",
         "out_dir": str(out_dir),
@@ -556,8 +559,9 @@ def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, acc
 
 def test_costs_on_the_support_need_a_method_that_reads_the_teacher(capsys):
     with pytest.raises(SystemExit):
-        tg.parse_args(["--method", "grpo", "--states", "support"])
-    assert "--states support" in capsys.readouterr().err.strip().splitlines()[-1]
+        tg.parse_args(["--method", "grpo"])  # the default --states is support
+    assert "add --states all" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert tg.parse_args(["--method", "grpo", "--states", "all"]).states == "all"
 
 
 NUMERIC = {f.name: f for f in dataclasses.fields(tg.Config) if f.type in (int, float, "int", "float")}
@@ -801,3 +805,11 @@ def test_sft_teacher_frac_is_the_share_of_teacher_format_examples(frac):
     problems = [task.sample(random.Random(i)) for i in range(50)]
     student = [tasks.sft_example(task, p, rng, frac)[0] == tasks.student_context(p) for p in problems * 4]
     assert sum(not s for s in student) / len(student) == pytest.approx(frac, abs=0.1)
+
+
+def test_gain_line_compares_the_gain_with_twice_the_binomial_sigma_of_the_start():
+    rows = [{"step": 0, "pass@1": 0.2}, {"step": 0, "loss": 1.0}, {"step": 300, "pass@1": 0.3}]
+    line = tg.gain_line(rows, 100, "out/sft.pt")  # σ = sqrt(0.2 · 0.8 / 100) = 0.04
+    assert line.startswith("greedy pass@1 0.200 -> 0.300: gain +0.100, beyond 2σ of the start (σ 0.040, 100 ")
+    assert "within 2σ" in tg.gain_line(rows[:2] + [{"step": 300, "pass@1": 0.25}], 100, "out/sft.pt")
+    assert line.endswith("--stage rl --method grpo --states all --init_from out/sft.pt")
