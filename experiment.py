@@ -37,6 +37,7 @@ Run (CPU; two runs in parallel with one thread each):
     python experiment.py                    # everything; rerun the same command to resume
     python experiment.py --tasks mult --sft_steps 500   # one task: its SFT, the sweep, its runs
     python experiment.py --report_only      # the CSV, results/README.md, the README summary, figures
+    python experiment.py --main_lr 1e-4 --tasks '<one of TASK_SPECS>' --sft_steps N  # all arms at one rate
     python experiment.py --premise          # t_adv of every teacher at the SFT students' states
     python experiment.py --plot out/rl_distil.jsonl   # the curves of one train_gpt.py run
     python experiment.py --table 'results/trainer_checks/dagger_*.jsonl'   # a markdown table of run logs
@@ -547,11 +548,7 @@ def plan(cfg):
     once its arm's sweep is done). Task by task, the sweep task first; primary arms before secondary."""
     if cfg.main_lr:
         return rate_plan(cfg)
-    seeds = [int(s) for s in cfg.seeds.split(",")]
-    groups = [
-        (arm_list(cfg.arms), seeds),
-        (arm_list(cfg.secondary, "--secondary"), [int(s) for s in cfg.secondary_seeds.split(",")]),
-    ]
+    seeds, groups = [int(s) for s in cfg.seeds.split(",")], arm_groups(cfg)
     lrs = [float(x) for x in cfg.lrs.split(",")]
     specs = sorted(task_specs(cfg), key=lambda s: s[0] != cfg.sweep_task)
     jobs = []
@@ -582,33 +579,41 @@ def plan(cfg):
     return jobs
 
 
-def sweep_choice(cfg, arm):
-    """The setting (tag) the committed sweep chose for an arm; exits if the sweep has not run."""
-    done = [r for r in committed_records(cfg)[1] if r["phase"] == "sweep" and r["arm"] == arm]
-    if not done:
-        raise SystemExit(
-            f"error: --main_lr keeps each arm's setting from the protocol's sweep, and {cfg.results}/runs/"
-            f"{cfg.sweep_task} has no sweep run of {arm}: run `python experiment.py` first"
-        )
-    return select(done)["tag"]
+def arm_groups(cfg):
+    """[(arms, their seeds)]: the primary arms on --seeds, the secondary ones on --secondary_seeds."""
+    return [
+        (arm_list(cfg.arms), [int(s) for s in cfg.seeds.split(",")]),
+        (arm_list(cfg.secondary, "--secondary"), [int(s) for s in cfg.secondary_seeds.split(",")]),
+    ]
+
+
+def sweep_choices(cfg):
+    """{arm: the setting (tag) the committed sweep chose for it}; exits if an arm's sweep has not run."""
+    swept = [r for r in committed_records(cfg)[1] if r["phase"] == "sweep" and r["task"] == cfg.sweep_task]
+    choices = {}
+    for arm in (a for arms, _ in arm_groups(cfg) for a in arms):
+        done = [r for r in swept if r["arm"] == arm]
+        if not done:
+            raise SystemExit(
+                f"error: --main_lr keeps each arm's setting from the protocol's sweep, and {cfg.results}/"
+                f"runs/{cfg.sweep_task} has no sweep run of {arm}: run `python experiment.py` first"
+            )
+        choices[arm] = select(done)["tag"]
+    return choices
 
 
 def rate_plan(cfg):
     """plan() of the study at --main_lr: per task of --tasks its SFT, then every arm and seed at that
     rate with the sweep's setting, as phase "rate" (the protocol's runs and tables stay as they are)."""
-    jobs, lr = [], cfg.main_lr
-    groups = [
-        (arm_list(cfg.arms), [int(s) for s in cfg.seeds.split(",")]),
-        (arm_list(cfg.secondary, "--secondary"), [int(s) for s in cfg.secondary_seeds.split(",")]),
-    ]
+    jobs, lr, tags = [], cfg.main_lr, sweep_choices(cfg)
     for name, spec, steps in task_specs(cfg, sweep=False):
         sft = ("sft", name)
         jobs.append((sft, [], committed(cfg, name, "sft"), lambda res, j=sft_job(cfg, name, spec, steps): j))
-        for arms, arm_seeds in groups:
+        for arms, arm_seeds in arm_groups(cfg):
             for seed in arm_seeds:
                 for arm in arms:
-                    tag, run = sweep_choice(cfg, arm), f"main_{arm}_lr{lr:g}_s{seed}"
-                    job = rl_job(cfg, "rate", name, spec, arm, tag, lr, seed, run)
+                    run = f"main_{arm}_lr{lr:g}_s{seed}"
+                    job = rl_job(cfg, "rate", name, spec, arm, tags[arm], lr, seed, run)
                     jobs.append(
                         (("rate", name, arm, seed), [sft], committed(cfg, name, run), lambda r, j=job: j)
                     )
@@ -1179,7 +1184,7 @@ def report(rows, cfg):
         L += ["", f"### {specs.get(t, (t,))[0]}", "", *arm_table(get, t, labels[t], cfg)]
     get_rate, _, rate = tables(rows, "rate")
     for t in (t for t in names if rate.get(t)):
-        spec, lr = specs.get(t, (t,))[0], rate[t][0][1]
+        spec, lr, fig = specs.get(t, (t,))[0], rate[t][0][1], f"exp_{figure_name(t, 'rate', rate)}.png"
         L += [
             "",
             f"### {spec}: every arm at lr {lr}, beside the protocol",
@@ -1189,7 +1194,10 @@ def report(rows, cfg):
             "results/trainer_checks, the first 25 steps).",
             "",
             *arm_table(get_rate, t, rate[t], cfg, "rate"),
+            "",
+            f"Curves: [figures/{fig}](../figures/{fig}).",
         ]
+    plot(get_rate, names, rate, specs, cfg, "rate")
     plot(get, names, labels, specs, cfg)
     return "\n".join(L) + "\n"
 
@@ -1204,9 +1212,15 @@ def pyplot():
     return plt
 
 
-def plot(get, names, labels, specs, cfg):
+def figure_name(t, phase, labels):
+    """exp_<this>.png: the task (the mean over tasks with _ for spaces), and the rate of a study."""
+    return t.replace(" ", "_") + (f"_lr{labels[t][0][1]}" if phase == "rate" else "")
+
+
+def plot(get, names, labels, specs, cfg, phase="main"):
     """figures/exp_<task>.png: greedy pass@1 and avg@8 against RL steps and against training seconds,
-    every arm's seed mean with a ± std band; figures/exp_passn.png: pass@N at the end."""
+    every arm's seed mean with a ± std band; figures/exp_passn.png: pass@N at the end. For the study
+    at --main_lr (phase "rate"): figures/exp_<task>_lr<rate>.png."""
     plt = pyplot()
     os.makedirs(cfg.figures, exist_ok=True)
     arms = list(dict.fromkeys(lab for t in names for lab, _ in labels.get(t, [])))
@@ -1216,9 +1230,9 @@ def plot(get, names, labels, specs, cfg):
         for row, metric in zip(axs, ("pass@1", "avg@8")):
             for ax, by_time in zip(row, (False, True)):
                 for lab, lr in labels[t]:
-                    c = get[("main", t, lab, lr, metric)]
+                    c = get[(phase, t, lab, lr, metric)]
                     xs = sorted(c)
-                    x = [val(get, ("main", t, lab, lr, "train_s"), s) for s in xs] if by_time else xs
+                    x = [val(get, (phase, t, lab, lr, "train_s"), s) for s in xs] if by_time else xs
                     mu, sd = [c[s][0] for s in xs], [c[s][1] for s in xs]
                     ax.plot(x, mu, marker="o", ms=3, color=color[lab], label=f"{lab} (lr {lr})")
                     lo, hi = [a - b for a, b in zip(mu, sd)], [a + b for a, b in zip(mu, sd)]
@@ -1232,10 +1246,10 @@ def plot(get, names, labels, specs, cfg):
         axs[0][0].legend(fontsize=7)
         fig.suptitle(f"{specs.get(t, (t,))[0]}: mean ± std over seeds")
         fig.tight_layout()
-        fig.savefig(os.path.join(cfg.figures, f"exp_{t.replace(' ', '_')}.png"), dpi=90)
+        fig.savefig(os.path.join(cfg.figures, f"exp_{figure_name(t, phase, labels)}.png"), dpi=90)
         plt.close(fig)
     shown = [t for t in names if labels.get(t)]
-    if not shown:
+    if not shown or phase != "main":
         return
     fig, axs = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.8), squeeze=False)
     for ax, t in zip(axs[0], shown):
@@ -1312,7 +1326,8 @@ def summary(rows, cfg):
     L += ["", f"Curves against steps and training seconds: {figs}."]
     get, _, rate = tables(rows, "rate")
     shown = [t for t in names if rate.get(t)]
-    arms = list(dict.fromkeys(lab.split("[")[0] for t in shown for lab, _ in rate[t]))
+    ran = {lab.split("[")[0] for t in shown for lab, _ in rate[t]}
+    arms = [a for a in arm_list(cfg.arms) + arm_list(cfg.secondary, "--secondary") if a in ran]
     for lr in sorted({lr for t in shown for _, lr in rate[t]}, key=float):
         L += [
             "",
@@ -1321,6 +1336,10 @@ def summary(rows, cfg):
             *final_table(get, rate, shown, arms, "rate"),
             "",
             *(f"- **{t}** at lr {lr}: " + "; ".join(verdict(get, t, rate[t], "rate")) for t in shown),
+            "",
+            "Curves: "
+            + ", ".join(f"[{t}](figures/exp_{figure_name(t, 'rate', rate)}.png)" for t in shown)
+            + ".",
         ]
     return "\n".join(L + ["", SUMMARY_END])
 

@@ -319,6 +319,7 @@ def test_a_rate_study_reruns_the_arms_at_its_rate_with_the_sweeps_settings_besid
     md = open(tmp_path / "results" / "README.md").read()
     assert "every arm at lr 0.0003, beside the protocol" in md and f"| {chosen} | 0.0003 | 1 |" in md
     assert md.count("| grpo | 0.0001 | 1 |") == 1  # the protocol's table lists only its own runs
+    assert (tmp_path / "figures" / "exp_mult_lr0.0003.png").exists() and "exp_mult_lr0.0003.png" in md
 
 
 def test_report_only_rebuilds_the_tables_from_the_committed_results_alone(tmp_path):
