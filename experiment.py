@@ -563,9 +563,8 @@ def plan(cfg):
             for key in [k for arm in arms for k in sweep_keys(arm)] if name == cfg.sweep_task else []:
                 _, _, arm, tag, lr = key
                 run = f"sweep_{arm}{'+' + tag if tag else ''}_lr{lr:g}_s{seeds[0]}"
-                job = rl_job(
-                    cfg, "sweep", name, spec, arm, tag, lr, seeds[0], run
-                )  # known now: no choice in it
+                # known now: no choice in it
+                job = rl_job(cfg, "sweep", name, spec, arm, tag, lr, seeds[0], run)
                 jobs.append((key, [sft], committed(cfg, name, run), lambda res, j=job: j))
             for seed in arm_seeds:
                 for arm in arms:
