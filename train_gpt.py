@@ -80,9 +80,7 @@ class Config:
     # what to run
     stage: str = "all"  # all (sft -> eval -> rl -> eval) | sft | rl | eval
     task: str = "mult:digits_a=2,digits_b=1"  # a tasks.py task, optionally with knobs: name:knob=value,...
-    # the default RL run is experiment.py's best expert-taught arm: DistIL's local term (distil_token)
-    # from the task's oracle, costs on its support, 300 steps at 1e-4 (3e-4 moves a tiny SFT model off
-    # its start in 25 steps: results/trainer_checks)
+    # the default RL run: the experiment's best expert-taught arm (README, Training); 1e-4: results/claims.md
     method: str = "distil_token"  # RL objective (distil.py)
     teacher: str = "oracle"  # self (live weights) | ema | frozen (RL start) | oracle | path/to/ckpt.pt
     out_dir: str = "out"  # checkpoints and JSONL logs
@@ -114,7 +112,7 @@ class Config:
     context: str = "peer"  # teacher context: peer | feedback | both | none (= the student's context)
     self_peer: bool = True  # a success with no successful sibling is its own peer (else: no signal)
     baseline: str = "loo"  # future-credit baseline: loo (leave-one-out over the group) | none
-    future_weight: float = 1.0  # λ of distil's future credit: local + λ·future (1 = ∇L, 0 = distil_token's)
+    future_weight: float = 1.0  # λ: distil's gradient is local + λ·future credit (1 = ∇L; 0 = local)
     reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
     stop: str = distil.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
     horizon: int = 0  # H of --stop horizon: positions a response may have (0 = the task's budget + 1)
@@ -754,6 +752,16 @@ RL_LINE = (
 )
 
 
+def gain_line(p0, p1, n, init):
+    """Greedy pass@1 p0 -> p1 against 2σ of the start (n distinct problems), and GRPO's command."""
+    sigma = math.sqrt(p0 * (1 - p0) / n)
+    return (
+        f"greedy pass@1 gain {p1 - p0:+.3f}, {'beyond' if abs(p1 - p0) > 2 * sigma else 'within'} 2σ "
+        f"of the start (σ {sigma:.3f}, {n} problems); compare GRPO from the same checkpoint (the README "
+        f"has its number): --stage rl --method grpo --states all --init_from {init}"
+    )
+
+
 def train_rl(cfg, rt, eval0=None):
     """RL from the SFT checkpoint (or --init_from); evaluates every eval_every steps; saves
     out_dir/rl_<method>.{pt,jsonl}. eval0: the start model's metrics, if already measured.
@@ -807,6 +815,7 @@ def train_rl(cfg, rt, eval0=None):
             f"held-out ({len(test)} {cfg.eval_split} problems), step {a['step']} -> {cfg.rl_steps}: "
             + " | ".join(f"{k} {a[k]:.3f} -> {b[k]:.3f}" for k in student_keys(cfg))
         )
+        rt.log(gain_line(a["pass@1"], b["pass@1"], len({rt.task.split_key(p) for p in test}), init))
         rt.log(
             f"saved {stage.ckpt}, {stage.log_path} (plot it: python experiment.py --plot {stage.log_path})"
         )
@@ -828,20 +837,6 @@ def describe(cfg, rt):
         f"derived: device {rt.device} x {rt.world} rank(s) | {'bf16' if rt.bf16 else 'fp32'} | "
         f"{params / 1e6:.2f}M parameters | task {cfg.task} ({rt.task.domain}) | "
         f"{cfg.prompts * cfg.group} rollouts/step of <= {rt.task.max_response_chars + 1} tokens"
-    )
-
-
-def gain_line(rows, n, init):
-    """The RL run's greedy pass@1 gain against the binomial σ of its start (n distinct problems), and
-    the baseline to compare it with: GRPO from the same checkpoint (init) in the same steps."""
-    evals = [r for r in rows if "pass@1" in r]
-    p0, p1 = evals[0]["pass@1"], evals[-1]["pass@1"]
-    sigma = math.sqrt(p0 * (1 - p0) / n)
-    verdict = "beyond" if abs(p1 - p0) > 2 * sigma else "within"
-    return (
-        f"greedy pass@1 {p0:.3f} -> {p1:.3f}: gain {p1 - p0:+.3f}, {verdict} 2σ of the start (σ {sigma:.3f}, "
-        f"{n} problems); GRPO from the same checkpoint, to compare (the README's Training section has its "
-        f"number): --stage rl --method grpo --states all --init_from {init}"
     )
 
 
@@ -873,9 +868,6 @@ def run(cfg):
             out["eval"] = evaluate(out["model"], make_teacher(cfg, rt, out["model"]), cfg, rt, test)
             rt.log(f"eval {path}: {format_eval(out['eval'])}")
         out["eval_problems"] = len({rt.task.split_key(p) for p in test})
-        if cfg.stage in ("all", "rl") and not out["interrupted"]:
-            init = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")
-            rt.log(gain_line(out["rows"], out["eval_problems"], init))
         if cfg.eval_passn and not out["interrupted"]:
             out["passn"] = pass_at_n(out["model"], cfg, rt, test)
             rt.log("pass@N: " + " | ".join(f"pass@{n} {v:.3f}" for n, v in out["passn"].items()))

@@ -808,8 +808,7 @@ def test_sft_teacher_frac_is_the_share_of_teacher_format_examples(frac):
 
 
 def test_gain_line_compares_the_gain_with_twice_the_binomial_sigma_of_the_start():
-    rows = [{"step": 0, "pass@1": 0.2}, {"step": 0, "loss": 1.0}, {"step": 300, "pass@1": 0.3}]
-    line = tg.gain_line(rows, 100, "out/sft.pt")  # σ = sqrt(0.2 · 0.8 / 100) = 0.04
-    assert line.startswith("greedy pass@1 0.200 -> 0.300: gain +0.100, beyond 2σ of the start (σ 0.040, 100 ")
-    assert "within 2σ" in tg.gain_line(rows[:2] + [{"step": 300, "pass@1": 0.25}], 100, "out/sft.pt")
+    line = tg.gain_line(0.2, 0.3, 100, "out/sft.pt")  # σ = sqrt(0.2 · 0.8 / 100) = 0.04
+    assert line.startswith("greedy pass@1 gain +0.100, beyond 2σ of the start (σ 0.040, 100 problems)")
+    assert "within 2σ" in tg.gain_line(0.2, 0.25, 100, "out/sft.pt")
     assert line.endswith("--stage rl --method grpo --states all --init_from out/sft.pt")
