@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import tasks
 import train_gpt as tg
-from model import BLOCK_SIZE, GPT, PRESETS, GPTConfig, model_from, sample
+from model import GPT, model_from, sample
 from runs import Runtime, load_checkpoint
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense bf16, vendor data sheets
@@ -44,7 +44,7 @@ def timed(fn, device, repeat=1):
 def bench_sampler(device, amp, seed=0, B=64, L=32, new=128):
     """Tokens/s of sample() on the tiny preset, KV cache against the naive recompute; prints a table."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(257, BLOCK_SIZE, *PRESETS["tiny"])).to(device).eval()
+    model = GPT.of_preset("tiny", 257).to(device).eval()
     prompt = torch.randint(256, (B, L), device=device)
     n_pad = torch.zeros(B, dtype=torch.long, device=device)
     gen, res = torch.Generator(device).manual_seed(seed), {}
@@ -63,7 +63,7 @@ def bench_sampler(device, amp, seed=0, B=64, L=32, new=128):
 
 def bench_update(device, amp, compile=False, B=32, T=512):
     """CUDA: training tokens/s and model FLOPs utilisation of the gpt2 preset; sampler tokens/s."""
-    model = GPT(GPTConfig(257, BLOCK_SIZE, *PRESETS["gpt2"])).to(device)
+    model = GPT.of_preset("gpt2", 257).to(device)
     fwd = torch.compile(model) if compile else model
     opt = model.configure_optimizers(1e-4, 0.0, True)
     x = torch.randint(257, (B, T + 1), device=device)  # 16k tokens per update: a typical RL batch
@@ -111,7 +111,7 @@ def bench_rl_step(cfg, rt):
     for col in ("peer", "feedback", "both", "grpo"):
         method, context = ("grpo", "both") if col == "grpo" else ("distil", col)
         c = dataclasses.replace(cfg, method=method, context=context, states="all")  # the self-teacher's costs
-        student = copy.deepcopy(raw) if raw else GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS["tiny"]))
+        student = copy.deepcopy(raw) if raw else GPT.of_preset("tiny", rt.enc.n_vocab)
         student = student.to(rt.device)
         teacher = EveryRowTeacher(c, rt, student, "self")
         opt = student.configure_optimizers(c.rl_lr, 0.0, rt.device.type == "cuda")

@@ -152,6 +152,11 @@ class GPT(nn.Module):
                 std = 0.02 / math.sqrt(2 * config.n_layer) if name.endswith("c_proj.weight") else 0.02
                 torch.nn.init.normal_(p, mean=0.0, std=std)
 
+    @classmethod
+    def of_preset(cls, preset, vocab_size):
+        """A fresh GPT of the size PRESETS[preset] with context length BLOCK_SIZE."""
+        return cls(GPTConfig(vocab_size, BLOCK_SIZE, *PRESETS[preset]))
+
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
 

@@ -41,16 +41,7 @@ import torch.distributed as dist
 import distil
 import runs
 import tasks
-from model import (
-    BLOCK_SIZE,
-    GPT,
-    PRESETS,
-    GPTConfig,
-    generate_responses,
-    model_from,
-    response_logits,
-    right_pad,
-)
+from model import BLOCK_SIZE, GPT, PRESETS, generate_responses, model_from, response_logits, right_pad
 
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
@@ -58,13 +49,8 @@ from model import (
 # what each method learns from (teacher_signal): the teacher's log-probs at the student's states,
 # K samples of its next token there (a black box), its own answers (off-policy), or nothing
 METHODS = dict.fromkeys(("distil", "distil_token", "distil_kl", "distil_topk"), "logprobs")
-METHODS |= {
-    "distil_sampled": "samples",
-    "sdpo": "logprobs",
-    "opsd": "logprobs",
-    "grpo": None,
-    "offline": "answers",
-}
+METHODS |= {"distil_sampled": "samples", "sdpo": "logprobs", "opsd": "logprobs"}
+METHODS |= {"grpo": None, "offline": "answers"}
 TEACHERS = {
     "self": "the live student with feedback in context",
     "ema": "an exponential moving average of the student",
@@ -198,9 +184,7 @@ def check_config(cfg):
     if cfg.eval_split == "val" and cfg.val_n < 1:
         return "--eval_split val needs --val_n >= 1 (the held-out training problems)"
     if cfg.sft_batch % world or cfg.prompts % world:
-        return (
-            f"--sft_batch {cfg.sft_batch} and --prompts {cfg.prompts} must be divisible by the {world} ranks"
-        )
+        return f"--sft_batch {cfg.sft_batch} and --prompts {cfg.prompts} must divide among {world} ranks"
     if cfg.eval_k > cfg.eval_samples:  # (pass@1 is greedy; sampled pass@1 is avg@n)
         return f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]"
     return None
@@ -539,7 +523,7 @@ def load_stage(cfg, rt, name, init, lr, weight_decay):
     if source:
         raw = model_from(source, path if ck else init, rt.enc.n_vocab, cfg.preset)
     else:
-        raw = GPT(GPTConfig(rt.enc.n_vocab, BLOCK_SIZE, *PRESETS[cfg.preset]))
+        raw = GPT.of_preset(cfg.preset, rt.enc.n_vocab)
     opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda")
     return raw, opt, runs.resume_from(ck, opt) if ck else 0, ck
 
@@ -703,37 +687,19 @@ def step_metrics(rt, ro, sig, loss, logits, mask, taught):
     """The step's metrics, summed over ranks, by name: loss, reward, the share of rollouts with a
     signal, the share of successes that went through a recovery, length, H× and KL to the teacher
     per taught token, the student's entropy per token, and the sampled tokens."""
-    lg = logits.float()
-    s = {"loss": loss.item(), "H×": 0.0, "KL": 0.0, "ent": distil.entropy(lg)[mask].sum().item()}
-    if "logp" in sig:
-        s["H×"] = distil.forward_ce(sig["logp"], lg)[taught].sum().item()
-        s["KL"] = distil.forward_kl(sig["logp"], lg)[taught].sum().item()
-    rewards = ro.rewards.tolist()
-    s["rollouts"] = len(rewards)
-    s["reward"] = sum(rewards)
-    s["signal"] = sig["has"].sum().item()
-    won = [r > 0.5 for r in rewards]
-    s["successes"] = sum(won)
+    lg, won, logp = logits.float(), [r > 0.5 for r in ro.rewards.tolist()], sig.get("logp")
+    s = {"loss": loss.item(), "reward": ro.rewards.sum().item(), "signal": sig["has"].sum().item()}
     s["recov"] = sum(w and rt.task.has_recovery(p, t) for p, t, w in zip(ro.problems, ro.texts, won))
-    s["signal_tokens"] = taught.sum().item()
-    s["ent_tokens"] = mask.sum().item()
-    s["tokens"] = ro.mask.sum().item()
-    s = runs.reduce_sums(rt, s)
-
-    def per(key, n):
-        return s[key] / s[n] if s[n] and (key not in ("H×", "KL") or "logp" in sig) else math.nan
-
-    return {
-        "loss": s["loss"] / rt.world,
-        "reward": per("reward", "rollouts"),
-        "signal": per("signal", "rollouts"),
-        "recov": per("recov", "successes"),
-        "len": per("tokens", "rollouts"),
-        "H×": per("H×", "signal_tokens"),
-        "KL": per("KL", "signal_tokens"),
-        "ent": per("ent", "ent_tokens"),
-        "tokens": s["tokens"],
-    }
+    s["len"] = ro.mask.sum().item()
+    s["H×"] = distil.forward_ce(logp, lg)[taught].sum().item() if logp is not None else math.nan
+    s["KL"] = distil.forward_kl(logp, lg)[taught].sum().item() if logp is not None else math.nan
+    s["ent"] = distil.entropy(lg)[mask].sum().item()
+    s |= {"rollouts": len(won), "successes": sum(won), "taught": taught.sum().item()}  # the denominators
+    s = runs.reduce_sums(rt, s | {"masked": mask.sum().item()})
+    per = dict.fromkeys(("reward", "signal", "len"), "rollouts") | {"recov": "successes", "ent": "masked"}
+    per |= dict.fromkeys(("H×", "KL"), "taught")
+    out = {k: s[k] / s[d] if s[d] else math.nan for k, d in per.items()}
+    return {"loss": s["loss"] / rt.world} | out | {"tokens": s["len"]}
 
 
 # the console line of a step: (metric, format)

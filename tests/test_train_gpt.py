@@ -72,7 +72,7 @@ def tiny_cfg(out_dir, **kw):
 
 def random_model(seed=0, preset="micro"):
     torch.manual_seed(seed)
-    return M.GPT(M.GPTConfig(V, M.BLOCK_SIZE, *M.PRESETS[preset])).eval()
+    return M.GPT.of_preset(preset, V).eval()
 
 
 def cpu_rt():
