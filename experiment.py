@@ -115,9 +115,10 @@ FEEDBACK_ABLATIONS = {
     "today's code, 2000 SFT steps (the student's pass@1 0.844, outside the protocol's range)": (
         "premise_feedback_chem2000.csv"
     ),
-    "split=program, the default (no test program is trained on; the student's avg@8 0.010)": (
-        "premise_feedback_listprog_program.csv"
+    "sft_teacher_frac 0.9, 2000 SFT steps (the student's pass@1 0.758, outside the protocol's range)": (
+        "premise_feedback_chem_frac09.csv"
     ),
+    "split=program, the default (no test program is trained on)": ("premise_feedback_listprog_program.csv"),
 }
 FEEDBACK_DEFAULT = "feedback=fix, half the attempts wander (today)"  # the label of FEEDBACK_CSV's rows
 # rows of FEEDBACK_CSV measured at other knobs than today's defaults (each names how)
@@ -933,16 +934,19 @@ def feedback_table(rows, cfg, ablations=None):
             "code named; `--premise --tasks '<spec>,<knob>' --out <another folder> --premise_csv <file>`; "
             f"results/{', results/'.join(FEEDBACK_ABLATIONS.values())}):",
             "",
-            "| task | checkpoint | " + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl) + " |",
-            "|---|---|" + "---|" * len(abl),
+            "| task | checkpoint | student avg@8 | "
+            + " | ".join(dict(FEEDBACK_COLUMNS)[t] for t in abl)
+            + " |",
+            "|---|---|---|" + "---|" * len(abl),
         ]
         got = {FEEDBACK_DEFAULT: by} | {
             k: {(r["task"], r["teacher"]): r for r in rs} for k, rs in ablations.items()
         }
         for n in dict.fromkeys(r["task"] for rs in ablations.values() for r in rs):
             for target, g in ((k, g) for k, g in got.items() if any((n, t) in g for t in abl)):
+                avg = next(r["avg@8"] for (task, _), r in g.items() if task == n)
                 L.append(
-                    f"| {n} | {target} | "
+                    f"| {n} | {target} | {avg:.3f} | "
                     + " | ".join(
                         f"{g[n, t]['t_adv']:+.3f} ± {g[n, t]['t_adv_se']:.3f} ({int(g[n, t]['t_adv_n'])})"
                         if (n, t) in g
