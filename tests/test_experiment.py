@@ -417,6 +417,29 @@ def test_cli_rejects_unknown_flags_and_bad_task_lists(capsys):
         ex.task_specs(ex.Config(tasks="mult", sft_steps="5", secondary="sdpo"))
 
 
+def test_each_task_starts_at_its_start_point_unless_told_otherwise():
+    """--sft_steps and --sft_teacher_frac: "" is each task's START, one value is every task's, a list
+    one per task; the SFT and every RL run of a task share its start point's fields."""
+    tasks = "chem;countdown:n_numbers=3"
+    assert [s for _, _, s in ex.task_specs(ex.Config(tasks=tasks), sweep=False)] == [1500, 2000]
+    assert [s for _, _, s in ex.task_specs(ex.Config(tasks=tasks, sft_steps="7"), sweep=False)] == [7, 7]
+    fracs = {
+        n: ex.base_config(ex.Config(tasks=tasks), "", n, 1).sft_teacher_frac for n in ("chem", "countdown")
+    }
+    assert (
+        fracs == {"chem": ex.START["chem"][1], "countdown": ex.START["countdown"][1]} and fracs["chem"] == 0.9
+    )
+    assert (
+        ex.base_config(
+            ex.Config(tasks=tasks, sft_teacher_frac="0.5,0.25"), "", "countdown", 1
+        ).sft_teacher_frac
+        == 0.25
+    )
+    for bad in ("0.5,0.5,0.5", "half"):
+        with pytest.raises(SystemExit, match="sft_teacher_frac"):
+            ex.base_config(ex.Config(tasks=tasks, sft_teacher_frac=bad), "", "chem", 1)
+
+
 @pytest.mark.slow
 def test_report_only_regenerates_the_committed_results_and_readme_summary_byte_for_byte(tmp_path):
     """results/experiment.csv, results/README.md, the README's summary and results/premise.md's table
