@@ -155,8 +155,7 @@ class Config:
     # budgets shared by every run (train_gpt.py fields)
     preset: str = "tiny"  # model size
     sft_batch: int = 32  # SFT sequences per step
-    # SFT examples in teacher format (the teacher's reading is learned in SFT): as sft_steps
-    sft_teacher_frac: str = ""
+    sft_teacher_frac: str = ""  # share of SFT examples in teacher format, given as sft_steps is
     n_train: int = 30000  # training problems drawn per task (enough that listprog cannot be memorised)
     sft_seed: int = 1337  # seed of the SFT runs
     data_seed: int = 1337  # seed of the problem lists (train, validation, test)
