@@ -88,9 +88,17 @@ TASK_SPECS = (
     "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5,split=examples;chem"
 )
 MEAN = "mean of tasks"
-# each task's SFT start point (protocol item 1): (SFT steps, sft_teacher_frac). chem: at 1000 steps and 0.8
+# each task's SFT start point (protocol item 1). chem: at 1000 steps and sft_teacher_frac 0.8
 # its feedback-reading teacher could not copy the fix (t_adv +0.09, the oracle's +0.63; results/feedback.md)
-START = {"mult": (500, 0.8), "countdown": (2000, 0.8), "listprog": (2000, 0.8), "chem": (1500, 0.9)}
+START = {
+    name: {"sft_steps": steps, "sft_teacher_frac": frac}
+    for name, steps, frac in (
+        ("mult", 500, 0.8),
+        ("countdown", 2000, 0.8),
+        ("listprog", 2000, 0.8),
+        ("chem", 1500, 0.9),
+    )
+}
 # of --premise; model: <out>/<task>/teacher/sft.pt with the teacher context, model_plain: with the student's
 PREMISE_TEACHERS = ("self", "frozen", "model", "model_plain", "oracle")
 # every teacher --premise can measure -> (train_gpt --teacher kind, --context, task knobs added to the spec):
@@ -241,7 +249,7 @@ def per_task(cfg, field, names, cast):
     all, one per task, or "" (each task's START)."""
     raw = getattr(cfg, field)
     if not raw:
-        return [START[n][("sft_steps", "sft_teacher_frac").index(field)] for n in names]
+        return [START[n][field] for n in names]
     try:
         values = [cast(v) for v in raw.split(",")]
     except ValueError:
@@ -951,8 +959,9 @@ def feedback_table(rows, cfg, ablations=None):
         ]
         L += [
             "",
-            "The same teachers at checkpoints SFT'd at other task knobs (each its own SFT run, at the "
-            "code named; `--premise --tasks '<spec>,<knob>' --out <another folder> --premise_csv <file>`; "
+            "The same teachers at checkpoints SFT'd at other task knobs or start points (each its own SFT "
+            "run, at the code named; `--premise --tasks '<spec>,<knob>' [--sft_steps N --sft_teacher_frac F] "
+            "--out <another folder> --premise_csv <file>`; "
             f"results/{', results/'.join(FEEDBACK_ABLATIONS.values())}):",
             "",
             "| task | checkpoint | student avg@8 | "

@@ -426,9 +426,7 @@ def test_each_task_starts_at_its_start_point_unless_told_otherwise():
     fracs = {
         n: ex.base_config(ex.Config(tasks=tasks), "", n, 1).sft_teacher_frac for n in ("chem", "countdown")
     }
-    assert (
-        fracs == {"chem": ex.START["chem"][1], "countdown": ex.START["countdown"][1]} and fracs["chem"] == 0.9
-    )
+    assert fracs == {n: ex.START[n]["sft_teacher_frac"] for n in fracs} and fracs["chem"] == 0.9
     assert (
         ex.base_config(
             ex.Config(tasks=tasks, sft_teacher_frac="0.5,0.25"), "", "countdown", 1
