@@ -41,7 +41,16 @@ import torch.distributed as dist
 import distil
 import runs
 import tasks
-from model import BLOCK_SIZE, GPT, PRESETS, generate_responses, model_from, response_logits, right_pad
+from model import (
+    ADAM_EPS,
+    BLOCK_SIZE,
+    GPT,
+    PRESETS,
+    generate_responses,
+    model_from,
+    response_logits,
+    right_pad,
+)
 
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
@@ -86,6 +95,7 @@ class Config:
     n_train: int = 4000  # training problems; SFT examples and RL prompts are drawn from them
     data_seed: int = -1  # seed of the problem lists (train, validation, test); -1 = --seed
     val_n: int = 0  # validation set: the first val_n distinct training problems, removed from SFT and RL
+    rl_n: int = 0  # RL prompts: the next rl_n distinct training problems, removed from SFT (0 = SFT's)
     # on-policy RL
     rl_steps: int = 300  # optimizer steps, one batch of fresh rollouts each
     prompts: int = 8  # P: prompts per step, all ranks together
@@ -111,6 +121,7 @@ class Config:
     answers: str = "all"  # offline clones the teacher's answers: all | verified (those the verifier accepts)
     opsd_beta: float = 0.5  # β of OPSD's generalised Jensen-Shannon (TRL GKD default)
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    adam_eps: float = ADAM_EPS  # AdamW's ε for SFT and RL, in gradient units (model.ADAM_EPS says why)
     # evaluation (held-out test split, or the validation set)
     eval_n: int = 128  # test problems
     eval_split: str = "test"  # held-out problems evaluated: test (eval_n of the test split) | val (the val_n)
@@ -142,8 +153,8 @@ CHOICES = {
     "rl_moments": ("fresh", "init"),
     "eval_split": ("test", "val"),
 }
-RANGES = dict.fromkeys(("seed", "sft_steps", "val_n", "rl_steps", "rl_warmup", "top_k", "horizon"), (0, None))
-RANGES |= dict.fromkeys(("eval_every", "eval_passn", "adv_samples"), (0, None))
+RANGES = dict.fromkeys(("seed", "sft_steps", "val_n", "rl_n", "rl_steps", "rl_warmup", "top_k"), (0, None))
+RANGES |= dict.fromkeys(("horizon", "eval_every", "eval_passn", "adv_samples"), (0, None))
 RANGES |= {"data_seed": (-1, None), "eval_samples": (2, None), "eval_k": (2, None)}
 RANGES |= dict.fromkeys(("sft_teacher_frac", "ema_tau", "opsd_beta"), (0, 1))
 
@@ -221,15 +232,16 @@ def decode_responses(enc, resp, mask):  # the texts the verifier scores: no end-
 
 
 def problem_sets(cfg, task):
-    """(training problems, evaluation problems) drawn with --data_seed (tasks.problem_sets; --val_n
-    holds out validation problems, which --eval_split val evaluates)."""
+    """(SFT problems, RL prompts, evaluation problems) drawn with --data_seed (tasks.problem_sets). The
+    first --val_n distinct training problems are the validation set (--eval_split val evaluates it),
+    the next --rl_n the RL prompts; SFT never sees either (--rl_n 0: RL prompts are SFT problems)."""
+    seed = cfg.seed if cfg.data_seed < 0 else cfg.data_seed
     try:
-        train, val, test = tasks.problem_sets(
-            task, cfg.n_train, cfg.eval_n, cfg.seed if cfg.data_seed < 0 else cfg.data_seed, cfg.val_n
-        )
+        train, held, test = tasks.problem_sets(task, cfg.n_train, cfg.eval_n, seed, cfg.val_n + cfg.rl_n)
     except ValueError as e:
-        raise SystemExit(f"error: --{e}") from None
-    return train, val if cfg.eval_split == "val" else test
+        raise SystemExit(f"error: --{e} (--val_n + --rl_n)") from None
+    val, rl = held[: cfg.val_n], held[cfg.val_n :]
+    return train, rl or train, val if cfg.eval_split == "val" else test
 
 
 @dataclasses.dataclass
@@ -524,7 +536,7 @@ def load_stage(cfg, rt, name, init, lr, weight_decay):
         raw = model_from(source, path if ck else init, rt.enc.n_vocab, cfg.preset)
     else:
         raw = GPT.of_preset(cfg.preset, rt.enc.n_vocab)
-    opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda")
+    opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda", cfg.adam_eps)
     return raw, opt, runs.resume_from(ck, opt) if ck else 0, ck
 
 
@@ -550,7 +562,7 @@ def train_sft(cfg, rt):
     raw, opt, start, _ = load_stage(cfg, rt, "sft", None, cfg.sft_lr, 0.1)  # wd 0.1: nanoGPT's
     stage = runs.Stage(cfg, rt, "sft", start)
     model = runs.wrap(raw, cfg, rt)
-    train, test = problem_sets(cfg, rt.task)
+    train, _, test = problem_sets(cfg, rt.task)
     rt.log(
         f"sft: {raw.num_params():,} parameters | {cfg.sft_steps} steps x {cfg.sft_batch} sequences | "
         f"{len(train)} train problems, {len(test)} {cfg.eval_split}"
@@ -741,11 +753,11 @@ def train_rl(cfg, rt, eval0=None):
             raise SystemExit(f"error: --rl_moments init: {init} holds no optimizer state")
         opt.load_state_dict(saved)
         for g in opt.param_groups:
-            g["lr"], g["weight_decay"] = cfg.rl_lr, 0.0
+            g["lr"], g["weight_decay"], g["eps"] = cfg.rl_lr, 0.0, cfg.adam_eps
     stage = runs.Stage(cfg, rt, name, start)
     teacher = make_teacher(cfg, rt, raw, ck)
     model = runs.wrap(raw, cfg, rt)
-    train, test = problem_sets(cfg, rt.task)
+    _, train, test = problem_sets(cfg, rt.task)
     rt.log(
         f"rl: method {cfg.method} | teacher {cfg.teacher} | {cfg.prompts} prompts x {cfg.group} rollouts "
         f"per step | from {stage.ckpt if ck else init}" + (f" at step {start}" if ck else "")
@@ -820,7 +832,7 @@ def run(cfg):
         torch.manual_seed(cfg.seed)  # model initialisation (identical on every rank)
         describe(cfg, rt)
         out = {"interrupted": False}
-        test = problem_sets(cfg, rt.task)[1]
+        test = problem_sets(cfg, rt.task)[2]
         if cfg.stage in ("all", "sft"):
             out["sft"], out["model"] = train_sft(cfg, rt)
             out["eval"], out["interrupted"] = out["sft"], out["sft"] is None

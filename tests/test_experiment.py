@@ -182,13 +182,13 @@ def test_mean_of_tasks_averages_each_seed_over_tasks_before_the_seed_statistics(
 def test_validation_problems_are_distinct_and_never_in_the_training_list():
     cfg = tg.Config(task="mult:digits_a=2,digits_b=1", n_train=2000, val_n=50, eval_split="val")
     task = tasks.make_task(cfg.task)
-    train, val = tg.problem_sets(cfg, task)
+    train, _, val = tg.problem_sets(cfg, task)
     keys = {task.split_key(p) for p in val}
     assert len(val) == len(keys) == 50
     assert not keys & {task.split_key(p) for p in train} and len(train) < 2000
     # the test split is unchanged by the hold-out, and the training list is the same for test and val
     test_cfg = tg.Config(task=cfg.task, n_train=2000, val_n=50)
-    assert tg.problem_sets(test_cfg, task)[1] == task.generate("test", test_cfg.eval_n, test_cfg.seed)
+    assert tg.problem_sets(test_cfg, task)[2] == task.generate("test", test_cfg.eval_n, test_cfg.seed)
     assert tg.problem_sets(test_cfg, task)[0] == train
     assert tg.check_config(tg.Config(eval_split="val")) is not None  # val without val_n is refused
 
