@@ -1,41 +1,26 @@
 """
 distil.py — the DistIL objective and its baselines, as pure functions on tensors.
 
-A student π_θ samples y = (y_1..y_T) for a prompt x; a teacher π_T (e.g. the same model with the
-feedback f in its context) gives a next-token distribution at every state s_t = (x, y_<t) *the
-student visited*. DistIL (arXiv 2606.05152) minimises the forward cross-entropy from the teacher
-summed over the student's own rollout, a distributional DAgger:
+A student π_θ samples y for a prompt x; a teacher gives π_T(·|s_t) at every state s_t = (x, y_<t)
+*the student visited* (the model reading feedback f, a stronger model, or a black box). DistIL
+(arXiv 2606.05152) minimises the forward cross-entropy summed over the student's own rollout:
 
-    L(θ) = E_{y~π_θ}[ Σ_t H×_t ],   H×_t = H×(sg π_T(·|s_t, f), π_θ(·|s_t)),   H×(p, q) = H(p) + KL(p‖q)
-    ∇L   = E[ Σ_t ∇H×_t ] + E[ Σ_t ∇log π_θ(y_t|s_t) · (Σ_{t'>t} C_t' − b_t) ]   (local + future credit)
+    L(θ) = E_{y~π_θ}[ Σ_t C_t ],   C_t = H×(sg π_T(·|s_t), π_θ(·|s_t)) = −Σ_a π_T(a|s_t) log π_θ(a|s_t)
+    ∇L   = E[ Σ_t ∇C_t ]  +  E[ Σ_t ∇log π_θ(y_t|s_t) · (Σ_{t'>t} C_t' − b_t) ]
+           local credit      future credit (C_t depends on s_t, not y_t; b_t: leave_one_out)
 
-C = H× (future_cost="ce", the paper's) or KL(π_T‖π_θ) ("kl"); the future sum is over strictly later
-steps (H×_t depends on s_t, not y_t, with f held fixed for the step); b_t does not depend on y_t
-("loo": the other rollouts of the prompt). Without the future term: the token-level "CE" ablation;
-future_weight=λ takes local + λ·future (the two estimates unchanged, only their mix).
-The end (theory_checks T7): ending is a move to a state with no future cost, so the literal sum
-pays the student to stop. stop="horizon" (default) minimises instead, on a fixed horizon H,
+distil_loss is that estimator; its pieces beside it are the project's additions, each checked exactly
+in theory_checks.py: end_price (T7: the literal sum pays the student to stop, so the end costs the
+teacher's surprise per skipped position), costs on a set of states S and the exit's price (T8), the
+top-k and sampled (black-box) estimators of H×. Baselines on the same rollouts: SDPO Σ_t KL(π_θ‖π_T),
+OPSD Σ_t JSD_β, GRPO −Σ_t Â log π_θ(y_t), offline −Σ_t log π_θ on the teacher's samples.
 
-    L_H(θ) = E_y[ Σ_t C_t + (H − |y| + 1)·σ(y) ],   σ = −log π_T(y_|y| | s_|y|)   (the surprise at the end)
-
-σ does not depend on θ, so it joins every cost-to-go; "surprise" prices the end once, "literal" is
-the paper's sum. states= restricts the costs to a set S decided by y_<t (the expert's support), and
-leaving S is an end (theory_checks T8): with e the last state on S (the exit, or the end),
-L_S = E[Σ_t 1[s_t ∈ S] C_t + (H − e + 1)·σ_e], σ_e the teacher's surprise at y_e, or at an exit the
-surprise of the expert whose support S is (exit_surprise: a fallible teacher's would let the student
-choose the mistakes it finds plausible). Baselines on the same rollouts: SDPO Σ_t KL(π_θ‖sg π_T);
-OPSD Σ_t JSD_β (TRL GKD convention); GRPO −Σ_t Â log π_θ(y_t); offline −Σ_t log π_θ on teacher
-samples (behaviour cloning).
-Estimators of H×_t: the full teacher distribution; top-k (+ a tail bucket, or renormalised); sampled
-−(1/K) Σ_k log π_θ(a_k), a_k ~ π_T (a black-box teacher).
-
-Conventions: loss = −objective. Shapes B rollouts, T positions, V vocabulary; student_logits[b, t]
-predict tokens[b, t], teacher_logits[b, t] are the teacher's at the same state; mask is 1 on response
-tokens, and masked positions reach no loss or gradient. Logits may be raw or log-probabilities; a
-−inf logit is probability 0 (0·log 0 = 0). Arguments follow the math: forward_ce(teacher, student),
-reverse_kl(student, teacher). Reductions: "sum" over positions, mean over rollouts (default);
-"token_mean" (SDPO/TRL); "none" (B,). The value of a surrogate is the Monte-Carlo estimate of its
-objective (score terms are written w·(log π − sg log π), zero in value).
+Conventions: loss = −objective; shapes B rollouts, T positions, V vocabulary; student_logits[b, t]
+predict tokens[b, t]; mask is 1 on response tokens, and masked positions reach no loss or gradient;
+logits may be raw or log-probabilities (a −inf logit is probability 0). Arguments follow the math:
+forward_ce(teacher, student), reverse_kl(student, teacher). Reductions: "sum" over positions, mean
+over rollouts (default); "token_mean" (SDPO/TRL); "none" (B,). A surrogate's value is the estimate
+of its objective (score terms are w·(log π − sg log π), zero in value).
 
 Run `python -m pytest -q tests/test_distil.py`: every surrogate's expected gradient equals the exact
 gradient of its objective, by enumerating all rollouts of a tabular model (variable length too).
@@ -247,6 +232,35 @@ def _score(logp, weight):
 # DistIL
 
 
+def later_sum(x):
+    """Σ_{t'>t} x_t' along the last axis: the cost-to-go over strictly later steps."""
+    return reverse_cumsum(x) - x
+
+
+def reverse_cumsum(x):
+    """Σ_{t'≥t} x_t' along the last axis."""
+    return x.flip(-1).cumsum(-1).flip(-1)
+
+
+def leave_one_out(to_go, group_size):
+    """to_go − b, b_t = the mean to-go of the *other* rollouts of the prompt at position t (consecutive
+    groups of group_size): b does not depend on this rollout's y_t, so the estimator stays unbiased."""
+    g = to_go.view(-1, group_size, to_go.shape[-1])
+    return (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).view_as(to_go)
+
+
+def per_position_cost(student_logits, teacher_logits, teacher_tokens, topk, tail, future_cost):
+    """The estimator of H×_t (B, T) and the cost C_t the future credit sums (None: H×_t itself):
+    the full teacher distribution; its top-k (+ a tail bucket); or K samples of a black-box teacher."""
+    if teacher_tokens is not None:
+        return sampled_forward_ce(teacher_tokens, student_logits), None
+    teacher, student = teacher_logits.detach(), student_logits  # sg π_T
+    if topk is not None:
+        teacher, student = topk_buckets(teacher, student_logits, topk, tail)
+    kl = forward_kl(teacher, student) if future_cost == "kl" else None
+    return forward_ce(teacher, student), kl
+
+
 def surprise_at(teacher_logits, teacher_tokens, tokens, at):
     """σ = −log π_T(y_t | s_t) where `at` (B, T) is set (the end, or the exit from S), 0 elsewhere. From K
     teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y_t], unbiased for Σ_{k≤K} (1−p)^k/k, the series
@@ -270,6 +284,41 @@ def last_position(on):
     return on & ~F.pad(on[:, 1:], (0, 1), value=False)
 
 
+def end_price(teacher_logits, teacher_tokens, tokens, on, w, stop, horizon, price_exit, exit_surprise):
+    """The price of the end (theory_checks T7) and of the exit from S (T8), (B, T): an action cost at
+    the last position on S, e (the end, or the exit), that joins the cost-to-go of every t ≤ e.
+    "horizon": (H − e + 1)·σ_e, the end and each of the H − e positions it skips; "surprise": σ_e;
+    σ_e = the teacher's surprise at y_e, or at an exit exit_surprise (the expert's, if given)."""
+    ended = w if price_exit else on  # the positions up to the priced end (e = their number)
+    sigma = surprise_at(teacher_logits, teacher_tokens, tokens, last_position(ended) & w)
+    if price_exit and exit_surprise is not None:  # the exits (the last state on S is not the end)
+        exits = last_position(w) & ~last_position(on)
+        sigma = torch.where(exits, torch.as_tensor(exit_surprise, dtype=sigma.dtype), sigma)
+    if stop == "horizon":
+        sigma = sigma * (horizon - ended.sum(-1, keepdim=True) + 1)
+    return sigma
+
+
+def _check_distil(teacher_logits, teacher_tokens, topk, sequence_level, future_cost, baseline, stop):
+    """distil_loss's own argument checks (shapes: _check): ValueError naming what is accepted."""
+    if stop not in STOP_RULES:
+        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
+    if (teacher_logits is None) == (teacher_tokens is None):
+        raise ValueError(
+            "give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
+            "(samples from a black-box teacher)"
+        )
+    if future_cost not in FUTURE_COSTS:
+        raise ValueError(f"future_cost must be one of {FUTURE_COSTS}, got {future_cost!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if teacher_tokens is not None and (topk is not None or (sequence_level and future_cost == "kl")):
+        raise ValueError(
+            "teacher_tokens (samples only) support the forward cross-entropy estimator: "
+            "topk and future_cost='kl' need teacher_logits"
+        )
+
+
 def distil_loss(
     student_logits,
     tokens,
@@ -288,68 +337,28 @@ def distil_loss(
     states=None,
     price_exit=True,
     exit_surprise=None,
-    future_weight=1.0,
 ):
-    """DistIL surrogate loss on a batch of the student's own rollouts.
+    """DistIL surrogate loss on a batch of the student's own rollouts: value the estimate of L,
+    gradient an unbiased estimate of ∇L (full and sampled estimators, reduction "sum").
 
-    student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher:
-      teacher_logits (B, T, V)  full distribution (or its top-k if topk is set), or
-      teacher_tokens (B, T, K)  K samples from the teacher at each state (black-box estimator).
-    sequence_level  add the future-credit term Σ_t ∇log π(y_t|s_t)·(Σ_{t'>t} C_t' − b_t);
-                    False gives the token-level (local) variant.
-    future_cost     "ce": C = H× (the paper's L); "kl": C = KL(π_T‖π_θ) (needs teacher_logits).
-    baseline        "none" or "loo": b_t for rollout i = mean of Σ_{t'>t} C_t' over the other
-                    rollouts of its group (consecutive groups of group_size); unbiased.
-    Value: the estimate of L (Σ_t H×_t + the end's price), reduced (also with future_cost="kl").
-    Gradient: an unbiased estimate of ∇L (of ∇E[Σ_t KL_t + price] with future_cost="kl") for the
-    full and sampled estimators with reduction "sum"; top-k is a biased (coarse-grained) cost, and
-    "token_mean" divides by a random token count (a ratio estimator, as in SDPO/TRL).
-    stop            how the end of a response is priced in the future-credit term, with
-                    σ = −log π_T(y_|y| | s_|y|), the teacher's surprise at the last response token
-                    (the end-of-text of an ended response; estimated from teacher_tokens):
-                    "horizon" L = E[Σ_t C_t + (H − |y| + 1) σ]: a fixed horizon of H positions in
-                    which the ended state is held, each skipped position priced σ again;
-                    "surprise" L = E[Σ_t C_t + σ]; "literal" L = E[Σ_t C_t] (an end costs 0).
-    horizon         H for stop="horizon": the most response positions a rollout can have (the
-                    sampler's max_new_tokens); None: the longest response of the batch (counted in
-                    response positions, so padding changes neither value nor gradient).
-    states          (B, T) bool: the states whose cost counts, 1[s_t ∈ S] for a set S decided by
-                    y_<t alone and left for good (e.g. the expert's support, through the first token
-                    it rules out): L_S = E[Σ_t 1[s_t ∈ S] C_t + price], the same unbiased estimators
-                    (the indicator is part of the cost). None: all states.
-    price_exit      leaving S is an end (theory_checks T8): a rollout whose last state on S is
-                    s_e, e < |y|, pays the end's price there, with σ_e = −log π_T(y_e | s_e) the
-                    teacher's surprise at the exit token ("horizon": (H − e + 1)·σ_e); a rollout
-                    on S to its end pays the end's price. False: the exit is free (the ablation;
-                    the end's price is paid only by rollouts that end on S).
-    exit_surprise   σ_e of every exit from S, a number: the surprise of the expert whose support S is
-                    at a token it rules out (an ε-smoothed expert: log(V/ε)), so that the student
-                    cannot choose the mistakes a fallible teacher finds plausible. None: the
-                    teacher's own surprise at the exit token.
-    future_weight   λ on the future-credit term: the gradient is local + λ·future (1: ∇L, the
-                    paper's; 0: the local term alone, as sequence_level=False, with the end's price
-                    in the value). Between them, neither term's estimate changes, only their mix.
-    """
-    if stop not in STOP_RULES:
-        raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
-    if (teacher_logits is None) == (teacher_tokens is None):
-        raise ValueError(
-            "give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
-            "(samples from a black-box teacher)"
-        )
-    if future_cost not in FUTURE_COSTS:
-        raise ValueError(f"future_cost must be one of {FUTURE_COSTS}, got {future_cost!r}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-    if not (isinstance(future_weight, (int, float)) and 0 <= future_weight < math.inf):
-        raise ValueError(f"future_weight must be a finite number >= 0 (1 = the paper's), got {future_weight}")
+        L  = E[Σ_t C_t + price],   C_t = 1[s_t ∈ S]·H×(sg π_T(·|s_t), π_θ(·|s_t))
+        ∇L = E[Σ_t ∇C_t  +  Σ_t ∇log π_θ(y_t|s_t)·(Σ_{t'>t} C_t' + price − b_t)]
+
+    student_logits (B, T, V), tokens (B, T), mask (B, T); exactly one teacher: teacher_logits
+    (B, T, V) or teacher_tokens (B, T, K), K samples of a black-box teacher at each state.
+    sequence_level  False: the local term only (the paper's "CE" ablation).
+    future_cost     "ce": C = H× (the paper's); "kl": the future credit sums KL(π_T‖π_θ) instead.
+    baseline        "none" or "loo" (leave_one_out over consecutive groups of group_size rollouts).
+    topk, tail      H× over the teacher's top-k tokens (+ a tail bucket): biased, coarse-grained.
+    stop, horizon   the end's price (end_price; T7): "horizon" (H = horizon, None: the longest
+                    response), "surprise", or "literal" (the paper's sum: an end costs 0).
+    states          (B, T) bool, S = the states whose cost counts, decided by y_<t and left for good
+                    (the expert's support; T8); None: all. Leaving S is an end, priced unless
+                    price_exit=False, at exit_surprise if given (the expert's surprise).
+    Reductions: "sum" over positions, mean over rollouts; "token_mean" (SDPO/TRL); "none" (B,)."""
+    _check_distil(teacher_logits, teacher_tokens, topk, sequence_level, future_cost, baseline, stop)
     if baseline == "loo" and group_size < 2:
         raise ValueError("baseline='loo' needs group_size >= 2 rollouts per prompt")
-    if teacher_tokens is not None and (topk is not None or (sequence_level and future_cost == "kl")):
-        raise ValueError(
-            "teacher_tokens (samples only) support the forward cross-entropy estimator: "
-            "topk and future_cost='kl' need teacher_logits"
-        )
     on = _check(
         student_logits,
         tokens,
@@ -367,47 +376,31 @@ def distil_loss(
         )
     if states is not None and states.shape != on.shape:
         raise ValueError(f"states must be (B, T) = {tuple(on.shape)} like mask, got {tuple(states.shape)}")
-    w = on if states is None else on & states.bool()  # where a cost counts
+    w = on if states is None else on & states.bool()  # where a cost counts: 1[s_t ∈ S]
     if price_exit and (w & (on & ~w).cumsum(-1).bool()).any():
         raise ValueError(
             "states must leave S for good (once a response position is off S, every later one "
             "is) for its exit to be priced; give such a set or price_exit=False"
         )
     student_logits, tokens = _clean(student_logits, on), _clean(tokens, on)
-    if teacher_tokens is not None:
-        cost = sampled_forward_ce(_clean(teacher_tokens, on), student_logits)  # (B, T)
-        kl = None
-    else:
-        teacher = _clean(teacher_logits.detach(), on)  # sg π_T
-        if topk is not None:
-            teacher, student = topk_buckets(teacher, student_logits, topk, tail)
-        else:
-            student = student_logits
-        cost = forward_ce(teacher, student)  # H×_t       (B, T)
-        kl = forward_kl(teacher, student) if future_cost == "kl" else None
-    cost = cost * w
+    teacher_logits = None if teacher_logits is None else _clean(teacher_logits, on)
+    teacher_tokens = None if teacher_tokens is None else _clean(teacher_tokens, on)
+    cost, kl = per_position_cost(student_logits, teacher_logits, teacher_tokens, topk, tail, future_cost)
+    cost = cost * w  # C_t, the local term's cost
     if not sequence_level:
         return _reduce(cost, on, reduction)
-    future = (cost if kl is None else kl * w).detach()  # C_t
-    rev_cumsum = lambda x: x.flip(-1).cumsum(-1).flip(-1)  # noqa: E731  Σ_{t'≥t}
-    to_go = rev_cumsum(future) - future  # Σ_{t'>t} C_t'     (B, T)
-    if stop != "literal":  # the end's price at the last position on S (the end, or the exit), in every t ≤ e
-        ended = w if price_exit else on  # the positions up to the priced end (e = their number)
-        sigma = surprise_at(teacher_logits, teacher_tokens, tokens, last_position(ended) & w)
-        if price_exit and exit_surprise is not None:  # the exits (the last state on S is not the end)
-            exits = last_position(w) & ~last_position(on)
-            sigma = torch.where(exits, torch.as_tensor(exit_surprise, dtype=sigma.dtype), sigma)
-        if stop == "horizon":  # σ for the end and for each of the H − e positions it skips
-            sigma = sigma * ((horizon or longest) - ended.sum(-1, keepdim=True) + 1)
-        to_go, cost = to_go + rev_cumsum(sigma), cost + sigma
+    to_go = later_sum((cost if kl is None else kl * w).detach())  # Σ_{t'>t} C_t'
+    if stop != "literal":
+        price = end_price(
+            teacher_logits, teacher_tokens, tokens, on, w, stop, horizon or longest, price_exit, exit_surprise
+        )
+        to_go, cost = to_go + reverse_cumsum(price), cost + price
     if baseline == "loo":
-        g = to_go.view(-1, group_size, to_go.shape[-1])
-        to_go = (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).view_as(to_go)
-    # After the exit from S every continuation costs 0: the cost-to-go is exactly 0 there, so is the best
-    # baseline (it depends on s_t alone), and the score term, pure noise under "loo", is dropped. A row
-    # with no state on S (e.g. no teacher context) keeps its baseline term: dropping it would bias loo.
+        to_go = leave_one_out(to_go, group_size)
+    # After the exit from S every continuation costs 0, so the cost-to-go (and the best baseline) is 0:
+    # the score term there, pure noise under "loo", is dropped. A row with no state on S keeps it.
     after_exit = on & ~w & (w.cumsum(-1) > 0)
-    score = _score(token_logprobs(student_logits, tokens), future_weight * to_go) * (on & ~after_exit)
+    score = _score(token_logprobs(student_logits, tokens), to_go) * (on & ~after_exit)
     return _reduce(cost + score, on, reduction)
 
 

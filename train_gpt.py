@@ -66,7 +66,6 @@ TEACHERS = {
     "frozen": "the RL start, never updated",
     "oracle": "the task's programmatic expert",
 }  # or a .pt path
-SEQUENCE_LEVEL = ("distil", "distil_kl", "distil_topk", "distil_sampled")  # the methods with future credit
 SELF_TEACHERS = ("self", "ema", "frozen")  # the student's weights at step 0: the SFT evaluation is theirs
 
 
@@ -108,7 +107,6 @@ class Config:
     context: str = "peer"  # teacher context: peer | feedback | both | none (= the student's context)
     self_peer: bool = True  # a success with no successful sibling is its own peer (else: no signal)
     baseline: str = "loo"  # future-credit baseline: loo (leave-one-out over the group) | none
-    future_weight: float = 1.0  # λ: distil's gradient is local + λ·future credit (1 = ∇L; 0 = local)
     reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
     stop: str = distil.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
     horizon: int = 0  # H of --stop horizon: positions a response may have (0 = the task's budget + 1)
@@ -185,9 +183,6 @@ def check_config(cfg):
             f"--states {cfg.states} needs a method that reads the teacher at the student's states "
             f"(for --method {cfg.method} add --states all)"
         )
-    if cfg.future_weight != 1 and cfg.method not in SEQUENCE_LEVEL:
-        methods = ", ".join(SEQUENCE_LEVEL)
-        return f"--future_weight {cfg.future_weight} needs a sequence-level method: {methods}"
     if cfg.answers != "all" and METHODS[cfg.method] != "answers":
         return f"--answers {cfg.answers} needs a method that clones the teacher's answers (offline)"
     if cfg.baseline == "loo" and cfg.group < 2:
@@ -658,7 +653,6 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, costed):
         states=costed,
         price_exit=cfg.exit_price != "free",
         exit_surprise=oracle_price if cfg.exit_price == "oracle" else None,
-        future_weight=cfg.future_weight,
     )
 
 

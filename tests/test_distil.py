@@ -469,21 +469,6 @@ def test_token_level_expected_gradient_is_the_local_term_only():
     assert (g_tok - g_full).abs().max() > 1e-3  # the future-credit term is not zero here
 
 
-@pytest.mark.parametrize("lam", (0.0, 0.3))
-def test_future_weight_mixes_the_exact_local_and_future_gradients(lam):
-    """future_weight λ: the expected gradient is local + λ·(∇L − local), exactly (λ = 0: token level)."""
-    theta, teacher = make_tables(1)
-    tokens, mask, sid = batch(SEQS)
-    s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
-    prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    per = distil.distil_loss(
-        s_logits, tokens, mask, teacher_logits=t_logits, future_weight=lam, reduction="none"
-    )
-    g_local = grad(exact_objective(theta, teacher, tokens, mask, sid, through_states=False), theta)
-    g_full = grad(exact_objective(theta, teacher, tokens, mask, sid, stop="horizon"), theta)
-    assert torch.allclose(grad((prob * per).sum(), theta), g_local + lam * (g_full - g_local), atol=1e-12)
-
-
 def test_future_cost_kl_gives_the_gradient_of_the_expected_kl():
     theta, teacher = make_tables(2)
     tokens, mask, sid = batch(SEQS)
@@ -811,10 +796,6 @@ def bad_inputs():
         (
             "reduction must be one of",
             lambda: distil.distil_loss(s, tok, m, teacher_logits=t, reduction="avg"),
-        ),
-        (
-            "future_weight must be a finite number >= 0",
-            lambda: distil.distil_loss(s, tok, m, teacher_logits=t, future_weight=-1.0),
         ),
         ("stop must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, stop="early")),
         (
