@@ -31,6 +31,8 @@ import torch.distributed as dist
 
 import tasks
 
+CKPT_EVERY = 50  # steps between checkpoints of a stage: a killed run loses at most this many
+
 # -----------------------------------------------------------------------------
 # Flags: one --flag per field of a config dataclass, its help the field's trailing comment
 
@@ -92,8 +94,7 @@ class Runtime:
         self.owns_pg = self.world > 1 and not dist.is_initialized()  # then close() destroys it
         if self.owns_pg:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        auto_bf16 = cfg.dtype == "auto" and name == "cuda" and torch.cuda.is_bf16_supported()
-        self.bf16 = cfg.dtype == "bf16" or auto_bf16
+        self.bf16 = name == "cuda" and torch.cuda.is_bf16_supported()  # bf16 autocast on CUDA, else fp32
         self.amp = (
             torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         )
@@ -224,10 +225,10 @@ class Stage:
             )
 
     def after_step(self, step, flag, raw, opt, **extra):
-        """Checkpoint every ckpt_every steps, and after a Ctrl-C on any rank (every rank together);
+        """Checkpoint every CKPT_EVERY steps, and after a Ctrl-C on any rank (every rank together);
         returns True after a Ctrl-C: the stage stops, to continue with --resume."""
         stop = interrupted(self.rt, flag)
-        if stop or (step + 1) % self.cfg.ckpt_every == 0:
+        if stop or (step + 1) % CKPT_EVERY == 0:
             self.save(step + 1, raw, opt, **extra)
         if stop:
             self.rt.log(f"{self.name}: stopped after step {step}; saved {self.ckpt} (continue with --resume)")

@@ -69,67 +69,57 @@ TEACHERS = {
 SELF_TEACHERS = ("self", "ema", "frozen")  # the student's weights at step 0: the SFT evaluation is theirs
 
 
+# Fixed choices, each with its reason (a fork changes them here, not through flags)
+TEMPERATURE = 1.0  # of rollouts, teacher answers and evaluation samples: 1 samples π itself (on-policy)
+SAMPLES = 8  # samples per held-out problem: avg@8, pass@8, maj@8
+ADV_SAMPLES = 2  # t_adv: completions per cut from the teacher and from the student (paired draws)
+TOPK = 16  # distil_topk: the teacher's 16 likeliest tokens + a tail bucket (a top-k teacher server's)
+TEACHER_SAMPLES = 4  # distil_sampled: K samples of the black-box teacher's next token per state
+EMA_TAU = 0.05  # the EMA teacher's rate τ (SDPO's teacher_update_rate)
+OPSD_BETA = 0.5  # β of OPSD's generalised Jensen-Shannon (TRL GKD's default)
+GRAD_CLIP = 1.0  # max global gradient norm, SFT and RL (nanoGPT's)
+SAMPLE_BATCH = 512  # most rows per sampler call (bounds the KV cache's memory)
+DATA_SEED = 1337  # seed of the problem lists: every run (student, teacher, each RL seed) sees the same
+
+
 @dataclasses.dataclass
 class Config:
     # what to run
     stage: str = "all"  # all (sft -> eval -> rl -> eval) | sft | rl | eval
     task: str = "mult:digits_a=2,digits_b=1"  # a tasks.py task, optionally with knobs: name:knob=value,...
-    # the default RL run: the experiment's best expert-taught arm (README, Training); 1e-4: results/claims.md
-    method: str = "distil_token"  # RL objective (distil.py)
+    method: str = "distil_token"  # RL objective (METHODS; distil.py)
     teacher: str = "oracle"  # self (live weights) | ema | frozen (RL start) | oracle | path/to/ckpt.pt
+    context: str = "peer"  # teacher context: peer | feedback | both | none (= the student's context)
+    stop: str = distil.STOP_RULES[0]  # how distil prices the end of a response (distil.STOP_RULES)
+    states: str = "support"  # where the teacher's costs count: all | support (the oracle's S, on_support)
     out_dir: str = "out"  # checkpoints and JSONL logs
     init_from: str = ""  # checkpoint for the rl/eval stage ("" = out_dir/sft.pt, or the rl one for eval)
     resume: bool = False  # continue the stage from its own checkpoint in out_dir
     seed: int = 1337  # every random draw is a function of (seed, stage, step, rank)
     # model and device
     preset: str = "tiny"  # model size (n_layer, n_head, n_embd) in model.PRESETS
-    device: str = "auto"  # auto picks cuda > mps > cpu
-    dtype: str = "auto"  # autocast precision: auto (bf16 on CUDA, else fp32) | bf16 | fp32
+    device: str = "auto"  # auto picks cuda > mps > cpu (bf16 autocast on CUDA)
     compile: bool = False  # torch.compile the training forward (minutes; on CPU needs a C++ compiler)
+    adam_eps: float = ADAM_EPS  # AdamW's ε for SFT and RL, in gradient units (model.ADAM_EPS says why)
+    # data: problem lists drawn with DATA_SEED; validation and RL prompts are held out of SFT
+    n_train: int = 4000  # training problems drawn (SFT examples come from them)
+    val_n: int = 0  # validation set: the first val_n distinct training problems
+    rl_n: int = 0  # RL prompts: the next rl_n distinct training problems (0 = SFT's problems)
     # SFT warm start (from scratch)
     sft_steps: int = 500  # optimizer steps
     sft_batch: int = 32  # sequences per step, all ranks together
     sft_lr: float = 3e-3  # peak AdamW learning rate (warmup, then cosine to 10%)
     sft_teacher_frac: float = 0.5  # fraction of SFT examples in teacher format (feedback and/or peer)
-    n_train: int = 4000  # training problems; SFT examples and RL prompts are drawn from them
-    data_seed: int = -1  # seed of the problem lists (train, validation, test); -1 = --seed
-    val_n: int = 0  # validation set: the first val_n distinct training problems, removed from SFT and RL
-    rl_n: int = 0  # RL prompts: the next rl_n distinct training problems, removed from SFT (0 = SFT's)
     # on-policy RL
     rl_steps: int = 300  # optimizer steps, one batch of fresh rollouts each
     prompts: int = 8  # P: prompts per step, all ranks together
     group: int = 8  # G: rollouts per prompt (peers for the teacher context, leave-one-out baseline)
     rl_lr: float = 1e-4  # AdamW learning rate, constant after the warmup
     rl_warmup: int = 0  # RL steps of linear warmup to rl_lr (0 = constant from the first step)
-    rl_moments: str = "fresh"  # AdamW moments at the RL start: fresh | init (the --init_from checkpoint's)
-    temperature: float = 1.0  # rollout temperature (1 = sample π_θ itself, i.e. on-policy; 0 = greedy)
-    top_k: int = 0  # restrict rollout sampling to the k likeliest tokens (0 = off)
-    context: str = "peer"  # teacher context: peer | feedback | both | none (= the student's context)
-    self_peer: bool = True  # a success with no successful sibling is its own peer (else: no signal)
-    baseline: str = "loo"  # future-credit baseline: loo (leave-one-out over the group) | none
-    reduction: str = "sum"  # loss reduction: sum (over positions, mean over rollouts) | token_mean
-    stop: str = distil.STOP_RULES[0]  # how distil_loss prices the end of a response (distil.STOP_RULES)
-    horizon: int = 0  # H of --stop horizon: positions a response may have (0 = the task's budget + 1)
-    states: str = "support"  # where the teacher's costs count: all | support (the oracle's S, on_support)
-    # leaving S (--states support) is an end, priced per skipped position at the surprise of:
-    exit_price: str = "oracle"  # oracle (at a token it rules out) | teacher (at the exit token) | free
-    ema_tau: float = 0.05  # EMA teacher rate τ (SDPO's teacher_update_rate)
-    distil_topk: int = 16  # k of distil_topk (teacher's k likeliest tokens + a tail bucket)
-    teacher_samples: int = 4  # K teacher samples per position for distil_sampled
-    answers: str = "all"  # offline clones the teacher's answers: all | verified (those the verifier accepts)
-    opsd_beta: float = 0.5  # β of OPSD's generalised Jensen-Shannon (TRL GKD default)
-    grad_clip: float = 1.0  # max global gradient norm (0 = off)
-    adam_eps: float = ADAM_EPS  # AdamW's ε for SFT and RL, in gradient units (model.ADAM_EPS says why)
-    # evaluation (held-out test split, or the validation set)
+    # evaluation (the held-out test split, or the validation set)
     eval_n: int = 128  # test problems
     eval_split: str = "test"  # held-out problems evaluated: test (eval_n of the test split) | val (the val_n)
-    eval_samples: int = 8  # n samples per problem at `temperature` for pass@k, avg@n, maj@n
-    eval_k: int = 4  # k of the unbiased pass@k estimator (2 <= k <= n)
     eval_every: int = 25  # RL steps between evaluations (0 = before and after only)
-    eval_passn: int = 0  # at the end: pass@N for N = 1, 2, 4, .. from this many samples per problem (0 = off)
-    adv_samples: int = 2  # t_adv: completions per cut from the teacher and from the student (0 = off)
-    ckpt_every: int = 50  # steps between checkpoints (the last step is always saved)
-    sample_batch: int = 512  # most rows per sampler call (bounds KV-cache memory)
 
 
 # the accepted values of the fields that take one of a fixed set (--teacher also takes a path), and
@@ -138,23 +128,17 @@ CHOICES = {
     "stage": ("all", "sft", "rl", "eval"),
     "method": tuple(METHODS),
     "teacher": tuple(TEACHERS),
-    "preset": tuple(PRESETS),
-    "device": ("auto", "cpu", "cuda", "mps"),
-    "dtype": ("auto", "bf16", "fp32"),
     "context": ("peer", "feedback", "both", "none"),
-    "baseline": distil.BASELINES,
-    "reduction": ("sum", "token_mean"),
     "stop": distil.STOP_RULES,
     "states": ("all", "support"),
-    "exit_price": ("oracle", "teacher", "free"),
-    "answers": ("all", "verified"),
-    "rl_moments": ("fresh", "init"),
+    "preset": tuple(PRESETS),
+    "device": ("auto", "cpu", "cuda", "mps"),
     "eval_split": ("test", "val"),
 }
-RANGES = dict.fromkeys(("seed", "sft_steps", "val_n", "rl_n", "rl_steps", "rl_warmup", "top_k"), (0, None))
-RANGES |= dict.fromkeys(("horizon", "eval_every", "eval_passn", "adv_samples"), (0, None))
-RANGES |= {"data_seed": (-1, None), "eval_samples": (2, None), "eval_k": (2, None)}
-RANGES |= dict.fromkeys(("sft_teacher_frac", "ema_tau", "opsd_beta"), (0, 1))
+RANGES = dict.fromkeys(
+    ("seed", "sft_steps", "val_n", "rl_n", "rl_steps", "rl_warmup", "eval_every"), (0, None)
+)
+RANGES |= {"sft_teacher_frac": (0, 1), "adam_eps": (1e-12, None)}  # ε = 0 divides 0 by 0
 
 
 def check_config(cfg):
@@ -172,27 +156,21 @@ def check_config(cfg):
         if not (lo <= value and (hi is None or value <= hi)):  # also false for nan
             return f"--{f.name} {value} must be " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
     try:
-        budget = tasks.make_task(cfg.task).max_response_chars + 1  # the sampler's max_new_tokens
+        tasks.make_task(cfg.task)
     except ValueError as e:
         return f"--task: {e}"
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's ranks share the batches
-    if 0 < cfg.horizon < budget:
-        return f"--horizon {cfg.horizon} must be 0 or >= {budget}, the most tokens a {cfg.task} response has"
     if cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"):
         return (
             f"--states {cfg.states} needs a method that reads the teacher at the student's states "
             f"(for --method {cfg.method} add --states all)"
         )
-    if cfg.answers != "all" and METHODS[cfg.method] != "answers":
-        return f"--answers {cfg.answers} needs a method that clones the teacher's answers (offline)"
-    if cfg.baseline == "loo" and cfg.group < 2:
-        return "--baseline loo needs --group >= 2 (the other rollouts are the baseline)"
+    if cfg.group < 2:
+        return "--group must be >= 2 (the other rollouts of a prompt are its baseline)"
     if cfg.eval_split == "val" and cfg.val_n < 1:
         return "--eval_split val needs --val_n >= 1 (the held-out training problems)"
     if cfg.sft_batch % world or cfg.prompts % world:
         return f"--sft_batch {cfg.sft_batch} and --prompts {cfg.prompts} must divide among {world} ranks"
-    if cfg.eval_k > cfg.eval_samples:  # (pass@1 is greedy; sampled pass@1 is avg@n)
-        return f"--eval_k {cfg.eval_k} must lie in [2, --eval_samples={cfg.eval_samples}]"
     return None
 
 
@@ -227,12 +205,11 @@ def decode_responses(enc, resp, mask):  # the texts the verifier scores: no end-
 
 
 def problem_sets(cfg, task):
-    """(SFT problems, RL prompts, evaluation problems) drawn with --data_seed (tasks.problem_sets). The
+    """(SFT problems, RL prompts, evaluation problems) drawn with DATA_SEED (tasks.problem_sets). The
     first --val_n distinct training problems are the validation set (--eval_split val evaluates it),
     the next --rl_n the RL prompts; SFT never sees either (--rl_n 0: RL prompts are SFT problems)."""
-    seed = cfg.seed if cfg.data_seed < 0 else cfg.data_seed
     try:
-        train, held, test = tasks.problem_sets(task, cfg.n_train, cfg.eval_n, seed, cfg.val_n + cfg.rl_n)
+        train, held, test = tasks.problem_sets(task, cfg.n_train, cfg.eval_n, DATA_SEED, cfg.val_n + cfg.rl_n)
     except ValueError as e:
         raise SystemExit(f"error: --{e} (--val_n + --rl_n)") from None
     val, rl = held[: cfg.val_n], held[cfg.val_n :]
@@ -253,9 +230,7 @@ class Rollouts:
 def generate(model, cfg, rt, ids, max_new, temperature, gen):
     """(resp, mask) of responses to the token contexts `ids`: KV-cached, --sample_batch rows a call."""
     with rt.amp:
-        return generate_responses(
-            model, ids, max_new, tasks.EOT_ID, temperature, cfg.top_k, gen, cfg.sample_batch
-        )
+        return generate_responses(model, ids, max_new, tasks.EOT_ID, temperature, None, gen, SAMPLE_BATCH)
 
 
 def sample_rollouts(model, cfg, rt, prompts, group, temperature, gen):
@@ -295,7 +270,7 @@ class Teacher:
 
     def contexts(self, problems, rewards, texts, feedback, group):
         """SDPO's reprompt (tasks.reprompt): --context picks the feedback and/or a successful peer."""
-        return tasks.reprompt(problems, rewards, texts, feedback, group, self.cfg.context, self.cfg.self_peer)
+        return tasks.reprompt(problems, rewards, texts, feedback, group, self.cfg.context)
 
     def answers(self, problems, ctx, gen):
         return self.complete(problems, ctx, [""] * len(ctx), gen)
@@ -333,7 +308,7 @@ class ModelTeacher(Teacher):
         if rows:
             ids = [encode(self.rt.enc, ctx[i] + prefixes[i]) for i in rows]
             max_new = max(1, self.rt.task.max_response_chars + 1 - min(len(prefixes[i]) for i in rows))
-            resp, mask = generate(self.model, self.cfg, self.rt, ids, max_new, self.cfg.temperature, gen)
+            resp, mask = generate(self.model, self.cfg, self.rt, ids, max_new, TEMPERATURE, gen)
             for i, text in zip(rows, decode_responses(self.rt.enc, resp, mask)):
                 out[i] = prefixes[i] + text
         return out
@@ -342,7 +317,7 @@ class ModelTeacher(Teacher):
     def update(self, student):
         if self.kind == "ema":
             for pt, p in zip(self.model.parameters(), student.parameters()):
-                pt.lerp_(p, self.cfg.ema_tau)  # θ_T ← (1 − τ) θ_T + τ θ
+                pt.lerp_(p, EMA_TAU)  # θ_T ← (1 − τ) θ_T + τ θ
 
     def state_dict(self):
         return self.model.state_dict() if self.kind in ("ema", "frozen") else None
@@ -429,7 +404,7 @@ TEACHER_KEYS = ("t_rew", "lift", "t_adv", "t_adv_se", "t_adv_n")  # the teacher'
 
 def student_keys(cfg):
     """The student's held-out metrics: greedy pass@1, unbiased pass@k, avg@n and maj@n of n samples."""
-    return ["pass@1", f"pass@{cfg.eval_k}", f"avg@{cfg.eval_samples}", f"maj@{cfg.eval_samples}"]
+    return ["pass@1", f"pass@{SAMPLES}", f"avg@{SAMPLES}", f"maj@{SAMPLES}"]
 
 
 def eval_keys(cfg):
@@ -442,10 +417,10 @@ def evaluate(model, teacher, cfg, rt, problems):
     numbers (seeded by seed and rank only): differences between checkpoints are not sampling noise.
     t_rew is the teacher's success from the contexts it gets (nan if it gets none); t_adv its
     advantage at the student's states (teacher_advantage), with its standard error and n of cuts."""
-    n, k, mine = cfg.eval_samples, cfg.eval_k, problems[rt.rank :: rt.world]
+    n, k, mine = SAMPLES, SAMPLES, problems[rt.rank :: rt.world]
     gen = torch.Generator(rt.device).manual_seed(runs.seed_of(cfg.seed, "eval", 0, rt.rank))
     greedy = score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, 1, 0.0, gen))
-    ro = score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, n, cfg.temperature, gen))
+    ro = score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, n, TEMPERATURE, gen))
     rewards = ro.rewards.tolist()
     ctx = teacher.contexts(ro.problems, rewards, ro.texts, ro.feedback, n)
     answers = teacher.answers(ro.problems, ctx, gen)
@@ -479,7 +454,7 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
     (the empty prefix included); from it the teacher (its context) and the student (its own) complete
     adv_samples times from one seed. Returns the sums {cuts, d: Σd, d2: Σd²} of d = the teacher's
     success rate − the student's, one d per cut."""
-    n, M, seed = cfg.eval_samples, cfg.adv_samples, runs.seed_of(cfg.seed, "adv", 0, rt.rank)
+    n, M, seed = SAMPLES, ADV_SAMPLES, runs.seed_of(cfg.seed, "adv", 0, rt.rank)
     firsts = (next((i for i in range(g, g + n) if ctx[i] is not None), None) for g in range(0, len(ctx), n))
     rows, rng, rates = [i for i in firsts if i is not None and M], random.Random(seed), []
     cuts = [rng.randrange(int(ro.mask[i].sum())) for i in rows]
@@ -493,19 +468,6 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
         rates.append(rewards.reshape(len(rows), M).mean(1))
     d = rates[0] - rates[1]
     return {"cuts": len(rows), "d": d.sum().item(), "d2": (d * d).sum().item()}
-
-
-@torch.no_grad()
-def pass_at_n(model, cfg, rt, problems):
-    """{"1": pass@1, "2": pass@2, ..}: N = 1, 2, 4, .. from eval_passn samples per problem at temperature 1"""
-    s, mine = cfg.eval_passn, problems[rt.rank :: rt.world]
-    gen = torch.Generator(rt.device).manual_seed(runs.seed_of(cfg.seed, "passn", 0, rt.rank))
-    ro = score_rollouts(rt, sample_rollouts(model, dataclasses.replace(cfg, top_k=0), rt, mine, s, 1.0, gen))
-    counts = [int(ro.rewards[i : i + s].sum().item()) for i in range(0, len(ro.problems), s)]
-    ns = [str(2**i) for i in range(int(math.log2(s)) + 1)]
-    sums = {n: sum(pass_at_k(s, c, int(n)) for c in counts) for n in ns}
-    sums = runs.reduce_sums(rt, sums | {"problems": len(mine)})
-    return {n: sums[n] / sums["problems"] for n in ns}
 
 
 def format_eval(m):
@@ -576,7 +538,7 @@ def train_sft(cfg, rt):
             runs.check_finite(s["loss"], "sft", step, stage.ckpt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(raw.parameters(), 1.0)  # SFT from scratch: nanoGPT's clip
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), GRAD_CLIP)
             opt.step()
             row = {"step": step, "loss": s["loss"] / rt.world, "lr": lr, "tokens": s["tokens"]}
             stage.append(row)
@@ -607,14 +569,11 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     sig = {"has": torch.tensor([c is not None for c in ctx], device=ro.resp.device)}
     if need == "answers":  # behaviour cloning: the teacher's own responses, from its context
         texts = teacher.answers(ro.problems, ctx, gen)
-        if cfg.answers == "verified":  # rejection sampling: a sampled teacher's mistakes are not taught
-            ok = [t is not None and rt.task.verify(p, t)[0] > 0.5 for p, t in zip(ro.problems, texts)]
-            sig["has"] &= torch.tensor(ok, device=ro.resp.device)
         ids = [encode(rt.enc, t or "") + [tasks.EOT_ID] for t in texts]
         sig["resp"], sig["mask"] = right_pad(ids, tasks.EOT_ID, ro.resp.device)
         sig["mask"] &= sig["has"][:, None]
     elif need == "samples":  # black box: the loss sees K samples a_k ~ π_T(·|s_t), never π_T itself
-        sig["tokens"] = teacher.next_tokens(ro.problems, ctx, ro.resp, ro.mask, cfg.teacher_samples, gen)
+        sig["tokens"] = teacher.next_tokens(ro.problems, ctx, ro.resp, ro.mask, TEACHER_SAMPLES, gen)
     else:
         sig["logp"] = teacher.logprobs(ro.problems, ctx, ro.resp, ro.mask)
     return sig
@@ -622,20 +581,19 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
 
 def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, costed):
     """The method's loss from distil.py, the one place a method is defined: `mask` every response token
-    (a loo baseline needs the rollouts without a teacher too), `costed` the states where the teacher's
-    costs count (distil's states=: the taught tokens, or those on the expert's support)."""
-    m, G, red = cfg.method, cfg.group, cfg.reduction
+    (the leave-one-out baseline needs the rollouts without a teacher too), `costed` the states where the
+    teacher's costs count (the taught tokens, or those on the expert's support, whose exit is priced at
+    the ε-smoothed oracle's surprise at a token it rules out, log(V/ε))."""
+    m, G = cfg.method, cfg.group
     if m == "grpo":
-        return distil.grpo_loss(logits, tokens, mask, rewards, G, reduction=red)
+        return distil.grpo_loss(logits, tokens, mask, rewards, G)
     if m == "offline":
-        return distil.offline_loss(logits, tokens, mask, reduction=red)
+        return distil.offline_loss(logits, tokens, mask)
     if m == "sdpo":
-        return distil.sdpo_loss(logits, sig["logp"], costed, reduction=red)
+        return distil.sdpo_loss(logits, sig["logp"], costed)
     if m == "opsd":
-        return distil.opsd_loss(logits, sig["logp"], costed, beta=cfg.opsd_beta, reduction=red)
+        return distil.opsd_loss(logits, sig["logp"], costed, beta=OPSD_BETA)
     sampled = m == "distil_sampled"
-    # the ε-smoothed oracle's surprise at a token it rules out: log(V / ε)
-    oracle_price = math.log(logits.shape[-1] / distil.ORACLE_EPS)
     return distil.distil_loss(
         logits,
         tokens,
@@ -644,15 +602,13 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, costed):
         teacher_tokens=sig["tokens"] if sampled else None,
         sequence_level=m != "distil_token",
         future_cost="kl" if m == "distil_kl" else "ce",
-        baseline=cfg.baseline,
+        baseline="loo",
         group_size=G,
-        reduction=red,
-        topk=cfg.distil_topk if m == "distil_topk" else None,
+        topk=TOPK if m == "distil_topk" else None,
         stop=cfg.stop,
         horizon=horizon,
         states=costed,
-        price_exit=cfg.exit_price != "free",
-        exit_surprise=oracle_price if cfg.exit_price == "oracle" else None,
+        exit_surprise=math.log(logits.shape[-1] / distil.ORACLE_EPS),
     )
 
 
@@ -663,7 +619,7 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     prompts = rng.sample(train, cfg.prompts)[rt.rank :: rt.world]  # ... each rank samples its share
     gen = torch.Generator(rt.device).manual_seed(runs.seed_of(cfg.seed, "rl", step, rt.rank))
     lap = runs.Laps(rt.device)
-    ro = sample_rollouts(raw, cfg, rt, prompts, cfg.group, cfg.temperature, gen)
+    ro = sample_rollouts(raw, cfg, rt, prompts, cfg.group, TEMPERATURE, gen)
     lap("sample")
     score_rollouts(rt, ro)
     lap("verify")
@@ -675,13 +631,12 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     opt.zero_grad(set_to_none=True)
     with rt.amp:
         logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)
-    horizon = cfg.horizon or rt.task.max_response_chars + 1
+    horizon = rt.task.max_response_chars + 1  # the sampler's budget: every position a response may have
     loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, horizon, costed)
     loss.backward()
     metrics = step_metrics(rt, ro, sig, loss, logits, mask, taught)
     runs.check_finite(metrics["loss"], "rl", step, ckpt)
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
     opt.step()
     teacher.update(raw)
     lap("update")
@@ -741,13 +696,6 @@ def train_rl(cfg, rt, eval0=None):
     init = cfg.init_from or os.path.join(cfg.out_dir, "sft.pt")
     name = f"rl_{cfg.method}"
     raw, opt, start, ck = load_stage(cfg, rt, name, init, cfg.rl_lr, 0.0)  # no decay: few steps from SFT
-    if cfg.rl_moments == "init" and not ck:  # the SFT's AdamW moments; the RL rate and no decay stay
-        saved = runs.load_checkpoint(init, "initial checkpoint").get("optimizer")
-        if saved is None:
-            raise SystemExit(f"error: --rl_moments init: {init} holds no optimizer state")
-        opt.load_state_dict(saved)
-        for g in opt.param_groups:
-            g["lr"], g["weight_decay"], g["eps"] = cfg.rl_lr, 0.0, cfg.adam_eps
     stage = runs.Stage(cfg, rt, name, start)
     teacher = make_teacher(cfg, rt, raw, ck)
     model = runs.wrap(raw, cfg, rt)
@@ -815,7 +763,7 @@ def describe(cfg, rt):
 def run(cfg):
     """Run what cfg asks for (the CLI and experiment.py call this). Returns a dict: "eval" (the last
     held-out metrics), "sft" (after SFT), "rows" (the RL log rows), "model" (the GPT trained or
-    evaluated), "interrupted" (by Ctrl-C), "passn" (with --eval_passn), "eval_problems" (distinct
+    evaluated), "interrupted" (by Ctrl-C), "eval_problems" (distinct
     held-out problems: the n of a binomial error bar)."""
     if check_config(cfg):
         raise SystemExit(f"error: {check_config(cfg)}")
@@ -840,9 +788,6 @@ def run(cfg):
             out["eval"] = evaluate(out["model"], make_teacher(cfg, rt, out["model"]), cfg, rt, test)
             rt.log(f"eval {path}: {format_eval(out['eval'])}")
         out["eval_problems"] = len({rt.task.split_key(p) for p in test})
-        if cfg.eval_passn and not out["interrupted"]:
-            out["passn"] = pass_at_n(out["model"], cfg, rt, test)
-            rt.log("pass@N: " + " | ".join(f"pass@{n} {v:.3f}" for n, v in out["passn"].items()))
         rt.log(f"done in {runs.fmt_time(time.time() - t0)}")
         if rt.world > 1:
             dist.barrier()  # leave together: no rank tears the group down while a peer still uses it
