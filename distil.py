@@ -68,27 +68,42 @@ def entropy(logits):
     return -(p * torch.where(p > 0, logp, 0.0)).sum(-1)
 
 
+def _with_grad(value, grad, student_logits):
+    """`value` (...) whose gradient in the student's logits (..., V) is `grad`, the divergence's analytic
+    gradient from a stop-gradient teacher, which is zero bit for bit where teacher and student agree.
+    Autograd's form is not: through log_softmax it carries Σ_a π_T(a) − 1, a rounding-size bias of one
+    sign that AdamW turns into full-size steps (the null test, tests/test_train_gpt.py)."""
+    z = torch.where(torch.isinf(student_logits), 0.0, student_logits)  # a −inf logit gets no gradient
+    zero_valued = (grad.detach() * (z - z.detach())).sum(-1)
+    return value.detach() + torch.where(torch.isfinite(value), zero_valued, 0.0)  # ∞ (π_T = 0 < π_θ) stays
+
+
 def forward_ce(teacher_logits, student_logits):
-    """H×(π_T, π_θ) = −Σ_a π_T(a) log π_θ(a): the DistIL per-position cost."""
+    """H×(π_T, π_θ) = −Σ_a π_T(a) log π_θ(a): the DistIL per-position cost; gradient π_θ − π_T."""
     p, logq = log_probs(teacher_logits).exp(), log_probs(student_logits)
-    return -(p * torch.where(p > 0, logq, 0.0)).sum(-1)
+    return _with_grad(-(p * torch.where(p > 0, logq, 0.0)).sum(-1), logq.exp() - p, student_logits)
 
 
 def forward_kl(teacher_logits, student_logits):
-    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T)."""
-    return _kl(log_probs(teacher_logits), log_probs(student_logits))
+    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T); gradient π_θ − π_T."""
+    logp, logq = log_probs(teacher_logits), log_probs(student_logits)
+    return _with_grad(_kl(logp, logq), logq.exp() - logp.exp(), student_logits)
 
 
 def reverse_kl(student_logits, teacher_logits):
-    """KL(π_θ ‖ π_T) = Σ_a π_θ(a) (log π_θ(a) − log π_T(a)): the SDPO per-position cost."""
-    return _kl(log_probs(student_logits), log_probs(teacher_logits))
+    """KL(π_θ ‖ π_T) = Σ_a π_θ(a) (log π_θ(a) − log π_T(a)): the SDPO per-position cost; gradient
+    π_θ ⊙ (log π_θ − log π_T − KL)."""
+    logq, logp = log_probs(student_logits), log_probs(teacher_logits)
+    q, kl = logq.exp(), _kl(logq, logp)
+    grad = q * (torch.where(q > 0, logq - logp, 0.0) - kl.unsqueeze(-1))
+    return _with_grad(kl, grad, student_logits)
 
 
 def jsd(teacher_logits, student_logits, beta=0.5):
     """Generalised Jensen–Shannon, TRL GKD / OPSD convention:
-    JSD_β = β KL(π_T ‖ M) + (1−β) KL(π_θ ‖ M),  M = β π_T + (1−β) π_θ.
-    JSD_β/β → KL(π_T‖π_θ) as β→0 and JSD_β/(1−β) → KL(π_θ‖π_T) as β→1; like TRL we return those
-    KLs at β = 0 and β = 1 exactly (where the formula itself is identically 0)."""
+    JSD_β = β KL(π_T ‖ M) + (1−β) KL(π_θ ‖ M),  M = β π_T + (1−β) π_θ;  gradient
+    (1−β) π_θ ⊙ (log π_θ − log M − KL(π_θ‖M)). JSD_β/β → KL(π_T‖π_θ) as β→0 and JSD_β/(1−β) →
+    KL(π_θ‖π_T) as β→1; like TRL we return those KLs at β = 0 and β = 1 exactly."""
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"jsd: beta must lie in [0, 1], got {beta}")
     if beta == 0.0:
@@ -97,7 +112,11 @@ def jsd(teacher_logits, student_logits, beta=0.5):
         return reverse_kl(student_logits, teacher_logits)
     logp_t, logp_s = log_probs(teacher_logits), log_probs(student_logits)
     log_m = torch.logsumexp(torch.stack([logp_t + math.log(beta), logp_s + math.log1p(-beta)]), 0)
-    return beta * _kl(logp_t, log_m) + (1.0 - beta) * _kl(logp_s, log_m)
+    log_m = torch.where(logp_t == logp_s, logp_s, log_m)  # M = π_θ exactly where the two agree
+    kl_s = _kl(logp_s, log_m)
+    q = logp_s.exp()
+    grad = (1.0 - beta) * q * (torch.where(q > 0, logp_s - log_m, 0.0) - kl_s.unsqueeze(-1))
+    return _with_grad(beta * _kl(logp_t, log_m) + (1.0 - beta) * kl_s, grad, student_logits)
 
 
 def token_logprobs(logits, tokens):

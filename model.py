@@ -29,11 +29,6 @@ BLOCK_SIZE = 1024  # positions: GPT-2's context; the longest teacher context + r
 # (n_layer, n_head, n_embd): micro for tests; tiny fits the CPU quickstart; small is nanoGPT's
 # shakespeare-char size; gpt2 is GPT-2 small (124M with its 50k vocabulary, ~85M with 257 tokens).
 PRESETS = {"micro": (2, 2, 32), "tiny": (4, 4, 128), "small": (6, 6, 384), "gpt2": (12, 12, 768)}
-# AdamW's ε, in gradient units: the update lr·m/(√v + ε) is full-size whenever |g| ≫ ε, whatever g's
-# scale. Where a self-teacher agrees with the student, the forward CE's gradient is rounding (~1e-8 a
-# weight): torch's default 1e-8 turns it into full-size steps of noise (the null test in
-# tests/test_train_gpt.py). Here ε sits far above rounding and far below a learning gradient.
-ADAM_EPS = 1e-6
 
 
 @dataclass
@@ -169,16 +164,15 @@ class GPT(nn.Module):
         """Training FLOPs per token at sequence length T (PaLM appendix B, as nanoGPT's estimate_mfu)."""
         return 6 * self.num_params() + 12 * self.config.n_layer * self.config.n_embd * T
 
-    def configure_optimizers(self, lr, weight_decay, fused, eps=None):
-        """AdamW, weight decay on matrices only (nanoGPT); betas (0.9, 0.95) as GPT-3; ε = ADAM_EPS
-        (None) or `eps`; `fused`: one kernel for all parameters (CUDA, and CPU since torch 2.4)."""
+    def configure_optimizers(self, lr, weight_decay, fused):
+        """AdamW, weight decay on matrices only (nanoGPT); betas (0.9, 0.95) as GPT-3; `fused`: one
+        kernel for all parameters (CUDA, and CPU since torch 2.4)."""
         params = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
-        eps = ADAM_EPS if eps is None else eps
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=eps, fused=fused)
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
 
     def forward(self, idx, n_pad=None, cache=None):
         """idx (B, T) -> logits (B, T, vocab) at every position. n_pad (B,): left-pad tokens per row.

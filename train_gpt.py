@@ -42,7 +42,6 @@ import distil
 import runs
 import tasks
 from model import (
-    ADAM_EPS,
     BLOCK_SIZE,
     GPT,
     PRESETS,
@@ -100,7 +99,6 @@ class Config:
     preset: str = "tiny"  # model size (n_layer, n_head, n_embd) in model.PRESETS
     device: str = "auto"  # auto picks cuda > mps > cpu (bf16 autocast on CUDA)
     compile: bool = False  # torch.compile the training forward (minutes; on CPU needs a C++ compiler)
-    adam_eps: float = ADAM_EPS  # AdamW's ε for SFT and RL, in gradient units (model.ADAM_EPS says why)
     # data: problem lists drawn with DATA_SEED; validation and RL prompts are held out of SFT
     n_train: int = 4000  # training problems drawn (SFT examples come from them)
     val_n: int = 0  # validation set: the first val_n distinct training problems
@@ -138,7 +136,7 @@ CHOICES = {
 RANGES = dict.fromkeys(
     ("seed", "sft_steps", "val_n", "rl_n", "rl_steps", "rl_warmup", "eval_every"), (0, None)
 )
-RANGES |= {"sft_teacher_frac": (0, 1), "adam_eps": (1e-12, None)}  # ε = 0 divides 0 by 0
+RANGES |= {"sft_teacher_frac": (0, 1)}
 
 
 def check_config(cfg):
@@ -493,7 +491,7 @@ def load_stage(cfg, rt, name, init, lr, weight_decay):
         raw = model_from(source, path if ck else init, rt.enc.n_vocab, cfg.preset)
     else:
         raw = GPT.of_preset(cfg.preset, rt.enc.n_vocab)
-    opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda", cfg.adam_eps)
+    opt = raw.to(rt.device).configure_optimizers(lr, weight_decay, rt.device.type == "cuda")
     return raw, opt, runs.resume_from(ck, opt) if ck else 0, ck
 
 
@@ -631,6 +629,9 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     opt.zero_grad(set_to_none=True)
     with rt.amp:
         logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)
+    # normalised exactly as the teacher's log-probs are: a teacher equal to the student then gives a
+    # gradient of exactly zero (distil.forward_ce), not a rounding bias that AdamW would amplify
+    logits = distil.log_probs(logits)
     horizon = rt.task.max_response_chars + 1  # the sampler's budget: every position a response may have
     loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, horizon, costed)
     loss.backward()
