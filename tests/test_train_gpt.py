@@ -198,6 +198,17 @@ def test_generate_is_nanogpt_compatible_and_seeded_sampling_reproduces():
 # Teacher signal: alignment, contexts, oracle
 
 
+def test_validation_problems_and_rl_prompts_are_distinct_and_never_in_the_sft_list():
+    cfg = tiny_cfg(".", n_train=300, val_n=20, rl_n=30, eval_split="val")
+    task = tasks.TASKS[TASK]
+    sft, rl, val = tg.problem_sets(cfg, task)
+    keys = [{task.split_key(p) for p in ps} for ps in (sft, rl, val)]
+    assert (len(keys[1]), len(keys[2])) == (30, 20) and len(rl) == 30 and len(val) == 20
+    assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
+    sft0, rl0, val0 = tg.problem_sets(dataclasses.replace(cfg, rl_n=0), task)  # RL draws from SFT's problems
+    assert rl0 is sft0 and val0 == val and keys[1] <= {task.split_key(p) for p in sft0}
+
+
 def test_teacher_logprobs_align_with_student_positions():
     """With the teacher's context equal to the student's, H×(π_T, π_θ) = H(π_θ) and KL(π_θ‖π_T) = 0
     at every response position, even when the teacher batch pads that row differently."""
