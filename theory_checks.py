@@ -66,7 +66,7 @@ class Config:
     n_family: int = 200  # MDPs trained in T6
     iterations: int = 30  # T6 training iterations
     figures: str = "figures"  # folder for the PNG figures ("" = none)
-    json: str = ""  # also write the results (and counterexample instances) to this JSON file
+    json: str = ""  # also write the results (and T1's instance) to this JSON file
     only: str = ""  # run only this check (T1..T8)
 
 
@@ -92,22 +92,14 @@ def random_logits(g, *shape):
     return LOGIT_SCALE * torch.randn(*shape, generator=g, dtype=F64)
 
 
-def instance(mdp, tokens=None, **data):
+def instance(mdp, **data):
     """An instance as the JSON rebuilds it: the tree, then `data` (its rewards, policies, teachers)."""
-    info = {"horizon": mdp.horizon, "branching": mdp.branching}
-    if tokens:
-        info["tokens"] = tokens
     transitions = (
         "deterministic token tree: states numbered breadth first, child(s, a) = offset(t+1) + "
         "(s − offset(t))·A + a with offset(t) = (A^t − 1)/(A − 1); rows of pi/teacher are states, "
         "rewards are the leaves in the same order"
     )
-    if mdp.end:
-        info["end_action"] = mdp.branching - 1
-        transitions += (
-            f"; action {mdp.branching - 1} is END: afterwards END is forced at no cost (toy_mdp.played)"
-        )
-    return {**info, "transitions": transitions, **data}
+    return {"horizon": mdp.horizon, "branching": mdp.branching, "transitions": transitions, **data}
 
 
 def decorate(ax, xlabel=None, ylabel=None, title=None, size=10, **legend):
@@ -163,29 +155,27 @@ def check_t1(cfg):
     for i, rule in enumerate(("gd", "npg", "prox")):
         ks = [k for k in kinds if (k, rule) in slope]
         label = {"npg": "npg (RKL: = geometric mix)", "prox": "mixture"}.get(rule, rule)
-        ax.bar(
-            [3 * kinds.index(k) + i * 0.8 for k in ks], [slope[k, rule] for k in ks], width=0.75, label=label
-        )
+        x = [3 * kinds.index(k) + i * 0.8 for k in ks]
+        ax.bar(x, [slope[k, rule] for k in ks], width=0.75, label=label)
     ax.axhline(0, color="k", lw=0.8)
     ax.axhline(Jq - Jp, color="g", ls="--", lw=0.8, label="J(q) − J(π)")
     ax.set_xticks([0.8, 3.8, 6.8], ["forward CE (DistIL)", "reverse KL (SDPO)", "JSD (OPSD)"])
     decorate(ax, ylabel="dJ/dη at η=0", fontsize=8)
     ax.set_title("T1: one step toward a better teacher")
     savefig(cfg, fig, "t1_bandit_counterexample.png")
-    return result(
-        check_t1,
+    numbers = (
         f"J(π)={Jp:.3f} J(q)={Jq:.3f} | dJ/dη fwdCE npg/prox {slope['distil_token', 'npg']:+.3f}, gd "
         f"{slope['distil_token', 'gd']:+.3f} | RKL npg {slope['sdpo', 'npg']:+.3f} | JSD npg "
-        f"{slope['opsd', 'npg']:+.3f}",
-        passed,
-        {
-            "instance": instance(mdp, rewards=r[0], pi=pi[0, 0], teacher=q[0, 0], eta=eta),
-            "J_pi": Jp,
-            "J_teacher": Jq,
-            "slope": {f"{k}/{r}": v for (k, r), v in slope.items()},
-            "J_after_step": {f"{k}/{r}": v for (k, r), v in after.items()},
-        },
+        f"{slope['opsd', 'npg']:+.3f}"
     )
+    data = {
+        "instance": instance(mdp, rewards=r[0], pi=pi[0, 0], teacher=q[0, 0], eta=eta),
+        "J_pi": Jp,
+        "J_teacher": Jq,
+        "slope": {f"{k}/{r}": v for (k, r), v in slope.items()},
+        "J_after_step": {f"{k}/{r}": v for (k, r), v in after.items()},
+    }
+    return result(check_t1, numbers, passed, data)
 
 
 # -----------------------------------------------------------------------------
@@ -219,22 +209,11 @@ def check_t2(cfg):
         "tree, improving at every state": (tree, th_t, torch.where(improves, q_rand, pi_t), every, pairs),
         "tree, only better overall": (tree, th_t, q_rand, better_t, pairs),
     }
-    pct, examples = {c: {} for c in cases}, {}  # % of the selected instances where dJ/dη < 0; the first
+    pct = {c: {} for c in cases}  # % of the selected instances where dJ/dη < 0
     for c, (mdp, th, q, select, rules) in cases.items():
         for kind, rule in rules:
             down = (tm.reward_slope(th, mdp, q, kind, rule) < -1e-12) & select
             pct[c][f"{kind}/{rule}"] = 100 * (down.sum() / select.sum()).item()
-            if down.any():
-                i = down.nonzero()[0, 0].item()
-                one = tm.TreeMDP(mdp.horizon, mdp.branching, mdp.rewards[i : i + 1])
-                examples[f"{c} | {kind}/{rule}"] = instance(
-                    mdp,
-                    rewards=mdp.rewards[i],
-                    pi=torch.softmax(th[i], -1),
-                    teacher=q[i],
-                    step="first order: dJ/dη at η = 0 (toy_mdp.reward_slope)",
-                    dJ_deta=tm.reward_slope(th[i : i + 1], one, q[i : i + 1], kind, rule)[0],
-                )
     print(
         f"  % of instances where one step lowers J (dJ/dη < 0): {better_b.sum().item()} bandits with a "
         f"better teacher; {m} trees (H=3, A=3), {better_t.sum().item()} of them with a better random teacher"
@@ -253,16 +232,14 @@ def check_t2(cfg):
         and imp["sdpo/npg"] > 0
         and overall["distil_token/prox"] > 0
     )
-    return result(
-        check_t2,
+    numbers = (
         f"% down — bandit: fwdCE npg/mix {b['distil_token/npg']:.1f}/{b['distil_token/prox']:.1f}, "
         f"gd {b['distil_token/gd']:.1f}, RKL {b['sdpo/npg']:.1f}, JSD {b['opsd/npg']:.1f} "
         f"| tilt: fwdCE {tilt['distil_token/npg']:.1f}, RKL {tilt['sdpo/npg']:.1f} | improving: fwdCE "
         f"{imp['distil_token/npg']:.1f}, RKL {imp['sdpo/npg']:.1f}, DistIL seq npg {imp['distil/npg']:.1f} "
-        f"| overall-better: fwdCE mix {overall['distil_token/prox']:.1f}",
-        passed,
-        {"rates_percent": pct, "first_counterexample": examples},
+        f"| overall-better: fwdCE mix {overall['distil_token/prox']:.1f}"
     )
+    return result(check_t2, numbers, passed, {"rates_percent": pct})
 
 
 # -----------------------------------------------------------------------------
@@ -334,23 +311,11 @@ def check_t3(cfg):
     decorate(axes[0], ylabel="J", fontsize=8)
     savefig(cfg, fig, "t3_credit_assignment.png")
     end = {g: "/".join(f"{r['J_end']:.3f}" for r in rs.values()) for g, rs in (("win", win), ("lose", lose))}
-    return result(
-        check_t3,
-        f"J_end seq/token/kl: {end['win']} (J(q)={win['distil']['J_teacher']:.3f}); reversed: {end['lose']}",
-        passed,
-        {
-            "rows": {f"{'succeeds' if g else 'fails'}/{k}": v for (g, k), v in rows.items()},
-            "instances": {
-                ("succeeds" if g else "fails"): instance(
-                    mdp, init="uniform π", rewards=mdp.rewards, teacher=q
-                )
-                for g, (mdp, q) in insts.items()
-            },
-            "rule": "npg",
-            "eta": eta,
-            "steps": steps,
-        },
+    named = {f"{'succeeds' if g else 'fails'}/{k}": v for (g, k), v in rows.items()}
+    numbers = (
+        f"J_end seq/token/kl: {end['win']} (J(q)={win['distil']['J_teacher']:.3f}); reversed: {end['lose']}"
     )
+    return result(check_t3, numbers, passed, {"rows": named, "rule": "npg", "eta": eta, "steps": steps})
 
 
 # -----------------------------------------------------------------------------
@@ -375,9 +340,8 @@ def check_t4(cfg):
     g = torch.Generator().manual_seed(cfg.seed + 4)
     mdp = tm.random_tree(4, 3, cfg.n_trees, p_success=P_SUCCESS, seed=cfg.seed + 5)
     pi = torch.softmax(random_logits(g, cfg.n_trees, mdp.n_states, 3), -1)
-    half = (
-        cfg.n_trees // 2
-    )  # half the teachers are random policies, half experts softmax(Q*/0.3): J(q) ≈ 0.95
+    # half the teachers are random policies, half experts softmax(Q*/0.3): J(q) ≈ 0.95
+    half = cfg.n_trees // 2
     experts = tm.expert_teacher(tm.TreeMDP(4, 3, mdp.rewards[half:]), temperature=0.3)
     q = torch.cat([torch.softmax(random_logits(g, half, mdp.n_states, 3), -1), experts])
     gap, b_tv, b_kl, b_loss = dagger_bound(pi, mdp, q)
@@ -392,8 +356,6 @@ def check_t4(cfg):
         theta = tm.update(theta, one, q[-1:], "distil_token", "prox", 0.1).detach()
     traj = torch.tensor(traj)
     print(
-        f"  {cfg.n_trees} random trees (H=4, A=3): gap ≤ u·E TV ≤ u·E √(KL/2) ≤ u·√(H/2·L_KL) on "
-        f"{holds}/{cfg.n_trees}; gap/bound: median {ratio.median():.3f}, max {ratio.max():.3f}\n"
         f"  training one student toward an expert with forward-CE mixture steps (η=0.1): bound "
         f"{traj[0, 3]:.3f} → {traj[-1, 3]:.3f}, gap {traj[0, 0]:.3f} → {traj[-1, 0]:.3f}"
     )
@@ -408,19 +370,18 @@ def check_t4(cfg):
     decorate(axes[1], "forward-CE mixture step (η = 0.1)", fontsize=8)
     fig.suptitle("T4: the DAgger bound on the student's own states", fontsize=10)
     savefig(cfg, fig, "t4_dagger_bound.png")
-    return result(
-        check_t4,
+    numbers = (
         f"holds on {holds}/{cfg.n_trees}; gap/bound median {ratio.median():.2f}, max {ratio.max():.2f}; "
-        f"training: bound {traj[0, 3]:.2f}→{traj[-1, 3]:.3f}",
-        chain.all() and traj[-1, 3] < 0.1 * traj[0, 3],
-        {
-            "holds": holds,
-            "n": cfg.n_trees,
-            "ratio_median": ratio.median().item(),
-            "ratio_max": ratio.max().item(),
-            "trajectory_gap_tv_kl_loss": traj,
-        },
+        f"training: bound {traj[0, 3]:.2f}→{traj[-1, 3]:.3f}"
     )
+    data = {
+        "holds": holds,
+        "n": cfg.n_trees,
+        "ratio_median": ratio.median().item(),
+        "ratio_max": ratio.max().item(),
+        "trajectory_gap_tv_kl_loss": traj,
+    }
+    return result(check_t4, numbers, chain.all() and traj[-1, 3] < 0.1 * traj[0, 3], data)
 
 
 # -----------------------------------------------------------------------------
@@ -469,9 +430,8 @@ def check_t5(cfg):
     align, lp = {}, g_lp.flatten(1)  # median cosine over the instances
     for kind in ("distil", "distil_token", "grpo"):
         a = -tm.gradient(theta, mdp, q_state, kind).flatten(1)
-        align["policy gradient ∇J" if kind == "grpo" else kind] = (
-            ((a * lp).sum(1) / (a.norm(dim=1) * lp.norm(dim=1))).median().item()
-        )
+        cosine = (a * lp).sum(1) / (a.norm(dim=1) * lp.norm(dim=1))
+        align["policy gradient ∇J" if kind == "grpo" else kind] = cosine.median().item()
     # pass@N and its lower bound along training toward a fixed teacher on successes (instance 0)
     one, q_fix, th = tm.TreeMDP(4, 3, mdp.rewards[:1]), q_state[:1], theta[:1].detach()
     q_fix_seq, ns, curves = tm.leaf_probs(q_fix, one), torch.arange(1, 65, dtype=F64), {}
@@ -484,9 +444,7 @@ def check_t5(cfg):
         th = tm.update(th, one, q_fix, "distil_token", "prox", 0.1).detach()
     passn_ok = all((bound_n <= true_n + 1e-12).all() for true_n, bound_n in curves.values())
     print(
-        f"  {cfg.n_trees} random trees (H=4, A=3): log P(S) ≥ −H×(q,π)+H(q) for random q on S: "
-        f"{'all' if holds else 'NOT all'}; |gap − KL(q‖π(·|S))| ≤ {err['gap_is_kl']:.1e}; equality at "
-        f"q = π(·|S): {err['equality']:.1e}\n  |∇(−H×(π(·|S), π_θ)) − ∇log P_θ(S)| ≤ {err['gradient']:.1e}; "
+        f"  |∇(−H×(π(·|S), π_θ)) − ∇log P_θ(S)| ≤ {err['gradient']:.1e}; "
         f"per-state decomposition on the teacher's states: {err['decomposition']:.1e}; |log p + Σ_k "
         f"(1−p)^k/k| ≤ {err['series']:.1e}; |Σ_k ∇pass@k / k − ∇log p| ≤ {err['series_gradient']:.1e}\n"
         "  pass@N ≥ 1 − (1 − e^(−H×(q,π)+H(q)))^N along 40 mixture steps toward a fixed teacher: "
@@ -508,24 +466,21 @@ def check_t5(cfg):
     decorate(ax2, "N", title=title, size=9, fontsize=7)
     savefig(cfg, fig, "t5_likelihood_bound.png")
     tol = 1e-10
-    return result(
-        check_t5,
+    numbers = (
         f"bound holds on all {cfg.n_trees}: {holds}; max errors: gap=KL {err['gap_is_kl']:.0e}, equality "
-        f"{err['equality']:.0e}, gradient {err['gradient']:.0e}, series {err['series']:.0e}",
-        holds and passn_ok and max(err.values()) < tol,
-        {
-            "gap_median": gap.median().item(),
-            "errors": err,
-            "tolerance": tol,
-            "median_cosine_with_grad_log_p": align,
-        },
+        f"{err['equality']:.0e}, gradient {err['gradient']:.0e}, series {err['series']:.0e}"
     )
+    data = {
+        "gap_median": gap.median().item(),
+        "errors": err,
+        "tolerance": tol,
+        "median_cosine_with_grad_log_p": align,
+    }
+    return result(check_t5, numbers, holds and passn_ok and max(err.values()) < tol, data)
 
 
 # -----------------------------------------------------------------------------
 # T6: iterated training with a feedback-conditioned self-teacher
-
-
 T6_TEACHERS = {
     "exact": {"strength": 1.0, "noise": 0.0, "prior": 1.0},  # π(·|s, success), up to eps
     "noisy": {"strength": 1.0, "noise": 1.0, "prior": 1.0},  # reads the feedback imperfectly
@@ -540,15 +495,14 @@ def fisher_step(theta, mdp, q, kind, rule, delta):
     """One step of `rule` whose length in the Fisher metric is √(2δ), so that to second order the
     policy moves by E_{s~d^π} KL(π_s ‖ π'_s) = δ whatever the objective (TRPO's step size):
     η = √(2δ / Σ_s d(s) Var_{π_s}(Δ_s)) for the logit direction Δ (for the mixture, its tangent
-    (q − π)/π at η = 0, with η ≤ 1). Returns the new logits and η per instance."""
+    (q − π)/π at η = 0, with η ≤ 1). Returns the new logits."""
     pi = torch.softmax(theta, -1)
     direction = q / pi - 1 if rule == "prox" else tm.update(theta, mdp, q, kind, rule, 1.0) - theta
     var = (pi * direction**2).sum(-1) - (pi * direction).sum(-1) ** 2
     eta = (2 * delta / (tm.occupancy(pi, mdp) * var).sum(-1).clamp_min(1e-30)).sqrt()[..., None, None]
     if rule == "prox":
-        eta = eta.clamp(max=1.0)
-        return tm.update(theta, mdp, q, kind, rule, eta), eta
-    return theta + eta * direction, eta
+        return tm.update(theta, mdp, q, kind, rule, eta.clamp(max=1.0))
+    return theta + eta * direction
 
 
 def check_t6(cfg):
@@ -557,26 +511,14 @@ def check_t6(cfg):
     mdp = tm.random_tree(4, 3, cfg.n_family, p_success=P_SUCCESS, seed=cfg.seed + 8)
     g = torch.Generator().manual_seed(cfg.seed + 9)
     theta0 = torch.randn(cfg.n_family, mdp.n_states, 3, generator=g, dtype=F64)
-    runs, first_down = {}, {}
+    runs = {}
     for tname, tkw in T6_TEACHERS.items():
         for rule, kind in T6_RUNS:
             theta, Js = theta0.clone(), [J(theta0, mdp)]
             for k in range(cfg.iterations):
                 q = tm.feedback_teacher(torch.softmax(theta, -1), mdp, seed=cfg.seed + 100 + k, **tkw)
-                new, eta = fisher_step(theta, mdp, q, kind, rule, T6_DELTA)
-                Js.append(J(new, mdp))
-                down = (Js[-1] < Js[-2] - 1e-12).nonzero()
-                if len(down) and (tname, rule, kind) not in first_down:
-                    i = down[0, 0].item()
-                    first_down[tname, rule, kind] = {
-                        "iteration": k,
-                        "instance": i,
-                        **instance(mdp, rewards=mdp.rewards[i], pi=torch.softmax(theta[i], -1), teacher=q[i]),
-                        "eta": eta[i].item(),
-                        "J_before": Js[-2][i].item(),
-                        "J_after": Js[-1][i].item(),
-                    }
-                theta = new.detach()
+                theta = fisher_step(theta, mdp, q, kind, rule, T6_DELTA).detach()
+                Js.append(J(theta, mdp))
             runs[tname, rule, kind] = torch.stack(Js)  # (iterations + 1, n_family)
     mid = min(10, cfg.iterations)
     print(
@@ -608,32 +550,24 @@ def check_t6(cfg):
     axes[2].set_xscale("log", base=2)
     decorate(axes[2], "N", "pass@N", f"pass@N at iteration {mid} ('noisy, own prior', npg)")
     savefig(cfg, fig, "t6_iterated_self_teacher.png")
+    curves = {"/".join(k): v.mean(1) for k, v in runs.items()}
     at_mid = {
         t: " ".join(f"{k}={summary[f'{t}/npg/{k}']['J_mid']:.2f}" for k in tm.OBJECTIVES) for t in T6_TEACHERS
     }
-    return result(
-        check_t6,
+    numbers = (
         f"J at iteration {mid}, npg — exact: {at_mid['exact']} | noisy, own prior: "
-        f"{at_mid['noisy, own prior']}",
-        passed,
-        {
-            "summary": summary,
-            "teachers": T6_TEACHERS,
-            "delta": T6_DELTA,
-            "first_step_that_lowered_J": {"/".join(k): v for k, v in first_down.items()},
-            "mean_J_curves": {"/".join(k): v.mean(1) for k, v in runs.items()},
-        },
+        f"{at_mid['noisy, own prior']}"
     )
+    data = {"summary": summary, "teachers": T6_TEACHERS, "delta": T6_DELTA, "mean_J_curves": curves}
+    return result(check_t6, numbers, passed, data)
 
 
 # -----------------------------------------------------------------------------
 # T7: the stop problem — with an END action, the literal sum pays the student to end early
-
-
-STOP_LAMBDA = 2.0  # nats: the outcome candidate's terminal cost λ(1 − r), above the teacher's entropy to go
-# (rule, future cost) of each candidate price of a response's end
-STOP_CANDIDATES = [("literal", "ce"), ("literal", "kl"), ("surprise", "ce"), ("horizon", "ce")]
-STOP_CANDIDATES += [("horizon", "kl"), ("mean", "ce"), ("outcome", "ce"), ("hold", "ce")]
+# (distil.STOP_RULES price of a response's end, future cost) of each candidate
+STOP_CANDIDATES = [("literal", "ce"), ("literal", "kl"), ("surprise", "ce")]
+STOP_CANDIDATES += [("horizon", "ce"), ("horizon", "kl")]
+COST = {"ce": "distil", "kl": "distil_kl"}  # toy_mdp's objective with each future cost
 FAR_SCALE = 1.5  # the far student's logits: −log q / 1.5, it plays the teacher's least likely tokens
 
 
@@ -652,7 +586,8 @@ def stop_instance(entropy, H=5, eps=distil.ORACLE_EPS):
 
 
 def response_table(mdp):
-    """All A^H leaves as responses: tokens (N, H), state ids (N, H), response mask (N, H), last position."""
+    """All A^H leaves as responses: tokens (N, H), state ids (N, H), response mask (N, H), last position.
+    (tests/test_toy_mdp.py enumerates distil.py's loss over these responses.)"""
     paths = torch.tensor(list(itertools.product(range(mdp.branching), repeat=mdp.horizon)))
     sid = torch.zeros_like(paths)
     for n, path in enumerate(paths.tolist()):
@@ -663,32 +598,11 @@ def response_table(mdp):
     return paths, sid, alive, alive.sum(1) - 1
 
 
-def stop_objective(theta, mdp, q, rule, cost, table):
-    """Σ_y π(y) g(y) by enumeration, for each candidate price g of a response y (C = H× or KL,
-    σ = −log q(y_last)): literal Σ_t C_t · surprise + σ · horizon + (H − |y| + 1) σ · mean Σ_t C_t / |y|
-    · outcome + λ(1 − r) · hold + (H − |y|) C_|y| (the ended state keeps its own cost to the horizon)."""
-    paths, sid, alive, last = table
-    c = (distil.forward_ce if cost == "ce" else distil.forward_kl)(q.log(), theta)  # (..., S)
-    C = c[..., sid] * alive  # (..., N, H)
-    g = C.sum(-1)
-    n = torch.arange(len(last))
-    sigma = -q.log()[..., sid[n, last], paths[n, last]]
-    if rule in ("surprise", "horizon"):
-        g = g + sigma * (mdp.horizon - last if rule == "horizon" else 1)
-    elif rule == "mean":
-        g = g / (last + 1)
-    elif rule == "outcome":
-        g = g + STOP_LAMBDA * (1 - mdp.rewards)
-    elif rule == "hold":
-        g = g + (mdp.horizon - 1 - last) * C[..., n, last]
-    return (tm.leaf_probs(torch.softmax(theta, -1), mdp) * g).sum(-1)
-
-
 def mean_length(theta, mdp):
     return (tm.occupancy(torch.softmax(theta, -1), mdp) * mdp.alive).sum(-1)
 
 
-def stop_flow(theta, mdp, q, table, steps, natural):
+def stop_flow(theta, mdp, q, steps, natural):
     """Gradient flow on every candidate at once, theta (len(STOP_CANDIDATES), ..., S, A): natural-gradient
     steps of 0.2 (per state g/(d π), capped at 10 where d π is tiny: the price of an end is tens of nats)
     or plain gradient steps of 1.0 (which starve rarely visited states). Returns the final logits and
@@ -696,7 +610,7 @@ def stop_flow(theta, mdp, q, table, steps, natural):
     lengths = []
     for _ in range(steps):
         theta = theta.detach().requires_grad_()
-        loss = sum(stop_objective(th, mdp, q, *rc, table).sum() for th, rc in zip(theta, STOP_CANDIDATES))
+        loss = sum(tm.objective(th, mdp, q, COST[c], r).sum() for th, (r, c) in zip(theta, STOP_CANDIDATES))
         (g,) = torch.autograd.grad(loss, theta)
         theta = theta.detach()
         if natural:
@@ -714,35 +628,27 @@ def check_t7(cfg):
     entropy, not with the KL cost) and a far student's flow shortens; one teacher surprise at the end does
     not hold a far student, the surprise per skipped position (stop='horizon') keeps the length"""
     steps = 300  # the flows settle in ~150 natural-gradient steps; plain gradient is slower (its curves)
-    insts = {ent: stop_instance(ent) for ent in (True, False)}
-    mdp = insts[True][0]
-    table = response_table(mdp)
-    q = torch.stack([insts[True][1], insts[False][1]])  # (2 teachers: with / without entropy, S, A)
+    mdp = stop_instance(True)[0]
+    q = torch.stack([stop_instance(ent)[1] for ent in (True, False)])  # (2 teachers: with / without entropy)
     far = -q.log() / FAR_SCALE
     far[:, 0] = torch.tensor([0.0, 0.0, -3.0], dtype=F64)  # at the root: either first token, rarely END
-    # the enumeration is the DP objective of toy_mdp (and so distil.py's, by tests/test_toy_mdp.py)
-    enum_err = 0.0
-    for rule, cost in itertools.product(distil.STOP_RULES, ("ce", "kl")):
-        dp = tm.objective(far, mdp, q, "distil" if cost == "ce" else "distil_kl", rule)
-        enum_err = max(enum_err, (stop_objective(far, mdp, q, rule, cost, table) - dp).abs().max().item())
     Jq, len_q, len_far = J(q.log(), mdp), mean_length(q.log(), mdp), mean_length(far, mdp)
     E = (tm.occupancy(q, mdp) * mdp.alive * distil.entropy(q.log())).sum(-1)  # the teacher's entropy to go
     print(
         f"  end tree H=5, tokens (0, 1, END); teacher with entropy: J(q) = {Jq[0]:.3f}, length {len_q[0]:.2f}"
         f", entropy to go E = {E[0]:.2f} nats (back-of-envelope P(empty) = 1 − 1/E = {1 - 1 / E[0]:.2f}); "
-        f"without: E = {E[1]:.3f}. Enumeration = DP objective to {enum_err:.0e}.\n  minimiser: {steps} "
-        "natural-gradient steps from π = q (L − L(q) < 0: q is not the minimiser); far: "
-        f"{steps} plain gradient steps from a student playing the teacher's unlikely tokens (length "
-        f"{len_far[0]:.2f})"
+        f"without: E = {E[1]:.3f}.\n  minimiser: {steps} natural-gradient steps from π = q (L − L(q) < 0: "
+        f"q is not the minimiser); far: {steps} plain gradient steps from a student playing the teacher's "
+        f"unlikely tokens (length {len_far[0]:.2f})"
     )
     K = len(STOP_CANDIDATES)
-    mins, _ = stop_flow(q.log().expand(K, -1, -1, -1), mdp, q, table, steps, natural=True)  # each minimiser
-    fars, far_lengths = stop_flow(far.expand(K, -1, -1, -1), mdp, q, table, steps, natural=False)
+    mins, _ = stop_flow(q.log().expand(K, -1, -1, -1), mdp, q, steps, natural=True)  # each minimiser
+    fars, far_lengths = stop_flow(far.expand(K, -1, -1, -1), mdp, q, steps, natural=False)
     rows, curves = {}, {}
     for k, (rule, cost) in enumerate(STOP_CANDIDATES):
         th_min, th_far, lengths = mins[k], fars[k], far_lengths[:, k]
-        L_min = stop_objective(th_min, mdp, q, rule, cost, table)
-        L_q = stop_objective(q.log(), mdp, q, rule, cost, table)
+        L_min = tm.objective(th_min, mdp, q, COST[cost], rule)
+        L_q = tm.objective(q.log(), mdp, q, COST[cost], rule)
         for i, ent in enumerate((True, False)):
             x = {
                 "J_min": J(th_min[i], mdp).item(),
@@ -768,8 +674,7 @@ def check_t7(cfg):
     lit, sur, hor = rows["literal", "ce", True], rows["surprise", "ce", True], rows["horizon", "ce", True]
     both = [(c, e) for c in ("ce", "kl") for e in (True, False)]
     passed = (
-        enum_err < 1e-10
-        and lit["p_empty_min"] > 0.1
+        lit["p_empty_min"] > 0.1
         and lit["J_min"] < Jq[0] - 0.1  # it stops
         and teacher_like(rows["literal", "ce", False], 1)  # ... not without teacher entropy
         and all(teacher_like(rows["literal", "kl", e], 1 - e) for e in (True, False))  # KL: q minimises
@@ -780,58 +685,34 @@ def check_t7(cfg):
     )
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.4))
     for (rule, cost), ls in curves.items():
-        ax.plot(ls, label=f"{rule} ({cost})", ls="-" if rule in distil.STOP_RULES else "--")
+        ax.plot(ls, label=f"{rule} ({cost})")
     ax.axhline(len_q[0], color="gray", lw=0.8, ls=":", label="teacher")
-    labels = (
-        "plain gradient step from a far student",
-        "mean response length",
-        "T7: teacher with entropy to go",
-    )
-    decorate(ax, *labels, fontsize=6, ncol=2, loc="lower right")
+    title = "T7: teacher with entropy to go"
+    decorate(ax, "plain gradient step from a far student", "mean response length", title)
+    ax.legend(fontsize=6, ncol=2, loc="lower right")
     names = [f"{rule}\n{cost}" for rule, cost in STOP_CANDIDATES]
     for k, ent in enumerate((True, False)):
-        ax2.bar(
-            [i + 0.4 * k for i in range(len(names))],
-            [rows[rule, cost, ent]["p_empty_min"] for rule, cost in STOP_CANDIDATES],
-            width=0.4,
-            label="teacher with entropy" if ent else "deterministic teacher",
-        )
+        x = [i + 0.4 * k for i in range(len(names))]
+        p_empty = [rows[rule, cost, ent]["p_empty_min"] for rule, cost in STOP_CANDIDATES]
+        label = "teacher with entropy" if ent else "deterministic teacher"
+        ax2.bar(x, p_empty, width=0.4, label=label)
     ax2.set_xticks([i + 0.2 for i in range(len(names))], names, fontsize=7)
     decorate(ax2, ylabel="P(empty response) at the minimiser", fontsize=7)
     savefig(cfg, fig, "t7_stop_problem.png")
-    return result(
-        check_t7,
+    named = {f"{r}/{c}/{'entropy' if e else 'no_entropy'}": v for (r, c, e), v in rows.items()}
+    numbers = (
         f"literal CE minimiser: P(empty) {lit['p_empty_min']:.2f} (1−1/E {1 - 1 / E[0]:.2f}), length "
         f"{lit['length_min']:.2f}, J {lit['J_min']:.3f} (teacher {len_q[0]:.2f}, {Jq[0]:.3f}) | from far "
         f"(length {len_far[0]:.2f}) shortest: literal {lit['shortest_far']:.2f}, surprise "
         f"{sur['shortest_far']:.2f}, horizon {hor['shortest_far']:.2f} | horizon minimiser length "
-        f"{hor['length_min']:.2f}, J {hor['J_min']:.3f}",
-        passed,
-        {
-            "rows": {f"{k[0]}/{k[1]}/{'entropy' if k[2] else 'no_entropy'}": v for k, v in rows.items()},
-            "instances": {
-                ("entropy" if e else "no_entropy"): instance(
-                    insts[e][0],
-                    rewards=insts[e][0].rewards,
-                    teacher=insts[e][1],
-                    far_student_logits=far[1 - e],
-                )
-                for e in (True, False)
-            },
-            "entropy_to_go": E,
-            "J_teacher": Jq,
-            "length_teacher": len_q,
-            "lambda": STOP_LAMBDA,
-            "steps": steps,
-            "enumeration_error": enum_err,
-        },
+        f"{hor['length_min']:.2f}, J {hor['J_min']:.3f}"
     )
+    data = {"rows": named, "entropy_to_go": E, "J_teacher": Jq, "length_teacher": len_q, "steps": steps}
+    return result(check_t7, numbers, passed, data)
 
 
 # -----------------------------------------------------------------------------
 # T8: a perfect expert's labels at states the student cannot tell apart, and the price of leaving S
-
-
 T8_TOKENS = ("R", "W", "U", "END")  # a correct line, a wrong line, undo the last line, end of text
 T8_LINES = 2  # a correct answer is two correct lines standing, then END (countdown's two operations)
 T8_SKILL = 0.2  # a line the student writes is wrong w.p. 0.2, whatever it sees: the skill it cannot learn
@@ -904,9 +785,7 @@ def t8_start(lam, prefixes, obs, tied):
     """The start: write lines until two stand, then END, mixed with λ of uniform over line/undo/END
     (untied: a line is W w.p. T8_SKILL, as the tied student's). A function of what every student sees."""
     n = torch.tensor([len(t8_stack(p)) for p in prefixes])
-    clean = torch.zeros(len(prefixes), 3, dtype=F64)
-    clean[n < T8_LINES, 0] = 1.0
-    clean[n >= T8_LINES, 2] = 1.0
+    clean = torch.nn.functional.one_hot(torch.where(n < T8_LINES, 0, 2), 3).to(F64)  # line, or END
     p = (1 - lam) * clean + lam / 3
     if not tied:
         p = torch.stack([p[:, 0] * (1 - T8_SKILL), p[:, 0] * T8_SKILL, p[:, 1], p[:, 2]], -1)
@@ -959,12 +838,11 @@ def check_t8(cfg):
     mdp, q, S, prefixes = t8_instance()
     obs = t8_observations(prefixes)
     students = {**{name: (name, True) for name in obs}, "full, free skill": ("full", False)}  # (obs, tied)
-    gap = {}  # realizability: the largest TV between the expert's rows at two live states of one observation
+    # realizability gap: the largest TV between the expert's rows at two live states of one observation
     live = mdp.alive.nonzero()[:, 0]
-    for name, ob in obs.items():
-        same = ob[live].unsqueeze(0) == ob[live].unsqueeze(1)
-        tv = 0.5 * (q[live].unsqueeze(0) - q[live].unsqueeze(1)).abs().sum(-1)
-        gap[name] = (tv * same).max().item()
+    tv = 0.5 * (q[live].unsqueeze(0) - q[live].unsqueeze(1)).abs().sum(-1)
+    same = {name: ob[live].unsqueeze(0) == ob[live].unsqueeze(1) for name, ob in obs.items()}
+    gap = {name: (tv * s).max().item() for name, s in same.items()}
     runs, t0 = {}, time.time()
     for student, (see, tied) in students.items():
         psi0 = torch.stack([t8_start(lam, prefixes, obs[see], tied) for lam in T8_STARTS])
@@ -1057,36 +935,20 @@ def check_t8(cfg):
         f"{err[free]['exit_max'][unsure]:.3f}, end {err[free]['exit_end'][unsure]:.3f} vs priced "
         f"{err[priced]['exit_end'][unsure]:.3f}"
     )
-    return result(
-        check_t8,
-        numbers,
-        all(claims.values()),
-        {
-            "claims": claims,
-            "rows": rows,
-            "realizability_gap": gap,
-            "aliased_optimum": best_blind,
-            "starts_lambda": T8_STARTS,
-            "steps": T8_STEPS,
-            "step_size": T8_LR,
-            "stop": "horizon",
-            "instance": instance(
-                mdp,
-                tokens=T8_TOKENS,
-                rewards=mdp.rewards,
-                teacher=q,
-                support=S,
-                skill_error=T8_SKILL,
-                lines=T8_LINES,
-                observations=obs,
-            ),
-        },
-    )
+    data = {
+        "claims": claims,
+        "rows": rows,
+        "realizability_gap": gap,
+        "aliased_optimum": best_blind,
+        "starts_lambda": T8_STARTS,
+        "steps": T8_STEPS,
+        "step_size": T8_LR,
+        "stop": "horizon",
+    }
+    return result(check_t8, numbers, all(claims.values()), data)
 
 
 # -----------------------------------------------------------------------------
-
-
 ALL_CHECKS = (check_t1, check_t2, check_t3, check_t4, check_t5, check_t6, check_t7, check_t8)
 CHECKS = {f"T{i}": check for i, check in enumerate(ALL_CHECKS, 1)}  # name -> check
 

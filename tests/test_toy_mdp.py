@@ -443,20 +443,13 @@ def test_theory_checks_pass_on_a_reduced_budget_and_write_their_instances(tmp_pa
         < tm.expected_reward(q, mdp) - tm.expected_reward(pi, mdp)
     )
     assert len(list((tmp_path / "fig").glob("*.png"))) == 7
-    t7 = results["T7"]["data"]  # the stop instance can be recomputed from the JSON alone
-    inst = t7["instances"]["entropy"]
-    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=F64), end=True)
-    assert torch.allclose(
-        tm.expected_reward(torch.tensor(inst["teacher"], dtype=F64), mdp),
-        torch.tensor(t7["J_teacher"][0], dtype=F64),
-    )
-    t8 = results["T8"]["data"]  # T8's numbers, and its students' starts recomputed from the JSON instance
+    mdp, q = theory_checks.stop_instance(True)  # T7's teacher, rebuilt from the code
+    assert tm.expected_reward(q, mdp).item() == pytest.approx(results["T7"]["data"]["J_teacher"][0])
+    t8 = results["T8"]["data"]  # T8's numbers, and its expert and support rebuilt from the code
     blind = t8["rows"]["aliased/token, all"]
     assert all(t8["claims"].values()) and blind["J_end"][0] < blind["J_start"][0]
-    inst = t8["instance"]
-    mdp = tm.TreeMDP(inst["horizon"], inst["branching"], torch.tensor(inst["rewards"], dtype=F64), end=True)
-    assert tm.expected_reward(torch.tensor(inst["teacher"], dtype=F64), mdp).item() > 0.99
-    assert torch.tensor(inst["support"]).sum().item() == 3  # root, (R), (R, R)
+    mdp, q, S, _ = theory_checks.t8_instance()
+    assert tm.expected_reward(q, mdp).item() > 0.99 and S.sum().item() == 3  # root, (R), (R, R)
 
 
 def test_only_runs_one_check_and_a_failed_check_makes_main_fail(tmp_path, monkeypatch):
