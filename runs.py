@@ -38,7 +38,6 @@ CKPT_EVERY = 50  # steps between checkpoints of a stage: a killed run loses at m
 
 
 def field_help(cls):
-    """The trailing comment of each field of a config dataclass: its --help."""
     return dict(re.findall(r"^\s+(\w+): \w+ = .*?  # (.*)$", inspect.getsource(cls), flags=re.M))
 
 
@@ -51,14 +50,12 @@ def str2bool(s):
 def add_flags(parser, cls, helps):
     """One --flag per field of `cls`, typed by its annotation (a bare bool flag means true)."""
     for f in dataclasses.fields(cls):
-        text = helps.get(f.name, "").replace("%", "%%")  # argparse %-formats help
         if f.type in (bool, "bool"):
-            parser.add_argument(
-                f"--{f.name}", nargs="?", const=True, default=f.default, type=str2bool, help=text
-            )
+            kind = {"nargs": "?", "const": True, "type": str2bool}
         else:
-            typ = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            parser.add_argument(f"--{f.name}", type=typ, default=f.default, help=text)
+            kind = {"type": {"int": int, "float": float, "str": str}.get(f.type, f.type)}
+        text = helps.get(f.name, "").replace("%", "%%")  # argparse %-formats help
+        parser.add_argument(f"--{f.name}", default=f.default, help=text, **kind)
 
 
 def config_text(cfg):
@@ -80,12 +77,9 @@ class Runtime:
     def __init__(self, cfg):
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
+        auto = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        name = auto if cfg.device == "auto" else cfg.device
         local = int(os.environ.get("LOCAL_RANK", 0))
-        name = cfg.device
-        if name == "auto":
-            name = (
-                "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-            )
         self.device = torch.device(f"cuda:{local}" if name == "cuda" else name)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
@@ -99,6 +93,7 @@ class Runtime:
             torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         )
         self.enc = tasks.get_tokenizer()
+        self.eot = self.enc.eot_token  # ends every response; its id is the tokenizer's
         self.task = tasks.make_task(cfg.task)
 
     def log(self, *args):
@@ -133,17 +128,28 @@ def wrap(raw, cfg, rt):
     return model
 
 
+class Laps:
+    """Wall time per phase of a step, each taken after the device finished the phase."""
+
+    def __init__(self, device):
+        self.device, self.times, self.t = device, {}, time.time()
+
+    def __call__(self, name):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.time()
+        self.times[name] = now - self.t
+        self.t = now
+
+
 # -----------------------------------------------------------------------------
 # Checkpoints: a dict {"model", "model_args", ...}, written atomically; loading errors are one line
 
 
 def save_checkpoint(path, **state):
     """Atomic: write a temporary file, then rename over the old checkpoint. Adds the RNG states."""
-    state["rng"] = {
-        "python": random.getstate(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    state["rng"] = {"python": random.getstate(), "torch": torch.get_rng_state(), "cuda": cuda}
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
 
@@ -165,21 +171,24 @@ def load_checkpoint(path, what="checkpoint"):
 
 
 def resume_from(ck, opt):
-    """Restore the optimizer and the global RNGs; return the step. (Every per-step draw is seeded by
-    seed_of(), so the RNG state matters only to code that uses the global RNGs.)"""
+    """Restore the optimizer and the global RNGs (per-step draws use seed_of()); return the step."""
     opt.load_state_dict(ck["optimizer"])
     random.setstate(ck["rng"]["python"])
     torch.set_rng_state(ck["rng"]["torch"])
     return ck["step"]
 
 
+def check_finite(loss, stage, step, ckpt):
+    """Stop with the step and the last good checkpoint named if the loss is NaN or inf."""
+    if not math.isfinite(loss):
+        raise SystemExit(
+            f"error: {stage} loss is {loss} at step {step}; stopped before the update. "
+            f"Last good checkpoint: {ckpt if os.path.exists(ckpt) else 'none yet'}"
+        )
+
+
 # -----------------------------------------------------------------------------
-# Logs: JSONL rows, the console line; Ctrl-C
-
-
-def append_jsonl(path, row):
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+# A stage's files and console line; Ctrl-C
 
 
 def read_jsonl(path):
@@ -209,25 +218,19 @@ class Stage:
     def append(self, row):
         self.rows.append(row)
         if self.rt.rank == 0:
-            append_jsonl(self.log_path, row)
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
 
     def save(self, step, raw, opt, **extra):
         if self.rt.rank == 0:
-            save_checkpoint(
-                self.ckpt,
-                model=raw.state_dict(),
-                model_args=dataclasses.asdict(raw.config),
-                optimizer=opt.state_dict(),
-                step=step,
-                config=dataclasses.asdict(self.cfg),
-                stage=self.name.split("_")[0],
-                **extra,
-            )
+            model = {"model": raw.state_dict(), "model_args": dataclasses.asdict(raw.config)}
+            run = {"optimizer": opt.state_dict(), "step": step, "config": dataclasses.asdict(self.cfg)}
+            save_checkpoint(self.ckpt, **model, **run, stage=self.name.split("_")[0], **extra)
 
     def after_step(self, step, flag, raw, opt, **extra):
-        """Checkpoint every CKPT_EVERY steps, and after a Ctrl-C on any rank (every rank together);
-        returns True after a Ctrl-C: the stage stops, to continue with --resume."""
-        stop = interrupted(self.rt, flag)
+        """Checkpoint every CKPT_EVERY steps, and after a Ctrl-C on any rank (one all-reduce: every rank
+        stops after the same step); True after a Ctrl-C: the stage stops, to continue with --resume."""
+        stop = reduce_sums(self.rt, {"interrupted": float(flag["interrupted"])})["interrupted"] > 0
         if stop or (step + 1) % CKPT_EVERY == 0:
             self.save(step + 1, raw, opt, **extra)
         if stop:
@@ -244,7 +247,7 @@ class Stage:
 
 @contextlib.contextmanager
 def ctrl_c_stops():
-    """First Ctrl-C: finish the step, save, stop (the loop polls interrupted()). Second: abort at once."""
+    """First Ctrl-C: finish the step, save, stop (Stage.after_step polls the flag). Second: abort at once."""
     flag, main = {"interrupted": False}, threading.current_thread() is threading.main_thread()
 
     def handler(signum, frame):
@@ -259,31 +262,3 @@ def ctrl_c_stops():
     finally:
         if main:
             signal.signal(signal.SIGINT, old)
-
-
-def interrupted(rt, flag):
-    """Whether Ctrl-C reached any rank (one all-reduce): every rank stops after the same step."""
-    return reduce_sums(rt, {"interrupted": float(flag["interrupted"])})["interrupted"] > 0
-
-
-class Laps:
-    """Wall time per phase of a step, each taken after the device finished the phase."""
-
-    def __init__(self, device):
-        self.device, self.times, self.t = device, {}, time.time()
-
-    def __call__(self, name):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        now = time.time()
-        self.times[name] = now - self.t
-        self.t = now
-
-
-def check_finite(loss, stage, step, ckpt):
-    """Stop with the step and the last good checkpoint named if the loss is NaN or inf."""
-    if not math.isfinite(loss):
-        raise SystemExit(
-            f"error: {stage} loss is {loss} at step {step}; stopped before the update. "
-            f"Last good checkpoint: {ckpt if os.path.exists(ckpt) else 'none yet'}"
-        )

@@ -2,28 +2,30 @@
 tasks.py -- reasoning tasks with rich feedback, their oracle experts, and the tokenizer.
 
 DistIL distils, on the student's own rollouts, a teacher that has seen rich feedback or a
-programmatic expert. This file is the environment: four tasks behind one interface, generated
+programmatic expert. This file is the environment: three tasks behind one interface, generated
 offline, verified exactly, each with an oracle that is an expert *from any prefix*.
 
-    name       domain   prompt                          reference ("/" is a newline)    recovery
-    mult       math     mult: 347*29                    347*9=3123 / 347*20=6940 / ...  restate the line
-    countdown  math     countdown: 3 6 8 11 -> 59       8*6=48 / 48+11=59               undo, restart
-    listprog   code     listprog: / [3,1,2,5] -> [1,3]  filter odd / sort / take 2      undo, restart
-    chem       science  chem: H2 + O2 -> H2O            2H2 + O2 -> 2H2O                restate the equation
+    name      domain   prompt                          reference ("/" is a newline)    recovery
+    mult      math     mult: 347*29                    347*9=3123 / 347*20=6940 / ...  restate the line
+    listprog  code     listprog: / [3,1,2,5] -> [1,3]  filter odd / sort / take 2      undo, restart
+    chem      science  chem: H2 + O2 -> H2O            2H2 + O2 -> 2H2O                restate the equation
 
-    TASKS[name].generate(split, n, seed) -> [Problem]    make_task("name:knob=value,...") -> Task
-    task.verify(problem, text) -> (1.0 | 0.0, feedback)  any string; never raises; bounded time
-    task.oracle(problem, prefix) -> {char | EOT: prob}   the expert's next character
-Contexts: student {prompt}\nanswer:\n; teacher {prompt}\nfeedback:\n{fb}\npeer:\n{peer}\nanswer:\n.
-Tokenizer: tiktoken, pure bytes (token i = byte i, EOT = 256): the character oracle is a token oracle.
-Oracle: uniform over the canonical responses S (mult, chem: the reference; countdown: every valid
-solution; listprog: every passing program of <= max_steps LP_STEPS lines) that complete the expert's
-state, marginalised to the next character. Off S it first recovers: it finishes the line in shape,
-then undoes or restates a wrong line. References stay clean: only on-policy rollouts meet a recovery.
-Feedback (knob): fix names the next step; full adds the symptoms; verdict is the symptoms alone.
-Simplifications: 1. verifiers check the examples shown; 2. chem equations come from reaction
-families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
-Run:  python tasks.py [--tasks "mult;countdown:n_numbers=3"] [--seed 0]   attempt, feedback, recovery
+A task is what a fork writes for its problems: name, domain, max_response_chars (the sampling budget),
+    generate(split, n, seed) -> [Problem]           split "train" | "test", disjoint by split_key's hash
+    verify(problem, text) -> (1.0 | 0.0, feedback)  any string; never raises; bounded time
+    split_key(problem) -> str                       the same for every copy of a problem
+    answer(problem, text) -> str | None             the final answer, for maj@n
+Optional: oracle(problem, prefix) -> {char | EOT: prob} (--teacher oracle, --states support),
+has_recovery(problem, text) (the recov metric), corrupt(problem, rng) -> a failed attempt (teacher-
+format SFT examples; without it every SFT example is the reference in the student's context).
+Task builds them all from a line state machine: the oracle is uniform over the canonical responses S
+that complete the expert's state, marginalised to the next character; off S it finishes the line in
+shape, then undoes or restates a wrong line (references stay clean: only rollouts meet a recovery).
+Tokens are bytes (EOT = 256): the character oracle is a token oracle. Feedback (a knob, as in
+make_task("chem:feedback=verdict")): fix names the next step; full adds the symptoms; verdict is the
+symptoms alone. Simplifications: 1. verifiers check the examples shown; 2. chem equations come from
+reaction families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
+Run:  python tasks.py [--tasks "mult;listprog:max_steps=2"] [--seed 0]   attempt, feedback, recovery
       python -m pytest -q tests/test_tasks.py
 """
 
@@ -36,7 +38,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 
 import tiktoken
 
@@ -47,12 +49,11 @@ PEER_CHARS = 256  # peer-solution budget: above every task's max_response_chars 
 MAX_TEXT = 4096  # verifiers give longer responses reward 0 unread: bounded time per call
 TEST_PERCENT = 20  # share of canonical problem keys that belong to the test split
 MEMO_LIMIT = 1 << 20  # oracle memo entries per task before it is dropped: bounded memory
-# fix: the next step alone; full: the next step, then the symptoms; verdict: the symptoms alone
-FEEDBACK_KINDS = ("fix", "full", "verdict")
+FEEDBACK_KINDS = ("fix", "full", "verdict")  # fix: the next step; full: then the symptoms; verdict: symptoms
 # the teacher-format SFT response (sft_example): recovery from a cut of an attempt, or the reference
 SFT_TARGETS = ("recovery", "reference")
-UNDO = "undo"  # the line that retracts the latest standing line (countdown, listprog)
-RESTART = "restart"  # the line that retracts every standing line (countdown, listprog)
+UNDO = "undo"  # the line that retracts the latest standing line (listprog)
+RESTART = "restart"  # the line that retracts every standing line (listprog)
 DEAD = None  # the expert's state after a line that only undo (or restart) can repair
 
 # ----------------------------------------------------------------------------------------------
@@ -62,11 +63,9 @@ DEAD = None  # the expert's state after a line that only undo (or restart) can r
 @cache
 def get_tokenizer() -> tiktoken.Encoding:
     """Byte-level tiktoken encoding, offline: ids 0..255 are bytes, EOT_ID is EOT."""
+    ranks = {bytes([i]): i for i in range(256)}
     return tiktoken.Encoding(
-        name="distil-bytes",
-        pat_str=r"\S+|\s+",
-        mergeable_ranks={bytes([i]): i for i in range(256)},
-        special_tokens={EOT: EOT_ID},
+        "distil-bytes", pat_str=r"\S+|\s+", mergeable_ranks=ranks, special_tokens={EOT: EOT_ID}
     )
 
 
@@ -94,18 +93,12 @@ def _quote(s: str, n: int = 40) -> str:
     return f"'{s[:n]}...'" if len(s) > n else f"'{s}'"
 
 
-def _clip(s: str, budget: int) -> str:
-    s = _printable(s)
-    return s if len(s) <= budget else s[: budget - 3] + "..."
-
-
 def _lines(text: str) -> list:
     return [ln for ln in text.split("\n") if ln.strip()]
 
 
 def _last_line(text: str) -> str:
-    lines = _lines(text)
-    return lines[-1].strip() if lines else ""
+    return (_lines(text) or [""])[-1].strip()
 
 
 def student_context(problem: Problem) -> str:
@@ -113,23 +106,24 @@ def student_context(problem: Problem) -> str:
 
 
 def teacher_context(problem: Problem, feedback: str = None, peer: str = None) -> str:
+    """{prompt}\nfeedback:\n{feedback}\npeer:\n{peer}\nanswer:\n, each block printable and clipped."""
     parts = [problem.prompt]
-    if feedback is not None:
-        parts += ["feedback:", _clip(feedback, FEEDBACK_CHARS)]
-    if peer is not None:
-        parts += ["peer:", _clip(peer, PEER_CHARS)]
+    for label, text, budget in (("feedback:", feedback, FEEDBACK_CHARS), ("peer:", peer, PEER_CHARS)):
+        if text is not None:  # printable, clipped to its budget
+            text = _printable(text)
+            parts += [label, text if len(text) <= budget else text[: budget - 3] + "..."]
     return "\n".join(parts) + "\nanswer:\n"
 
 
 def sft_example(task, problem: Problem, rng, teacher_frac: float) -> tuple:
     """(context, response) for SFT: the student's context and the reference, or with prob teacher_frac a
     teacher's (feedback on a failed attempt, the reference as a peer, or both). sft_target=recovery: the
-    context goes on with a cut of the attempt, a student's state, and the response is task.recovery."""
-    if rng.random() >= teacher_frac:
+    context goes on with a cut of the attempt, a student's state, and the response is task.recovery.
+    A task without corrupt (an optional capability) has no failed attempts: always the student's."""
+    if getattr(task, "corrupt", None) is None or rng.random() >= teacher_frac:
         return student_context(problem), problem.solution
-    kind, recovery = rng.randrange(3), task.sft_target == "recovery"
-    # with recovery, half the attempts leave the reference at their first line (Task.wander)
-    make = task.wander if recovery and rng.random() < 0.5 else task.corrupt
+    kind, recovery = rng.randrange(3), getattr(task, "sft_target", "reference") == "recovery"
+    make = task.wander if recovery and rng.random() < 0.5 else task.corrupt  # half: wander off at line 1
     attempt = make(problem, rng) if kind != 1 or recovery else None
     feedback = task.verify(problem, attempt)[1] if kind != 1 else None
     context = teacher_context(problem, feedback=feedback, peer=problem.solution if kind != 0 else None)
@@ -143,17 +137,14 @@ def reprompt(problems, rewards, texts, feedback, group, mode="peer", self_peer=T
     """SDPO's reprompt: each rollout's teacher context (rows: groups of `group` per prompt), with its feedback
     if it failed and/or the first *other* success of its prompt as a peer (self_peer: a lone success is
     its own peer); mode peer | feedback | both | none (the student's). None: no teacher signal."""
+    if mode == "none":
+        return [student_context(p) for p in problems]
     out = []
     for i, p in enumerate(problems):
-        if mode == "none":
-            out.append(student_context(p))
-            continue
         g0 = i - i % group
-        peer = next((texts[j] for j in range(g0, g0 + group) if j != i and rewards[j] > 0.5), None)
-        if peer is None and self_peer and rewards[i] > 0.5:
-            peer = texts[i]
+        mates = [j for j in range(g0, g0 + group) if j != i] + ([i] if self_peer else [])  # itself last
+        peer = next((texts[j] for j in mates if rewards[j] > 0.5), None) if mode in ("both", "peer") else None
         fb = feedback[i] if rewards[i] <= 0.5 and feedback[i] and mode in ("both", "feedback") else None
-        peer = peer if mode in ("both", "peer") else None
         out.append(teacher_context(p, feedback=fb, peer=peer) if (fb or peer) else None)
     return out
 
@@ -167,9 +158,8 @@ def problem_sets(task, n_train: int, n_test: int, seed: int, val_n: int = 0) -> 
         first.setdefault(task.split_key(p), p)
     if val_n and val_n >= len(first):
         raise ValueError(f"val_n {val_n} leaves no training problems ({len(first)} distinct)")
-    val = list(first.values())[:val_n]
-    held = {task.split_key(p) for p in val}
-    return [p for p in train if task.split_key(p) not in held], val, test
+    held = set(list(first)[:val_n])  # the first val_n distinct keys
+    return [p for p in train if task.split_key(p) not in held], list(first.values())[:val_n], test
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +167,8 @@ def problem_sets(task, n_train: int, n_test: int, seed: int, val_n: int = 0) -> 
 
 
 class Task:
-    """A task supplies sample/split_key/check/corrupt/answer and the expert's state machine: start(p);
+    """Builds the contract's methods, optional ones included, from a subclass's sample(rng) -> Problem or
+    None, split_key, check (verify's body), answer, corrupt and the expert's state machine: start(p);
     moves(p, s) -> {canonical line: next state}; done(p, s); replay(p, s, line) -> the state after any
     other line (DEAD: only undo repairs it); hopeless(p, s), an optional prune. undo = True: UNDO
     retracts the latest standing line, RESTART every one; the state is the standing lines' stack."""
@@ -191,10 +182,7 @@ class Task:
         if sft_target is not None and sft_target not in SFT_TARGETS:
             raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {sft_target!r}")
         self.feedback, self.sft_target = feedback, sft_target or self.sft_target
-        self._memo()
-
-    def _memo(self):
-        self._moves, self._count, self._dist, self._replays = {}, {}, {}, {}
+        self._memo = {}  # the expert's moves, counts, replays and distributions, by (what, prompt, ...)
 
     def generate(self, split: str, n: int, seed: int) -> list:
         """n problems of the split: distinct prompts first, repeats once 200 draws in a row find none."""
@@ -220,28 +208,26 @@ class Task:
             return 0.0, f"response too long: {len(text)} characters > {MAX_TEXT}"
         return self.check(p, text)
 
-    def hopeless(self, p, s) -> bool:
+    def hopeless(self, p, s) -> bool:  # an optional prune: True where no canonical solution is left
         return False
 
-    def finishes(self, p, s, cur: str) -> list:
-        """Well-formed lines besides the legal ones that the partial line cur may be finished as."""
+    def finishes(self, p, s, cur: str) -> list:  # well-formed lines besides the legal ones cur may become
         return []
 
     def _legal(self, p, s) -> dict:
-        key = (p.prompt, s)
-        if key not in self._moves:
-            self._moves[key] = {} if s is DEAD or self.done(p, s) else self.moves(p, s)
-        return self._moves[key]
+        key = ("legal", p.prompt, s)
+        if key not in self._memo:
+            self._memo[key] = {} if s is DEAD or self.done(p, s) else self.moves(p, s)
+        return self._memo[key]
 
     def _n(self, p, s) -> int:
         """The number of canonical solutions through state s (s done counts 1: the response may end)."""
-        key = (p.prompt, s)
-        if key not in self._count:
-            n = 0
-            if s is not DEAD and not self.hopeless(p, s):
-                n = int(self.done(p, s)) + sum(self._n(p, t) for t in self._legal(p, s).values())
-            self._count[key] = n
-        return self._count[key]
+        key = ("n", p.prompt, s)
+        if key not in self._memo:
+            live = s is not DEAD and not self.hopeless(p, s)
+            n = (int(self.done(p, s)) + sum(self._n(p, t) for t in self._legal(p, s).values())) if live else 0
+            self._memo[key] = n
+        return self._memo[key]
 
     def standing(self, text: str) -> list:
         """(line number, line) of the non-blank lines an undo task keeps."""
@@ -261,10 +247,10 @@ class Task:
         for line in [ln for _, ln in self.standing(text)] if self.undo else _lines(text):
             t = self._legal(p, stack[-1]).get(line)  # None (DEAD is never legal): not a canonical line
             if t is None:
-                key = (p.prompt, stack[-1], line)
-                if key not in self._replays:
-                    self._replays[key] = DEAD if stack[-1] is DEAD else self.replay(p, stack[-1], line)
-                t = self._replays[key]
+                key = ("replay", p.prompt, stack[-1], line)
+                if key not in self._memo:
+                    self._memo[key] = DEAD if stack[-1] is DEAD else self.replay(p, stack[-1], line)
+                t = self._memo[key]
             stack = stack + (t,) if self.undo else (t,)
         return stack
 
@@ -281,10 +267,7 @@ class Task:
         first = p.solution.split("\n")[0]
         for _ in range(20 if self.undo else 0):
             s, lines = self.start(p), []
-            while not self.done(p, s):
-                moves = sorted(ln for ln in self._legal(p, s) if lines or ln != first)
-                if not moves:
-                    break
+            while moves := sorted(ln for ln in self._legal(p, s) if lines or ln != first):  # none once done
                 lines.append(rng.choice(moves))
                 s = self._legal(p, s)[lines[-1]]
                 if rng.random() < 0.25:
@@ -307,34 +290,16 @@ class Task:
             return p.solution[len(prefix) :]
         return ("\n" if prefix and not prefix.endswith("\n") else "") + "\n".join(self.fix_lines(p))
 
-    def undo_feedback(self, p: Problem, text: str, rows: list, ok: bool) -> tuple:
-        """An undo task's (reward, feedback). Fix: the first standing line after which no solution is left,
-        then fix_lines (valid wherever the student stands); verdict: the rows and the undos it needs."""
-        if ok:
-            return 1.0, "\n".join(rows)
-        standing, stack = self.standing(text), self.stack(p, text.split("\n"))
-        k = next((k for k, s in enumerate(stack) if k and not self._n(p, s)), None)  # the start has one
-        if self.feedback != "verdict":
-            bad = "is invalid" if k is not None and stack[k] is DEAD else "leaves no solution"
-            why = "not solved yet" if k is None else f"line {standing[k - 1][0]} {bad}"
-            lines = self.fix_lines(p)
-            return 0.0, self.said([f"{why}; write these {len(lines)} lines:\n" + "\n".join(lines)], rows)
-        if k is not None:
-            n = len(stack) - k
-            way = "to retract it" if n == 1 else f"{n} times to retract it and the lines after it"
-            rows = rows + [f"line {standing[k - 1][0]} leaves no solution: write {UNDO} {way}"]
-        return 0.0, "\n".join(rows)
-
     def oracle(self, p: Problem, prefix: str) -> dict:
-        if sum(map(len, (self._moves, self._count, self._dist, self._replays))) > MEMO_LIMIT:
-            self._memo()
+        if len(self._memo) > MEMO_LIMIT:
+            self._memo = {}
         *lines, cur = prefix.split("\n")
         stack = self.stack(p, lines)
         s, shape = stack[-1], next(t for t in reversed(stack) if t is not DEAD)
-        key = (p.prompt, s, shape, cur)
-        if key not in self._dist:
-            self._dist[key] = self._next_char(p, s, shape, cur)
-        return dict(self._dist[key])
+        key = ("next", p.prompt, s, shape, cur)
+        if key not in self._memo:
+            self._memo[key] = self._next_char(p, s, shape, cur)
+        return dict(self._memo[key])
 
     def _next_char(self, p, s, shape, cur: str) -> dict:
         """Uniform over the canonical completions from s, marginalised to the next character; from a
@@ -371,11 +336,10 @@ def _nearest(pool: list, cur: str) -> Counter:
 
 
 def first_off_support(task: Task, p: Problem, text: str):
-    """Index of the first character of text (len(text): its end) the oracle gives probability 0."""
+    """Index of the first character of text (len(text): its end) the oracle gives probability 0, or None."""
     for i in range(len(text) + 1):
         if task.oracle(p, text[:i]).get(text[i] if i < len(text) else EOT, 0.0) == 0.0:
             return i
-    return None
 
 
 def oracle_greedy(task: Task, p: Problem, prefix: str = "", max_chars: int = 1024, rng=None) -> str:
@@ -474,9 +438,8 @@ class Mult(_LastLine):
                 tip = f"; correct: {right} (write it on a new line: a later line supersedes an earlier one)"
                 break
             s = legal[written]
-        else:
-            if not self.done(p, s):
-                line, tip = f"line {len(got) + 1} missing", f"; correct: {list(self._legal(p, s))[0]}"
+        if not tip and not self.done(p, s):  # every line on the path, and the path unfinished
+            line, tip = f"line {len(got) + 1} missing", f"; correct: {list(self._legal(p, s))[0]}"
         ans = self.answer(p, text)
         ok = ans is not None and int(ans) == p.data[0] * p.data[1]
         verdict = f"final answer {ans}: {'correct' if ok else 'wrong'}"
@@ -499,137 +462,6 @@ class Mult(_LastLine):
             step = 10 ** rng.randrange(len(str(values[i])))
             values[i] += step * (1 if values[i] < 10 else rng.choice([-1, 1]))
         return self.scratchpad(a, b, values)
-
-
-# ----------------------------------------------------------------------------------------------
-# math: Countdown, one operation per line
-
-
-def _cd_eval(a: int, op: str, b: int) -> int:
-    """a op b, or 0 where the rules forbid it (every result must be a positive integer)."""
-    return max(0, {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b and a % b == 0 else 0}[op])
-
-
-@lru_cache(maxsize=1 << 16)
-def _cd_legal(rem: tuple) -> dict:
-    """Every legal canonical line from the sorted remaining numbers -> (remaining after, result)."""
-    out = {}
-    for i in range(len(rem)):
-        for j in range(i + 1, len(rem)):
-            b, a = rem[i], rem[j]  # sorted, so a >= b
-            rest = rem[:i] + rem[i + 1 : j] + rem[j + 1 :]
-            for x, op, y in ((a, "+", b), (b, "+", a), (a, "*", b), (b, "*", a), (a, "-", b), (a, "/", b)):
-                r = _cd_eval(x, op, y)
-                if r:
-                    out.setdefault(f"{x}{op}{y}={r}", (tuple(sorted(rest + (r,))), r))
-    return out
-
-
-_CD_LINE = re.compile(r" *([0-9]{1,9}) *([-+*/]) *([0-9]{1,9}) *= *([0-9]{1,12}) *")
-
-
-def _cd_check(rem: tuple, line: str):
-    """One written line against the remaining numbers -> (remaining after, true result, error)."""
-    m = _CD_LINE.fullmatch(line)
-    if not m:
-        return rem, None, f"cannot read {_quote(line)}; write a+b=c"
-    a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
-    left = list(rem)
-    for x in (a, b):
-        if x not in left:
-            return rem, None, f"{x} is not available"
-        left.remove(x)
-    r = _cd_eval(a, op, b)
-    if not r:
-        return rem, None, f"{a}{op}{b} is not allowed: results must be positive integers"
-    return tuple(sorted(left + [r])), r, (f"{a}{op}{b}={c} is wrong: {a}{op}{b}={r}" if c != r else None)
-
-
-class Countdown(Task):
-    """Reach the target with + - * /, one operation a?b=c per line, each number (given or produced) used
-    at most once, every result a positive integer. Symptoms: each standing line's evaluation and the
-    numbers left, until the first invalid one; whether the last result is the target."""
-
-    name, domain, undo = "countdown", "math", True
-
-    def __init__(self, n_numbers=4, max_number=15, max_target=100, feedback="fix", sft_target="recovery"):
-        super().__init__(feedback, sft_target)
-        self.n_numbers, self.max_number, self.max_target = n_numbers, max_number, max_target
-        line = 3 * len(str(max_number**n_numbers)) + 3  # a?b=c and its newline; no result exceeds the product
-        # the attempt with one retracted line and its undo, then (after a cut) restart and the reference
-        self.max_response_chars = n_numbers * line + len(UNDO) + len(RESTART) + 1 + (n_numbers - 1) * line
-
-    def sample(self, rng):
-        nums = tuple(sorted(rng.randint(1, self.max_number) for _ in range(self.n_numbers)))
-        s, lines, results = (nums, None), [], []
-        for _ in range(rng.randint(2, self.n_numbers - 1)):
-            line, s = rng.choice(list(_cd_legal(s[0]).items()))
-            lines.append(line)
-            results.append(s[1])
-        target = s[1]  # it must need two lines or more
-        if target in nums or not 10 <= target <= self.max_target:
-            return None
-        if any(r == target for _, r in _cd_legal(nums).values()):
-            return None
-        prompt = f"countdown: {' '.join(map(str, nums))} -> {target}"
-        return Problem(self.name, prompt, "\n".join(lines[: results.index(target) + 1]), (nums, target))
-
-    def split_key(self, p):
-        return f"{p.data[0]}->{p.data[1]}"
-
-    def start(self, p):
-        return p.data[0], None  # state: (remaining numbers, last result)
-
-    def moves(self, p, s):
-        return _cd_legal(s[0])
-
-    def done(self, p, s):
-        return s[1] == p.data[1]
-
-    def replay(self, p, s, line):
-        rest, r, err = _cd_check(s[0], line)
-        return DEAD if err else (rest, r)
-
-    def _run(self, p, text):
-        """-> (trace of the standing lines, every standing line valid, last result)."""
-        rem, last, trace = p.data[0], None, []
-        for i, line in self.standing(text):
-            rem, r, err = _cd_check(rem, line)
-            if err:
-                return trace + [f"line {i}: {_quote(line.replace(' ', ''), 24)[1:-1]}: {err}"], False, None
-            last = r
-            trace.append(f"line {i}: {line.replace(' ', '')} ok, left {' '.join(map(str, rem))}")
-        return trace, bool(trace), last
-
-    def check(self, p, text):
-        trace, valid, last = self._run(p, text)
-        ok = valid and last == p.data[1]
-        rows = (trace or ["no operations"]) + [f"target {p.data[1]} {'reached' if ok else 'not reached'}"]
-        return self.undo_feedback(p, text, rows, ok)
-
-    def answer(self, p, text):
-        _, valid, last = self._run(p, text)
-        return str(last) if valid else None
-
-    def corrupt(self, p, rng):
-        """An arithmetic slip, a number that was already used, or a wrong last operation."""
-        lines = p.solution.split("\n")
-        for _ in range(20):
-            kind = rng.choice(["slip", "used", "last"])
-            out, i = list(lines), len(lines) - 1 if kind == "last" else rng.randrange(len(lines))
-            rem = self.stack(p, lines[:i])[-1][0]  # the numbers left before line i
-            used = [x for x in p.data[0] if x not in rem]
-            a, op, b, c = re.fullmatch(r"([0-9]+)(.)([0-9]+)=([0-9]+)", lines[i]).groups()
-            if kind == "slip" or not used and kind == "used":
-                out[i] = f"{a}{op}{b}={max(1, int(c) + rng.choice([-2, -1, 1, 2, 10]))}"
-            else:
-                a, b = rng.choice(used) if kind == "used" else int(a), int(b)
-                ops = rng.sample([o for o in "+-*/" if o != op], 3) if kind == "last" else [op]
-                op = next((o for o in ops if _cd_eval(a, o, b)), "+")  # keep the arithmetic valid
-                out[i] = f"{a}{op}{b}={_cd_eval(a, op, b)}"
-            if self.verify(p, "\n".join(out))[0] == 0.0:
-                return "\n".join(out)
-        return lines[0]  # one line never reaches the target (sample)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -680,11 +512,9 @@ def _lp_apply(step: str, x):
     if not x and step in ("max", "min"):
         return f"{step} of an empty list"
     y = _LP_FIXED[step](x) if m is None else _LP_ARG[m[1] or m[3] or m[5]](x, int(m[2] or m[4] or m[6]))
-    if isinstance(y, int):
-        return y if abs(y) <= LP_MAX_VALUE else f"value beyond +-{LP_MAX_VALUE}"
-    if len(y) > LP_MAX_LEN:
+    if isinstance(y, tuple) and len(y) > LP_MAX_LEN:
         return f"list longer than {LP_MAX_LEN}"
-    if y and (max(y) > LP_MAX_VALUE or min(y) < -LP_MAX_VALUE):
+    if max(map(abs, y if isinstance(y, tuple) else [y]), default=0) > LP_MAX_VALUE:
         return f"value beyond +-{LP_MAX_VALUE}"
     return y
 
@@ -750,11 +580,10 @@ class ListProg(Task):
         if any(err for _, err in runs):
             return None
         states = [xs] + [tuple(vals[j] for vals, _ in runs) for j in range(len(prog))]
-        if any(a == b for a, b in zip(states, states[1:])) or len(set(states[-1])) == 1 or () in states[-1]:
-            return None  # a line that changes nothing; uninformative outputs
         k = states.index(states[-1])  # stop at the first line that passes (canonical)
-        if k < self.min_steps:
-            return None
+        idle = any(a == b for a, b in zip(states, states[1:]))  # a line that changes nothing
+        if idle or len(set(states[-1])) == 1 or () in states[-1] or k < self.min_steps:
+            return None  # uninformative outputs, or too short
         examples = tuple(zip(xs, states[-1]))
         prompt = "listprog:\n" + "\n".join(f"{_fmt(x)} -> {_fmt(y)}" for x, y in examples)
         return Problem(self.name, prompt, "\n".join(prog[:k]), examples)
@@ -779,13 +608,8 @@ class ListProg(Task):
         )
 
     def moves(self, p, s):
-        out = {}
-        if s[1] < self.max_steps:
-            for step in LP_STEPS:
-                t = self.replay(p, s, step)
-                if t is not DEAD and t[1] > s[1]:
-                    out[step] = t
-        return out
+        after = {step: self.replay(p, s, step) for step in LP_STEPS} if s[1] < self.max_steps else {}
+        return {step: t for step, t in after.items() if t is not DEAD and t[1] > s[1]}  # a line that counts
 
     def replay(self, p, s, line):
         ys = tuple(_lp_apply(line.strip(), v) for v in s[0])
@@ -798,6 +622,8 @@ class ListProg(Task):
         return prog, [lp_run(prog, x) for x, _ in p.data]
 
     def check(self, p, text):
+        """Fix: the first standing line after which no solution is left, then fix_lines (valid wherever
+        the student stands); verdict: the test report, and the undos back to a line with a solution."""
         prog, runs = self._runs(p, text)
         report, passed = [], 0
         for i, ((x, want), (vals, err)) in enumerate(zip(p.data, runs) if prog else (), 1):
@@ -808,7 +634,20 @@ class ListProg(Task):
             got = f"error: {err}" if err else f"got {_fmt(vals[-1])}"
             report.append(f"example {i} FAIL: {_fmt(x)}{trace} -> {got}, expected {_fmt(want)}")
         report.append(f"{passed}/{len(p.data)} examples pass" if prog else "empty program")
-        return self.undo_feedback(p, text, report, prog and passed == len(p.data))
+        if prog and passed == len(p.data):
+            return 1.0, "\n".join(report)
+        standing, stack = self.standing(text), self.stack(p, text.split("\n"))
+        k = next((k for k, s in enumerate(stack) if k and not self._n(p, s)), None)  # the start has one
+        if self.feedback != "verdict":
+            bad = "is invalid" if k is not None and stack[k] is DEAD else "leaves no solution"
+            why = "not solved yet" if k is None else f"line {standing[k - 1][0]} {bad}"
+            lines = self.fix_lines(p)
+            return 0.0, self.said([f"{why}; write these {len(lines)} lines:\n" + "\n".join(lines)], report)
+        if k is not None:
+            n = len(stack) - k
+            way = "to retract it" if n == 1 else f"{n} times to retract it and the lines after it"
+            report.append(f"line {standing[k - 1][0]} leaves no solution: write {UNDO} {way}")
+        return 0.0, "\n".join(report)
 
     def answer(self, p, text):
         """The program's behaviour on the examples: programs that agree there vote together."""
@@ -906,12 +745,11 @@ def balance(lhs: tuple, rhs: tuple):
     x = [scale if c == f else 0 for c in range(len(comps))]
     for k, col in enumerate(pivots):
         x[col] = -rows[k][f] * (scale // rows[k][col])
-    g = math.gcd(*x)
-    x = [v // g for v in x]
-    if min(x) < 0 < max(x):
+    if min(x) < 0 < max(x):  # mixed signs: no positive solution
         return None
-    x = [abs(v) for v in x]
-    return tuple(x) if min(x) > 0 else None
+    g = math.gcd(*x)
+    x = tuple(abs(v) // g for v in x)
+    return x if min(x) > 0 else None
 
 
 # ions by charge 1, 2, 3 (iron in both); a nonmetal element as written -> the charge of its anion
@@ -926,26 +764,17 @@ _SALTS = [(c, q, a, qa) for c, q in _IONS for a, qa in _ANIONS.items()]
 
 def _ionic(cation: str, qc: int, anion: str, qa: int) -> str:
     """Charge-balanced formula: _ionic('Ca', 2, 'PO4', 3) = 'Ca3(PO4)2'."""
-
-    def part(ion, n):
-        return ion if n == 1 else f"({ion}){n}" if sum(map(str.isupper, ion)) > 1 else f"{ion}{n}"
-
-    g = math.gcd(qc, qa)
-    return part(cation, qa // g) + part(anion, qc // g)
-
-
-def _fuel(x: int, y: int, z: int) -> str:
-    return "".join(f"{e}{n if n > 1 else ''}" for e, n in (("C", x), ("H", y), ("O", z)) if n)
-
-
-def _term(c: int, formula: str) -> str:
-    return f"{c if c != 1 else ''}{formula}"
+    g, formula = math.gcd(qc, qa), ""
+    for ion, n in ((cation, qa // g), (anion, qc // g)):  # a polyatomic ion repeated: in parentheses
+        formula += ion if n == 1 else f"({ion}){n}" if sum(map(str.isupper, ion)) > 1 else f"{ion}{n}"
+    return formula
 
 
 def reaction_families() -> dict:
     """family -> [(reactants, products)]: combustion of CxHyOz, synthesis and decomposition, single
     displacement, double displacement (salt + salt, acid + base), and hydrate dehydration."""
-    fuels = [_fuel(x, y, z) for x in range(1, 9) for y in range(2, 2 * x + 3, 2) for z in range(3)]
+    cho = [(x, y, z) for x in range(1, 9) for y in range(2, 2 * x + 3, 2) for z in range(3)]  # CxHyOz
+    fuels = ["".join(f"{e}{n if n > 1 else ''}" for e, n in zip("CHO", xyz) if n) for xyz in cho]
     ion = {(c, q, a): _ionic(c, q, a, qa) for c, q, a, qa in _SALTS}
     oxide = {(m, q): _ionic(m, q, "O", 2) for m, q in _METALS}
     anions = [a for a in _ANIONS if a != "OH"]  # hydroxides neither displace nor hydrate
@@ -985,14 +814,13 @@ def _balanced_families() -> tuple:
     out = []
     for family, reactions in reaction_families().items():
         for lhs, rhs in dict.fromkeys(reactions):
-            coefs = balance(lhs, rhs) if len(set(lhs + rhs)) == len(lhs + rhs) else None
-            if coefs is not None:
-                out.append((family, lhs, rhs, coefs))
+            if len(set(lhs + rhs)) == len(lhs + rhs) and (coefs := balance(lhs, rhs)) is not None:
+                out.append((family, lhs, rhs, coefs))  # no species on both sides, one solution
     return tuple(out)
 
 
 def _equation(lhs, rhs, coefs=None) -> str:
-    terms = [_term(c, f) for c, f in zip(coefs or [1] * (len(lhs) + len(rhs)), lhs + rhs)]
+    terms = [f"{c if c != 1 else ''}{f}" for c, f in zip(coefs or [1] * (len(lhs) + len(rhs)), lhs + rhs)]
     return " + ".join(terms[: len(lhs)]) + " -> " + " + ".join(terms[len(lhs) :])
 
 
@@ -1012,18 +840,15 @@ class Chem(_LastLine):
             raise ValueError(f"max_coef >= 2 and max_species >= 2 (got {max_coef}, {max_species})")
         self.max_coef, self.max_species = max_coef, max_species
 
-    @property
+    @cached_property
     def pool(self) -> dict:
         """family -> [Problem]: the equations the knobs allow, built on first use."""
-        if "_pool" not in self.__dict__:
-            self._pool = {}
-            for family, lhs, rhs, coefs in _balanced_families():
-                if 1 < max(coefs) <= self.max_coef and len(coefs) <= self.max_species:
-                    prompt, data = f"chem: {_equation(lhs, rhs)}", (lhs, rhs, coefs)
-                    self._pool.setdefault(family, []).append(
-                        Problem(self.name, prompt, _equation(*data), data)
-                    )
-        return self._pool
+        pool = {}
+        for family, lhs, rhs, coefs in _balanced_families():
+            if 1 < max(coefs) <= self.max_coef and len(coefs) <= self.max_species:
+                prompt, solution = f"chem: {_equation(lhs, rhs)}", _equation(lhs, rhs, coefs)
+                pool.setdefault(family, []).append(Problem(self.name, prompt, solution, (lhs, rhs, coefs)))
+        return pool
 
     @property
     def max_response_chars(self) -> int:
@@ -1035,16 +860,15 @@ class Chem(_LastLine):
     def finishes(self, p, s, cur):
         """The reference, and cur finished in shape: its current species, then every later term with
         its correct coefficient (a wrong coefficient stays wrong, the equation well formed)."""
-        lhs, rhs, coefs = p.data
-        species = lhs + rhs
-        terms = [_term(c, f) for c, f in zip(coefs, species)]
-        seps = [" -> " if j == len(lhs) else " + " for j in range(len(species))]
+        species = p.data[0] + p.data[1]
+        parts = re.split(r"( \+ | -> )", p.solution)  # the reference's terms and separators, alternating
         for i in range(len(cur), 0, -1):  # the longest start of cur that a finish extends
             k, seg = len(re.findall(r"\+|-?>", cur[:i])), re.split(r"\+|-?>", cur[:i])[-1]
             m = re.fullmatch(r" *[0-9]{0,3}(.*)", seg)
             if k < len(species) and species[k].startswith(m[1]):
-                now = species[k][len(m[1]) :] if seg.strip() else (" " if k and not seg else "") + terms[k]
-                line = cur[:i] + now + "".join(a + b for a, b in zip(seps[k + 1 :], terms[k + 1 :]))
+                term, rest = parts[2 * k], "".join(parts[2 * k + 1 :])  # the reference's term k, what follows
+                now = species[k][len(m[1]) :] if seg.strip() else (" " if k and not seg else "") + term
+                line = cur[:i] + now + rest
                 if line.startswith(cur):
                     return [p.solution, line]
         return [p.solution]
@@ -1081,8 +905,7 @@ class Chem(_LastLine):
         counts = [Counter(), Counter()]
         for count, side in zip(counts, sides):
             for c, f in side:
-                for e, n in parse_formula(f).items():
-                    count[e] += c * n
+                count.update({e: c * n for e, n in parse_formula(f).items()})
         rows = []
         for e in dict.fromkeys(list(counts[0]) + list(counts[1])):
             unbalanced = " UNBALANCED" if counts[0][e] != counts[1][e] else ""
@@ -1116,7 +939,7 @@ class Chem(_LastLine):
 # ----------------------------------------------------------------------------------------------
 # The registry, task specs, and a demo
 
-TASKS = {t.name: t for t in (Mult(), Countdown(), ListProg(), Chem())}
+TASKS = {t.name: t for t in (Mult(), ListProg(), Chem())}
 
 
 def make_task(spec: str) -> Task:

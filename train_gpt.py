@@ -22,7 +22,7 @@ evaluations only.
 Run (CPU first; every Config field is a flag):
     python train_gpt.py            # SFT -> eval -> DistIL's local term from the oracle -> eval, tiny, ~10 min
     python train_gpt.py --stage rl --method grpo --states all   # another method from out/sft.pt
-    torchrun --standalone --nproc_per_node=8 train_gpt.py --preset gpt2 --task countdown ...
+    torchrun --standalone --nproc_per_node=8 train_gpt.py --preset gpt2 --task listprog ...
 Output: one line per step; out/{sft,rl_<method>}.{pt,jsonl}. Speed: bench.py. Comparisons: experiment.py.
 """
 
@@ -90,7 +90,7 @@ class Config:
     teacher: str = "oracle"  # self (live weights) | ema | frozen (RL start) | oracle | path/to/ckpt.pt
     context: str = "peer"  # teacher context: peer | feedback | both | none (= the student's context)
     stop: str = distil.STOP_RULES[0]  # how distil prices the end of a response (distil.STOP_RULES)
-    states: str = "support"  # where the teacher's costs count: all | support (the oracle's S, on_support)
+    states: str = "all"  # where the teacher's costs count: all | support (the task oracle's S, on_support)
     out_dir: str = "out"  # checkpoints and JSONL logs
     init_from: str = ""  # checkpoint for the rl/eval stage ("" = out_dir/sft.pt, or the rl one for eval)
     resume: bool = False  # continue the stage from its own checkpoint in out_dir
@@ -154,9 +154,13 @@ def check_config(cfg):
         if not (lo <= value and (hi is None or value <= hi)):  # also false for nan
             return f"--{f.name} {value} must be " + (f">= {lo}" if hi is None else f"in [{lo}, {hi}]")
     try:
-        tasks.make_task(cfg.task)
+        task = tasks.make_task(cfg.task)
     except ValueError as e:
         return f"--task: {e}"
+    if (cfg.teacher == "oracle" or cfg.states == "support") and not hasattr(task, "oracle"):
+        return f"--teacher oracle and --states support need the task's oracle, and {cfg.task} has none"
+    if cfg.teacher == "oracle" and tasks.get_tokenizer().n_vocab != 257:
+        return "--teacher oracle needs the byte tokenizer: its characters are tokens only there"
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's ranks share the batches
     if cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"):
         return (
@@ -197,7 +201,7 @@ def encode(enc, text):
 
 def decode_responses(enc, resp, mask):  # the texts the verifier scores: no end-of-text token
     return [
-        enc.decode([t for t in row[:n] if t != tasks.EOT_ID])
+        enc.decode([t for t in row[:n] if t != enc.eot_token])
         for row, n in zip(resp.tolist(), mask.sum(1).tolist())
     ]
 
@@ -228,7 +232,7 @@ class Rollouts:
 def generate(model, cfg, rt, ids, max_new, temperature, gen):
     """(resp, mask) of responses to the token contexts `ids`: KV-cached, --sample_batch rows a call."""
     with rt.amp:
-        return generate_responses(model, ids, max_new, tasks.EOT_ID, temperature, None, gen, SAMPLE_BATCH)
+        return generate_responses(model, ids, max_new, rt.eot, temperature, None, gen, SAMPLE_BATCH)
 
 
 def sample_rollouts(model, cfg, rt, prompts, group, temperature, gen):
@@ -296,7 +300,7 @@ class ModelTeacher(Teacher):
         if rows:  # ONE forward of [teacher context | the student's own response]
             with self.rt.amp:
                 logits = response_logits(
-                    self.model, [encode(self.rt.enc, ctx[i]) for i in rows], resp[rows], tasks.EOT_ID
+                    self.model, [encode(self.rt.enc, ctx[i]) for i in rows], resp[rows], self.rt.eot
                 )
             out[rows] = distil.log_probs(logits)
         return out
@@ -321,36 +325,48 @@ class ModelTeacher(Teacher):
         return self.model.state_dict() if self.kind in ("ema", "frozen") else None
 
 
-def oracle_text(resp, mask):
-    """A response row as the oracle reads it: one character per byte token, EOT dropped."""
-    return bytes(t for t in resp[: int(mask.sum())].tolist() if t < 256).decode("latin-1")
+def oracle_text(enc, resp, mask):
+    """A response row as the task's oracle reads it, and the token each character came from: (text,
+    [token index per character]); the end-of-text token has none (ASCII tasks: a byte is a character)."""
+    text, owner = [], []
+    for i, t in enumerate(resp[: int(mask.sum())].tolist()):
+        if t != enc.eot_token:
+            text.append(enc.decode_single_token_bytes(t).decode("latin-1"))
+            owner += [i] * len(text[-1])
+    return "".join(text), owner
 
 
-def on_support(task, problems, resp, mask):
+def on_support(task, enc, problems, resp, mask):
     """mask through each rollout's first token the oracle rules out: 1[s_t ∈ S], the states on the
     expert's support (the first mistake's state is on S, and its label is the correction)."""
     keep = mask.clone()
     for b, p in enumerate(problems):
-        i = tasks.first_off_support(task, p, oracle_text(resp[b], mask[b]))  # None: all on S
-        keep[b, resp.shape[1] if i is None else i + 1 :] = False
+        text, owner = oracle_text(enc, resp[b], mask[b])
+        i = tasks.first_off_support(task, p, text)  # the first character off S; None: all on S
+        keep[b, resp.shape[1] if i is None else owner[i] + 1 :] = False
     return keep
 
 
 class OracleTeacher(Teacher):
     """The task's programmatic expert. It reads the problem, not a context, so every rollout gets a
-    signal; its character distribution is a token distribution (byte tokenizer), EOT = the end."""
+    signal; its character distribution is a token distribution (the byte tokenizer only), EOT = the end."""
 
     def contexts(self, problems, rewards, texts, feedback, group):
         return [tasks.student_context(p) for p in problems]
 
     def logprobs(self, problems, ctx, resp, mask):
         """log((1 − ε) p + ε/V): forward CE changes by ≤ ε log V, reverse KL / JSD stay finite."""
-        V, out = self.rt.enc.n_vocab, torch.zeros(*resp.shape, self.rt.enc.n_vocab)
+        enc = self.rt.enc
+        V, out = enc.n_vocab, torch.zeros(*resp.shape, enc.n_vocab)
         for b in (b for b, c in enumerate(ctx) if c is not None):
-            n, probs, text = int(mask[b].sum()), torch.zeros(resp.shape[1], V), oracle_text(resp[b], mask[b])
+            n, probs, text = (
+                int(mask[b].sum()),
+                torch.zeros(resp.shape[1], V),
+                oracle_text(enc, resp[b], mask[b])[0],
+            )
             for t in range(n):
                 for ch, pr in self.rt.task.oracle(problems[b], text[:t]).items():
-                    probs[t, tasks.EOT_ID if ch == tasks.EOT else ord(ch)] += pr
+                    probs[t, self.rt.eot if ch == tasks.EOT else ord(ch)] += pr
             out[b] = torch.log((1 - distil.ORACLE_EPS) * probs + distil.ORACLE_EPS / V)
         return out.to(resp.device)
 
@@ -508,7 +524,7 @@ def sft_batch(cfg, rt, train, step):
     rng = random.Random(runs.seed_of(cfg.seed, "sft", step, rt.rank))
     n = cfg.sft_batch // rt.world
     pairs = [tasks.sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac) for _ in range(n)]
-    resp, mask = right_pad([encode(rt.enc, r) + [tasks.EOT_ID] for _, r in pairs], tasks.EOT_ID, rt.device)
+    resp, mask = right_pad([encode(rt.enc, r) + [rt.eot] for _, r in pairs], rt.eot, rt.device)
     return [encode(rt.enc, c) for c, _ in pairs], resp, mask
 
 
@@ -530,7 +546,7 @@ def train_sft(cfg, rt):
             for g in opt.param_groups:
                 g["lr"] = lr
             with rt.amp:
-                logits = response_logits(model, ctx, resp, tasks.EOT_ID)
+                logits = response_logits(model, ctx, resp, rt.eot)
             loss = distil.offline_loss(logits, resp, mask, reduction="token_mean")  # NLL of the solution
             s = runs.reduce_sums(rt, {"loss": loss.item(), "tokens": mask.sum().item()})
             runs.check_finite(s["loss"], "sft", step, stage.ckpt)
@@ -567,8 +583,8 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     sig = {"has": torch.tensor([c is not None for c in ctx], device=ro.resp.device)}
     if need == "answers":  # behaviour cloning: the teacher's own responses, from its context
         texts = teacher.answers(ro.problems, ctx, gen)
-        ids = [encode(rt.enc, t or "") + [tasks.EOT_ID] for t in texts]
-        sig["resp"], sig["mask"] = right_pad(ids, tasks.EOT_ID, ro.resp.device)
+        ids = [encode(rt.enc, t or "") + [rt.eot] for t in texts]
+        sig["resp"], sig["mask"] = right_pad(ids, rt.eot, ro.resp.device)
         sig["mask"] &= sig["has"][:, None]
     elif need == "samples":  # black box: the loss sees K samples a_k ~ π_T(·|s_t), never π_T itself
         sig["tokens"] = teacher.next_tokens(ro.problems, ctx, ro.resp, ro.mask, TEACHER_SAMPLES, gen)
@@ -625,10 +641,10 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     lap("teacher")
     tokens, mask = (sig["resp"], sig["mask"]) if "resp" in sig else (ro.resp, ro.mask)
     taught = mask & sig["has"][:, None]  # the tokens of the rollouts with a teacher context
-    costed = taught if cfg.states == "all" else on_support(rt.task, ro.problems, tokens, taught)
+    costed = taught if cfg.states == "all" else on_support(rt.task, rt.enc, ro.problems, tokens, taught)
     opt.zero_grad(set_to_none=True)
     with rt.amp:
-        logits = response_logits(model, ro.ctx, tokens, tasks.EOT_ID)
+        logits = response_logits(model, ro.ctx, tokens, rt.eot)
     # normalised exactly as the teacher's log-probs are: a teacher equal to the student then gives a
     # gradient of exactly zero (distil.forward_ce), not a rounding bias that AdamW would amplify
     logits = distil.log_probs(logits)
@@ -651,7 +667,10 @@ def step_metrics(rt, ro, sig, loss, logits, mask, taught):
     per taught token, the student's entropy per token, and the sampled tokens."""
     lg, won, logp = logits.float(), [r > 0.5 for r in ro.rewards.tolist()], sig.get("logp")
     s = {"loss": loss.item(), "reward": ro.rewards.sum().item(), "signal": sig["has"].sum().item()}
-    s["recov"] = sum(w and rt.task.has_recovery(p, t) for p, t, w in zip(ro.problems, ro.texts, won))
+    recovered = getattr(rt.task, "has_recovery", None)  # an optional capability of a task (with its oracle)
+    s["recov"] = (
+        sum(w and recovered(p, t) for p, t, w in zip(ro.problems, ro.texts, won)) if recovered else math.nan
+    )
     s["len"] = ro.mask.sum().item()
     s["H×"] = distil.forward_ce(logp, lg)[taught].sum().item() if logp is not None else math.nan
     s["KL"] = distil.forward_kl(logp, lg)[taught].sum().item() if logp is not None else math.nan
@@ -737,9 +756,7 @@ def train_rl(cfg, rt, eval0=None):
             + " | ".join(f"{k} {a[k]:.3f} -> {b[k]:.3f}" for k in student_keys(cfg))
         )
         rt.log(gain_line(a["pass@1"], b["pass@1"], len({rt.task.split_key(p) for p in test}), init))
-        rt.log(
-            f"saved {stage.ckpt}, {stage.log_path} (plot it: python experiment.py --plot {stage.log_path})"
-        )
+        rt.log(f"saved {stage.ckpt}, {stage.log_path}")
     last = next((r for r in reversed(stage.rows) if "pass@1" in r), None)
     evaluation = last and {k: last[k] for k in eval_keys(cfg)}
     return {"rows": stage.rows, "model": raw, "interrupted": interrupted, "eval": evaluation}

@@ -16,9 +16,8 @@ from tasks import EOT, EOT_ID, TASKS, Problem, first_off_support, oracle_greedy
 N = 40  # problems per task and split in most tests
 EXPERIMENT_SPECS = [
     "mult:digits_a=2,digits_b=1",
-    "countdown:n_numbers=3,max_number=10,max_target=60",
     "listprog:max_steps=2,n_examples=2,min_len=3,max_len=5,split=examples",
-]  # experiment.py's TASK_SPECS
+]  # the small knobs experiments run (experiment.py's default task is the first)
 VERDICT = {name: tasks.make_task(f"{name}:feedback=verdict") for name in TASKS}  # the symptoms-only ablation
 FULL = {name: tasks.make_task(f"{name}:feedback=full") for name in TASKS}  # the fix, then the symptoms
 
@@ -64,19 +63,6 @@ def test_mult_feedback_names_the_first_wrong_line_and_its_correct_value(problems
         assert "final answer" in fb and "wrong" in fb.split("\n")[-1]
 
 
-def test_countdown_feedback_flags_the_first_invalid_line_or_the_missed_target(problems):
-    rng = random.Random(0)
-    for p in problems["countdown"]:
-        bad = TASKS["countdown"].corrupt(p, rng)
-        reward, fb = VERDICT["countdown"].verify(p, bad)
-        assert "\n".join(symptoms(FULL["countdown"].verify(p, bad)[1])) == fb.rsplit("\n", 1)[0]
-        ref, got, rows = p.solution.split("\n"), bad.split("\n"), fb.split("\n")
-        i = next((k for k in range(len(got)) if k >= len(ref) or ref[k] != got[k]), len(got))
-        assert reward == 0.0 and all(" ok, left " in r for r in rows[:i]), (bad, fb)
-        flagged = i < len(got) and re.search(r"wrong|not available|not allowed", rows[i])
-        assert flagged or (f"target {p.data[1]} not reached" in rows and i >= len(got) - 1), (bad, fb)
-
-
 def way_back_undos(fb):
     """The number of undo lines the feedback's way back asks for (0: none asked)."""
     m = re.search(r"leaves no solution: write undo (to retract it|(\d+) times)", fb)
@@ -84,14 +70,12 @@ def way_back_undos(fb):
 
 
 def test_feedback_way_back_names_the_fewest_undos_that_leave_a_solution(problems):
-    rng = random.Random(5)
-    for name in ("countdown", "listprog"):
-        task = TASKS[name]
-        for p in problems[name]:
-            bad = task.corrupt(p, rng)
-            k = way_back_undos(VERDICT[name].verify(p, bad)[1])
-            live = [task._n(p, task.stack(p, (bad + "\nundo" * j).split("\n"))[-1]) > 0 for j in range(k + 1)]
-            assert live[-1] and not any(live[:-1]), (name, bad, k, live)
+    rng, task = random.Random(5), TASKS["listprog"]  # the undo task
+    for p in problems["listprog"]:
+        bad = task.corrupt(p, rng)
+        k = way_back_undos(VERDICT["listprog"].verify(p, bad)[1])
+        live = [task._n(p, task.stack(p, (bad + "\nundo" * j).split("\n"))[-1]) > 0 for j in range(k + 1)]
+        assert live[-1] and not any(live[:-1]), (bad, k, live)
 
 
 def written_fix(fb):
@@ -185,11 +169,11 @@ def test_verdict_feedback_is_the_full_feedback_without_the_fix(problems):
 
 
 def test_fix_feedback_is_the_full_feedbacks_fix_alone(problems):
-    """feedback=fix (countdown, listprog, chem's default; mult's is full): a failed check's feedback is
+    """feedback=fix (listprog and chem's default; mult's is full): a failed check's feedback is
     the full feedback's fix lines and nothing after them; the same reward; the symptoms where no fix is
     named (mult with every line right)."""
     rng = random.Random(9)
-    defaults = {"mult": "full", "countdown": "fix", "listprog": "fix", "chem": "fix"}
+    defaults = {"mult": "full", "listprog": "fix", "chem": "fix"}
     assert {n: t.feedback for n, t in TASKS.items()} == defaults
     for name in TASKS:
         fix_task = tasks.make_task(f"{name}:feedback=fix")
@@ -239,11 +223,11 @@ def test_recovery_completes_every_prefix_of_an_attempt(problems):
 
 
 def test_recovery_sft_examples_are_a_cut_attempt_and_its_recovery(problems):
-    """sft_target=recovery (countdown, listprog, chem): a teacher-format example's context goes on
+    """sft_target=recovery (listprog, chem): a teacher-format example's context goes on
     with a cut of a corrupted attempt, as a student's state does, and its response is Task.recovery
     from there; both kinds of cut (on the reference, off it) are common."""
     rng = random.Random(8)
-    for name in ("countdown", "listprog", "chem"):
+    for name in ("listprog", "chem"):
         task, on = TASKS[name], Counter()
         assert task.sft_target == "recovery"
         for i in range(200):
@@ -293,7 +277,7 @@ def test_sft_examples_with_the_reference_target_are_todays_rng_for_rng(problems)
 
 
 def test_make_task_reads_a_bare_word_as_a_string_and_rejects_unknown_kinds():
-    assert tasks.make_task("countdown:n_numbers=3,feedback=verdict").feedback == "verdict"
+    assert tasks.make_task("listprog:max_steps=2,feedback=verdict").feedback == "verdict"
     assert tasks.make_task("chem:feedback='fix'").feedback == "fix"
     for spec in (
         "mult:feedback=hint",
@@ -357,8 +341,9 @@ def test_answer_extracts_the_final_answer_for_majority_vote(problems):
             assert TASKS[name].answer(p, "") is None
     p = problems["mult"][0]
     assert TASKS["mult"].answer(p, p.solution) == str(p.data[0] * p.data[1])
-    p = problems["countdown"][0]
-    assert TASKS["countdown"].answer(p, p.solution) == str(p.data[1])
+    p = problems["listprog"][0]  # the behaviour on the examples: their outputs
+    assert TASKS["listprog"].answer(p, p.solution) == ";".join(tasks._fmt(y) for _, y in p.data)
+    assert TASKS["listprog"].answer(p, "sort\nundo\n" + p.solution) == TASKS["listprog"].answer(p, p.solution)
 
 
 # -----------------------------------------------------------------------------
@@ -473,50 +458,31 @@ def test_oracle_samples_are_valid_solutions_within_the_budget(problems):
                 )  # offline (the oracle's own answers) sees none
 
 
-def brute_force_countdown(nums, target):
-    """Every valid solution written without spaces, ending at the first line that hits target."""
-    sols = set()
+def brute_force_listprog(task, p):
+    """Every program of LP_STEPS lines (<= task.max_steps, each changing a value) that passes p's examples,
+    ending at the first line that passes."""
+    xs, want, sols = tuple(x for x, _ in p.data), tuple(y for _, y in p.data), set()
 
-    def extend(rem, text):
-        for i, x in enumerate(rem):
-            for j, y in enumerate(rem):
-                for op, r in (("+", x + y), ("-", x - y), ("*", x * y), ("/", x // y if x % y == 0 else 0)):
-                    if i != j and r > 0:
-                        t = f"{text}{x}{op}{y}={r}"
-                        if r == target:
-                            sols.add(t)
-                        else:
-                            extend([v for k, v in enumerate(rem) if k not in (i, j)] + [r], t + "\n")
+    def extend(vals, prog):
+        for step in tasks.LP_STEPS:
+            runs = [tasks.lp_run([step], v) for v in vals]
+            new = tuple(r[0][-1] if r[0] else None for r in runs)
+            if None not in new and new != vals:
+                if new == want:
+                    sols.add("\n".join(prog + [step]))
+                elif len(prog) + 1 < task.max_steps:
+                    extend(new, prog + [step])
 
-    extend(list(nums), "")
+    extend(xs, [])
     return sols
-
-
-def test_countdown_oracle_is_uniform_over_all_valid_solutions(problems):
-    for p in problems["countdown"][:3]:
-        support = oracle_support(TASKS["countdown"], p)
-        assert set(support) == brute_force_countdown(*p.data) and len(support) > 1
-        assert all(abs(q - 1 / len(support)) < 1e-9 for q in support.values())
 
 
 def test_listprog_oracle_is_uniform_over_all_passing_programs(problems):
     task = TASKS["listprog"]
     for p in problems["listprog"][:2]:
-        xs, want, sols = tuple(x for x, _ in p.data), tuple(y for _, y in p.data), set()
-
-        def extend(vals, prog):
-            for step in tasks.LP_STEPS:
-                runs = [tasks.lp_run([step], v) for v in vals]
-                new = tuple(r[0][-1] if r[0] else None for r in runs)
-                if None not in new and new != vals:
-                    if new == want:
-                        sols.add("\n".join(prog + [step]))
-                    elif len(prog) + 1 < task.max_steps:
-                        extend(new, prog + [step])
-
-        extend(xs, [])
-        support = oracle_support(task, p)
-        assert set(support) == sols and all(abs(q - 1 / len(sols)) < 1e-9 for q in support.values())
+        sols, support = brute_force_listprog(task, p), oracle_support(task, p)
+        assert set(support) == sols and len(sols) > 1
+        assert all(abs(q - 1 / len(sols)) < 1e-9 for q in support.values())
 
 
 def test_oracle_recovers_to_reward_one_after_the_first_wrong_character_and_after_the_whole_attempt(problems):
@@ -530,32 +496,31 @@ def test_oracle_recovers_to_reward_one_after_the_first_wrong_character_and_after
 
 
 def test_oracle_continues_from_valid_student_lines_outside_the_canonical_set(problems):
-    for name in ("countdown", "listprog"):
-        task = TASKS[name]
-        for p in problems[name]:
-            first, rest = (p.solution.split("\n", 1) + [""])[:2]
-            spaced = re.sub(r"([-+*/=])", r" \1 ", first) if name == "countdown" else f"  {first} "
-            spaced += "\n"  # valid, not canonical
-            assert task.verify(p, oracle_greedy(task, p, spaced))[0] == 1.0, (p, spaced)
-            start = task.start(p)  # another live first line
-            live = [ln for ln, s in task._legal(p, start).items() if task._n(p, s) and ln != first]
-            if live:
-                assert task.verify(p, oracle_greedy(task, p, live[-1] + "\n"))[0] == 1.0, (p, live[-1])
+    task = TASKS["listprog"]
+    for p in problems["listprog"]:
+        first = p.solution.split("\n")[0]
+        spaced = f"  {first} \n"  # valid, not canonical
+        assert task.verify(p, oracle_greedy(task, p, spaced))[0] == 1.0, (p, spaced)
+        start = task.start(p)  # another live first line
+        live = [ln for ln, s in task._legal(p, start).items() if task._n(p, s) and ln != first]
+        if live:
+            assert task.verify(p, oracle_greedy(task, p, live[-1] + "\n"))[0] == 1.0, (p, live[-1])
 
 
-def test_countdown_oracle_finishes_a_dead_line_then_retracts_it():
-    task = TASKS["countdown"]
-    p = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
-    sols = brute_force_countdown(*p.data)
-    assert not any(s.startswith("1+2=3\n") for s in sols)
-    assert task.oracle(p, "1+2=") == {"3": 1.0}  # the line is legal, just a dead end: finish it
-    assert task.oracle(p, "1+2=3\n") == {"u": 1.0}  # no solution left: retract it
-    assert task.oracle(p, "1+2=7") == {"\n": 1.0}  # nothing legal extends the line: end it
-    assert task.oracle(p, "1+2=7\nund") == {"o": 1.0}
-    assert task.oracle(p, "9*9=81\n1+3=") == {"4": 1.0}  # in shape, as if the invalid line were not there
-    assert oracle_greedy(task, p, "9*9=81\n1+3=4\n").startswith("9*9=81\n1+3=4\nundo\nundo\n")
-    support = oracle_support(task, p, "1+2=3\n")  # after the retraction: uniform over S
-    assert set(support) == {"1+2=3\nundo\n" + s for s in sols}
+def test_listprog_oracle_finishes_a_dead_line_then_retracts_it():
+    task = TASKS["listprog"]
+    p = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
+    sols = brute_force_listprog(task, p)
+    assert not any(s.startswith("sum\n") for s in sols)  # a number never becomes a list again
+    assert task.oracle(p, "su") == {"m": 1.0}  # the line is legal, just a dead end: finish it
+    assert task.oracle(p, "sum") == {"\n": 1.0} and task.oracle(p, "sum\n") == {"u": 1.0}  # then retract it
+    assert task.oracle(p, "bogus\n") == {"u": 1.0}  # an invalid line: retract it
+    assert task.oracle(p, "bogus\nund") == {"o": 1.0}
+    assert task.oracle(p, "bogus\nfilter o") == {"d": 1.0}  # in shape, as if the invalid line were not there
+    text = oracle_greedy(task, p, "bogus\nfilter odd\n")  # a line after an invalid one stands on it
+    assert text.startswith("bogus\nfilter odd\nundo\nundo\n") and task.verify(p, text)[0] == 1.0
+    support = oracle_support(task, p, "sum\n")  # after the retraction: uniform over S
+    assert set(support) == {"sum\nundo\n" + s for s in sols}
     assert all(abs(q - 1 / len(sols)) < 1e-9 for q in support.values())
 
 
@@ -636,7 +601,7 @@ def test_mult_expert_restates_the_wrong_line_and_sums_only_values_in_view(proble
 
 
 def test_mid_line_the_oracle_keeps_the_students_line_in_shape_then_recovers():
-    mult, chem, cd = TASKS["mult"], TASKS["chem"], TASKS["countdown"]
+    mult, chem, lp = TASKS["mult"], TASKS["chem"], TASKS["listprog"]
     p = Problem("mult", "mult: 55*5", tasks.Mult.scratchpad(55, 5), (55, 5))
     assert oracle_greedy(mult, p, "55*5=25") == "55*5=255\n55*5=275\n275=275"  # finish the value, restate
     assert mult.oracle(p, "55*5=255\n2") == {"5": 1.0}  # its sum of what it stated
@@ -646,8 +611,10 @@ def test_mid_line_the_oracle_keeps_the_students_line_in_shape_then_recovers():
     assert oracle_greedy(chem, q, "3") == "3MgO -> 2Mg + O2\n2MgO -> 2Mg + O2"  # a wrong coefficient stays
     assert oracle_greedy(chem, q, "2MgO -> 2Mg +5") == "2MgO -> 2Mg +5O2\n2MgO -> 2Mg + O2"
     assert oracle_greedy(chem, q, "2MgO 7") == "2MgO 7> 2Mg + O2\n2MgO -> 2Mg + O2"  # a miswritten character
-    r = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
-    assert cd.oracle(r, "1+3=5") == {"\n": 1.0} and cd.oracle(r, "1+3=5\n") == {"u": 1.0}
+    r = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
+    assert lp.oracle(r, "filter ood") == {"\n": 1.0} and lp.oracle(r, "filter ood\n") == {
+        "u": 1.0
+    }  # misspelt
 
 
 def eval_product(lhs):
@@ -656,47 +623,33 @@ def eval_product(lhs):
 
 
 def test_the_new_verifier_rules_on_hand_written_responses():
-    cd, lp, mult = TASKS["countdown"], TASKS["listprog"], TASKS["mult"]
-    p = Problem("countdown", "countdown: 1 2 3 5 -> 40", "1+3=4\n4*2=8\n8*5=40", ((1, 2, 3, 5), 40))
-    for text, reward in [
-        (p.solution, 1),
-        ("1+2=7\nundo\n" + p.solution, 1),
-        ("1+2=3\nundo\n" + p.solution, 1),
-        ("1+2=7\n" + p.solution, 0),
-        (p.solution + "\nundo", 0),
-        ("undo\n" + p.solution, 1),
-        ("1+2=3\n3*5=15\nundo\nundo\n\n" + p.solution, 1),
-        ("1+2=3\n3*5=15\nundo\n" + p.solution, 0),
-        ("1+3=4\n4*2=8\n8*5=41\nundo\n8*5=40", 1),
-        ("1+3=4\n4*2=8\n8*5=40\n1+1=2", 0),
-        ("1+2=7\n3*5\nrestart\n" + p.solution, 1),
-        ("1+3=4\nundo\n1+\nrestart\n\n" + p.solution, 1),
-        ("restart\n" + p.solution, 1),
-        (p.solution + "\nrestart", 0),
-        ("1+3=4\nrestart\n4*2=8\n8*5=40", 0),
-    ]:
-        assert cd.verify(p, text)[0] == reward, text
-        assert cd.has_recovery(p, text) == ("\nundo" in text or "\nrestart" in text), text
-    fb = VERDICT["countdown"].verify(p, "1+2=3\n3*5=15")[1]
-    assert "line 1 leaves no solution: write undo 2 times" in fb and "target 40 not reached" in fb
-    fb = FULL["countdown"].verify(p, "1+2=3\n3*5=15")[1]
-    assert fb.startswith(
-        "line 1 leaves no solution; write these 4 lines:\nrestart\n1+3=4\n4*2=8\n8*5=40\n"
-    ), fb
-    assert cd.verify(p, "1+2=3\n3*5=15")[1] == fb.split("\ntarget")[0].rsplit("\nline 1:", 1)[0]
-    assert "line 2: 4*2=9: 4*2=9 is wrong: 4*2=8" in FULL["countdown"].verify(p, "1+3=4\n4*2=9")[1]
+    lp, mult = TASKS["listprog"], TASKS["mult"]
     q = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
     for text, reward in [
         ("filter odd\nmap +1", 1),
         ("sort\nundo\nfilter odd\nmap +1", 1),
         ("bogus\nfilter odd\nmap +1", 0),
         ("bogus\nundo\nfilter odd\nmap +1", 1),
-        ("max\nsort\nundo\nundo\nfilter odd\nmap +1", 1),
+        ("undo\nfilter odd\nmap +1", 1),
+        ("max\nsort\nundo\nundo\n\nfilter odd\nmap +1", 1),
+        ("max\nsort\nundo\nfilter odd\nmap +1", 0),
+        ("filter odd\nmap +2\nundo\nmap +1", 1),
         ("filter odd\nmap +1\nundo", 0),
+        ("filter odd\nmap +1\nsum", 0),
         ("max\nso\nrestart\nfilter odd\nmap +1", 1),
+        ("filter odd\nundo\nma\nrestart\n\nfilter odd\nmap +1", 1),
+        ("restart\nfilter odd\nmap +1", 1),
         ("filter odd\nmap +1\nrestart", 0),
+        ("filter odd\nrestart\nmap +1", 0),
     ]:
         assert lp.verify(q, text)[0] == reward, text
+        assert lp.has_recovery(q, text) == ("\nundo" in text or "\nrestart" in text), text
+    fb = VERDICT["listprog"].verify(q, "max\nsort")[1]  # line 2 errs on line 1's number
+    assert "line 1 leaves no solution: write undo 2 times" in fb and "\n0/1 examples pass\n" in fb, fb
+    fb = FULL["listprog"].verify(q, "max\nsort")[1]
+    assert fb.startswith("line 1 leaves no solution; write these 3 lines:\nrestart\nfilter odd\nmap +1\n"), fb
+    assert "| max 3 -> error: line 2: sort needs a list, got the number 3, expected [2,4]" in fb
+    assert lp.verify(q, "max\nsort")[1] == fb.split("\nexample 1 FAIL")[0]
     assert "line 1 leaves no solution: write undo to retract it" in VERDICT["listprog"].verify(q, "max")[1]
     fix = "line 1 leaves no solution; write these 3 lines:\nrestart\nfilter odd\nmap +1"
     assert lp.verify(q, "max")[1] == fix
@@ -825,3 +778,60 @@ def test_chem_parser_reads_parentheses_and_hydrates_and_rejects_malformed_formul
     for bad in ("", "Xx2", "H2)", "(H2", "((((((H))))))", "H0", "H2O.", "h2o", "H" * 41, "H9999"):
         assert isinstance(tasks.parse_formula(bad), str), bad
     assert tasks.balance(("C8H18", "O2"), ("CO2", "H2O")) == (2, 25, 16, 18)
+
+
+# -----------------------------------------------------------------------------
+# The contract alone: a fork's task without the optional capabilities
+
+
+class ReverseWord:
+    """What a fork writes (tasks.py's header): name, domain, max_response_chars, generate, verify,
+    split_key, answer. No oracle, no corrupt, no has_recovery, no knobs."""
+
+    name, domain, max_response_chars = "reverse", "text", 16
+
+    def generate(self, split, n, seed):
+        rng, out = random.Random(f"{split}/{seed}"), []
+        while len(out) < n:
+            word = "".join(rng.choices("abcdefgh", k=rng.randint(3, 8)))
+            if tasks.split_of(word) == split:
+                out.append(Problem(self.name, f"reverse: {word}", word[::-1], (word,)))
+        return out
+
+    def verify(self, p, text):
+        ok = text.strip() == p.solution
+        return float(ok), "correct" if ok else f"write the letters of {p.data[0]} last to first"
+
+    def split_key(self, p):
+        return p.data[0]
+
+    def answer(self, p, text):
+        return text.strip() or None
+
+
+def test_a_task_with_the_contract_alone_gets_splits_sft_examples_and_teacher_contexts(monkeypatch):
+    task = ReverseWord()
+    assert not any(hasattr(task, a) for a in ("oracle", "corrupt", "has_recovery", "sft_target"))
+    train, val, test = tasks.problem_sets(task, 60, 20, 0, val_n=5)
+    keys = [{task.split_key(p) for p in ps} for ps in (train, val, test)]
+    assert len(val) == len(keys[1]) == 5 and not keys[0] & keys[1] and not (keys[0] | keys[1]) & keys[2]
+    rng = random.Random(0)
+    for frac in (0.5, 1.0):  # no failed attempts to show a teacher: always the student's context
+        for p in train[:20]:
+            assert tasks.sft_example(task, p, rng, frac) == (tasks.student_context(p), p.solution)
+    p0, p1 = train[:2]
+    problems, texts = [p0, p0, p1, p1], ["x", p0.solution, "y", "z"]  # two prompts, groups of 2
+    rewards = [task.verify(p, t)[0] for p, t in zip(problems, texts)]
+    fbs = [task.verify(p, t)[1] for p, t in zip(problems, texts)]
+    assert rewards == [0.0, 1.0, 0.0, 0.0]
+    assert tasks.reprompt(problems, rewards, texts, fbs, 2, mode="both") == [
+        tasks.teacher_context(p0, fbs[0], p0.solution),  # its feedback and the other success
+        tasks.teacher_context(p0, None, p0.solution),  # a lone success is its own peer
+        tasks.teacher_context(p1, fbs[2], None),
+        tasks.teacher_context(p1, fbs[3], None),
+    ]
+    assert tasks.reprompt(problems, rewards, texts, fbs, 2, mode="none") == list(
+        map(tasks.student_context, problems)
+    )
+    monkeypatch.setitem(TASKS, task.name, task)  # registered, make_task finds it
+    assert tasks.make_task("reverse") is task and task.answer(p0, p0.solution + "\n") == p0.solution

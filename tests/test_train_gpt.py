@@ -16,6 +16,7 @@ import signal
 import sys
 
 import pytest
+import tiktoken
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -285,7 +286,7 @@ def test_on_support_keeps_the_states_through_the_first_token_the_oracle_rules_ou
     resp, mask = M.right_pad(
         [tg.encode(ENC, t) + [tasks.EOT_ID] for t in (p.solution, bad)], tasks.EOT_ID, "cpu"
     )
-    keep = tg.on_support(task, [p, p], resp, mask)
+    keep = tg.on_support(task, ENC, [p, p], resp, mask)
     assert torch.equal(keep[0], mask[0])  # the reference stays on S to its end
     assert (
         keep[1, : k + 1].all() and not keep[1, k + 1 :].any()
@@ -456,6 +457,59 @@ def test_null_objective_leaves_the_student_exactly_where_it_is(method, sft_dir, 
     assert moved("autograd") > 1e-3  # ~ lr·steps: the floor this test guards against
 
 
+class Reverse:
+    """A task as a fork writes one: the contract alone (tasks.py's header), no oracle, no corruptions."""
+
+    name, domain, max_response_chars = "reverse", "test", 8
+
+    def generate(self, split, n, seed):
+        rng, out = random.Random(seed), []
+        while len(out) < n:
+            w = "".join(rng.choice("abcdef123") for _ in range(rng.randint(2, 6)))
+            if tasks.split_of(w) == split:
+                out.append(tasks.Problem(self.name, f"reverse: {w}", w[::-1], (w,)))
+        return out
+
+    def verify(self, problem, text):
+        ok = text.strip() == problem.solution
+        return float(ok), "" if ok else f"write: {problem.solution}"
+
+    def split_key(self, problem):
+        return problem.data[0]
+
+    def answer(self, problem, text):
+        return text.strip()
+
+
+def small_bpe():
+    """A byte-pair encoding built offline with tiktoken: the 256 bytes, a few merges, end-of-text."""
+    ranks = {bytes([i]): i for i in range(256)}
+    for pair in (b"re", b"ve", b"rs", b": ", b"ab", b"12", b"an", b"sw", b"er"):
+        ranks[pair] = len(ranks)
+    special = {"<|endoftext|>": len(ranks)}
+    return tiktoken.Encoding("test-bpe", pat_str=r"\S+|\s+", mergeable_ranks=ranks, special_tokens=special)
+
+
+@pytest.mark.parametrize("method", ["distil", "grpo"])
+def test_the_loop_runs_a_task_without_an_oracle_and_a_bpe_tokenizer(method, tmp_path, monkeypatch):
+    monkeypatch.setitem(tasks.TASKS, "reverse", Reverse())
+    monkeypatch.setattr(tasks, "get_tokenizer", small_bpe)
+    assert len(small_bpe().encode_ordinary("reverse: ")) < len("reverse: ")  # merges happen
+    kw = {
+        "stage": "all",
+        "task": "reverse",
+        "teacher": "self",
+        "context": "feedback",
+        "sft_teacher_frac": 0.5,
+    }
+    res = tg.run(tiny_cfg(tmp_path, method=method, sft_steps=20, rl_steps=3, **kw))
+    steps = [r for r in res["rows"] if "loss" in r]
+    assert len(steps) == 3 and all(math.isfinite(r["loss"]) and math.isnan(r["recov"]) for r in steps)
+    assert res["model"].config.vocab_size == small_bpe().n_vocab == 266
+    for bad in ({"teacher": "oracle"}, {"states": "support"}):  # they need the task's oracle
+        assert "need the task's oracle" in tg.check_config(tiny_cfg(tmp_path, task="reverse", **bad))
+
+
 @pytest.mark.parametrize("teacher", ["ema", "frozen", "oracle", "checkpoint"])
 def test_every_teacher_kind_trains(teacher, sft_dir, tmp_path, mixed_rewards):
     out = rl_dir(sft_dir, tmp_path)
@@ -580,7 +634,7 @@ def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, acc
 
 def test_costs_on_the_support_need_a_method_that_reads_the_teacher(capsys):
     with pytest.raises(SystemExit):
-        tg.parse_args(["--method", "grpo"])  # the default --states is support
+        tg.parse_args(["--method", "grpo", "--states", "support"])
     assert "add --states all" in capsys.readouterr().err.strip().splitlines()[-1]
     assert tg.parse_args(["--method", "grpo", "--states", "all"]).states == "all"
 
