@@ -1,44 +1,29 @@
 """
-toy_mdp.py — exact tabular finite-horizon MDPs: the token tree on which DistIL's theory is checked.
+toy_mdp.py — exact tabular token trees: the finite-horizon MDP on which DistIL's theory is checked.
 
-Generation as an MDP whose states are prefixes: every action leads to a new state and the reward
-(the probability the response is judged correct) arrives at a leaf. With branching A and horizon H
-every quantity is computed exactly by dynamic programming over all A^H rollouts, so the claims of
-theory_checks.py are computations, not experiments.
+Generation as an MDP whose states are prefixes (numbered breadth first); the reward, the probability
+that the response is judged correct, arrives at a leaf. With branching A and horizon H every quantity
+is an exact dynamic program over all A^H rollouts, so theory_checks.py's claims are computations.
+With π(a|s) = softmax(θ_s), a teacher q, r(leaf) ∈ [0, 1] and distil.py's per-position costs c:
 
-Equations (π a tabular softmax policy π(a|s) = softmax(θ_s), q a teacher, r(leaf) ∈ [0, 1]):
+    occupancy   d(root) = 1,  d(child(s, a)) = d(s) π(a|s)
+    values      V(leaf) = r,  Q(s, a) = V(child(s, a)),  V(s) = Σ_a π(a|s) Q(s, a),  J = V(root)
+    objectives  sequence level Σ_s d_θ(s) c(q_s, π_s) (d differentiated: the future credit appears by
+                itself), token level Σ_s sg(d(s)) c(q_s, π_s); c = H× (distil), KL(q‖π) (distil_kl),
+                KL(π‖q) (sdpo), JSD_β (opsd); grpo = −J (the exact policy gradient)
+    teachers    success q = π Q / V = π(·|s, success);  feedback q ∝ π^κ (Q + ε)^λ exp(σ ξ);
+                expert q = softmax(Q*/τ)
+    rules       gd θ ← θ − η ∇L;  npg θ_s ← θ_s − η ∇_{θ_s} L / (d(s) π_s) (x = g/(dπ) solves F x = g for
+                the tabular Fisher, as g sums to 0);  prox π_s ← (1−η) π_s + η q_s (forward CE),
+                π_s ∝ π_s^{1−η} q_s^η (reverse KL: its npg step)
 
-    occupancy     d(root) = 1,  d(child(s, a)) = d(s) π(a|s)           (d sums to 1 per depth)
-    values        V(leaf) = r,  Q(s, a) = V(child(s, a)),  V(s) = Σ_a π(a|s) Q(s, a),  J = V(root)
-    objectives    sequence level  L(θ)   = Σ_s d_θ(s) · c(q_s, π_s)      (d differentiated: the
-                                            future-credit term of distil.py appears by itself)
-                  token level     L_tok  = Σ_s sg(d(s)) · c(q_s, π_s)     (local credit only)
-                  with c = H× (distil), KL(q‖π) (distil_kl), KL(π‖q) (sdpo), JSD_β (opsd), and
-                  grpo = −J (exact policy gradient). The costs c are distil.py's functions.
-    teachers      success-conditioned self-teacher  q(a|s) = π(a|s) Q(s,a) / V(s) = π(a|s, success)
-                  feedback family  q ∝ π^κ · (Q + ε)^λ · exp(σ ξ),  ξ ~ N(0, 1): λ dials how much
-                                   the feedback tells, σ how badly the teacher reads it, κ how much
-                                   of the student's prior it keeps (κ=λ=1, σ=0, ε→0: the
-                                   success-conditioned teacher);  expert  q = softmax(Q*/τ)
-    update rules  gd    θ ← θ − η ∇_θ L                      (plain gradient on the logits)
-                  npg   θ_s ← θ_s − η ∇_{θ_s} L / (d(s) π_s)   (natural gradient: x = g/(dπ) solves
-                        F x = g for the tabular Fisher d(s)(diag π_s − π_s π_sᵀ), as g sums to 0)
-                  prox  forward CE π_s ← (1−η) π_s + η q_s; reverse KL π_s ∝ π_s^{1−η} q_s^η
-                        (for reverse KL this is its npg step; for forward CE npg agrees to first order)
-
-Aliased student (`obs=`): π(·|s) = softmax(θ[obs[s]]), a row per observation shared by the states that
-look alike. Costs on a set S only (`states=`, the expert's support): leaving S is an end, priced so (T8).
-
-Variable length (`end=True`): action A−1 is END; it ends the response, after which END is forced
-at no cost (`played`, as the sampler holds end-of-text), so a response is the prefix up to its first
-END (`alive` states pay, `reachable` leaves can occur) and every DP above is unchanged.
-
+Variants: `obs=` an aliased student, one logit row per observation; `states=` costs on a set S only,
+leaving S priced as an end (T8); `end=True` action A−1 is END, after which END is forced at no cost
+(`played`), so a response is the prefix up to its first END and every DP above is unchanged.
 Simplifications: 1. deterministic transitions (a token tree); 2. reward only at the leaves;
-3. batched over a leading axis of instances (thousands of MDPs at once). `TreeMDPEnv`
-(`DistIL/TreeMDP-v0`) is the same MDP as a gymnasium environment.
+3. batched over a leading axis of instances. `TreeMDPEnv` (`DistIL/TreeMDP-v0`) is the gymnasium view.
 
-Run: `python toy_mdp.py` solves a random instance and prints J, the teacher's J and one step of
-every objective; `python theory_checks.py` uses this file for every check.
+Run: `python toy_mdp.py` prints J, the teacher's J and one step of every objective and rule.
 """
 
 from dataclasses import dataclass
@@ -68,18 +53,17 @@ class TreeMDP:
     def __post_init__(self):
         if self.horizon < 1 or self.branching < (3 if self.end else 2):
             raise ValueError(
-                f"need horizon >= 1 and branching >= 2 (3 with an END action), got H={self.horizon}, "
-                f"A={self.branching}"
+                f"need H >= 1, branching >= 2 (3 with END), got H={self.horizon}, A={self.branching}"
             )
         if self.rewards.shape[-1] != self.n_leaves:
             raise ValueError(f"rewards must have A^H = {self.n_leaves} leaves, got {self.rewards.shape[-1]}")
         # alive[s]: s is a response state (its prefix holds no END) — where the student acts and pays
+        keep = torch.ones(self.branching, dtype=torch.bool)
+        keep[-1] = not self.end
         alive = [torch.ones(1, dtype=torch.bool)]
-        for _ in range(1, self.horizon + 1):
-            keep = torch.ones(self.branching, dtype=torch.bool)
-            keep[-1] = not self.end
+        for _ in range(1, self.horizon):
             alive.append((alive[-1].unsqueeze(-1) & keep).flatten())
-        self.alive, self.alive_leaf = torch.cat(alive[:-1]), alive[-1]
+        self.alive = torch.cat(alive)
 
     @property
     def n_states(self):  # internal states (where an action is taken)
@@ -96,11 +80,17 @@ class TreeMDP:
         return slice(self.offset(t), self.offset(t + 1))
 
     @property
-    def reachable(
-        self,
-    ):  # (A^H,) bool: the leaves a rollout can end at (with end: END, END, ... after an END)
+    def reachable(self):  # (A^H,) bool: the leaves a rollout can end at (with end: END, END, ... after END)
         uniform = torch.full((self.n_states, self.branching), 1.0 / self.branching, dtype=DTYPE)
         return leaf_probs(uniform, self) > 0
+
+    @property
+    def ends(self):  # (S, A) bool: the actions that end a response: END, and every action at depth H−1
+        e = torch.zeros(self.n_states, self.branching, dtype=torch.bool)
+        e[self.depth_slice(self.horizon - 1)] = True
+        if self.end:
+            e[:, -1] = True
+        return e
 
     def child(self, s, a):  # works for every depth; leaves get indices n_states .. n_states+A^H-1
         t = 0
@@ -113,8 +103,7 @@ def random_tree(horizon, branching, n=1, p_success=0.3, binary=True, seed=0, end
     """n random instances: leaf rewards Bernoulli(p_success) (binary) or Uniform(0, 1), with at least
     one rewarding leaf each (with end: a reachable one, and unreachable leaves are 0)."""
     g = torch.Generator().manual_seed(seed)
-    L = branching**horizon
-    u = torch.rand(n, L, generator=g, dtype=DTYPE)
+    u = torch.rand(n, branching**horizon, generator=g, dtype=DTYPE)
     r = (u < p_success).to(DTYPE) if binary else u
     mdp = TreeMDP(horizon, branching, r, end)
     r *= mdp.reachable
@@ -130,16 +119,13 @@ def check_distribution(q, name="teacher"):
     err = (q.sum(-1) - 1).abs().max().item()
     if err > 1e-9:
         raise ValueError(
-            f"{name}: rows must sum to 1 (max deviation {err:.2e}); pass probabilities, "
-            "not logits or unnormalised scores"
+            f"{name}: rows must sum to 1 (max deviation {err:.2e}); pass probabilities, not logits"
         )
-    return q
 
 
 def aliased(theta, obs):
-    """The logits an aliased student plays at every state: theta (..., O, A) has one row per
-    observation, obs (S,) long maps a state to its observation; returns (..., S, A). With obs =
-    arange(S) (the full prefix) it is the tabular student."""
+    """The logits (..., S, A) an aliased student plays: theta (..., O, A) holds a row per observation
+    and obs (S,) maps a state to its observation (obs = arange(S): the tabular student)."""
     if obs is None:
         return theta
     if obs.shape != (obs.numel(),) or obs.min() < 0 or obs.max() >= theta.shape[-2]:
@@ -148,9 +134,8 @@ def aliased(theta, obs):
 
 
 def support_states(mdp, best):
-    """S: the states a rollout reaches while every action so far was one the expert plays (best (S, A)
-    bool), i.e. the states through the first action the expert rules out; that state is on S, every
-    later one is not. (S,) bool, response states only."""
+    """S (S,) bool: the response states a rollout reaches while every action so far is one the expert
+    plays (best (S, A) bool); the state where it first plays another is the last one on S."""
     on = torch.zeros(mdp.n_states + mdp.n_leaves, dtype=torch.bool)
     on[0] = True
     for s in range(mdp.n_states):  # children of s are s·A + 1 + a (breadth first)
@@ -225,11 +210,10 @@ def success_teacher(pi, mdp):
 
 
 def feedback_teacher(pi, mdp, strength=1.0, noise=0.0, prior=1.0, eps=1e-3, seed=0):
-    """A feedback-conditioned self-teacher of dialled quality:
-        q ∝ π^prior · (Q + eps)^strength · exp(noise · ξ),   ξ ~ N(0, 1) per (state, action)
-    strength: how much the feedback reveals; noise: how imperfectly the model reads it; prior: how
-    much of the student's own distribution the teacher keeps (1: a pure tilt of π, the Bayes
-    posterior π(·|s, success) when strength=1, noise=0, eps→0; <1: the feedback also flattens it)."""
+    """A self-teacher of dialled quality, q ∝ π^prior (Q + eps)^strength exp(noise ξ), ξ ~ N(0, 1) per
+    (state, action). strength: how much the feedback reveals; noise: how badly the model reads it;
+    prior: how much of π the teacher keeps (1: a tilt of π, the posterior π(·|s, success) when
+    strength=1, noise=0, eps→0; <1: the feedback also flattens it)."""
     _, Q = values(pi, mdp)
     xi = torch.randn(pi.shape, generator=torch.Generator().manual_seed(seed), dtype=pi.dtype)
     return torch.softmax(prior * pi.log() + strength * (Q + eps).log() + noise * xi, -1).detach()
@@ -245,60 +229,33 @@ def expert_teacher(mdp, temperature=0.1, shape=None):
 # Objectives (distil.py's per-position costs, weighted by the exact occupancy) and update rules
 
 
-def state_costs(theta, teacher, kind, beta=0.5):
-    """c(q_s, π_s) for every state, (..., S). teacher: probabilities (..., S, A)."""
-    log_q = teacher.log()  # −inf marks probability 0; distil.py handles it exactly
-    if kind in ("distil", "distil_token"):
-        return distil.forward_ce(log_q, theta)
-    if kind == "distil_kl":
-        return distil.forward_kl(log_q, theta)
-    if kind == "sdpo":
-        return distil.reverse_kl(theta, log_q)
-    if kind == "opsd":
-        return distil.jsd(log_q, theta, beta)
-    raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
-
-
 def exits(mdp, states):
     """(S, A) bool: the actions that leave S, from a response state on S to one off it (not an end)."""
     child_on = torch.cat([states, torch.zeros(mdp.n_leaves, dtype=torch.bool)])[1:].view(-1, mdp.branching)
-    ends = torch.zeros_like(child_on)
-    ends[mdp.depth_slice(mdp.horizon - 1)] = True
-    if mdp.end:
-        ends[:, -1] = True
-    return (states & mdp.alive).unsqueeze(-1) & ~ends & ~child_on
+    return (states & mdp.alive).unsqueeze(-1) & ~mdp.ends & ~child_on
 
 
 def end_surprise(pi, mdp, teacher, held=False, states=None, price_exit=True):
     """E_π[w σ], σ = −log q(last action | last state): the teacher's surprise at the response's last
-    action — END, or the action at depth H−1 if the response never ended (distil.py's stop="surprise");
-    held=True: w = H − |y| + 1, once for the end and once per skipped position (stop="horizon").
-    states=S: the priced action is the last one taken on S: the end if the rollout stays on S, else
-    (price_exit) the exit, the action from s_e ∈ S to a state off S, w = H − e + 1; price_exit=False:
-    only rollouts that end on S pay (the exit is free)."""
-    last = torch.zeros(mdp.n_states, mdp.branching, dtype=torch.bool)
-    last[mdp.depth_slice(mdp.horizon - 1)] = True
-    if mdp.end:
-        last[:, -1] = True
+    action, END or the action at depth H−1 (distil.py's stop="surprise", w = 1; stop="horizon", held:
+    w = H − |y| + 1, once per skipped position too). states=S: the last action taken on S is priced,
+    the end if the rollout stays on S, else the exit off S (price_exit; w = H − e + 1) or nothing."""
+    last = mdp.ends & mdp.alive.unsqueeze(-1)
     if states is not None:
         last = last & states.unsqueeze(-1)  # the end counts on S; off S it is no one's
         if price_exit:
-            last = last | exits(mdp, states)
-    last &= mdp.alive.unsqueeze(-1)
+            last = last | exits(mdp, states)  # exits start on response states
     depth = torch.cat([torch.full((mdp.branching**t,), t, dtype=pi.dtype) for t in range(mdp.horizon)])
     weight = (mdp.horizon - depth).unsqueeze(-1) if held else 1.0  # |y| (or e) = depth + 1
-    surprise = torch.where(
-        last, -teacher.log() * weight, 0.0
-    )  # +inf where q = 0 on a last action: a true price
+    surprise = torch.where(last, -teacher.log() * weight, 0.0)  # +inf where q = 0 on it: a true price
     return (occupancy(pi, mdp).unsqueeze(-1) * pi * torch.where(pi > 0, surprise, 0.0)).sum((-2, -1))
 
 
 def objective(theta, mdp, teacher, kind, stop="literal", obs=None, states=None, price_exit=True):
-    """The loss each method minimises, exactly, per instance (...,). Sequence-level objectives
-    differentiate the occupancy; token-level ones stop its gradient. stop: distil.STOP_RULES, for
-    the sequence-level distil objectives ("literal", the paper's sum, is what T1–T6 study).
-    obs: theta holds one row per observation (aliased). states: (S,) bool, the costs count on S only
-    (distil.py's states=; leaving S for good), its exit priced as an end (price_exit) or free."""
+    """The loss each method minimises, exactly, per instance (...,). stop: distil.STOP_RULES, for the
+    sequence-level distil objectives ("literal", the paper's sum, is what T1–T6 study). obs: theta
+    holds a row per observation (aliased). states: (S,) bool, the costs count on S only (distil.py's
+    states=; leaving S for good), its exit priced as an end (price_exit) or free."""
     if kind not in OBJECTIVES:
         raise ValueError(f"unknown objective {kind!r}; choose from {OBJECTIVES}")
     if stop not in distil.STOP_RULES:
@@ -307,10 +264,7 @@ def objective(theta, mdp, teacher, kind, stop="literal", obs=None, states=None, 
     theta = aliased(theta, obs)
     pi = torch.softmax(theta, -1)
     if kind == "sdpo" and ((teacher == 0) & (pi > 0)).any():
-        raise ValueError(
-            "reverse KL(π‖q) is +inf where the teacher gives probability 0 to an action the "
-            "student plays; use a teacher with full support (e.g. feedback_teacher, eps > 0)"
-        )
+        raise ValueError("reverse KL(π‖q) = +inf: the teacher gives probability 0 to an action π plays")
     if kind == "grpo":
         return -expected_reward(pi, mdp)
     d = occupancy(pi, mdp) * mdp.alive  # response states only: an ended state costs nothing
@@ -318,7 +272,16 @@ def objective(theta, mdp, teacher, kind, stop="literal", obs=None, states=None, 
         d = d * states
     if kind not in SEQUENCE_LEVEL:
         d = d.detach()
-    loss = (d * state_costs(theta, teacher, kind)).sum(-1)
+    log_q = teacher.log()  # −inf marks probability 0; distil.py handles it exactly
+    if kind in ("distil", "distil_token"):
+        cost = distil.forward_ce(log_q, theta)
+    elif kind == "distil_kl":
+        cost = distil.forward_kl(log_q, theta)
+    elif kind == "sdpo":
+        cost = distil.reverse_kl(theta, log_q)
+    else:  # opsd, β = 0.5
+        cost = distil.jsd(log_q, theta, 0.5)
+    loss = (d * cost).sum(-1)
     if stop == "literal" or kind not in SEQUENCE_LEVEL:
         return loss
     return loss + end_surprise(pi, mdp, teacher, stop == "horizon", states, price_exit)
@@ -344,9 +307,7 @@ def update(theta, mdp, teacher, kind, rule, eta, stop="literal", obs=None):
             return ((1 - eta) * pi + eta * teacher).log()
         if kind == "sdpo":
             return (1 - eta) * pi.log() + eta * teacher.log()
-        raise ValueError(
-            f"no closed-form proximal step for {kind!r} (only distil_token: mixture, sdpo: geometric)"
-        )
+        raise ValueError(f"no closed-form proximal step for {kind!r} (only distil_token, sdpo)")
     g = gradient(theta, mdp, teacher, kind, stop, obs)
     if rule == "gd":
         return theta - eta * g
@@ -375,32 +336,16 @@ def reward_slope(theta, mdp, teacher, kind, rule):
 
 
 class TreeMDPEnv(gym.Env):
-    """Observation: the current node (internal states 0..S-1, leaves S..S+A^H-1); action: a branch;
-    reward: the leaf's reward when the episode ends at depth H, 0 before. end=True: action A−1 is
-    END, which ends the episode at once, at the leaf reached by END, END, ... (info["length"]: the
-    response length, END included)."""
+    """Observation: the node (states 0..S-1, leaves S..S+A^H-1); action: a branch; reward: the leaf's
+    at the end, 0 before. end=True: END ends the episode at once, at the leaf that END, END, ...
+    reaches (info["length"]: the response length, END included)."""
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
-
-    def __init__(
-        self,
-        horizon=3,
-        branching=3,
-        p_success=0.3,
-        instance_seed=0,
-        rewards=None,
-        render_mode=None,
-        end=False,
-    ):
-        r = (
-            random_tree(horizon, branching, 1, p_success, seed=instance_seed, end=end).rewards[0]
-            if rewards is None
-            else torch.as_tensor(rewards, dtype=torch.float64)
-        )
-        self.mdp = TreeMDP(horizon, branching, r, end)
+    def __init__(self, horizon=3, branching=3, p_success=0.3, instance_seed=0, rewards=None, end=False):
+        if rewards is None:
+            rewards = random_tree(horizon, branching, 1, p_success, seed=instance_seed, end=end).rewards[0]
+        self.mdp = TreeMDP(horizon, branching, torch.as_tensor(rewards, dtype=DTYPE), end)
         self.observation_space = gym.spaces.Discrete(self.mdp.n_states + self.mdp.n_leaves)
         self.action_space = gym.spaces.Discrete(branching)
-        self.render_mode = render_mode
         self.state, self.length = 0, 0
 
     def reset(self, *, seed=None, options=None):
@@ -420,9 +365,6 @@ class TreeMDPEnv(gym.Env):
         reward = float(self.mdp.rewards[self.state - self.mdp.n_states]) if done else 0.0
         return self.state, reward, done, False, {"length": self.length} if done else {}
 
-    def render(self):
-        return f"node {self.state} of {self.observation_space.n}"
-
 
 if "DistIL/TreeMDP-v0" not in gym.registry:
     gym.register(id="DistIL/TreeMDP-v0", entry_point=TreeMDPEnv)
@@ -433,9 +375,8 @@ if "DistIL/TreeMDP-v0" not in gym.registry:
 
 def main():
     mdp = random_tree(horizon=3, branching=3, seed=0)
-    theta = torch.randn(
-        1, mdp.n_states, mdp.branching, generator=torch.Generator().manual_seed(0), dtype=DTYPE
-    )
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(1, mdp.n_states, mdp.branching, generator=g, dtype=DTYPE)
     pi = torch.softmax(theta, -1)
     q = feedback_teacher(pi, mdp, noise=0.5)
     print(
