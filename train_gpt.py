@@ -13,7 +13,7 @@ Baselines (sdpo, opsd, grpo, offline, the DistIL ablations) change only method_l
 (self, ema, frozen, a checkpoint, the task's oracle) are one Teacher interface.
 
 Simplifications: 1. models start from scratch (SFT on references plus teacher-format examples, so
-feedback in context helps); 2. byte tokenizer: a character is a token; 3. fully on-policy, one
+feedback in context helps); 2. byte tokenizer by default (any tiktoken encoding runs); 3. on-policy, one
 update per batch: no ratios, no clipping; 4. feedback is held fixed for the step; 5. no KL anchor,
 no entropy bonus; 6. the oracle is smoothed by distil.ORACLE_EPS so reverse KL stays finite; 7. the
 teacher's own success (t_rew) and its advantage at the student's states (t_adv) are measured at
@@ -429,16 +429,19 @@ def eval_keys(cfg):
 def evaluate(model, teacher, cfg, rt, problems):
     """Held-out metrics, sharded over ranks and summed. Every evaluation draws the same random
     numbers (seeded by seed and rank only): differences between checkpoints are not sampling noise.
-    t_rew is the teacher's success from the contexts it gets (nan if it gets none); t_adv its
-    advantage at the student's states (teacher_advantage), with its standard error and n of cuts."""
+    Per problem, its first sample with a teacher context (the rollouts DistIL trains on) measures the
+    teacher: t_rew, its success answering from that context (nan if no problem has one), and t_adv, its
+    advantage at the student's states (teacher_advantage) with its standard error and n of cuts. A
+    method that reads no teacher (grpo) skips both (nan)."""
     n, k, mine = SAMPLES, SAMPLES, problems[rt.rank :: rt.world]
     gen = torch.Generator(rt.device).manual_seed(runs.seed_of(cfg.seed, "eval", 0, rt.rank))
     greedy = score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, 1, 0.0, gen))
     ro = score_rollouts(rt, sample_rollouts(model, cfg, rt, mine, n, TEMPERATURE, gen))
     rewards = ro.rewards.tolist()
     ctx = teacher.contexts(ro.problems, rewards, ro.texts, ro.feedback, n)
-    answers = teacher.answers(ro.problems, ctx, gen)
-    t_rewards = [rt.task.verify(p, t)[0] for p, t in zip(ro.problems, answers) if t is not None]
+    rows = first_with_context(ctx, n) if METHODS[cfg.method] else []
+    answers = teacher.answers([ro.problems[i] for i in rows], [ctx[i] for i in rows], gen) if rows else []
+    t_rewards = [rt.task.verify(ro.problems[i], t)[0] for i, t in zip(rows, answers)]
     s = {"problems": len(mine), "pass@1": greedy.rewards.sum().item()}
     s[f"pass@{k}"] = sum(pass_at_k(n, int(sum(rewards[i : i + n])), k) for i in range(0, len(rewards), n))
     s[f"avg@{n}"] = sum(rewards) / n
@@ -447,12 +450,18 @@ def evaluate(model, teacher, cfg, rt, problems):
     )
     s["t_rew"] = sum(t_rewards)
     s["t_rows"] = len(t_rewards)
-    s = runs.reduce_sums(rt, s | teacher_advantage(model, teacher, cfg, rt, ro, ctx))
+    s = runs.reduce_sums(rt, s | teacher_advantage(model, teacher, cfg, rt, ro, ctx, rows))
     out = {key: s[key] / max(s["problems"], 1) for key in student_keys(cfg)}
     out["t_rew"] = s["t_rew"] / s["t_rows"] if s["t_rows"] else math.nan
     out["lift"] = out["t_rew"] - out[f"avg@{n}"]
     out["t_adv"], out["t_adv_se"], out["t_adv_n"] = mean_se(int(s["cuts"]), s["d"], s["d2"])
     return out
+
+
+def first_with_context(ctx, n):
+    """The row of each problem's first sample with a teacher context (n consecutive rows a problem)."""
+    firsts = (next((i for i in range(g, g + n) if ctx[i] is not None), None) for g in range(0, len(ctx), n))
+    return [i for i in firsts if i is not None]
 
 
 def mean_se(n, total, total_sq):
@@ -462,15 +471,13 @@ def mean_se(n, total, total_sq):
 
 
 @torch.no_grad()
-def teacher_advantage(model, teacher, cfg, rt, ro, ctx):
-    """t_adv, the premise of T2/T4: per problem one cut of its first sample with a teacher context (the
-    rollouts DistIL trains on; problems without one are left out), uniform over the response's tokens
-    (the empty prefix included); from it the teacher (its context) and the student (its own) complete
-    adv_samples times from one seed. Returns the sums {cuts, d: Σd, d2: Σd²} of d = the teacher's
-    success rate − the student's, one d per cut."""
-    n, M, seed = SAMPLES, ADV_SAMPLES, runs.seed_of(cfg.seed, "adv", 0, rt.rank)
-    firsts = (next((i for i in range(g, g + n) if ctx[i] is not None), None) for g in range(0, len(ctx), n))
-    rows, rng, rates = [i for i in firsts if i is not None and M], random.Random(seed), []
+def teacher_advantage(model, teacher, cfg, rt, ro, ctx, rows):
+    """t_adv, the premise of T2/T4: one cut of each of `rows` (a sample with a teacher context per
+    problem), uniform over the response's tokens (the empty prefix included); from it the teacher (its
+    context) and the student (its own) complete ADV_SAMPLES times from one seed. Returns the sums
+    {cuts, d: Σd, d2: Σd²} of d = the teacher's success rate − the student's, one d per cut."""
+    M, seed = ADV_SAMPLES, runs.seed_of(cfg.seed, "adv", 0, rt.rank)
+    rng, rates = random.Random(seed), []
     cuts = [rng.randrange(int(ro.mask[i].sum())) for i in rows]
     probs = [ro.problems[i] for i in rows for _ in range(M)]
     prefixes = [ro.texts[i][:c] for i, c in zip(rows, cuts) for _ in range(M)]

@@ -370,9 +370,11 @@ def test_t_adv_of_the_oracle_over_a_random_student_is_one_from_prefixes_of_the_r
     problems = rt.task.generate("test", 6, 0)
     ro = hand_rollouts(rt, problems, [t for p in problems for t in (p.solution[:5], p.solution)], 2)
     ctx = [None if i == 0 else "c" for i in range(len(ro.problems))]  # problem 0 is cut in its second row
-    sums = tg.teacher_advantage(random_model(), tg.OracleTeacher(cfg, rt), cfg, rt, ro, ctx)
+    rows = tg.first_with_context(ctx, 2)
+    assert rows == [1, *range(2, 12, 2)]
+    sums = tg.teacher_advantage(random_model(), tg.OracleTeacher(cfg, rt), cfg, rt, ro, ctx, rows)
     assert sums == {"cuts": 6, "d": 6.0, "d2": 6.0}
-    none = tg.teacher_advantage(random_model(), tg.OracleTeacher(cfg, rt), cfg, rt, ro, [None] * len(ctx))
+    none = tg.teacher_advantage(random_model(), tg.OracleTeacher(cfg, rt), cfg, rt, ro, [None] * len(ctx), [])
     assert none == {"cuts": 0, "d": 0.0, "d2": 0.0}
 
 
