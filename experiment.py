@@ -61,7 +61,8 @@ SAME = "task n_train val_n rl_n eval_n preset sft_steps sft_teacher_frac rl_step
 ARMS = "grpo,distil@model,distil_token@model,offline@model,sdpo@model,opsd@model,distil_token@self"
 METRICS = ("pass@1", "avg@8", "pass@8", "maj@8")
 KEY = ("task", "phase", "arm", "lr", "seed")  # a run; phase: start | premise | noise | sweep | main
-COLUMNS = (*KEY, "step", "train_s", *METRICS, "t_rew", "t_adv", "t_adv_se", "t_adv_n", "len", "ent")
+TEACHER = ("t_rew", "t_adv", "t_adv_se", "t_adv_n")  # the teacher at the student's states
+COLUMNS = (*KEY, "step", "train_s", *METRICS, "avg@8_se", *TEACHER, "len", "ent")
 
 
 @dataclasses.dataclass

@@ -414,11 +414,12 @@ def majority_correct(task, problem, texts):
 
 
 TEACHER_KEYS = ("t_rew", "lift", "t_adv", "t_adv_se", "t_adv_n")  # the teacher's success and advantage
+SE = f"avg@{SAMPLES}_se"  # avg@n's sampling standard error with the problems fixed: the noise of a change
 
 
 def student_keys(cfg):
     """The student's held-out metrics: greedy pass@1, unbiased pass@k, avg@n and maj@n of n samples."""
-    return ["pass@1", f"pass@{SAMPLES}", f"avg@{SAMPLES}", f"maj@{SAMPLES}"]
+    return ["pass@1", f"pass@{SAMPLES}", f"avg@{SAMPLES}", f"maj@{SAMPLES}", SE]
 
 
 def eval_keys(cfg):
@@ -445,6 +446,8 @@ def evaluate(model, teacher, cfg, rt, problems):
     s = {"problems": len(mine), "pass@1": greedy.rewards.sum().item()}
     s[f"pass@{k}"] = sum(pass_at_k(n, int(sum(rewards[i : i + n])), k) for i in range(0, len(rewards), n))
     s[f"avg@{n}"] = sum(rewards) / n
+    rates = [sum(rewards[i : i + n]) / n for i in range(0, len(rewards), n)]
+    s[SE] = sum(r * (1 - r) / (n - 1) for r in rates)  # Σ_problems var(mean of n draws), unbiased
     s[f"maj@{n}"] = sum(
         majority_correct(rt.task, p, ro.texts[i * n : (i + 1) * n]) for i, p in enumerate(mine)
     )
@@ -452,6 +455,7 @@ def evaluate(model, teacher, cfg, rt, problems):
     s["t_rows"] = len(t_rewards)
     s = runs.reduce_sums(rt, s | teacher_advantage(model, teacher, cfg, rt, ro, ctx, rows))
     out = {key: s[key] / max(s["problems"], 1) for key in student_keys(cfg)}
+    out[SE] = math.sqrt(s[SE]) / max(s["problems"], 1)
     out["t_rew"] = s["t_rew"] / s["t_rows"] if s["t_rows"] else math.nan
     out["lift"] = out["t_rew"] - out[f"avg@{n}"]
     out["t_adv"], out["t_adv_se"], out["t_adv_n"] = mean_se(int(s["cuts"]), s["d"], s["d2"])
@@ -706,13 +710,13 @@ RL_LINE = (
 )
 
 
-def gain_line(p0, p1, n, init):
-    """Greedy pass@1 p0 -> p1 against 2σ of the start (n distinct problems), and GRPO's command."""
-    sigma = math.sqrt(p0 * (1 - p0) / n)
+def gain_line(a0, a1, se, init):
+    """avg@n a0 -> a1 in units of σ, avg@n's sampling standard error at the start, and GRPO's command."""
+    sigmas = f"{(a1 - a0) / se:+.1f}σ" if se > 0 else "σ = 0, every start rate 0 or 1"
     return (
-        f"greedy pass@1 gain {p1 - p0:+.3f}, {'beyond' if abs(p1 - p0) > 2 * sigma else 'within'} 2σ "
-        f"of the start (σ {sigma:.3f}, {n} problems); compare GRPO from the same checkpoint (the README "
-        f"has its number): --stage rl --method grpo --states all --init_from {init}"
+        f"avg@{SAMPLES} {a0:.3f} -> {a1:.3f}: {a1 - a0:+.3f} = {sigmas} (σ {se:.3f}, its sampling standard "
+        f"error at the start); GRPO from the same checkpoint and steps (the README has its number): "
+        f"--stage rl --method grpo --init_from {init}"
     )
 
 
@@ -762,7 +766,7 @@ def train_rl(cfg, rt, eval0=None):
             f"held-out ({len(test)} {cfg.eval_split} problems), step {a['step']} -> {cfg.rl_steps}: "
             + " | ".join(f"{k} {a[k]:.3f} -> {b[k]:.3f}" for k in student_keys(cfg))
         )
-        rt.log(gain_line(a["pass@1"], b["pass@1"], len({rt.task.split_key(p) for p in test}), init))
+        rt.log(gain_line(a[f"avg@{SAMPLES}"], b[f"avg@{SAMPLES}"], a[SE], init))
         rt.log(f"saved {stage.ckpt}, {stage.log_path}")
     last = next((r for r in reversed(stage.rows) if "pass@1" in r), None)
     evaluation = last and {k: last[k] for k in eval_keys(cfg)}

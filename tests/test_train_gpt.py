@@ -186,10 +186,9 @@ def test_sampler_holds_eot_after_a_row_stops_and_stops_when_all_rows_did():
     assert torch.equal(M.response_lengths(tok, tasks.EOT_ID), first + 1)
 
 
-def test_generate_is_nanogpt_compatible_and_seeded_sampling_reproduces():
+def test_seeded_sampling_reproduces():
     model = random_model()
     idx = torch.randint(V, (2, 5))
-    assert model.generate(idx, 7).shape == (2, 12)
     a = M.sample(model, idx, 10, gen=torch.Generator().manual_seed(3), top_k=5)[0]
     b = M.sample(model, idx, 10, gen=torch.Generator().manual_seed(3), top_k=5)[0]
     assert torch.equal(a, b)
@@ -849,8 +848,21 @@ def test_sft_teacher_frac_is_the_share_of_teacher_format_examples(frac):
     assert sum(not s for s in student) / len(student) == pytest.approx(frac, abs=0.1)
 
 
-def test_gain_line_compares_the_gain_with_twice_the_binomial_sigma_of_the_start():
-    line = tg.gain_line(0.2, 0.3, 100, "out/sft.pt")  # σ = sqrt(0.2 · 0.8 / 100) = 0.04
-    assert line.startswith("greedy pass@1 gain +0.100, beyond 2σ of the start (σ 0.040, 100 problems)")
-    assert "within 2σ" in tg.gain_line(0.2, 0.25, 100, "out/sft.pt")
-    assert line.endswith("--stage rl --method grpo --states all --init_from out/sft.pt")
+def test_avg_se_is_the_sampling_standard_error_and_the_gain_is_counted_in_it(monkeypatch):
+    """avg@n's standard error with the problems fixed: √(Σ_p r_p(1 − r_p)/(n − 1)) / P."""
+    rt, cfg = cpu_rt(), tiny_cfg(".")  # SAMPLES = 2 here
+    problems = rt.task.generate("test", 3, 0)
+    monkeypatch.setattr(tg, "score_rollouts", lambda rt, ro: fixed(ro))
+
+    def fixed(ro):  # rewards per problem: (1, 1), (1, 0), (0, 0) for the samples; greedy all 0
+        ro.texts, ro.feedback = [""] * len(ro.problems), [""] * len(ro.problems)
+        ro.rewards = torch.tensor([1.0, 1, 1, 0, 0, 0] if len(ro.problems) == 6 else [0.0] * 3)
+        return ro
+
+    m = tg.evaluate(
+        random_model(), tg.OracleTeacher(cfg, rt), dataclasses.replace(cfg, method="grpo"), rt, problems
+    )
+    assert m["avg@2"] == 0.5 and m[tg.SE] == pytest.approx(math.sqrt(0.5 * 0.5 / 1) / 3)
+    line = tg.gain_line(0.1, 0.2, 0.02, "out/sft.pt")
+    assert line.startswith(f"avg@{tg.SAMPLES} 0.100 -> 0.200: +0.100 = +5.0σ (σ 0.020")
+    assert line.endswith("--stage rl --method grpo --init_from out/sft.pt")
