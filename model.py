@@ -14,7 +14,6 @@ naive full recompute (use_cache=False) is kept as the reference the cache is tes
 
 Use:  model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128));  logits = model(idx)  # (B, T, V)
       tokens, logps = sample(model, prompt, 128, n_pad, temperature=1.0, gen=torch.Generator())
-      model.generate(idx, 20)   # nanoGPT's signature
       resp, mask = generate_responses(model, [[ids], ...], 64, stop_id)  # variable-length contexts
 """
 
@@ -45,9 +44,8 @@ class GPTConfig:
 
 
 class KVCache:
-    """Preallocated keys and values, one (2, B, n_head, max_len, head_dim) tensor per layer, and a
-    position pointer `pos` (tokens already cached). Allocated on first use, in the keys' dtype.
-    The keep-mask and positions of the one-token decode steps are built once, then sliced."""
+    """Preallocated keys and values, one (2, B, n_head, max_len, head_dim) tensor per layer allocated on
+    first use in the keys' dtype, and a position pointer `pos` (tokens already cached)."""
 
     def __init__(self, n_layer, max_len):
         self.kv, self.max_len, self.pos = [None] * n_layer, max_len, 0
@@ -64,8 +62,8 @@ class KVCache:
         return self.kv[layer][0, :, :, :t1], self.kv[layer][1, :, :, :t1]
 
     def decode_view(self, n_pad, B, device):
-        """(positions (B, 1), keep-mask (B, 1, 1, pos+1)) of a one-token step at `pos`: the new token
-        sees every non-pad key. Equal to what positions_and_mask builds for that step (tested)."""
+        """(positions (B, 1), keep-mask (B, 1, 1, pos+1)) of a one-token step at `pos`, sliced from ones
+        built once: the new token sees every non-pad key, as positions_and_mask builds it (tested)."""
         if self.keep is None:
             n_pad = torch.zeros(B, dtype=torch.long, device=device) if n_pad is None else n_pad
             k = torch.arange(self.max_len, device=device)
@@ -99,10 +97,8 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x, mask, cache, layer):
         B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (
-            z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v)
-        )  # (B, nh, T, hs)
+        q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each, then (B, nh, T, hs):
+        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in (q, k, v))
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, nh, pos+T, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
@@ -157,6 +153,11 @@ class GPT(nn.Module):
         """A fresh GPT of the size PRESETS[preset] with context length BLOCK_SIZE."""
         return cls(GPTConfig(vocab_size, BLOCK_SIZE, *PRESETS[preset]))
 
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
+        """nanoGPT-compatible: append max_new_tokens sampled tokens to idx (B, T) (global RNG)."""
+        tokens, _ = sample(self, idx, max_new_tokens, temperature=temperature, top_k=top_k)
+        return torch.cat([idx, tokens], dim=1)
+
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
 
@@ -192,11 +193,25 @@ class GPT(nn.Module):
             cache.pos += T
         return self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
 
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """nanoGPT-compatible: append max_new_tokens sampled tokens to idx (B, T) (global RNG)."""
-        tokens, _ = sample(self, idx, max_new_tokens, temperature=temperature, top_k=top_k)
-        return torch.cat([idx, tokens], dim=1)
+
+def model_from(ck, path, vocab_size, preset=None):
+    """GPT from a checkpoint's dict {"model", "model_args", ...} (runs.load_checkpoint reads it); exits
+    naming the mismatch if the vocabulary (or, with `preset`, the shape) is not what this run expects."""
+    args = ck["model_args"]
+    if args["vocab_size"] != vocab_size:
+        raise SystemExit(
+            f"error: {path} has vocab_size {args['vocab_size']}, but the tokenizer has "
+            f"{vocab_size} tokens (a checkpoint from another tokenizer)"
+        )
+    shape = (args["n_layer"], args["n_head"], args["n_embd"])
+    if preset is not None and shape != PRESETS[preset]:
+        raise SystemExit(
+            f"error: {path} has (n_layer, n_head, n_embd) = {shape}, but --preset {preset} "
+            f"is {PRESETS[preset]}; pass the matching --preset"
+        )
+    model = GPT(GPTConfig(**args))
+    model.load_state_dict(ck["model"])
+    return model
 
 
 # -----------------------------------------------------------------------------
@@ -205,27 +220,18 @@ class GPT(nn.Module):
 
 @torch.no_grad()
 def sample(
-    model,
-    prompt,
-    max_new_tokens,
-    n_pad=None,
-    temperature=1.0,
-    top_k=None,
-    gen=None,
-    stop_id=None,
-    use_cache=True,
+    model, prompt, max_new, n_pad=None, temperature=1.0, top_k=None, gen=None, stop_id=None, use_cache=True
 ):
     """Batched autoregressive sampling. prompt (B, L), left-padded by n_pad (B,) tokens per row.
     temperature 0 = greedy. Once a row emits stop_id it holds stop_id (log-prob 0) for the rest;
     sampling ends when every row has stopped. use_cache=False recomputes the whole prefix each
-    step (the reference). Returns tokens (B, T<=max_new_tokens) and their log-probabilities under
+    step (the reference). Returns tokens (B, T<=max_new) and their log-probabilities under
     the distribution they were drawn from (= log π_θ when temperature = 1 and top_k is None)."""
-    B = prompt.shape[0]
-    cache = KVCache(model.config.n_layer, prompt.shape[1] + max_new_tokens) if use_cache else None
-    seq, done = prompt, torch.zeros(B, dtype=torch.bool, device=prompt.device)
+    cache = KVCache(model.config.n_layer, prompt.shape[1] + max_new) if use_cache else None
+    seq, done = prompt, torch.zeros(prompt.shape[0], dtype=torch.bool, device=prompt.device)
     logits = model(prompt, n_pad, cache)[:, -1]
     tokens, logps = [], []
-    for i in range(max_new_tokens):
+    for i in range(max_new):
         logits = logits.float()
         if temperature == 0:
             logp = F.log_softmax(logits, dim=-1)
@@ -243,7 +249,7 @@ def sample(
             done = done | (tok == stop_id)
         tokens.append(tok)
         logps.append(lp)
-        if i == max_new_tokens - 1 or (stop_id is not None and bool(done.all())):
+        if i == max_new - 1 or (stop_id is not None and bool(done.all())):
             break
         if use_cache:
             logits = model(tok[:, None], n_pad, cache)[:, -1]
@@ -261,13 +267,6 @@ def sample(
 # whatever the two contexts' lengths.
 
 
-def left_pad(seqs, pad_id, device):
-    """list of token lists -> idx (B, L) with each row right-aligned, n_pad (B,)."""
-    L = max(len(s) for s in seqs)
-    idx = torch.tensor([[pad_id] * (L - len(s)) + s for s in seqs], dtype=torch.long, device=device)
-    return idx, torch.tensor([L - len(s) for s in seqs], device=device)
-
-
 def right_pad(seqs, pad_id, device):
     """list of token lists -> tokens (B, T), mask (B, T) with 1 on real tokens."""
     T = max(len(s) for s in seqs)
@@ -279,11 +278,10 @@ def right_pad(seqs, pad_id, device):
 def response_logits(model, ctx_ids, resp, pad_id):
     """Logits predicting each response token: row b's state at t is (ctx_ids[b], resp[b, :t]).
     ctx_ids: list of B token lists; resp (B, T) -> (B, T, vocab)."""
-    T = resp.shape[1]
     # the last response token predicts nothing we train on; pads follow and are never attended
     x, _ = right_pad([c + r for c, r in zip(ctx_ids, resp[:, :-1].tolist())], pad_id, resp.device)
     first = torch.tensor([len(c) - 1 for c in ctx_ids], device=resp.device)  # predicts resp[b, 0]
-    at = (first[:, None] + torch.arange(T, device=resp.device)[None])[..., None]  # (B, T, 1)
+    at = (first[:, None] + torch.arange(resp.shape[1], device=resp.device)[None])[..., None]  # (B, T, 1)
     logits = model(x)  # (B, L, vocab)
     return logits.gather(1, at.expand(-1, -1, logits.shape[-1]))
 
@@ -297,35 +295,14 @@ def response_lengths(resp, stop_id):
 def generate_responses(model, ctx_ids, max_new, stop_id, temperature=1.0, top_k=None, gen=None, chunk=512):
     """One response per context (a list of token lists), `chunk` rows per sampler call -> resp (B, T)
     (stop_id after the end), mask (B, T) (True up to and including the first stop_id)."""
-    parts = []
+    device, parts = gen.device if gen is not None else "cpu", []
     for i in range(0, len(ctx_ids), chunk):
-        idx, n_pad = left_pad(ctx_ids[i : i + chunk], stop_id, gen.device if gen is not None else "cpu")
-        parts.append(sample(model, idx, max_new, n_pad, temperature, top_k or None, gen, stop_id)[0])
+        rows = ctx_ids[i : i + chunk]
+        L = max(len(s) for s in rows)  # left-padded: each row right-aligned after its n_pad pads
+        idx = torch.tensor([[stop_id] * (L - len(s)) + s for s in rows], dtype=torch.long, device=device)
+        n_pad = torch.tensor([L - len(s) for s in rows], device=device)
+        parts.append(sample(model, idx, max_new, n_pad, temperature, top_k, gen, stop_id)[0])
     T = max(p.shape[1] for p in parts)
     resp = torch.cat([F.pad(p, (0, T - p.shape[1]), value=stop_id) for p in parts])
     mask = torch.arange(T, device=resp.device)[None] < response_lengths(resp, stop_id)[:, None]
     return resp, mask
-
-
-# -----------------------------------------------------------------------------
-# A GPT from a checkpoint's dict {"model", "model_args", ...} (runs.load_checkpoint reads the file)
-
-
-def model_from(ck, path, vocab_size, preset=None):
-    """GPT from a checkpoint; exits naming the mismatch if the vocabulary (or, when `preset` is
-    given, the shape) is not what this run expects."""
-    args = ck["model_args"]
-    if args["vocab_size"] != vocab_size:
-        raise SystemExit(
-            f"error: {path} has vocab_size {args['vocab_size']}, but the tokenizer has "
-            f"{vocab_size} tokens (a checkpoint from another tokenizer)"
-        )
-    shape = (args["n_layer"], args["n_head"], args["n_embd"])
-    if preset is not None and shape != PRESETS[preset]:
-        raise SystemExit(
-            f"error: {path} has (n_layer, n_head, n_embd) = {shape}, but --preset {preset} "
-            f"is {PRESETS[preset]}; pass the matching --preset"
-        )
-    model = GPT(GPTConfig(**args))
-    model.load_state_dict(ck["model"])
-    return model
