@@ -124,19 +124,16 @@ def token_logprobs(logits, tokens):
     return log_probs(logits).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-def topk_buckets(teacher_logits, student_logits, k, tail=True, index_by="teacher"):
-    """Restrict both distributions to k tokens chosen by `index_by` ("teacher": the teacher's top-k,
-    as a black-box teacher server returns them; "student": the student's top-k, as SDPO does).
-    tail=True appends one bucket holding the remaining mass on each side, so the result is a
+def topk_buckets(teacher_logits, student_logits, k, tail=True):
+    """Restrict both distributions to the teacher's k likeliest tokens, as a black-box teacher server
+    returns them. tail=True appends one bucket holding the remaining mass on each side, so the result is a
     coarse-graining of the full distributions (any f-divergence, and H×, can only go down);
     tail=False renormalises both over the k tokens. Returns two log-prob tensors (..., k(+1))."""
-    if index_by not in ("teacher", "student"):
-        raise ValueError(f"index_by must be 'teacher' or 'student', got {index_by!r}")
     logp_t, logp_s = log_probs(teacher_logits), log_probs(student_logits)
     V = logp_t.shape[-1]
     if not 1 <= k <= V:
         raise ValueError(f"topk must be in [1, V={V}], got {k}")
-    idx = (logp_t if index_by == "teacher" else logp_s).topk(k, dim=-1).indices
+    idx = logp_t.topk(k, dim=-1).indices
     top_t, top_s = logp_t.gather(-1, idx), logp_s.gather(-1, idx)
     if not tail:
         return log_probs(top_t), log_probs(top_s)
@@ -427,11 +424,8 @@ def distil_loss(
 # Baselines: SDPO (reverse KL), OPSD / GKD (JSD_β), GRPO, off-policy distillation
 
 
-def sdpo_loss(
-    student_logits, teacher_logits, mask, tokens=None, topk=None, tail=True, sampled=False, reduction="sum"
-):
+def sdpo_loss(student_logits, teacher_logits, mask, tokens=None, sampled=False, reduction="sum"):
     """SDPO: Σ_t KL(π_θ ‖ sg π_T) at the student's states, token level (Hübotter et al. 2026).
-    topk: both sides restricted to the *student's* top-k tokens (+ tail bucket), as SDPO's code does.
     sampled=True: the sampled-token surrogate sg(log π_θ(y_t) − log π_T(y_t))·log π_θ(y_t), which
     needs only the teacher's log-prob of the student's token; its gradient, averaged over y_t ~ π_θ,
     is ∇KL(π_θ‖π_T); its value is the sampled KL estimate."""
@@ -445,20 +439,14 @@ def sdpo_loss(
         log_ratio = logp.detach() - token_logprobs(teacher, tokens)
         per = log_ratio + _score(logp, log_ratio)
     else:
-        student = student_logits
-        if topk is not None:
-            teacher, student = topk_buckets(teacher, student_logits, topk, tail, index_by="student")
-        per = reverse_kl(student, teacher)
+        per = reverse_kl(student_logits, teacher)
     return _reduce(per * on, on, reduction)
 
 
-def opsd_loss(student_logits, teacher_logits, mask, beta=0.5, topk=None, reduction="sum"):
-    """OPSD / on-policy GKD: Σ_t JSD_β(sg π_T, π_θ) at the student's states, token level.
-    topk: the teacher's top-k tokens, both sides renormalised (OPSD's `top_k_loss`)."""
+def opsd_loss(student_logits, teacher_logits, mask, beta=0.5, reduction="sum"):
+    """OPSD / on-policy GKD: Σ_t JSD_β(sg π_T, π_θ) at the student's states, token level."""
     on = _check(student_logits, None, mask, teacher_logits, reduction=reduction)
     student, teacher = _clean(student_logits, on), _clean(teacher_logits.detach(), on)
-    if topk is not None:
-        teacher, student = topk_buckets(teacher, student, topk, tail=False)
     return _reduce(jsd(teacher, student, beta) * on, on, reduction)
 
 
