@@ -327,13 +327,14 @@ class ModelTeacher(Teacher):
 
 def oracle_text(enc, resp, mask):
     """A response row as the task's oracle reads it, and the token each character came from: (text,
-    [token index per character]); the end-of-text token has none (ASCII tasks: a byte is a character)."""
-    text, owner = [], []
-    for i, t in enumerate(resp[: int(mask.sum())].tolist()):
+    [token index per character] + [the last token's], where the end sits); the end-of-text token has no
+    character (ASCII tasks: a byte is a character)."""
+    text, owner, row = [], [], resp[: int(mask.sum())].tolist()
+    for i, t in enumerate(row):
         if t != enc.eot_token:
             text.append(enc.decode_single_token_bytes(t).decode("latin-1"))
             owner += [i] * len(text[-1])
-    return "".join(text), owner
+    return "".join(text), owner + [len(row) - 1]
 
 
 def on_support(task, enc, problems, resp, mask):

@@ -283,14 +283,13 @@ def test_on_support_keeps_the_states_through_the_first_token_the_oracle_rules_ou
     p = task.generate("test", 1, 0)[0]
     k = p.solution.index("=") + 1  # the first digit of the first value, made wrong
     bad = p.solution[:k] + str((int(p.solution[k]) + 1) % 10) + p.solution[k + 1 :]
-    resp, mask = M.right_pad(
-        [tg.encode(ENC, t) + [tasks.EOT_ID] for t in (p.solution, bad)], tasks.EOT_ID, "cpu"
-    )
-    keep = tg.on_support(task, ENC, [p, p], resp, mask)
+    short = p.solution[:k]  # ends where the oracle rules the end out: the end-of-text token is the mistake
+    texts = (p.solution, bad, short)
+    resp, mask = M.right_pad([tg.encode(ENC, t) + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, "cpu")
+    keep = tg.on_support(task, ENC, [p] * 3, resp, mask)
     assert torch.equal(keep[0], mask[0])  # the reference stays on S to its end
-    assert (
-        keep[1, : k + 1].all() and not keep[1, k + 1 :].any()
-    )  # the mistake's state is on S, the rest is not
+    assert keep[1, : k + 1].all() and not keep[1, k + 1 :].any()  # the mistake's state is on S, no later
+    assert torch.equal(keep[2], mask[2])  # through the end-of-text token, the first one ruled out
 
 
 def test_teacher_completions_continue_the_students_prefix_from_the_teachers_context(monkeypatch):
