@@ -8,7 +8,8 @@ Protocol (fixed before the results; the numbers are Config's defaults):
     teacher_sft_steps), seed 1, on the same n_train problems (train_gpt.DATA_SEED); the val_n validation
     problems and the rl_n RL prompts are held out of both: RL prompts are problems no SFT trained on.
  2. Premise: the student's start evaluated with each arm's teacher: t_adv ± se, the teacher's advantage
-    at the student's states. Noise: the start evaluated at each of noise_seeds (the sampling draws).
+    at the student's states; an arm whose teacher has t_adv < +0.20 or se > 0.03 is not trained (the
+    report says so). Noise: the start evaluated at each of noise_seeds (the sampling draws).
  3. Sweep (validation split, seed 1): every arm x rate of `rates` (`warmup` steps of warmup); score =
     mean validation avg@8 over the evaluations after step 0; an arm's rate: its best (ties: the smaller).
  4. Main: every arm x seed of `seeds` at its rate; test evaluations every eval_every of rl_steps steps.
@@ -23,7 +24,7 @@ student's own context (the black-box expert); feedback, the live student reading
 distil_token@self is the null test: its gradient is zero and its curve must stay at the start.
 
 Run (CPU; --jobs runs at a time, one thread each; the same command resumes):
-    python experiment.py --task mult:digits_a=2,digits_b=1
+    python experiment.py --task mult:digits_a=3,digits_b=1
     python experiment.py --report_only      # the report and figures from the CSV alone
 Writes results/experiment.csv (a row per evaluation of every run, appended as each run ends; a run found
 there is skipped), results/experiment.md, figures/exp_<task>.png, <out>/<task>/ (checkpoints, logs).
@@ -60,6 +61,7 @@ TEACHERS = {  # an arm's teacher -> its train_gpt fields (model: --teacher <out>
 SAME = "task n_train val_n rl_n eval_n preset sft_steps sft_teacher_frac rl_steps prompts group"  # as named
 ARMS = "grpo,distil@model,distil_token@model,offline@model,sdpo@model,opsd@model,distil_token@self"
 METRICS = ("pass@1", "avg@8", "pass@8", "maj@8")
+ADV_BAR, ADV_SE = 0.20, 0.03  # an arm trains only if its teacher's t_adv at the start is >= BAR, SE <= SE
 KEY = ("task", "phase", "arm", "lr", "seed")  # a run; phase: start | premise | noise | sweep | main
 TEACHER = ("t_rew", "t_adv", "t_adv_se", "t_adv_n")  # the teacher at the student's states
 COLUMNS = (*KEY, "step", "train_s", *METRICS, "avg@8_se", *TEACHER, "len", "ent")
@@ -67,7 +69,7 @@ COLUMNS = (*KEY, "step", "train_s", *METRICS, "avg@8_se", *TEACHER, "len", "ent"
 
 @dataclasses.dataclass
 class Config:
-    task: str = "mult:digits_a=2,digits_b=1"  # a tasks.py task, optionally with knobs: name:knob=value,...
+    task: str = "mult:digits_a=3,digits_b=1"  # a tasks.py task, optionally with knobs: name:knob=value,...
     arms: str = ARMS  # method@teacher: a train_gpt method and a teacher of TEACHERS (grpo alone)
     seeds: str = "1,2,3"  # seeds of the main runs
     noise_seeds: str = "1,2,3"  # evaluation seeds of the start (the noise of one evaluation)
@@ -79,13 +81,13 @@ class Config:
     eval_every: int = 50  # RL steps between evaluations
     eval_n: int = 512  # test problems per evaluation
     val_n: int = 256  # validation problems (the sweep's), held out of SFT and RL
-    rl_n: int = 2000  # RL prompts, held out of both SFTs
+    rl_n: int = 1000  # RL prompts, held out of both SFTs
     n_train: int = 20000  # training problems drawn (before the hold-outs)
     preset: str = "tiny"  # the student's model size (model.PRESETS)
-    sft_steps: int = 500  # the student's SFT steps
-    sft_teacher_frac: float = 0.8  # fraction of SFT examples in teacher format (both SFTs)
-    teacher_preset: str = "small"  # the teacher model's size
-    teacher_sft_steps: int = 1500  # the teacher model's SFT steps
+    sft_steps: int = 1000  # the student's SFT steps
+    sft_teacher_frac: float = 0.5  # fraction of SFT examples in teacher format (both SFTs)
+    teacher_preset: str = "tiny"  # the teacher model's size
+    teacher_sft_steps: int = 3000  # the teacher model's SFT steps
     jobs: int = 2  # runs at a time, each in its own process with one thread (1: in this process)
     out: str = "runs/experiment"  # run directories: <out>/<task>/... (checkpoints, logs; git-ignored)
     results: str = "results"  # where experiment.csv and experiment.md go
@@ -153,11 +155,21 @@ def plan(cfg, rows):
     jobs += [job(cfg, "premise", t) for t in teachers]
     jobs += [job(cfg, "noise", "student", seed=s) for s in map(int, cfg.noise_seeds.split(","))]
     scores = sweep_scores([r for r in rows if r["task"] == cfg.task])
-    for a in arms:
+    premise = {r["arm"]: r for r in rows if r["task"] == cfg.task and r["phase"] == "premise"}
+    for a in (a for a in arms if gate(premise, a.partition("@")[2]) is None):
         jobs += [job(cfg, "sweep", a, lr) for lr in rates]
         if all(key(j) in done for j in jobs[-len(rates) :]):
             jobs += [job(cfg, "main", a, choose_rate(scores[a]), s) for s in map(int, cfg.seeds.split(","))]
     return jobs
+
+
+def gate(premise, teacher):
+    """Why an arm taught by `teacher` is not trained (its measured t_adv is below the protocol's bar), or
+    None: the null teacher (self) and grpo (no teacher) are never gated; an unmeasured one is not yet."""
+    r = premise.get(teacher)
+    if teacher in ("", "self") or r is None or (r["t_adv"] >= ADV_BAR and r["t_adv_se"] <= ADV_SE):
+        return None
+    return f"teacher {teacher}: t_adv {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f}, short of +{ADV_BAR} ± {ADV_SE}"
 
 
 def curve(rows):
@@ -341,6 +353,8 @@ def task_report(rows, figure):
         main.append([a, x[0]["lr"], len(finals(x)), *cells, "" if at is None else at, f"{seconds:.0f}"])
     out = [f"## {rows[0]['task']}", "", f"![avg@8 against RL steps and training seconds]({figure})", ""]
     out += table(["start", *METRICS, "t_adv ± se"], start)
+    premise = {r["arm"]: r for r in ph["premise"]}
+    out += [f"- not trained, {why}" for why in filter(None, (gate(premise, t) for t in premise))] + [""]
     out += table(["arm", *(f"{lr:g}" for lr in rates)], sweep)
     head = ["arm", "lr", "seeds", "avg@8", "pass@1", "pass@8", "step at GRPO's final avg@8", "training s"]
     return out + table(head, main) + [f"- {line}" for line in verdict(ph["main"])] + [""] if main else out
@@ -385,7 +399,7 @@ def report(cfg, rows):
 def main(cfg):
     print(runs.config_text(cfg), flush=True)
     path = os.path.join(cfg.results, "experiment.csv")
-    for batch in (("premise", "noise", "sweep"), ("main",)) if not cfg.report_only else ():
+    for batch in (("premise", "noise"), ("sweep",), ("main",)) if not cfg.report_only else ():
         rows = read_csv(path)
         todo, done = plan(cfg, rows), {key(r) for r in rows}
         pending = [j for j in todo if j["phase"] in batch and key(j) not in done]

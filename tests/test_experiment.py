@@ -118,15 +118,16 @@ def test_a_runs_rows_are_appended_atomically_and_read_back_as_numbers(tmp_path, 
     assert rows[0]["seed"] == "1" and rows[0]["step"] == 0.0 and math.isnan(rows[0]["len"])
 
 
-def fake_run(calls):
+def fake_run(calls, t_adv=0.3):
     """train_gpt.run's stand-in: every run ends (an SFT leaves its checkpoint); avg@8 0.125 before RL,
-    after it 0.25 at rate 1e-4 and 0.5 at 1e-3."""
+    after it 0.25 at rate 1e-4 and 0.5 at 1e-3; every teacher's advantage t_adv ± 0.02."""
 
     def run(cfg):
         calls.append((cfg.stage, cfg.out_dir))
         if cfg.stage == "sft":
             open(os.path.join(cfg.out_dir, "sft.pt"), "w").close()
-        metrics = {"pass@1": 0.25, "avg@8": 0.125, "pass@8": 0.5, "maj@8": 0.25, "t_adv": 0.1, "t_adv_n": 4}
+        metrics = {"pass@1": 0.25, "avg@8": 0.125, "pass@8": 0.5, "maj@8": 0.25, "t_adv": t_adv, "t_adv_n": 4}
+        metrics |= {"t_adv_se": 0.02}
         step = {"loss": 1.0, "time_sample": 1.0, "time_teacher": 0.5, "len": 3.0, "ent": 0.5}
         learned = metrics | {"avg@8": 0.25 if cfg.rl_lr < 5e-4 else 0.5}
         rows = [{"step": 0} | metrics | step, {"step": 1} | step, {"step": 2} | learned]
@@ -215,7 +216,22 @@ def test_cli_rejects_an_unknown_flag_and_a_bad_arm_with_one_line_naming_what_is_
         assert len(err) == 2 and err[0].startswith("usage:") and accepted in err[1], err
 
 
+def test_an_arm_whose_teacher_is_below_the_bar_is_not_trained_and_the_report_says_why(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tg, "run", fake_run(calls, t_adv=0.1))
+    cfg = small(tmp_path, arms="grpo,distil@model,distil_token@self")
+    ex.main(cfg)
+    arms = {
+        r["arm"] for r in ex.read_csv(os.path.join(cfg.results, "experiment.csv")) if r["phase"] == "main"
+    }
+    assert arms == {"grpo", "distil_token@self"}  # the null arm is never gated: its t_adv is 0 by design
+    report = open(os.path.join(cfg.results, "experiment.md")).read()
+    assert "- not trained, teacher model: t_adv +0.100 ± 0.020, short of +0.2 ± 0.03" in report
+
+
 def test_one_tiny_run_writes_the_csv_the_report_and_the_figure(tmp_path, monkeypatch):
+    monkeypatch.setattr(ex, "ADV_BAR", -1.0)  # a micro teacher has no advantage: train its arm anyway
+    monkeypatch.setattr(ex, "ADV_SE", 1.0)
     cfg = small(tmp_path, seeds="1", noise_seeds="1,2", rates="1e-3,1e-2", warmup=0, prompts=2, group=2)
     cfg = dataclasses.replace(cfg, eval_n=4, val_n=4, rl_n=8, n_train=200, preset="micro", sft_steps=3)
     cfg = dataclasses.replace(cfg, teacher_preset="micro", teacher_sft_steps=3)
