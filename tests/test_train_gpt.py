@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from test_tasks import ReverseWord  # noqa: E402
+
 import distil  # noqa: E402
 import model as M  # noqa: E402
 import runs  # noqa: E402
@@ -458,30 +460,6 @@ def test_null_objective_leaves_the_student_exactly_where_it_is(method, sft_dir, 
     assert moved("autograd") > 1e-3  # ~ lr·steps: the floor this test guards against
 
 
-class Reverse:
-    """A task as a fork writes one: the contract alone (tasks.py's header), no oracle, no corruptions."""
-
-    name, domain, max_response_chars = "reverse", "test", 8
-
-    def generate(self, split, n, seed):
-        rng, out = random.Random(seed), []
-        while len(out) < n:
-            w = "".join(rng.choice("abcdef123") for _ in range(rng.randint(2, 6)))
-            if tasks.split_of(w) == split:
-                out.append(tasks.Problem(self.name, f"reverse: {w}", w[::-1], (w,)))
-        return out
-
-    def verify(self, problem, text):
-        ok = text.strip() == problem.solution
-        return float(ok), "" if ok else f"write: {problem.solution}"
-
-    def split_key(self, problem):
-        return problem.data[0]
-
-    def answer(self, problem, text):
-        return text.strip()
-
-
 def small_bpe():
     """A byte-pair encoding built offline with tiktoken: the 256 bytes, a few merges, end-of-text."""
     ranks = {bytes([i]): i for i in range(256)}
@@ -493,7 +471,7 @@ def small_bpe():
 
 @pytest.mark.parametrize("method", ["distil", "grpo"])
 def test_the_loop_runs_a_task_without_an_oracle_and_a_bpe_tokenizer(method, tmp_path, monkeypatch):
-    monkeypatch.setitem(tasks.TASKS, "reverse", Reverse())
+    monkeypatch.setitem(tasks.TASKS, "reverse", ReverseWord())  # the contract alone: no oracle
     monkeypatch.setattr(tasks, "get_tokenizer", small_bpe)
     assert len(small_bpe().encode_ordinary("reverse: ")) < len("reverse: ")  # merges happen
     kw = {
