@@ -20,8 +20,8 @@ teacher's own success (t_rew) and its advantage at the student's states (t_adv) 
 evaluations only.
 
 Run (CPU first; every Config field is a flag):
-    python train_gpt.py            # SFT -> eval -> DistIL's local term from the oracle -> eval, tiny, ~10 min
-    python train_gpt.py --stage rl --method grpo --states all   # another method from out/sft.pt
+    python train_gpt.py      # SFT -> eval -> DistIL from the SFT model reading the feedback, on the support
+    python train_gpt.py --stage rl --method grpo --states all   # GRPO from the same out/sft.pt
     torchrun --standalone --nproc_per_node=8 train_gpt.py --preset gpt2 --task listprog ...
 Output: one line per step; out/{sft,rl_<method>}.{pt,jsonl}. Speed: bench.py. Comparisons: experiment.py.
 """
@@ -86,11 +86,11 @@ class Config:
     # what to run
     stage: str = "all"  # all (sft -> eval -> rl -> eval) | sft | rl | eval
     task: str = "mult:digits_a=2,digits_b=1"  # a tasks.py task, optionally with knobs: name:knob=value,...
-    method: str = "distil_token"  # RL objective (METHODS; distil.py)
-    teacher: str = "oracle"  # self (live weights) | ema | frozen (RL start) | oracle | path/to/ckpt.pt
-    context: str = "peer"  # teacher context: peer | feedback | both | none (= the student's context)
+    method: str = "distil"  # RL objective (METHODS; distil.py)
+    teacher: str = "frozen"  # self (live weights) | ema | frozen (RL start) | oracle | path/to/ckpt.pt
+    context: str = "feedback"  # teacher context: peer | feedback | both | none (= the student's context)
     stop: str = distil.STOP_RULES[0]  # how distil prices the end of a response (distil.STOP_RULES)
-    states: str = "all"  # where the teacher's costs count: all | support (the task oracle's S, on_support)
+    states: str = "support"  # where the teacher's costs count: all | support (the task oracle's S, T8)
     out_dir: str = "out"  # checkpoints and JSONL logs
     init_from: str = ""  # checkpoint for the rl/eval stage ("" = out_dir/sft.pt, or the rl one for eval)
     resume: bool = False  # continue the stage from its own checkpoint in out_dir
@@ -107,17 +107,17 @@ class Config:
     sft_steps: int = 500  # optimizer steps
     sft_batch: int = 32  # sequences per step, all ranks together
     sft_lr: float = 3e-3  # peak AdamW learning rate (warmup, then cosine to 10%)
-    sft_teacher_frac: float = 0.5  # fraction of SFT examples in teacher format (feedback and/or peer)
+    sft_teacher_frac: float = 0.8  # fraction of SFT examples in teacher format (feedback and/or peer)
     # on-policy RL
     rl_steps: int = 300  # optimizer steps, one batch of fresh rollouts each
-    prompts: int = 8  # P: prompts per step, all ranks together
-    group: int = 8  # G: rollouts per prompt (peers for the teacher context, leave-one-out baseline)
-    rl_lr: float = 1e-4  # AdamW learning rate, constant after the warmup
-    rl_warmup: int = 0  # RL steps of linear warmup to rl_lr (0 = constant from the first step)
+    prompts: int = 32  # P: prompts per step, all ranks together
+    group: int = 4  # G: rollouts per prompt (peers for the teacher context, leave-one-out baseline)
+    rl_lr: float = 3e-4  # AdamW learning rate, constant after the warmup
+    rl_warmup: int = 50  # RL steps of linear warmup to rl_lr (0 = constant from the first step)
     # evaluation (the held-out test split, or the validation set)
-    eval_n: int = 128  # test problems
+    eval_n: int = 256  # test problems
     eval_split: str = "test"  # held-out problems evaluated: test (eval_n of the test split) | val (the val_n)
-    eval_every: int = 25  # RL steps between evaluations (0 = before and after only)
+    eval_every: int = 100  # RL steps between evaluations (0 = before and after only)
 
 
 # the accepted values of the fields that take one of a fixed set (--teacher also takes a path), and
@@ -158,7 +158,7 @@ def check_config(cfg):
     except ValueError as e:
         return f"--task: {e}"
     if (cfg.teacher == "oracle" or cfg.states == "support") and not hasattr(task, "oracle"):
-        return f"--teacher oracle and --states support need the task's oracle, and {cfg.task} has none"
+        return f"--teacher oracle, --states support need the task's oracle; {cfg.task} has none; --states all"
     if cfg.teacher == "oracle" and tasks.get_tokenizer().n_vocab != 257:
         return "--teacher oracle needs the byte tokenizer: its characters are tokens only there"
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's ranks share the batches
@@ -717,7 +717,7 @@ def gain_line(a0, a1, se, init):
     return (
         f"avg@{SAMPLES} {a0:.3f} -> {a1:.3f}: {a1 - a0:+.3f} = {sigmas} (σ {se:.3f}, its sampling standard "
         f"error at the start); GRPO from the same checkpoint and steps (the README has its number): "
-        f"--stage rl --method grpo --init_from {init}"
+        f"--stage rl --method grpo --states all --init_from {init}"
     )
 
 
