@@ -110,7 +110,7 @@ class Config:
     sft_teacher_frac: float = 0.8  # fraction of SFT examples in teacher format (feedback and/or peer)
     sft_recovery_frac: float = 0.0  # of the others: a cut of a failed attempt, then its recovery (tasks.py)
     # on-policy RL
-    rl_steps: int = 300  # optimizer steps, one batch of fresh rollouts each
+    rl_steps: int = 200  # optimizer steps, one batch of fresh rollouts each
     prompts: int = 32  # P: prompts per step, all ranks together
     group: int = 4  # G: rollouts per prompt (peers for the teacher context, leave-one-out baseline)
     rl_lr: float = 3e-4  # AdamW learning rate, constant after the warmup
