@@ -231,7 +231,7 @@ class Rollouts:
 
 
 def generate(model, cfg, rt, ids, max_new, temperature, gen):
-    """(resp, mask) of responses to the token contexts `ids`: KV-cached, --sample_batch rows a call."""
+    """(resp, mask) of responses to the token contexts `ids`: KV-cached, SAMPLE_BATCH rows a call."""
     with rt.amp:
         return generate_responses(model, ids, max_new, rt.eot, temperature, None, gen, SAMPLE_BATCH)
 
