@@ -5,7 +5,8 @@ A student π_θ samples y for a prompt x; a teacher gives π_T(·|s_t) at every 
 *the student visited* (the model reading feedback f, a stronger model, or a black box). DistIL
 (arXiv 2606.05152) minimises the forward cross-entropy summed over the student's own rollout:
 
-    L(θ) = E_{y~π_θ}[ Σ_t C_t ],   C_t = H×(sg π_T(·|s_t), π_θ(·|s_t)) = −Σ_a π_T(a|s_t) log π_θ(a|s_t)
+    L(θ) = E_{y~π_θ}[ Σ_t C_t ],   C_t = H×(sg π_T(·|s_t), π_θ(·|s_t))
+         = −Σ_a π_T(a|s_t) log π_θ(a|s_t)
     ∇L   = E[ Σ_t ∇C_t ]  +  E[ Σ_t ∇log π_θ(y_t|s_t) · (Σ_{t'>t} C_t' − b_t) ]
            local credit      future credit (C_t depends on s_t, not y_t; b_t: leave_one_out)
 
@@ -75,17 +76,19 @@ def _with_grad(value, grad, student_logits):
     sign that AdamW turns into full-size steps (the null test, tests/test_train_gpt.py)."""
     z = torch.where(torch.isinf(student_logits), 0.0, student_logits)  # a −inf logit gets no gradient
     zero_valued = (grad.detach() * (z - z.detach())).sum(-1)
-    return value.detach() + torch.where(torch.isfinite(value), zero_valued, 0.0)  # ∞ (π_T = 0 < π_θ) stays
+    # an infinite value (π_T = 0 < π_θ) stays infinite: no gradient term is added to it
+    return value.detach() + torch.where(torch.isfinite(value), zero_valued, 0.0)
 
 
 def forward_ce(teacher_logits, student_logits):
-    """H×(π_T, π_θ) = −Σ_a π_T(a) log π_θ(a): the DistIL per-position cost; gradient π_θ − π_T."""
+    """H×(π_T, π_θ) = −Σ_a π_T(a) log π_θ(a), DistIL's cost. Gradient π_θ − π_T."""
     p, logq = log_probs(teacher_logits).exp(), log_probs(student_logits)
     return _with_grad(-(p * torch.where(p > 0, logq, 0.0)).sum(-1), logq.exp() - p, student_logits)
 
 
 def forward_kl(teacher_logits, student_logits):
-    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T); gradient π_θ − π_T."""
+    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T).
+    Gradient π_θ − π_T."""
     logp, logq = log_probs(teacher_logits), log_probs(student_logits)
     return _with_grad(_kl(logp, logq), logq.exp() - logp.exp(), student_logits)
 
@@ -102,8 +105,8 @@ def reverse_kl(student_logits, teacher_logits):
 def jsd(teacher_logits, student_logits, beta=0.5):
     """Generalised Jensen–Shannon, TRL GKD / OPSD convention:
     JSD_β = β KL(π_T ‖ M) + (1−β) KL(π_θ ‖ M),  M = β π_T + (1−β) π_θ;  gradient
-    (1−β) π_θ ⊙ (log π_θ − log M − KL(π_θ‖M)). JSD_β/β → KL(π_T‖π_θ) as β→0 and JSD_β/(1−β) →
-    KL(π_θ‖π_T) as β→1; like TRL we return those KLs at β = 0 and β = 1 exactly."""
+    (1−β) π_θ ⊙ (log π_θ − log M − KL(π_θ‖M)). JSD_β/β → KL(π_T‖π_θ) as β→0 and
+    JSD_β/(1−β) → KL(π_θ‖π_T) as β→1; like TRL we return those KLs at β = 0 and 1 exactly."""
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"jsd: beta must lie in [0, 1], got {beta}")
     if beta == 0.0:
@@ -279,8 +282,9 @@ def per_position_cost(student_logits, teacher_logits, teacher_tokens, topk, tail
 
 def surprise_at(teacher_logits, teacher_tokens, tokens, at):
     """σ = −log π_T(y_t | s_t) where `at` (B, T) is set (the end, or the exit from S), 0 elsewhere. From K
-    teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y_t], unbiased for Σ_{k≤K} (1−p)^k/k, the series
-    −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k nats: more samples, a firmer price)."""
+    teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y_t], unbiased for Σ_{k≤K} (1−p)^k/k,
+    the series −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k nats: more
+    samples, a firmer price)."""
     if teacher_logits is not None:
         sigma = -token_logprobs(_clean(teacher_logits.detach(), at), tokens)
         if (at & ~torch.isfinite(sigma)).any():

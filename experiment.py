@@ -169,7 +169,8 @@ def gate(premise, teacher):
     r = premise.get(teacher)
     if teacher in ("", "self") or r is None or (r["t_adv"] >= ADV_BAR and r["t_adv_se"] <= ADV_SE):
         return None
-    return f"teacher {teacher}: t_adv {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f}, short of +{ADV_BAR} ± {ADV_SE}"
+    short = f"short of +{ADV_BAR} ± {ADV_SE}"
+    return f"teacher {teacher}: t_adv {r['t_adv']:+.3f} ± {r['t_adv_se']:.3f}, {short}"
 
 
 def curve(rows):
@@ -284,7 +285,7 @@ def steps_to(curve, threshold):
 
 
 def gap(a, b):
-    """(mean(a) − mean(b), 2σ_d) over seeds, σ_d² = s_a²/n_a + s_b²/n_b (nan with fewer than 2 seeds)."""
+    """(mean(a) − mean(b), 2σ_d) over seeds, σ_d² = s_a²/n_a + s_b²/n_b (nan below 2 seeds)."""
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     return ma - mb, 2 * math.sqrt(sa**2 / len(a) + sb**2 / len(b)) if min(len(a), len(b)) > 1 else math.nan
 

@@ -115,19 +115,12 @@ def teacher_context(problem: Problem, feedback: str = None, peer: str = None) ->
     return "\n".join(parts) + "\nanswer:\n"
 
 
-def sft_example(task, problem: Problem, rng, teacher_frac: float, recovery_frac: float = 0.0) -> tuple:
+def sft_example(task, problem: Problem, rng, teacher_frac: float) -> tuple:
     """(context, response) for SFT: the student's context and the reference, or with prob teacher_frac a
     teacher's (feedback on a failed attempt, the reference as a peer, or both). sft_target=recovery: the
     context goes on with a cut of the attempt, a student's state, and the response is task.recovery.
-    recovery_frac: that share of the student's examples go on with a cut of a failed attempt and its
-    recovery, with no feedback (a model that acts well after a student's mistake in the student's own
-    context). A task without corrupt (an optional capability) has no failed attempts: always the student's."""
-    failing = getattr(task, "corrupt", None) is not None
-    if not failing or rng.random() >= teacher_frac:
-        if failing and recovery_frac and rng.random() < recovery_frac:
-            attempt = task.corrupt(problem, rng)
-            prefix = attempt[: rng.randrange(len(attempt) + 1)]
-            return student_context(problem) + prefix, task.recovery(problem, prefix)
+    A task without corrupt (an optional capability) has no failed attempts: always the student's."""
+    if getattr(task, "corrupt", None) is None or rng.random() >= teacher_frac:
         return student_context(problem), problem.solution
     kind, recovery = rng.randrange(3), getattr(task, "sft_target", "reference") == "recovery"
     make = task.wander if recovery and rng.random() < 0.5 else task.corrupt  # half: wander off at line 1

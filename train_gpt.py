@@ -108,7 +108,6 @@ class Config:
     sft_batch: int = 32  # sequences per step, all ranks together
     sft_lr: float = 3e-3  # peak AdamW learning rate (warmup, then cosine to 10%)
     sft_teacher_frac: float = 0.8  # fraction of SFT examples in teacher format (feedback and/or peer)
-    sft_recovery_frac: float = 0.0  # of the others: a cut of a failed attempt, then its recovery (tasks.py)
     # on-policy RL
     rl_steps: int = 200  # optimizer steps, one batch of fresh rollouts each
     prompts: int = 32  # P: prompts per step, all ranks together
@@ -137,7 +136,7 @@ CHOICES = {
 RANGES = dict.fromkeys(
     ("seed", "sft_steps", "val_n", "rl_n", "rl_steps", "rl_warmup", "eval_every"), (0, None)
 )
-RANGES |= {"sft_teacher_frac": (0, 1), "sft_recovery_frac": (0, 1)}
+RANGES |= {"sft_teacher_frac": (0, 1)}
 
 
 def check_config(cfg):
@@ -536,8 +535,7 @@ def sft_batch(cfg, rt, train, step):
     teacher-format examples (tasks.sft_example) drawn from the training problems."""
     rng = random.Random(runs.seed_of(cfg.seed, "sft", step, rt.rank))
     n = cfg.sft_batch // rt.world
-    frac, recover = cfg.sft_teacher_frac, cfg.sft_recovery_frac
-    pairs = [tasks.sft_example(rt.task, rng.choice(train), rng, frac, recover) for _ in range(n)]
+    pairs = [tasks.sft_example(rt.task, rng.choice(train), rng, cfg.sft_teacher_frac) for _ in range(n)]
     resp, mask = right_pad([encode(rt.enc, r) + [rt.eot] for _, r in pairs], rt.eot, rt.device)
     return [encode(rt.enc, c) for c, _ in pairs], resp, mask
 

@@ -426,7 +426,7 @@ def test_after_the_exit_from_the_states_no_position_gets_a_gradient():
     )
     (gs,) = torch.autograd.grad(loss, s)
     assert gs[~on_s].abs().max() == 0 and gs[on_s].abs().min() > 0
-    # a rollout with no state on S (no teacher context) keeps its baseline's score term: (0 − b_t)·∇log π
+    # a rollout with no state on S (no teacher context) keeps its baseline's score term (0 − b_t)
     on_s[1] = False
     loss = distil.distil_loss(
         s, tok, torch.ones(4, 3), teacher_logits=t, states=on_s, baseline="loo", group_size=4

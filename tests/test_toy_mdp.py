@@ -232,8 +232,8 @@ def test_aliased_student_seeing_the_full_prefix_is_the_tabular_student():
 
 def enumerate_aliased(theta_obs, obs, mdp, q, S, price_exit):
     """Brute force over every response y: π(y) as the product of the aliased student's probabilities,
-    J = Σ π(y) r(y) and L_S = Σ π(y) [Σ_{t: s_t ∈ S} H×_t + (H − e + 1) σ_e], e the last position on
-    S (price_exit=False: σ only if the response ends on S)."""
+    J = Σ π(y) r(y) and L_S = Σ π(y) [Σ_{t: s_t ∈ S} H×_t + (H − e + 1) σ_e], e the last
+    position on S (price_exit=False: σ only if the response ends on S)."""
     A, H = mdp.branching, mdp.horizon
     logp = torch.log_softmax(theta_obs, -1)
     ce = distil.forward_ce(q.log(), theta_obs[obs])
@@ -328,7 +328,8 @@ def test_npg_steps_have_their_closed_forms():
     theta = torch.randn(1, mdp.n_states, 3, generator=g, dtype=F64)
     q = torch.softmax(torch.randn(1, mdp.n_states, 3, generator=g, dtype=F64), -1)
     pi, eta = torch.softmax(theta, -1), 0.05
-    center = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731  logits are defined up to a per-state constant
+    # logits are defined up to a per-state constant
+    center = lambda x: x - x.mean(-1, keepdim=True)  # noqa: E731
     # forward CE: θ ← θ + η (q/π − 1);  reverse KL: θ ← θ − η log(π/q)
     assert torch.allclose(
         center(tm.update(theta, mdp, q, "distil_token", "npg", eta)), center(theta + eta * q / pi)

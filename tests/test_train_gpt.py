@@ -826,18 +826,6 @@ def test_sft_teacher_frac_is_the_share_of_teacher_format_examples(frac):
     assert sum(not s for s in student) / len(student) == pytest.approx(frac, abs=0.1)
 
 
-def test_sft_recovery_examples_continue_a_failed_attempt_in_the_students_context_with_its_recovery():
-    task, rng = tasks.TASKS[TASK], random.Random(0)
-    problems = [task.sample(random.Random(i)) for i in range(40)]
-    pairs = [(p, *tasks.sft_example(task, p, rng, 0.0, 1.0)) for p in problems]
-    for p, context, response in pairs:
-        start = tasks.student_context(p)
-        prefix = context[len(start) :]
-        assert context.startswith(start) and response == task.recovery(p, prefix)
-        assert task.verify(p, prefix + response)[0] == 1.0  # the recovery succeeds from any cut
-    assert sum(context != tasks.student_context(p) for p, context, _ in pairs) > 30  # most cut something
-
-
 def test_avg_se_is_the_sampling_standard_error_and_the_gain_is_counted_in_it(monkeypatch):
     """avg@n's standard error with the problems fixed: √(Σ_p r_p(1 − r_p)/(n − 1)) / P."""
     rt, cfg = cpu_rt(), tiny_cfg(".")  # SAMPLES = 2 here
