@@ -2,13 +2,12 @@
 tasks.py -- reasoning tasks with rich feedback, their oracle experts, and the tokenizer.
 
 DistIL distils, on the student's own rollouts, a teacher that has seen rich feedback or a
-programmatic expert. This file is the environment: three tasks behind one interface, generated
+programmatic expert. This file is the environment: two tasks behind one interface, generated
 offline, verified exactly, each with an oracle that is an expert *from any prefix*.
 
     name      domain   prompt                          reference ("/" is a newline)    recovery
     mult      math     mult: 347*29                    347*9=3123 / 347*20=6940 / ...  restate the line
     listprog  code     listprog: / [3,1,2,5] -> [1,3]  filter odd / sort / take 2      undo, restart
-    chem      science  chem: H2 + O2 -> H2O            2H2 + O2 -> 2H2O                restate the equation
 
 A task is what a fork writes for its problems: name, domain, max_response_chars (the sampling budget),
     generate(split, n, seed) -> [Problem]           split "train" | "test", disjoint by split_key's hash
@@ -22,9 +21,8 @@ Task builds them all from a line state machine: the oracle is uniform over the c
 that complete the expert's state, marginalised to the next character; off S it finishes the line in
 shape, then undoes or restates a wrong line (references stay clean: only rollouts meet a recovery).
 Tokens are bytes (EOT = 256): the character oracle is a token oracle. Feedback (a knob, as in
-make_task("chem:feedback=verdict")): fix names the next step; full adds the symptoms; verdict is the
-symptoms alone. Simplifications: 1. verifiers check the examples shown; 2. chem equations come from
-reaction families over an ion table (balanced, not all lab-favourable); 3. ASCII only.
+make_task("listprog:feedback=verdict")): fix names the next step; full adds the symptoms; verdict is the
+symptoms alone. Simplifications: 1. verifiers check the examples shown; 2. ASCII only.
 Run:  python tasks.py [--tasks "mult;listprog:max_steps=2"] [--seed 0]   attempt, feedback, recovery
       python -m pytest -q tests/test_tasks.py
 """
@@ -33,12 +31,11 @@ import argparse
 import ast
 import hashlib
 import inspect
-import math
 import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache, cached_property, lru_cache
+from functools import cache
 
 import tiktoken
 
@@ -74,7 +71,7 @@ class Problem:
     task: str  # name in TASKS
     prompt: str  # what the student is asked (student_context adds the layout)
     solution: str  # reference response, without EOT
-    data: tuple  # task-specific and hashable: operands, numbers, examples, species
+    data: tuple  # task-specific and hashable: operands, examples
 
 
 def split_of(key: str) -> str:
@@ -255,7 +252,7 @@ class Task:
         return stack
 
     def has_recovery(self, p: Problem, text: str) -> bool:
-        """Whether a line is retracted (undo tasks) or a line before the last one leaves S (mult, chem)."""
+        """Whether a line is retracted (undo tasks) or a line before the last one leaves S (mult)."""
         lines = _lines(text)
         if self.undo:
             retractions = [i for i, ln in enumerate(lines) if ln.strip() in (UNDO, RESTART)]
@@ -354,9 +351,18 @@ def oracle_greedy(task: Task, p: Problem, prefix: str = "", max_chars: int = 102
     return text
 
 
-class _LastLine(Task):
-    """The expert of tasks graded by their last line (mult, chem). State: (the value last stated for each
-    working line, the last line is right); it restates the first wrong or missing one, then answers."""
+# ----------------------------------------------------------------------------------------------
+# math: multiplication with a worked scratchpad
+
+
+class Mult(Task):
+    """a*b: one line a*(d*10^i) per nonzero digit d of b, lowest first, then the sum line; reward: the
+    number after the last '=' of the last line is a*b. Feedback: the first line off the scratchpad
+    and the line to write instead (not under verdict), then the answer's verdict. The expert's state:
+    (the value last stated for each working line, the last line is right); it restates the first wrong
+    or missing one, then answers."""
+
+    name, domain = "mult", "math"
 
     def _ref(self, p):
         ref = p.solution.split("\n")
@@ -381,18 +387,6 @@ class _LastLine(Task):
             if lhs == left:  # it restates working line j
                 values[j] = v
         return tuple(values), self.check(p, line)[0] == 1.0
-
-
-# ----------------------------------------------------------------------------------------------
-# math: multiplication with a worked scratchpad
-
-
-class Mult(_LastLine):
-    """a*b: one line a*(d*10^i) per nonzero digit d of b, lowest first, then the sum line; reward: the
-    number after the last '=' of the last line is a*b. Feedback: the first line off the scratchpad
-    and the line to write instead (not under verdict), then the answer's verdict."""
-
-    name, domain = "mult", "math"
 
     def __init__(self, digits_a: int = 3, digits_b: int = 2, feedback: str = "full"):
         super().__init__(feedback)
@@ -674,272 +668,9 @@ class ListProg(Task):
 
 
 # ----------------------------------------------------------------------------------------------
-# science: our own chemical formula parser, an exact balancer, reaction families over an ion table
-
-ELEMENTS = frozenset(  # a list literal would take one line per element
-    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn "  # noqa: SIM905
-    "Ga Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Hf Ta W Re Os "
-    "Ir Pt Au Hg Tl Pb Bi".split()
-)
-_TOKEN = re.compile(r"([A-Z][a-z]?|\(|\))([0-9]*)")
-
-
-@lru_cache(maxsize=4096)
-def parse_formula(s: str):
-    """Atom counts of a formula like Ca3(PO4)2 or CuSO4.5H2O, or an error (str); cached: read-only."""
-    if not 0 < len(s) <= 40:
-        return "a formula has 1 to 40 characters"
-    total = Counter()
-    for k, part in enumerate(s.split(".")):
-        m = re.match(r"[0-9]*", part)
-        mult, i, stack = int(m[0]) if m[0] and k else 1, m.end() if k else 0, [Counter()]
-        while i < len(part):
-            t = _TOKEN.match(part, i)
-            if not t or len(t[2]) > 3 or t[2][:1] == "0" or (t[1] == "(" and t[2]):
-                return f"cannot read {_quote(part[i:])}"
-            n, i = int(t[2] or 1), t.end()
-            if t[1] == "(":
-                if len(stack) > 4:
-                    return "parentheses nested too deeply"
-                stack.append(Counter())
-            elif t[1] == ")":
-                if len(stack) == 1:
-                    return "unbalanced ')'"
-                for e, c in stack.pop().items():
-                    stack[-1][e] += c * n
-            elif t[1] in ELEMENTS:
-                stack[-1][t[1]] += n
-            else:
-                return f"unknown element {t[1]}"
-        if len(stack) > 1 or not stack[0]:
-            return "unbalanced '('" if len(stack) > 1 else "empty formula part"
-        for e, c in stack[0].items():
-            total[e] += c * mult
-    return dict(total)
-
-
-def balance(lhs: tuple, rhs: tuple):
-    """Smallest positive integer coefficients balancing lhs -> rhs (the nullspace of the element x
-    species matrix by fraction-free elimination), or None unless they exist and are unique up to scale."""
-    comps = [parse_formula(f) for f in lhs + rhs]
-    elements = sorted({e for c in comps for e in c})
-    rows = [[c.get(e, 0) * (1 if j < len(lhs) else -1) for j, c in enumerate(comps)] for e in elements]
-    pivots = []
-    for col in range(len(comps)):
-        r = next((i for i in range(len(pivots), len(rows)) if rows[i][col]), None)
-        if r is None:
-            continue
-        k = len(pivots)
-        rows[k], rows[r] = rows[r], rows[k]
-        pk = rows[k]
-        for i, row in enumerate(rows):
-            if i != k and row[col]:
-                row = [a * pk[col] - b * row[col] for a, b in zip(row, pk)]
-                g = math.gcd(*row) or 1
-                rows[i] = [v // g for v in row]
-        pivots.append(col)
-    free = [c for c in range(len(comps)) if c not in pivots]
-    if len(free) != 1:
-        return None
-    f, scale = free[0], math.lcm(*(rows[k][col] for k, col in enumerate(pivots)))
-    x = [scale if c == f else 0 for c in range(len(comps))]
-    for k, col in enumerate(pivots):
-        x[col] = -rows[k][f] * (scale // rows[k][col])
-    if min(x) < 0 < max(x):  # mixed signs: no positive solution
-        return None
-    g = math.gcd(*x)
-    x = tuple(abs(v) // g for v in x)
-    return x if min(x) > 0 else None
-
-
-# ions by charge 1, 2, 3 (iron in both); a nonmetal element as written -> the charge of its anion
-_CATIONS = ("Li Na K NH4 Ag", "Mg Ca Sr Ba Zn Cu Ni Pb Fe", "Fe Al Cr")
-_IONS = [(c, q) for q, ions in enumerate(_CATIONS, 1) for c in ions.split()]
-_ANION_CHARGES = ("F Cl Br I OH NO3 ClO3", "SO4 CO3 SO3 CrO4", "PO4")
-_ANIONS = {a: q for q, ions in enumerate(_ANION_CHARGES, 1) for a in ions.split()}
-_NONMETALS = {"O2": 2, "S": 2, "N2": 3, "P4": 3, "F2": 1, "Cl2": 1, "Br2": 1, "I2": 1}
-_METALS = [(c, q) for c, q in _IONS if c != "NH4"]
-_SALTS = [(c, q, a, qa) for c, q in _IONS for a, qa in _ANIONS.items()]
-
-
-def _ionic(cation: str, qc: int, anion: str, qa: int) -> str:
-    """Charge-balanced formula: _ionic('Ca', 2, 'PO4', 3) = 'Ca3(PO4)2'."""
-    g, formula = math.gcd(qc, qa), ""
-    for ion, n in ((cation, qa // g), (anion, qc // g)):  # a polyatomic ion repeated: in parentheses
-        formula += ion if n == 1 else f"({ion}){n}" if sum(map(str.isupper, ion)) > 1 else f"{ion}{n}"
-    return formula
-
-
-def reaction_families() -> dict:
-    """family -> [(reactants, products)]: combustion of CxHyOz, synthesis and decomposition, single
-    displacement, double displacement (salt + salt, acid + base), and hydrate dehydration."""
-    cho = [(x, y, z) for x in range(1, 9) for y in range(2, 2 * x + 3, 2) for z in range(3)]  # CxHyOz
-    fuels = ["".join(f"{e}{n if n > 1 else ''}" for e, n in zip("CHO", xyz) if n) for xyz in cho]
-    ion = {(c, q, a): _ionic(c, q, a, qa) for c, q, a, qa in _SALTS}
-    oxide = {(m, q): _ionic(m, q, "O", 2) for m, q in _METALS}
-    anions = [a for a in _ANIONS if a != "OH"]  # hydroxides neither displace nor hydrate
-    acid = {a: _ionic("H", 1, a, _ANIONS[a]) for a in anions}
-    elements = [(m, q, x, x.rstrip("24"), qx) for m, q in _METALS for x, qx in _NONMETALS.items()]
-    synthesis = [((m, x), (_ionic(m, q, a, qa),)) for m, q, x, a, qa in elements]
-    decomposition = [(rhs, lhs) for lhs, rhs in synthesis]
-    decomposition += [((ion[m, q, "CO3"],), (oxide[m, q], "CO2")) for m, q in _METALS]
-    decomposition += [((ion[m, q, "OH"],), (oxide[m, q], "H2O")) for m, q in _METALS]
-    decomposition += [((ion[m, q, "ClO3"],), (ion[m, q, "Cl"], "O2")) for m, q in _IONS]
-    decomposition += [((ion[m, q, "NO3"],), (oxide[m, q], "NO2", "O2")) for m, q in _METALS]
-    metals = [(m, q, c, r) for m, q in _METALS for c, r in _METALS if m != c]
-    single = [((m, ion[c, r, a]), (ion[m, q, a], c)) for m, q, c, r in metals for a in anions]
-    reducing = [a for a in anions if a not in ("NO3", "ClO3")]  # oxidising acids give no H2
-    single += [((m, acid[a]), (ion[m, q, a], "H2")) for m, q in _METALS for a in reducing]
-    halides = ["F", "Cl", "Br", "I"]
-    halogens = [(x, y) for i, x in enumerate(halides) for y in halides[i + 1 :]]  # x displaces y
-    single += [((x + "2", ion[c, q, y]), (ion[c, q, x], y + "2")) for x, y in halogens for c, q in _IONS]
-    pairs = [(c, q, d, r) for i, (c, q) in enumerate(_IONS) for d, r in _IONS[i + 1 :] if c != d]
-    salts = [(c, q, a, d, r, b) for c, q, d, r in pairs for a in _ANIONS for b in _ANIONS if a != b]
-    double = [((ion[c, q, a], ion[d, r, b]), (ion[c, q, b], ion[d, r, a])) for c, q, a, d, r, b in salts]
-    double += [((acid[a], ion[c, q, "OH"]), (ion[c, q, a], "H2O")) for c, q in _IONS for a in anions]
-    hydrates = [ion[c, q, a] for c, q, a, _ in _SALTS if a != "OH"]
-    return {
-        "combustion": [((f, "O2"), (ox, "H2O")) for ox in ("CO2", "CO") for f in fuels],
-        "synthesis": synthesis,
-        "decomposition": decomposition,
-        "single displacement": single,
-        "double displacement": double,
-        "hydrate": [((f"{s}.{n}H2O",), (s, "H2O")) for s in hydrates for n in range(2, 11)],
-    }
-
-
-@cache
-def _balanced_families() -> tuple:
-    """(family, reactants, products, coefficients) of every equation that balances uniquely."""
-    out = []
-    for family, reactions in reaction_families().items():
-        for lhs, rhs in dict.fromkeys(reactions):
-            if len(set(lhs + rhs)) == len(lhs + rhs) and (coefs := balance(lhs, rhs)) is not None:
-                out.append((family, lhs, rhs, coefs))  # no species on both sides, one solution
-    return tuple(out)
-
-
-def _equation(lhs, rhs, coefs=None) -> str:
-    terms = [f"{c if c != 1 else ''}{f}" for c, f in zip(coefs or [1] * (len(lhs) + len(rhs)), lhs + rhs)]
-    return " + ".join(terms[: len(lhs)]) + " -> " + " + ".join(terms[len(lhs) :])
-
-
-_TERM = re.compile(r" *([0-9]{0,3}) *([A-Z(][A-Za-z0-9().]{0,39}) *")
-
-
-class Chem(_LastLine):
-    """Balance the equation: the smallest positive integer coefficients (1 omitted), species in order; a
-    family drawn uniformly, then an equation with <= max_species species and coefficients 2..max_coef.
-    Fix: the equation and the coefficients to change; symptoms: atom counts per side, a common factor."""
-
-    name, domain = "chem", "science"
-
-    def __init__(self, max_coef=10, max_species=4, feedback="fix", sft_target="recovery"):
-        super().__init__(feedback, sft_target)
-        if max_coef < 2 or max_species < 2:
-            raise ValueError(f"max_coef >= 2 and max_species >= 2 (got {max_coef}, {max_species})")
-        self.max_coef, self.max_species = max_coef, max_species
-
-    @cached_property
-    def pool(self) -> dict:
-        """family -> [Problem]: the equations the knobs allow, built on first use."""
-        pool = {}
-        for family, lhs, rhs, coefs in _balanced_families():
-            if 1 < max(coefs) <= self.max_coef and len(coefs) <= self.max_species:
-                prompt, solution = f"chem: {_equation(lhs, rhs)}", _equation(lhs, rhs, coefs)
-                pool.setdefault(family, []).append(Problem(self.name, prompt, solution, (lhs, rhs, coefs)))
-        return pool
-
-    @property
-    def max_response_chars(self) -> int:
-        return 2 * max(len(p.solution) for ps in self.pool.values() for p in ps) + 1  # + one restatement
-
-    def sample(self, rng):
-        return rng.choice(self.pool[rng.choice(sorted(self.pool))])
-
-    def finishes(self, p, s, cur):
-        """The reference, and cur finished in shape: its current species, then every later term with
-        its correct coefficient (a wrong coefficient stays wrong, the equation well formed)."""
-        species = p.data[0] + p.data[1]
-        parts = re.split(r"( \+ | -> )", p.solution)  # the reference's terms and separators, alternating
-        for i in range(len(cur), 0, -1):  # the longest start of cur that a finish extends
-            k, seg = len(re.findall(r"\+|-?>", cur[:i])), re.split(r"\+|-?>", cur[:i])[-1]
-            m = re.fullmatch(r" *[0-9]{0,3}(.*)", seg)
-            if k < len(species) and species[k].startswith(m[1]):
-                term, rest = parts[2 * k], "".join(parts[2 * k + 1 :])  # the reference's term k, what follows
-                now = species[k][len(m[1]) :] if seg.strip() else (" " if k and not seg else "") + term
-                line = cur[:i] + now + rest
-                if line.startswith(cur):
-                    return [p.solution, line]
-        return [p.solution]
-
-    def split_key(self, p):
-        """The species, unordered: a reaction and its reverse share a split."""
-        return " ".join(sorted(p.data[0] + p.data[1]))
-
-    def _parse(self, text):
-        """The last line -> [[(coefficient, formula), ...] per side], or an error (str)."""
-        line, sides = _last_line(text), []
-        if line.count("->") != 1:
-            return f"last line {_quote(line)} needs exactly one '->'"
-        for side in line.split("->"):
-            terms = [(t, _TERM.fullmatch(t)) for t in side.split("+")]
-            bad = [t for t, m in terms if not m]
-            if bad:
-                return f"cannot read the term {_quote(bad[0])}"
-            sides.append([(int(m[1] or 1), m[2]) for _, m in terms])
-        return sides
-
-    def answer(self, p, text):
-        sides = self._parse(text)
-        return None if isinstance(sides, str) else " ".join(str(c) for side in sides for c, _ in side)
-
-    def check(self, p, text):
-        lhs, rhs, _ = p.data
-        sides, back = self._parse(text), "write the corrected equation on a new line: the last line is graded"
-        write = [f"write: {p.solution}"] if self.feedback != "verdict" else []
-        if isinstance(sides, str):
-            return 0.0, self.said(write, [sides, back])
-        if tuple(tuple(f for _, f in side) for side in sides) != (lhs, rhs):
-            return 0.0, self.said(write, [f"the species must be {_equation(lhs, rhs)}, in this order", back])
-        counts = [Counter(), Counter()]
-        for count, side in zip(counts, sides):
-            for c, f in side:
-                count.update({e: c * n for e, n in parse_formula(f).items()})
-        rows = []
-        for e in dict.fromkeys(list(counts[0]) + list(counts[1])):
-            unbalanced = " UNBALANCED" if counts[0][e] != counts[1][e] else ""
-            rows.append(f"{e}: {counts[0][e]} left, {counts[1][e]} right{unbalanced}")
-        cs = [c for side in sides for c, _ in side]
-        balanced, g = counts[0] == counts[1], math.gcd(*cs)
-        if min(cs) == 0:
-            rows.append("every coefficient must be positive")
-        elif balanced:
-            rows.append(f"balanced, but every coefficient shares the factor {g}" if g > 1 else "balanced")
-        ok = balanced and g == 1 and min(cs) > 0
-        changes = [f"{f} {c}->{w}" for c, w, f in zip(cs, p.data[2], lhs + rhs) if c != w]
-        write = [f"{write[0]} (change {', '.join(changes)})"] if write and not ok else []
-        return float(ok), self.said(write, rows + ([] if ok else [back]))
-
-    def corrupt(self, p, rng):
-        """One coefficient off by one, every coefficient 1 (not balanced at all), or all doubled."""
-        lhs, rhs, coefs = p.data
-        for _ in range(20):
-            kind, cs = rng.choice(["off", "ones", "double"]), list(coefs)
-            if kind == "off":
-                i = rng.randrange(len(cs))
-                cs[i] = cs[i] + 1 if cs[i] == 1 else cs[i] + rng.choice([-1, 1])
-            else:
-                cs = [1] * len(cs) if kind == "ones" else [2 * c for c in cs]
-            if self.verify(p, _equation(lhs, rhs, cs))[0] == 0.0:
-                return _equation(lhs, rhs, cs)
-        return _equation(lhs, rhs)
-
-
-# ----------------------------------------------------------------------------------------------
 # The registry, task specs, and a demo
 
-TASKS = {t.name: t for t in (Mult(), ListProg(), Chem())}
+TASKS = {t.name: t for t in (Mult(), ListProg())}
 
 
 def make_task(spec: str) -> Task:

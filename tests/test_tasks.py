@@ -2,7 +2,6 @@
 verifiers survive adversarial strings, the oracle is the uniform distribution it claims to be and
 recovers from wrong prefixes, splits are disjoint, the tokenizer round-trips, limits hold."""
 
-import math
 import random
 import re
 import time
@@ -80,11 +79,11 @@ def test_feedback_way_back_names_the_fewest_undos_that_leave_a_solution(problems
 
 def written_fix(fb):
     """The lines the feedback's first line tells the student to write: "write these N lines:" and the
-    N lines below it (undo tasks), or "write: a" / "correct: a" (chem, mult)."""
+    N lines below it (undo tasks), or "correct: a" (mult)."""
     m = re.match(r"[^\n]*; write these (\d+) lines?:\n", fb)
     if m:
         return fb[m.end() :].split("\n")[: int(m[1])]
-    m = re.match(r"[^\n]*?(?:write|correct): (.*?)(?: \(change | \(write |\n|$)", fb)
+    m = re.match(r"[^\n]*?correct: (.*?)(?: \(write |\n|$)", fb)
     return None if m is None else [m[1].strip()]
 
 
@@ -105,9 +104,8 @@ def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(pro
     """Exactness of the fix: writing the lines the first feedback line names, after the response
     itself, gives reward 1 on every failing attempt; on undo tasks they are restart and the reference,
     and the line the diagnosis names is the first standing one after which no solution is left (none
-    named: every standing line leaves one); on mult the line named
-    is the reference's line for the first wrong one; on chem it is the reference equation and the
-    changes named turn the attempt's coefficients into the reference's."""
+    named: every standing line leaves one); on mult the line named is the reference's line for the
+    first wrong one."""
     rng, failing = random.Random(3), Counter()
     for name, task in TASKS.items():
         for p in problems[name][:30]:
@@ -133,16 +131,6 @@ def test_fix_feedback_names_lines_that_solve_from_the_response_on_every_task(pro
                     k = [i for i, _ in task.standing(text)].index(int(m[1])) + 1
                     assert not live[k] and all(live[:k]), (name, text, fb, live)
                     assert (m[2] == "is invalid") == (standing[k] is tasks.DEAD), (name, text, fb)
-                if name == "chem":
-                    assert lines == [p.solution], fb
-                    got = task.answer(p, text)
-                    if got is not None and "(change " in fb.split("\n")[0]:
-                        cs = [int(c) for c in got.split()]
-                        for f, a, b in re.findall(r"([A-Za-z0-9().]+) (\d+)->(\d+)", fb.split("\n")[0]):
-                            i = (p.data[0] + p.data[1]).index(f)
-                            assert cs[i] == int(a)
-                            cs[i] = int(b)
-                        assert tuple(cs) == p.data[2], (text, fb)
     assert min(failing.values()) >= 100, failing
 
 
@@ -154,7 +142,7 @@ def test_verdict_feedback_is_the_full_feedback_without_the_fix(problems):
         for p in problems[name][:20]:
             for text in fix_attempts(task, p, rng)[:6]:
                 (r1, fix), (r2, verdict) = FULL[name].verify(p, text), VERDICT[name].verify(p, text)
-                assert r1 == r2 and ("write:" in verdict) == ("write:" in p.prompt), (name, text, verdict)
+                assert r1 == r2 and written_fix(verdict) is None, (name, text, verdict)
                 if name == "mult":
                     assert re.sub(r"; correct: [^\n]*", "", fix) == verdict and "correct:" not in verdict
                 elif r1 == 1.0 or len(text) > tasks.MAX_TEXT:
@@ -164,16 +152,14 @@ def test_verdict_feedback_is_the_full_feedback_without_the_fix(problems):
                     way_back = "leaves no solution: write undo" in rows[-1]
                     assert symptoms(fix) == (rows[:-1] if way_back else rows), (fix, verdict)
                     assert way_back == fix.startswith("line "), (fix, verdict)
-                else:
-                    assert fix.split("\n")[1:] == verdict.split("\n"), (fix, verdict)
 
 
 def test_fix_feedback_is_the_full_feedbacks_fix_alone(problems):
-    """feedback=fix (listprog and chem's default; mult's is full): a failed check's feedback is
+    """feedback=fix (listprog's default; mult's is full): a failed check's feedback is
     the full feedback's fix lines and nothing after them; the same reward; the symptoms where no fix is
     named (mult with every line right)."""
     rng = random.Random(9)
-    defaults = {"mult": "full", "listprog": "fix", "chem": "fix"}
+    defaults = {"mult": "full", "listprog": "fix"}
     assert {n: t.feedback for n, t in TASKS.items()} == defaults
     for name in TASKS:
         fix_task = tasks.make_task(f"{name}:feedback=fix")
@@ -184,7 +170,7 @@ def test_fix_feedback_is_the_full_feedbacks_fix_alone(problems):
                 if r1 == 1.0 or len(text) > tasks.MAX_TEXT:
                     continue
                 n = 1 + len(fix_task.fix_lines(p)) if fix_task.undo else 1
-                named = "correct: " in full.split("\n")[0] or fix_task.undo or name == "chem"
+                named = "correct: " in full.split("\n")[0] or fix_task.undo
                 assert fix == ("\n".join(full.split("\n")[:n]) if named else full), (name, text, fix, full)
 
 
@@ -223,21 +209,19 @@ def test_recovery_completes_every_prefix_of_an_attempt(problems):
 
 
 def test_recovery_sft_examples_are_a_cut_attempt_and_its_recovery(problems):
-    """sft_target=recovery (listprog, chem): a teacher-format example's context goes on
+    """sft_target=recovery (listprog): a teacher-format example's context goes on
     with a cut of a corrupted attempt, as a student's state does, and its response is Task.recovery
     from there; both kinds of cut (on the reference, off it) are common."""
-    rng = random.Random(8)
-    for name in ("listprog", "chem"):
-        task, on = TASKS[name], Counter()
-        assert task.sft_target == "recovery"
-        for i in range(200):
-            p = problems[name][i % len(problems[name])]
-            ctx, resp = tasks.sft_example(task, p, rng, 1.0)
-            head, prefix = ctx.rsplit("\nanswer:\n", 1)
-            assert head.startswith(p.prompt + "\n") and resp == task.recovery(p, prefix), (name, ctx, resp)
-            assert "feedback:" in head or "peer:" in head
-            on[p.solution.startswith(prefix)] += 1
-        assert min(on.values()) >= 30, (name, on)
+    rng, task, on = random.Random(8), TASKS["listprog"], Counter()
+    assert task.sft_target == "recovery"
+    for i in range(200):
+        p = problems["listprog"][i % len(problems["listprog"])]
+        ctx, resp = tasks.sft_example(task, p, rng, 1.0)
+        head, prefix = ctx.rsplit("\nanswer:\n", 1)
+        assert head.startswith(p.prompt + "\n") and resp == task.recovery(p, prefix), (ctx, resp)
+        assert "feedback:" in head or "peer:" in head
+        on[p.solution.startswith(prefix)] += 1
+    assert len(on) == 2 and min(on.values()) >= 30, on
 
 
 def test_wander_is_a_failed_attempt_off_the_reference_from_its_first_line(problems):
@@ -278,11 +262,10 @@ def test_sft_examples_with_the_reference_target_are_todays_rng_for_rng(problems)
 
 def test_make_task_reads_a_bare_word_as_a_string_and_rejects_unknown_kinds():
     assert tasks.make_task("listprog:max_steps=2,feedback=verdict").feedback == "verdict"
-    assert tasks.make_task("chem:feedback='fix'").feedback == "fix"
+    assert tasks.make_task("mult:feedback='fix'").feedback == "fix"
     for spec in (
         "mult:feedback=hint",
         "listprog:sft_target=oracle",
-        "chem:sft_target=continue",
         "mult:sft_target=recovery",
     ):
         with pytest.raises(ValueError):
@@ -304,34 +287,12 @@ def test_listprog_feedback_reports_exactly_the_failing_examples_with_expected_an
         assert re.search(r"\n\d/\d examples pass(\n|$)", fb), fb
 
 
-def test_chem_feedback_lists_exactly_the_unbalanced_elements(problems):
-    rng = random.Random(0)
-    for p in problems["chem"]:
-        bad = TASKS["chem"].corrupt(p, rng)
-        reward, fb = FULL["chem"].verify(p, bad)
-        sides = [Counter(), Counter()]
-        for side, text in zip(sides, bad.split("->")):
-            for term in text.split("+"):
-                c, f = re.fullmatch(r" *([0-9]*)(\S+) *", term).groups()
-                for e, n in tasks.parse_formula(f).items():
-                    side[e] += int(c or 1) * n
-        unbalanced = {e for e in sides[0] | sides[1] if sides[0][e] != sides[1][e]}
-        assert (
-            reward == 0.0 and set(re.findall(r"(\w+): \d+ left, \d+ right UNBALANCED", fb)) == unbalanced
-        ), fb
-        assert unbalanced or "shares the factor" in fb, (bad, fb)
-        assert fb.endswith("write the corrected equation on a new line: the last line is graded"), fb
-
-
-def test_mult_and_chem_are_graded_on_the_last_line_and_still_report_the_working():
+def test_mult_is_graded_on_the_last_line_and_still_reports_the_working():
     p = Problem("mult", "mult: 12*34", tasks.Mult.scratchpad(12, 34), (12, 34))
     reward, fb = TASKS["mult"].verify(p, "408")
     assert reward == 1.0 and "line 1 wrong: '408'; correct: 12*4=48" in fb
     assert TASKS["mult"].verify(p, "12*4=49\n12*30=360\n48+360=408")[0] == 1.0
     assert TASKS["mult"].verify(p, p.solution + "\n12*34=409")[0] == 0.0
-    p = TASKS["chem"].generate("train", 1, 0)[0]
-    assert TASKS["chem"].verify(p, "garbage -> x\n" + p.solution)[0] == 1.0
-    assert TASKS["chem"].verify(p, p.solution + "\n" + p.prompt[6:])[0] == 0.0
 
 
 def test_answer_extracts_the_final_answer_for_majority_vote(problems):
@@ -601,16 +562,11 @@ def test_mult_expert_restates_the_wrong_line_and_sums_only_values_in_view(proble
 
 
 def test_mid_line_the_oracle_keeps_the_students_line_in_shape_then_recovers():
-    mult, chem, lp = TASKS["mult"], TASKS["chem"], TASKS["listprog"]
+    mult, lp = TASKS["mult"], TASKS["listprog"]
     p = Problem("mult", "mult: 55*5", tasks.Mult.scratchpad(55, 5), (55, 5))
     assert oracle_greedy(mult, p, "55*5=25") == "55*5=255\n55*5=275\n275=275"  # finish the value, restate
     assert mult.oracle(p, "55*5=255\n2") == {"5": 1.0}  # its sum of what it stated
     assert oracle_greedy(mult, p, "55*5=2555") == "55*5=2555\n55*5=275\n275=275"  # too long: end the line
-    lhs, rhs = ("MgO",), ("Mg", "O2")
-    q = Problem("chem", "chem: MgO -> Mg + O2", "2MgO -> 2Mg + O2", (lhs, rhs, (2, 2, 1)))
-    assert oracle_greedy(chem, q, "3") == "3MgO -> 2Mg + O2\n2MgO -> 2Mg + O2"  # a wrong coefficient stays
-    assert oracle_greedy(chem, q, "2MgO -> 2Mg +5") == "2MgO -> 2Mg +5O2\n2MgO -> 2Mg + O2"
-    assert oracle_greedy(chem, q, "2MgO 7") == "2MgO 7> 2Mg + O2\n2MgO -> 2Mg + O2"  # a miswritten character
     r = Problem("listprog", "listprog:\n[1,3,2] -> [2,4]", "filter odd\nmap +1", (((1, 3, 2), (2, 4)),))
     assert lp.oracle(r, "filter ood") == {"\n": 1.0} and lp.oracle(r, "filter ood\n") == {
         "u": 1.0
@@ -696,8 +652,6 @@ def test_listprog_split_by_examples_trains_on_test_programs_with_other_inputs():
 
 
 def test_test_splits_have_distinct_problems_at_the_defaults_and_the_experiment_knobs():
-    chem = [p.prompt for p in TASKS["chem"].generate("test", 2000, 1337)]
-    assert len(set(chem)) >= 1500  # the first generator gave 25 distinct sets
     for spec in list(TASKS) + EXPERIMENT_SPECS:
         task = tasks.make_task(spec)
         for n in (128, 2000) if spec in TASKS else (128,):  # 128: experiment.py's eval_n
@@ -705,24 +659,6 @@ def test_test_splits_have_distinct_problems_at_the_defaults_and_the_experiment_k
     small = tasks.make_task(EXPERIMENT_SPECS[0])  # 2x1-digit mult: ~170 test problems
     ps = small.generate("test", 400, 1337)
     assert len({p.prompt for p in ps[:150]}) == 150  # every problem once before any repeats
-
-
-def test_chem_generator_draws_every_family_with_small_unique_coefficients():
-    chem = TASKS["chem"]
-    assert set(chem.pool) == set(tasks.reaction_families()) and sum(map(len, chem.pool.values())) > 5000
-    for ps in chem.pool.values():
-        for p in ps[::97]:
-            lhs, rhs, coefs = p.data
-            atoms = [Counter(), Counter()]
-            for k, (c, f) in enumerate(zip(coefs, lhs + rhs)):
-                for e, n in tasks.parse_formula(f).items():
-                    atoms[k >= len(lhs)][e] += c * n
-            assert atoms[0] == atoms[1] and math.gcd(*coefs) == 1, p
-            assert (
-                1 < max(coefs) <= chem.max_coef
-                and len(coefs) <= 4
-                and p.prompt == "chem: " + tasks._equation(lhs, rhs)
-            )
 
 
 def test_generators_are_deterministic_per_seed():
@@ -746,9 +682,9 @@ def test_tokenizer_round_trips_every_task_string_and_eot(problems):
 
 
 def test_contexts_follow_the_layout_and_clip_feedback_deterministically(problems):
-    p = problems["chem"][0]
+    p = problems["listprog"][0]
     assert tasks.student_context(p) == p.prompt + "\nanswer:\n" == tasks.teacher_context(p)
-    long_fb = "H: 1 left, 2 right UNBALANCED\u00e9\n" * 40
+    long_fb = "example 1 FAIL: [3,1] -> got [1], expected [3]\u00e9\n" * 40
     ctx = tasks.teacher_context(p, feedback=long_fb, peer=p.solution)
     assert ctx == tasks.teacher_context(p, feedback=long_fb, peer=p.solution) and ctx.isascii()
     block = ctx.split("feedback:\n")[1].split("\npeer:\n")[0]
@@ -769,15 +705,6 @@ def test_listprog_interpreter_limits_stop_runaway_programs():
     t0 = time.perf_counter()
     reward, fb = FULL["listprog"].verify(p, "map ^2\n" * 30)
     assert reward == 0.0 and "beyond" in fb and time.perf_counter() - t0 < 0.05
-
-
-def test_chem_parser_reads_parentheses_and_hydrates_and_rejects_malformed_formulas():
-    assert tasks.parse_formula("Ca3(PO4)2") == {"Ca": 3, "P": 2, "O": 8}
-    assert tasks.parse_formula("CuSO4.5H2O") == {"Cu": 1, "S": 1, "O": 9, "H": 10}
-    assert tasks.parse_formula("(NH4)2Cr2O7") == {"N": 2, "H": 8, "Cr": 2, "O": 7}
-    for bad in ("", "Xx2", "H2)", "(H2", "((((((H))))))", "H0", "H2O.", "h2o", "H" * 41, "H9999"):
-        assert isinstance(tasks.parse_formula(bad), str), bad
-    assert tasks.balance(("C8H18", "O2"), ("CO2", "H2O")) == (2, 25, 16, 18)
 
 
 # -----------------------------------------------------------------------------
