@@ -12,7 +12,7 @@ docstring), numbers, PASS/FAIL. Where a claim holds only under one update rule o
   T4  the DAgger bound on the student's own states (performance difference lemma + Pinsker):
           J(q) − J(π) ≤ u Σ_s d^π(s) TV(q_s, π_s) ≤ u √(H/2 · L_KL(π)),   L_KL = Σ_s d^π(s) KL(q_s‖π_s)
   T5  for q on successful sequences:  log P_π(success) ≥ −H×(q, π) + H(q),  gap KL(q ‖ π(·|success))
-  T6  iterated self-distillation on random MDPs, every step of the same Fisher length: J per iteration.
+  T6  (iterated self-distillation, a negative result) was removed; its code is at tag log-2026-12-06.
   T7  the stop problem: with an END action the literal minimiser ends early when the teacher has
       entropy to go; stop="horizon" (its surprise per skipped position) keeps the teacher's length.
   T8  a perfect expert's labels at states an aliased student cannot tell apart hurt DAgger on every
@@ -63,11 +63,9 @@ class Config:
     seed: int = 0  # seed of every random family (instances, policies, teachers)
     n_bandits: int = 5000  # random bandits in T2
     n_trees: int = 2000  # random tree MDPs in T2, T4, T5
-    n_family: int = 200  # MDPs trained in T6
-    iterations: int = 30  # T6 training iterations
     figures: str = "figures"  # folder for the PNG figures ("" = none)
     json: str = ""  # also write the results (and T1's instance) to this JSON file
-    only: str = ""  # run only this check (T1..T8)
+    only: str = ""  # run only this check (T1..T5, T7, T8)
 
 
 @dataclass
@@ -480,89 +478,6 @@ def check_t5(cfg):
 
 
 # -----------------------------------------------------------------------------
-# T6: iterated training with a feedback-conditioned self-teacher
-T6_TEACHERS = {
-    "exact": {"strength": 1.0, "noise": 0.0, "prior": 1.0},  # π(·|s, success), up to eps
-    "noisy": {"strength": 1.0, "noise": 1.0, "prior": 1.0},  # reads the feedback imperfectly
-    "noisy, own prior": {"strength": 1.0, "noise": 1.0, "prior": 0.5},  # ... and flattens the student
-}
-T6_DELTA = 0.02  # policy change per step, E_{d^π} KL(π‖π') in nats: TRPO's usual scale (0.01–0.05)
-# (update rule, objective); the mixture is the only closed-form step not already an npg row
-T6_RUNS = [(rule, kind) for rule in ("gd", "npg") for kind in tm.OBJECTIVES] + [("prox", "distil_token")]
-
-
-def fisher_step(theta, mdp, q, kind, rule, delta):
-    """One step of `rule` whose length in the Fisher metric is √(2δ), so that to second order the
-    policy moves by E_{s~d^π} KL(π_s ‖ π'_s) = δ whatever the objective (TRPO's step size):
-    η = √(2δ / Σ_s d(s) Var_{π_s}(Δ_s)) for the logit direction Δ (for the mixture, its tangent
-    (q − π)/π at η = 0, with η ≤ 1). Returns the new logits."""
-    pi = torch.softmax(theta, -1)
-    direction = q / pi - 1 if rule == "prox" else tm.update(theta, mdp, q, kind, rule, 1.0) - theta
-    var = (pi * direction**2).sum(-1) - (pi * direction).sum(-1) ** 2
-    eta = (2 * delta / (tm.occupancy(pi, mdp) * var).sum(-1).clamp_min(1e-30)).sqrt()[..., None, None]
-    if rule == "prox":
-        return tm.update(theta, mdp, q, kind, rule, eta.clamp(max=1.0))
-    return theta + eta * direction
-
-
-def check_t6(cfg):
-    """iterated self-distillation on random MDPs with equal-length steps: toward the exact self-teacher
-    (a tilt of π) the mixture and reverse-KL steps never lower J; otherwise as measured"""
-    mdp = tm.random_tree(4, 3, cfg.n_family, p_success=P_SUCCESS, seed=cfg.seed + 8)
-    g = torch.Generator().manual_seed(cfg.seed + 9)
-    theta0 = torch.randn(cfg.n_family, mdp.n_states, 3, generator=g, dtype=F64)
-    runs = {}
-    for tname, tkw in T6_TEACHERS.items():
-        for rule, kind in T6_RUNS:
-            theta, Js = theta0.clone(), [J(theta0, mdp)]
-            for k in range(cfg.iterations):
-                q = tm.feedback_teacher(torch.softmax(theta, -1), mdp, seed=cfg.seed + 100 + k, **tkw)
-                theta = fisher_step(theta, mdp, q, kind, rule, T6_DELTA).detach()
-                Js.append(J(theta, mdp))
-            runs[tname, rule, kind] = torch.stack(Js)  # (iterations + 1, n_family)
-    mid = min(10, cfg.iterations)
-    print(
-        f"  {cfg.n_family} random trees (H=4, A=3), {cfg.iterations} iterations, every step of Fisher "
-        f"length √(2·{T6_DELTA}); mean J at 0 / {mid} / {cfg.iterations}, % of steps that lowered J:"
-    )
-    summary = {}
-    for (tname, rule, kind), Js in runs.items():
-        down = 100 * ((Js[1:] - Js[:-1]) < -1e-12).double().mean().item()
-        J_mid, J_end = Js[mid].mean().item(), Js[-1].mean().item()
-        summary[f"{tname}/{rule}/{kind}"] = {"J_mid": J_mid, "J_end": J_end, "down_percent": down}
-        print(
-            f"    {tname:17s} {RULE_NAME[rule]:4s} {LABEL[kind]:24s} J {Js[0].mean():.3f} → {J_mid:.3f} → "
-            f"{J_end:.3f}   down {down:5.1f}%"
-        )
-    # theorem-backed: the exact teacher is a tilt of π toward higher Q; the mixture and the geometric
-    # (reverse-KL npg) steps toward a tilt raise Σ_a π'(a|s) A^π(s, a) at every state, hence J
-    passed = all(summary[f"exact/{r}"]["down_percent"] == 0 for r in ("prox/distil_token", "npg/sdpo"))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-    for ax, tname in zip(axes[:2], ("exact", "noisy, own prior")):
-        for kind in tm.OBJECTIVES:
-            ax.plot(runs[tname, "npg", kind].mean(1), label=LABEL[kind])
-        decorate(ax, "iteration", title=f"T6: teacher '{tname}', npg steps")
-    decorate(axes[0], ylabel="mean J over the family", fontsize=7)
-    ns = torch.tensor([1, 2, 4, 8, 16, 32, 64], dtype=F64)
-    for kind in tm.OBJECTIVES:  # pass@N = 1 − (1 − J)^N, averaged over the family
-        Jmid = runs["noisy, own prior", "npg", kind][mid]
-        axes[2].plot(ns, (1 - (1 - Jmid.unsqueeze(-1)) ** ns).mean(0), marker="o", ms=3, label=LABEL[kind])
-    axes[2].set_xscale("log", base=2)
-    decorate(axes[2], "N", "pass@N", f"pass@N at iteration {mid} ('noisy, own prior', npg)")
-    savefig(cfg, fig, "t6_iterated_self_teacher.png")
-    curves = {"/".join(k): v.mean(1) for k, v in runs.items()}
-    at_mid = {
-        t: " ".join(f"{k}={summary[f'{t}/npg/{k}']['J_mid']:.2f}" for k in tm.OBJECTIVES) for t in T6_TEACHERS
-    }
-    numbers = (
-        f"J at iteration {mid}, npg — exact: {at_mid['exact']} | noisy, own prior: "
-        f"{at_mid['noisy, own prior']}"
-    )
-    data = {"summary": summary, "teachers": T6_TEACHERS, "delta": T6_DELTA, "mean_J_curves": curves}
-    return result(check_t6, numbers, passed, data)
-
-
-# -----------------------------------------------------------------------------
 # T7: the stop problem — with an END action, the literal sum pays the student to end early
 # (distil.STOP_RULES price of a response's end, future cost) of each candidate
 STOP_CANDIDATES = [("literal", "ce"), ("literal", "kl"), ("surprise", "ce")]
@@ -583,19 +498,6 @@ def stop_instance(entropy, H=5, eps=distil.ORACLE_EPS):
     if not entropy:
         best = torch.nn.functional.one_hot(best.argmax(-1), 3).to(F64)
     return mdp, (1 - eps) * best / best.sum(-1, keepdim=True) + eps / 3
-
-
-def response_table(mdp):
-    """All A^H leaves as responses: tokens (N, H), state ids (N, H), response mask (N, H), last position.
-    (tests/test_toy_mdp.py enumerates distil.py's loss over these responses.)"""
-    paths = torch.tensor(list(itertools.product(range(mdp.branching), repeat=mdp.horizon)))
-    sid = torch.zeros_like(paths)
-    for n, path in enumerate(paths.tolist()):
-        s = 0
-        for t, a in enumerate(path):
-            sid[n, t], s = s, mdp.child(s, a)
-    alive = mdp.alive[sid]
-    return paths, sid, alive, alive.sum(1) - 1
 
 
 def mean_length(theta, mdp):
@@ -949,8 +851,8 @@ def check_t8(cfg):
 
 
 # -----------------------------------------------------------------------------
-ALL_CHECKS = (check_t1, check_t2, check_t3, check_t4, check_t5, check_t6, check_t7, check_t8)
-CHECKS = {f"T{i}": check for i, check in enumerate(ALL_CHECKS, 1)}  # name -> check
+ALL_CHECKS = (check_t1, check_t2, check_t3, check_t4, check_t5, check_t7, check_t8)  # T6: removed
+CHECKS = {check.__name__[-2:].upper(): check for check in ALL_CHECKS}  # name -> check
 
 
 def parse_args(argv=None):
@@ -962,8 +864,8 @@ def parse_args(argv=None):
     cfg = Config(**vars(p.parse_args(argv)))
     if cfg.only and cfg.only.upper() not in CHECKS:
         p.error(f"--only {cfg.only!r}: unknown check; choose one of {', '.join(CHECKS)}")
-    if min(cfg.n_bandits, cfg.n_trees, cfg.n_family, cfg.iterations) < 1:
-        p.error("--n_bandits, --n_trees, --n_family and --iterations must be >= 1")
+    if min(cfg.n_bandits, cfg.n_trees) < 1:
+        p.error("--n_bandits and --n_trees must be >= 1")
     return cfg
 
 

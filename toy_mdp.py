@@ -253,7 +253,7 @@ def end_surprise(pi, mdp, teacher, held=False, states=None, price_exit=True):
 
 def objective(theta, mdp, teacher, kind, stop="literal", obs=None, states=None, price_exit=True):
     """The loss each method minimises, exactly, per instance (...,). stop: distil.STOP_RULES, for the
-    sequence-level distil objectives ("literal", the paper's sum, is what T1–T6 study). obs: theta
+    sequence-level distil objectives ("literal", the paper's sum, is what T1–T5 study). obs: theta
     holds a row per observation (aliased). states: (S,) bool, the costs count on S only (distil.py's
     states=; leaving S for good), its exit priced as an end (price_exit) or free."""
     if kind not in OBJECTIVES:
