@@ -5,8 +5,9 @@ train_gpt.run(train_gpt.Config(...)); one task per invocation.
 
 Protocol (fixed before the results; the numbers are Config's defaults):
  1. Starts: a student SFT (preset, sft_steps, sft_teacher_frac) and a teacher-model SFT (teacher_preset,
-    teacher_sft_steps), seed 1, on the same n_train problems (train_gpt.DATA_SEED); the val_n validation
-    problems and the rl_n RL prompts are held out of both: RL prompts are problems no SFT trained on.
+    teacher_sft_steps; student-format examples only: it teaches in the student's context), seed 1, on
+    the same n_train problems (train_gpt.DATA_SEED); the val_n validation problems and the rl_n RL
+    prompts are held out of both: RL prompts are problems no SFT trained on.
  2. Premise: the student's start evaluated with each arm's teacher: t_adv ± se, the teacher's advantage
     at the student's states; an arm whose teacher has t_adv < +0.20 or se > 0.03 is not trained (the
     report says so). Noise: the start evaluated at each of noise_seeds (the sampling draws).
@@ -85,7 +86,7 @@ class Config:
     n_train: int = 20000  # training problems drawn (before the hold-outs)
     preset: str = "tiny"  # the student's model size (model.PRESETS)
     sft_steps: int = 1000  # the student's SFT steps
-    sft_teacher_frac: float = 0.5  # fraction of SFT examples in teacher format (both SFTs)
+    sft_teacher_frac: float = 0.5  # fraction of the student SFT's examples in teacher format
     teacher_preset: str = "tiny"  # the teacher model's size
     teacher_sft_steps: int = 3000  # the teacher model's SFT steps
     jobs: int = 2  # runs at a time, each in its own process with one thread (1: in this process)
@@ -127,7 +128,7 @@ def job(cfg, phase, arm, lr=None, seed=SEED):
     who = arm if phase == "premise" else who  # grpo, noise: no teacher (their t_* measure nothing)
     c = {k: getattr(cfg, k) for k in SAME.split()} | {"seed": seed, "resume": True, "stage": "sft"}
     if phase == "start" and arm == "teacher":
-        c |= {"preset": cfg.teacher_preset, "sft_steps": cfg.teacher_sft_steps}
+        c |= {"preset": cfg.teacher_preset, "sft_steps": cfg.teacher_sft_steps, "sft_teacher_frac": 0.0}
     if phase != "start":
         c |= {"init_from": os.path.join(base, "student", "sft.pt"), "teacher": "self", "context": "none"}
         c |= TEACHERS.get(who, {}) | {"stage": "eval"}
