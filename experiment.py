@@ -3,7 +3,8 @@ experiment.py — the demonstration: DistIL and its baselines from one SFT start
 teacher, rates chosen on a validation split, compared on the test split over seeds. Every run is a
 train_gpt.run(train_gpt.Config(...)); one task per invocation.
 
-Protocol (fixed before the results; the numbers are Config's defaults):
+Protocol (fixed 2026-12-06 before the results; the numbers are Config's defaults, set by the one-seed
+probes in results/findings.md: a task where GRPO moves, a teacher whose probe passed the premise):
  1. Starts: a student SFT (preset, sft_steps, sft_teacher_frac) and a teacher-model SFT (teacher_preset,
     teacher_sft_steps; student-format examples only: it teaches in the student's context), seed 1, on
     the same n_train problems (train_gpt.DATA_SEED); the val_n validation problems and the rl_n RL
@@ -79,7 +80,7 @@ class Config:
     rl_steps: int = 300  # RL optimizer steps per run
     prompts: int = 32  # prompts per RL step
     group: int = 4  # rollouts per prompt
-    eval_every: int = 50  # RL steps between evaluations
+    eval_every: int = 100  # RL steps between evaluations (100: a third of 300, the verdict's mark)
     eval_n: int = 512  # test problems per evaluation
     val_n: int = 256  # validation problems (the sweep's), held out of SFT and RL
     rl_n: int = 1000  # RL prompts, held out of both SFTs
@@ -88,7 +89,7 @@ class Config:
     sft_steps: int = 1000  # the student's SFT steps
     sft_teacher_frac: float = 0.5  # fraction of the student SFT's examples in teacher format
     teacher_preset: str = "tiny"  # the teacher model's size
-    teacher_sft_steps: int = 3000  # the teacher model's SFT steps
+    teacher_sft_steps: int = 6000  # the teacher model's SFT steps (6× the student's)
     jobs: int = 2  # runs at a time, each in its own process with one thread (1: in this process)
     out: str = "runs/experiment"  # run directories: <out>/<task>/... (checkpoints, logs; git-ignored)
     results: str = "results"  # where experiment.csv and experiment.md go
