@@ -10,9 +10,9 @@ docstring), numbers, PASS/FAIL. Where a claim holds only under one update rule o
   T2  the same over thousands of random bandits and trees: how often each update lowers J.
   T3  credit assignment: token-level forward CE stops at π = q; the sequence-level gradient moves on.
   T4  the DAgger bound on the student's own states (performance difference lemma + Pinsker):
-          J(q) − J(π) ≤ u Σ_s d^π(s) TV(q_s, π_s) ≤ u √(H/2 · L_KL(π)),   L_KL = Σ_s d^π(s) KL(q_s‖π_s)
-  T5  for q on successful sequences:  log P_π(success) ≥ −H×(q, π) + H(q),  gap KL(q ‖ π(·|success))
-  T6  (iterated self-distillation, a negative result) was removed; its code is at tag log-2026-12-06.
+          J(q) − J(π) ≤ u Σ_s d^π(s) TV(q_s, π_s) ≤ u √(H/2 · L_KL(π)),
+          L_KL = Σ_s d^π(s) KL(q_s‖π_s)
+  T5  q on successes:  log P_π(success) ≥ −H×(q, π) + H(q),  gap KL(q ‖ π(·|success))
   T7  the stop problem: with an END action the literal minimiser ends early when the teacher has
       entropy to go; stop="horizon" (its surprise per skipped position) keeps the teacher's length.
   T8  a perfect expert's labels at states an aliased student cannot tell apart hurt DAgger on every
@@ -135,8 +135,8 @@ def check_t1(cfg):
     after = {kr: J(tm.update(theta, mdp, q, *kr, eta), mdp).item() for kr in STEP_RULES}
     print(
         f"  r = {r[0].tolist()}, π = {pi[0, 0].tolist()}, q = {q[0, 0].tolist()}: J(π) = {Jp:.4f}, J(q) = "
-        f"{Jq:.4f}\n  first-order change dJ/dη and J after one step (η = {eta}); 'npg' for reverse KL is its "
-        "geometric mixture:"
+        f"{Jq:.4f}\n  first-order change dJ/dη and J after one step (η = {eta}); "
+        "'npg' for reverse KL is its geometric mixture:"
     )
     for kind, rule in STEP_RULES:
         step = f"dJ/dη = {slope[kind, rule]:+.4f}   J → {after[kind, rule]:.4f}"
@@ -218,9 +218,8 @@ def check_t2(cfg):
     )
     print("    " + " " * 28 + "".join(f"{name:>31s}" for name in cases))
     for kind, rule in pairs:
-        cells = [
-            f"{p[f'{kind}/{rule}']:30.2f}%" if f"{kind}/{rule}" in p else f"{'—':>31s}" for p in pct.values()
-        ]
+        key, blank = f"{kind}/{rule}", f"{'—':>31s}"
+        cells = [f"{p[key]:30.2f}%" if key in p else blank for p in pct.values()]
         print(f"    {LABEL[kind]:22s} {RULE_NAME[rule]:5s}" + "".join(cells))
     b, tilt, imp, overall = pct.values()
     passed = (
@@ -286,7 +285,8 @@ def check_t3(cfg):
             r = {"J_end": Js[-1], "J_teacher": Jq, "root": root, "grad_token": g_tok, "grad_seq": g_seq}
             rows[good, kind] = r
             print(
-                f"    {LABEL[kind]:22s} J_end = {Js[-1]:.4f}  root π = {[round(x, 3) for x in root.tolist()]}"
+                f"    {LABEL[kind]:22s} J_end = {Js[-1]:.4f}  "
+                f"root π = {[round(x, 3) for x in root.tolist()]}"
                 f"  |∇L_token| = {g_tok:.1e}  |∇L_seq| = {g_seq:.1e}"
             )
     win = {k: rows[True, k] for k in kinds}  # the confident branch succeeds
@@ -333,8 +333,8 @@ def dagger_bound(pi, mdp, q):
 
 
 def check_t4(cfg):
-    """J(q)−J(π) ≤ u·Σ d^π TV ≤ u·Σ d^π √(KL/2) ≤ u·√(H/2·L_KL(π)) on every instance: the DistIL(KL)
-    loss on the student's own states bounds the gap to the teacher"""
+    """J(q)−J(π) ≤ u·Σ d^π TV ≤ u·Σ d^π √(KL/2) ≤ u·√(H/2·L_KL(π)) on every instance:
+    the DistIL(KL) loss on the student's own states bounds the gap to the teacher"""
     g = torch.Generator().manual_seed(cfg.seed + 4)
     mdp = tm.random_tree(4, 3, cfg.n_trees, p_success=P_SUCCESS, seed=cfg.seed + 5)
     pi = torch.softmax(random_logits(g, cfg.n_trees, mdp.n_states, 3), -1)
@@ -387,8 +387,8 @@ def check_t4(cfg):
 
 
 def check_t5(cfg):
-    """log P(success) ≥ −H×(q,π)+H(q) with gap KL(q‖π(·|S)), equality and equal gradients at q = π(·|S),
-    hence a pass@N lower bound; log p = −Σ_k (1−p)^k/k, so ∇log p = Σ_k ∇pass@k / k"""
+    """log P(success) ≥ −H×(q,π)+H(q) with gap KL(q‖π(·|S)), equality and equal gradients at
+    q = π(·|S), hence a pass@N lower bound; log p = −Σ_k (1−p)^k/k, so ∇log p = Σ_k ∇pass@k / k"""
     g = torch.Generator().manual_seed(cfg.seed + 6)
     mdp = tm.random_tree(4, 3, cfg.n_trees, p_success=P_SUCCESS, seed=cfg.seed + 7)
     theta = random_logits(g, cfg.n_trees, mdp.n_states, 3).requires_grad_()
@@ -444,7 +444,8 @@ def check_t5(cfg):
     print(
         f"  |∇(−H×(π(·|S), π_θ)) − ∇log P_θ(S)| ≤ {err['gradient']:.1e}; "
         f"per-state decomposition on the teacher's states: {err['decomposition']:.1e}; |log p + Σ_k "
-        f"(1−p)^k/k| ≤ {err['series']:.1e}; |Σ_k ∇pass@k / k − ∇log p| ≤ {err['series_gradient']:.1e}\n"
+        f"(1−p)^k/k| ≤ {err['series']:.1e}; "
+        f"|Σ_k ∇pass@k / k − ∇log p| ≤ {err['series_gradient']:.1e}\n"
         "  pass@N ≥ 1 − (1 − e^(−H×(q,π)+H(q)))^N along 40 mixture steps toward a fixed teacher: "
         f"{'holds' if passn_ok else 'FAILS'}; median cosine with ∇log p of the on-policy gradients "
         "(success teacher): " + ", ".join(f"{k} {v:.2f}" for k, v in align.items())
@@ -619,7 +620,7 @@ T8_TOKENS = ("R", "W", "U", "END")  # a correct line, a wrong line, undo the las
 T8_LINES = 2  # a correct answer is two correct lines standing, then END (countdown's two operations)
 T8_SKILL = 0.2  # a line the student writes is wrong w.p. 0.2, whatever it sees: the skill it cannot learn
 T8_GAMMA = 0.5  # the expert plays the shortest correct completion (Q* of the reward γ^|y| r)
-T8_STARTS = (0.1, 0.3, 0.6)  # λ: the start is (1 − λ)·(write lines, then END) + λ·uniform over line/undo/END
+T8_STARTS = (0.1, 0.3, 0.6)  # λ: start (1 − λ)·(write lines, then END) + λ·uniform over line/undo/END
 T8_METHODS = {  # (objective, costs on S only, exit priced)
     "token, all": ("distil_token", False, True),
     "DistIL, all": ("distil", False, True),
@@ -759,12 +760,14 @@ def check_t8(cfg):
         "  realizability gap (max TV of the expert's rows within one observation): "
         + ", ".join(f"{k} {v:.3f}" for k, v in gap.items())
         + f"  [{time.time() - t0:.1f}s of flows]\n  {T8_STEPS} plain gradient steps ({T8_LR}) from the "
-        f"starts λ = {T8_STARTS}: J start → end, mean length start → end, P(leave S) start → max → end"
+        f"starts λ = {T8_STARTS}: J start → end, mean length start → end, "
+        "P(leave S) start → max → end"
     )
     for key, r in rows.items():
         v = {k: "/".join(f"{x:.3f}" for x in t.tolist()) for k, t in r.items()}  # one number per start
         print(
-            f"    {key:28s} J {v['J_start']} → {v['J_end']}  length {v['length_start']} → {v['length_end']}  "
+            f"    {key:28s} J {v['J_start']} → {v['J_end']}  "
+            f"length {v['length_start']} → {v['length_end']}  "
             f"leave S {v['exit_start']} → {v['exit_max']} → {v['exit_end']}"
         )
     # per student, per method: the summary of its flow
@@ -832,7 +835,8 @@ def check_t8(cfg):
         f"{blind[priced]['J_end'][good]:.3f} (optimum {best_blind:.2f}) | told: token/all "
         f"{told[tok]['J_end'][good]:.3f} | full: token/all {full[tok]['J_end'][good]:.3f}, DistIL/all "
         f"{full[dis]['J_end'][good]:.3f}, DistIL/S {full[priced]['J_end'][good]:.3f} | λ=.6, P(leave S): "
-        f"aliased {blind[free]['exit_start'][unsure]:.3f} → free max {blind[free]['exit_max'][unsure]:.3f}, "
+        f"aliased {blind[free]['exit_start'][unsure]:.3f} → "
+        f"free max {blind[free]['exit_max'][unsure]:.3f}, "
         f"priced max {blind[priced]['exit_max'][unsure]:.3f}; free to err: free max "
         f"{err[free]['exit_max'][unsure]:.3f}, end {err[free]['exit_end'][unsure]:.3f} vs priced "
         f"{err[priced]['exit_end'][unsure]:.3f}"

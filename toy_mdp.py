@@ -15,7 +15,7 @@ With π(a|s) = softmax(θ_s), a teacher q, r(leaf) ∈ [0, 1] and distil.py's pe
                 expert q = softmax(Q*/τ)
     rules       gd θ ← θ − η ∇L;  npg θ_s ← θ_s − η ∇_{θ_s} L / (d(s) π_s)
                 (x = g/(dπ) solves F x = g for the tabular Fisher, as g sums to 0);
-                prox π_s ← (1−η) π_s + η q_s (forward CE), π_s ∝ π_s^{1−η} q_s^η (reverse KL: its npg step)
+                prox π_s ← (1−η) π_s + η q_s (fwd CE), π_s ∝ π_s^{1−η} q_s^η (reverse KL, npg)
 
 Variants: `obs=` an aliased student, one logit row per observation; `states=` costs on a set S only,
 leaving S priced as an end (T8); `end=True` action A−1 is END, after which END is forced at no cost
