@@ -15,15 +15,19 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
  3. Sweep (validation split, seed 1): every arm x rate of `rates` (`warmup` steps of warmup); score =
     mean validation avg@8 over the evaluations after step 0; an arm's rate: its best (ties: the smaller).
  4. Main: every arm x seed of `seeds` at its rate; test evaluations every eval_every of rl_steps steps.
+    Long (added 2026-12-06 after the main results, before any long run): the main runs again for
+    long_steps, a table and a verdict of their own (one-seed probes had turned the ranking at 1000).
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
     offline@T; distil@T against distil_token@T. Curves of avg@8 against RL steps and training seconds
     (the steps' sample, verify, teacher and update times; evaluations excluded).
 Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
-student's own context (the black-box expert); feedback, the live student reading the verifier's feedback
-(the paper's teacher); oracle, the task's programmatic expert; self, the student in its own context, so
-distil_token@self is the null test: its gradient is zero and its curve must stay at the start.
+student's own context (the black-box expert); feedback, the paper's teacher as the default run has it:
+the student at the RL start (frozen) reading the verifier's feedback, its costs on the oracle's support
+(on every state the live reader collapses the student: results/findings.md); oracle, the task's
+programmatic expert; self, the student in its own context, so distil_token@self is the null test: its
+gradient is zero and its curve must stay at the start.
 
 Run (CPU; --jobs runs at a time, one thread each; the same command resumes):
     python experiment.py --task mult:digits_a=3,digits_b=1
@@ -56,15 +60,19 @@ import train_gpt as tg
 SEED = 1  # the seed of the SFTs, the premise and the sweep
 TEACHERS = {  # an arm's teacher -> its train_gpt fields (model: --teacher <out>/<task>/teacher/sft.pt)
     "model": {"context": "none"},  # the teacher model in the student's own context
-    "feedback": {"teacher": "self", "context": "feedback"},  # the live student reading the feedback
+    "feedback": {
+        "teacher": "frozen",
+        "context": "feedback",
+    },  # the start reading the feedback, on the support
     "oracle": {"teacher": "oracle"},  # the task's programmatic expert
     "self": {"teacher": "self", "context": "none"},  # the student itself: distil_token@self is the null test
 }
 SAME = "task n_train val_n rl_n eval_n preset sft_steps sft_teacher_frac rl_steps prompts group"  # as named
-ARMS = "grpo,distil@model,distil_token@model,offline@model,sdpo@model,opsd@model,distil_token@self"
+ARMS = "grpo,distil@model,distil_token@model,offline@model,sdpo@model,opsd@model,distil_token@self,"
+ARMS += "distil@feedback,distil_token@feedback"
 METRICS = ("pass@1", "avg@8", "pass@8", "maj@8")
 ADV_BAR, ADV_SE = 0.20, 0.03  # an arm trains only if its teacher's t_adv at the start is >= BAR, SE <= SE
-KEY = ("task", "phase", "arm", "lr", "seed")  # a run; phase: start | premise | noise | sweep | main
+KEY = ("task", "phase", "arm", "lr", "seed")  # a run; phase: start | premise | noise | sweep | main | long
 TEACHER = ("t_rew", "t_adv", "t_adv_se", "t_adv_n")  # the teacher at the student's states
 COLUMNS = (*KEY, "step", "train_s", *METRICS, "avg@8_se", *TEACHER, "len", "ent")
 
@@ -78,6 +86,7 @@ class Config:
     rates: str = "1e-4,3e-4,1e-3,3e-3"  # the sweep's AdamW learning rates, the same grid for every arm
     warmup: int = 50  # RL steps of linear warmup to the rate
     rl_steps: int = 300  # RL optimizer steps per run
+    long_steps: int = 1000  # RL steps of the long phase: the main runs again, longer (0: none)
     prompts: int = 32  # prompts per RL step
     group: int = 4  # rollouts per prompt
     eval_every: int = 100  # RL steps between evaluations (100: a third of 300, the verdict's mark)
@@ -135,11 +144,12 @@ def job(cfg, phase, arm, lr=None, seed=SEED):
         c |= TEACHERS.get(who, {}) | {"stage": "eval"}
     if who == "model":
         c["teacher"] = os.path.join(base, "teacher", "sft.pt")
-    if phase in ("sweep", "main"):
+    if phase in ("sweep", "main", "long"):
+        c |= {"rl_steps": cfg.long_steps} if phase == "long" else {}
         c |= {"stage": "rl", "method": method, "rl_lr": lr, "rl_warmup": cfg.warmup}
         c |= {"eval_every": cfg.eval_every, "eval_split": "val" if phase == "sweep" else "test"}
-        if who != "oracle" or tg.METHODS[method] in (None, "answers"):
-            c["states"] = "all"  # with the oracle, a method reading it at the student's states keeps support
+        if who not in ("oracle", "feedback") or tg.METHODS[method] in (None, "answers"):
+            c["states"] = "all"  # a method reading these two at the student's states keeps the support
     name = arm if phase == "start" else os.path.join(phase, f"{arm}_lr{lr or 0:g}_s{seed}")
     run = {"task": cfg.task, "phase": phase, "arm": arm, "lr": f"{lr:g}" if lr else "", "seed": str(seed)}
     return run | {"config": dataclasses.asdict(tg.Config(**c, out_dir=os.path.join(base, name)))}
@@ -161,7 +171,8 @@ def plan(cfg, rows):
     for a in (a for a in arms if gate(premise, a.partition("@")[2]) is None):
         jobs += [job(cfg, "sweep", a, lr) for lr in rates]
         if all(key(j) in done for j in jobs[-len(rates) :]):
-            jobs += [job(cfg, "main", a, choose_rate(scores[a]), s) for s in map(int, cfg.seeds.split(","))]
+            phases, lr = ("main", "long")[: 1 + bool(cfg.long_steps)], choose_rate(scores[a])
+            jobs += [job(cfg, p, a, lr, s) for p in phases for s in map(int, cfg.seeds.split(","))]
     return jobs
 
 
@@ -336,7 +347,7 @@ def table(header, rows):
 
 def task_report(rows, figure):
     """The markdown section of one task: its figure, tables (INTRO) and verdict."""
-    ph = {p: [r for r in rows if r["phase"] == p] for p in ("start", "premise", "noise", "main")}
+    ph = {p: [r for r in rows if r["phase"] == p] for p in ("start", "premise", "noise", "main", "long")}
     adv = "{t_adv:+.3f} ± {t_adv_se:.3f} ({t_adv_n:.0f} cuts)"
     groups = [(f"{r['arm']} SFT", [r], "") for r in ph["start"]]
     groups += [(f"student with teacher {r['arm']}", [r], adv.format(**r)) for r in ph["premise"]]
@@ -348,36 +359,45 @@ def task_report(rows, figure):
     for a in sorted(scores):
         cells = [f"{scores[a].get(lr, math.nan):.3f}" for lr in rates]
         sweep.append([a] + [f"**{c}**" if lr == choose_rate(scores[a]) else c for lr, c in zip(rates, cells)])
-    target, main = mean_std(finals([r for r in ph["main"] if r["arm"] == "grpo"]))[0], []
-    for a in sorted({r["arm"] for r in ph["main"]}):
-        x = [r for r in ph["main"] if r["arm"] == a]
-        at, seconds = steps_to(seed_curve(x), target), mean_std(finals(x, "train_s"))[0]
-        cells = [cell(finals(x, k)) for k in ("avg@8", "pass@1", "pass@8")]
-        main.append([a, x[0]["lr"], len(finals(x)), *cells, "" if at is None else at, f"{seconds:.0f}"])
     out = [f"## {rows[0]['task']}", "", f"![avg@8 against RL steps and training seconds]({figure})", ""]
     out += table(["start", *METRICS, "t_adv ± se"], start)
     premise = {r["arm"]: r for r in ph["premise"]}
     out += [f"- not trained, {why}" for why in filter(None, (gate(premise, t) for t in premise))] + [""]
     out += table(["arm", *(f"{lr:g}" for lr in rates)], sweep)
-    head = ["arm", "lr", "seeds", "avg@8", "pass@1", "pass@8", "step at GRPO's final avg@8", "training s"]
-    return out + table(head, main) + [f"- {line}" for line in verdict(ph["main"])] + [""] if main else out
+    for phase in (p for p in ("main", "long") if ph[p]):  # a table and a verdict per budget
+        target, main = mean_std(finals([r for r in ph[phase] if r["arm"] == "grpo"]))[0], []
+        for a in sorted({r["arm"] for r in ph[phase]}):
+            x = [r for r in ph[phase] if r["arm"] == a]
+            at, seconds = steps_to(seed_curve(x), target), mean_std(finals(x, "train_s"))[0]
+            cells = [cell(finals(x, k)) for k in ("avg@8", "pass@1", "pass@8")]
+            main.append([a, x[0]["lr"], len(finals(x)), *cells, "" if at is None else at, f"{seconds:.0f}"])
+        head = ["arm", "lr", "seeds", "avg@8", "pass@1", "pass@8", "step at GRPO's final avg@8", "training s"]
+        out += [f"{phase} ({max(r['step'] for r in ph[phase]):g} steps):", ""] + table(head, main)
+        out += [f"- {line}" for line in verdict(ph[phase])] + [""]
+    return out
 
 
 def plot(rows, path):
-    """avg@8 against RL steps and training seconds: per main arm the seed mean ± std band."""
+    """avg@8 against RL steps and training seconds: a row per phase (main, long), per arm the seed mean
+    ± std band."""
     from matplotlib.figure import Figure  # no pyplot: Agg renders the PNG, no display needed
 
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2, sharey=True)
-    for arm in sorted({r["arm"] for r in rows}):
-        steps, mean, std, seconds = zip(*seed_curve([r for r in rows if r["arm"] == arm]))
-        low, high = [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)]
-        for ax, x in zip(axes, (steps, seconds)):
-            ax.plot(x, mean, label=arm)
-            ax.fill_between(x, low, high, alpha=0.2)
-    axes[0].set(xlabel="RL step", ylabel="test avg@8 (mean ± std over seeds)", title=rows[0]["task"])
-    axes[1].set(xlabel="training seconds (evaluations excluded)")
-    axes[0].legend()
+    phases, arms = list(dict.fromkeys(r["phase"] for r in rows)), sorted({r["arm"] for r in rows})
+    fig = Figure(figsize=(11, 4 * len(phases)))
+    for axes, phase in zip(fig.subplots(len(phases), 2, sharey=True, squeeze=False), phases):
+        for arm in (a for a in arms if any(r["arm"] == a and r["phase"] == phase for r in rows)):
+            steps, mean, std, seconds = zip(
+                *seed_curve([r for r in rows if (r["arm"], r["phase"]) == (arm, phase)])
+            )
+            low, high = [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)]
+            for ax, x in zip(axes, (steps, seconds)):
+                ax.plot(x, mean, label=arm, color=f"C{arms.index(arm)}")
+                ax.fill_between(x, low, high, alpha=0.2, color=f"C{arms.index(arm)}")
+        axes[0].set(
+            xlabel="RL step", ylabel="test avg@8 (mean ± std over seeds)", title=f"{rows[0]['task']} {phase}"
+        )
+        axes[1].set(xlabel="training seconds (evaluations excluded)")
+        axes[0].legend(fontsize=8)
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
@@ -388,9 +408,9 @@ def report(cfg, rows):
         mine = [r for r in rows if r["task"] == task]
         figure = os.path.join(cfg.figures, "exp_" + re.sub(r"\W+", "_", task).strip("_") + ".png")
         text += task_report(mine, os.path.relpath(figure, cfg.results))
-        if any(r["phase"] == "main" for r in mine):
+        if any(r["phase"] in ("main", "long") for r in mine):
             os.makedirs(cfg.figures, exist_ok=True)
-            plot([r for r in mine if r["phase"] == "main"], figure)
+            plot([r for r in mine if r["phase"] in ("main", "long")], figure)
     with open(os.path.join(cfg.results, "experiment.md"), "w") as f:
         f.write("\n".join(text))
 
@@ -402,7 +422,7 @@ def report(cfg, rows):
 def main(cfg):
     print(runs.config_text(cfg), flush=True)
     path = os.path.join(cfg.results, "experiment.csv")
-    for batch in (("premise", "noise"), ("sweep",), ("main",)) if not cfg.report_only else ():
+    for batch in (("premise", "noise"), ("sweep",), ("main",), ("long",)) if not cfg.report_only else ():
         rows = read_csv(path)
         todo, done = plan(cfg, rows), {key(r) for r in rows}
         pending = [j for j in todo if j["phase"] in batch and key(j) not in done]

@@ -130,7 +130,7 @@ def fake_run(calls, t_adv=0.3):
         metrics |= {"t_adv_se": 0.02}
         step = {"loss": 1.0, "time_sample": 1.0, "time_teacher": 0.5, "len": 3.0, "ent": 0.5}
         learned = metrics | {"avg@8": 0.25 if cfg.rl_lr < 5e-4 else 0.5}
-        rows = [{"step": 0} | metrics | step, {"step": 1} | step, {"step": 2} | learned]
+        rows = [{"step": 0} | metrics | step, {"step": 1} | step, {"step": cfg.rl_steps} | learned]
         return {"interrupted": False, "eval": metrics, "rows": rows}
 
     return run
@@ -138,7 +138,14 @@ def fake_run(calls, t_adv=0.3):
 
 def small(tmp_path, **kw):
     kw = {"task": "mult:digits_a=2,digits_b=1", "arms": "grpo,distil@model", "rates": "1e-4,1e-3"} | kw
-    kw |= {"seeds": "1,2", "noise_seeds": "1,2", "rl_steps": 2, "eval_every": 1, "jobs": 1} | kw
+    kw |= {
+        "seeds": "1,2",
+        "noise_seeds": "1,2",
+        "rl_steps": 2,
+        "long_steps": 3,
+        "eval_every": 1,
+        "jobs": 1,
+    } | kw
     dirs = {"out": tmp_path / "runs", "results": tmp_path / "results", "figures": tmp_path / "figures"}
     return ex.Config(**{k: str(v) for k, v in dirs.items()} | kw)
 
@@ -155,9 +162,11 @@ def test_a_rerun_skips_finished_runs_and_retrains_only_the_sft_a_pending_run_nee
     monkeypatch.setattr(tg, "run", fake_run(calls))
     ex.main(cfg)
     path = os.path.join(cfg.results, "experiment.csv")
-    assert len(calls) == 2 + 1 + 2 + 4 + 4  # SFTs, premise (model), noise (2 seeds), sweep, main
-    runs = {(r["arm"], r["lr"], r["seed"]) for r in ex.read_csv(path) if r["phase"] == "main"}
-    assert runs == {(a, "0.001", s) for a in ("grpo", "distil@model") for s in ("1", "2")}
+    assert len(calls) == 2 + 1 + 2 + 4 + 4 + 4  # SFTs, premise (model), noise (2 seeds), sweep, main, long
+    for phase, steps in (("main", 2), ("long", 3)):
+        runs = {(r["arm"], r["lr"], r["seed"]) for r in ex.read_csv(path) if r["phase"] == phase}
+        assert runs == {(a, "0.001", s) for a in ("grpo", "distil@model") for s in ("1", "2")}
+        assert max(r["step"] for r in ex.read_csv(path) if r["phase"] == phase) == steps
     csv_text, md = open(path).read(), open(os.path.join(cfg.results, "experiment.md")).read()
     calls.clear()
     ex.main(cfg)  # everything is in the CSV: nothing runs, nothing is appended
@@ -238,9 +247,10 @@ def test_one_tiny_run_writes_the_csv_the_report_and_the_figure(tmp_path, monkeyp
     ex.main(cfg)
     rows = ex.read_csv(os.path.join(cfg.results, "experiment.csv"))
     assert [r["phase"] for r in rows].count("start") == 2  # the student's SFT and the teacher model's
-    assert {r["phase"] for r in rows} == {"start", "premise", "noise", "sweep", "main"}
+    assert {r["phase"] for r in rows} == {"start", "premise", "noise", "sweep", "main", "long"}
     main = [r for r in rows if r["phase"] == "main"]
     assert [r["step"] for r in main] == [0.0, 1.0, 2.0] * 2  # grpo and distil@model, evaluated every step
+    assert [r["step"] for r in rows if r["phase"] == "long"] == [0.0, 1.0, 2.0, 3.0] * 2  # long_steps 3
     assert all(a["train_s"] < b["train_s"] for a, b in zip(main, main[1:]) if b["step"] > 0)
     assert os.path.exists(os.path.join(cfg.out, "mult_digits_a_2_digits_b_1", "teacher", "sft.pt"))
     assert "## mult:digits_a=2,digits_b=1" in open(os.path.join(cfg.results, "experiment.md")).read()
