@@ -38,11 +38,8 @@ BASELINES = ("none", "loo")
 # uniform mass an expert with zeros in its distribution (a task's oracle) is mixed with, (1 − ε) p + ε/V:
 # reverse KL to it stays finite, forward CE moves by ≤ ε log V, a token it rules out costs log(V/ε)
 ORACLE_EPS = 1e-3
-STOP_RULES = (
-    "horizon",
-    "surprise",
-    "literal",
-)  # how the end of a response is priced; the first is the default
+# how the end of a response is priced (end_price); the first is the default
+STOP_RULES = ("horizon", "surprise", "literal")
 
 # -----------------------------------------------------------------------------
 # Per-position divergences: (..., V) -> (...)

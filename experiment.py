@@ -246,13 +246,14 @@ def run_all(cfg, path, jobs):
         for j in jobs:
             finish(cfg, path, j, execute(j))
         return
-    ex = cf.ProcessPoolExecutor(cfg.jobs, mp.get_context("spawn"), torch.set_num_threads, (1,))
-    try:
-        futures = {ex.submit(execute, j): j for j in jobs}
-        for f in cf.as_completed(futures):
-            finish(cfg, path, futures[f], f.result())
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)  # after Ctrl-C: the running runs save and stop
+    # never more runs submitted than run: after Ctrl-C the running ones save and stop, and none starts
+    todo, running = list(jobs), {}
+    with cf.ProcessPoolExecutor(cfg.jobs, mp.get_context("spawn"), torch.set_num_threads, (1,)) as ex:
+        while todo or running:
+            while todo and len(running) < cfg.jobs:
+                running[ex.submit(execute, todo[0])] = todo.pop(0)
+            for f in cf.wait(running, return_when=cf.FIRST_COMPLETED)[0]:
+                finish(cfg, path, running.pop(f), f.result())
 
 
 # -----------------------------------------------------------------------------
