@@ -251,7 +251,8 @@ def run_all(cfg, path, jobs):
     with cf.ProcessPoolExecutor(cfg.jobs, mp.get_context("spawn"), torch.set_num_threads, (1,)) as ex:
         while todo or running:
             while todo and len(running) < cfg.jobs:
-                running[ex.submit(execute, todo[0])] = todo.pop(0)
+                j = todo.pop(0)
+                running[ex.submit(execute, j)] = j
             for f in cf.wait(running, return_when=cf.FIRST_COMPLETED)[0]:
                 finish(cfg, path, running.pop(f), f.result())
 

@@ -258,3 +258,14 @@ def test_one_tiny_run_writes_the_csv_the_report_and_the_figure(tmp_path, monkeyp
     assert png.startswith(b"\x89PNG")
     monkeypatch.setattr(tg, "run", None)  # a rerun finds every run in the CSV and every checkpoint here
     ex.main(cfg)
+    # --jobs 2 (spawned workers, one thread each) gives the same rows, the seconds aside
+    monkeypatch.undo()
+    monkeypatch.setattr(ex, "ADV_BAR", -1.0)
+    monkeypatch.setattr(ex, "ADV_SE", 1.0)
+    two = dataclasses.replace(cfg, jobs=2, out=str(tmp_path / "runs2"), results=str(tmp_path / "results2"))
+    ex.main(two)
+
+    def timeless(rows):  # text values: nan equals nan
+        return sorted(({k: str(v) for k, v in r.items() if k != "train_s"} for r in rows), key=str)
+
+    assert timeless(ex.read_csv(os.path.join(two.results, "experiment.csv"))) == timeless(rows)
