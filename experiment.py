@@ -25,9 +25,9 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
 Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
 student's own context (the black-box expert); feedback, the paper's teacher as the default run has it:
 the student at the RL start (frozen) reading the verifier's feedback, its costs on the oracle's support
-(on every state the live reader collapses the student: results/findings.md); oracle, the task's
-programmatic expert; self, the student in its own context, so distil_token@self is the null test: its
-gradient is zero and its curve must stay at the start.
+(on every state the live reader collapses the student: results/findings.md); self, the student in its
+own context, so distil_token@self is the null test: its gradient is zero and its curve must stay at the
+start.
 
 Run (CPU; --jobs runs at a time, one thread each; the same command resumes):
     python experiment.py --task mult:digits_a=3,digits_b=1
@@ -64,7 +64,6 @@ TEACHERS = {  # an arm's teacher -> its train_gpt fields (model: --teacher <out>
         "teacher": "frozen",
         "context": "feedback",
     },  # the start reading the feedback, on the support
-    "oracle": {"teacher": "oracle"},  # the task's programmatic expert
     "self": {"teacher": "self", "context": "none"},  # the student itself: distil_token@self is the null test
 }
 SAME = "task n_train val_n rl_n eval_n preset sft_steps sft_teacher_frac rl_steps prompts group"  # as named
@@ -148,8 +147,8 @@ def job(cfg, phase, arm, lr=None, seed=SEED):
         c |= {"rl_steps": cfg.long_steps} if phase == "long" else {}
         c |= {"stage": "rl", "method": method, "rl_lr": lr, "rl_warmup": cfg.warmup}
         c |= {"eval_every": cfg.eval_every, "eval_split": "val" if phase == "sweep" else "test"}
-        if who not in ("oracle", "feedback") or tg.METHODS[method] in (None, "answers"):
-            c["states"] = "all"  # a method reading these two at the student's states keeps the support
+        if who != "feedback" or tg.METHODS[method] in (None, "answers"):
+            c["states"] = "all"  # a method reading the feedback teacher at the student's states: support
     name = arm if phase == "start" else os.path.join(phase, f"{arm}_lr{lr or 0:g}_s{seed}")
     run = {"task": cfg.task, "phase": phase, "arm": arm, "lr": f"{lr:g}" if lr else "", "seed": str(seed)}
     return run | {"config": dataclasses.asdict(tg.Config(**c, out_dir=os.path.join(base, name)))}

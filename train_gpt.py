@@ -360,12 +360,8 @@ class OracleTeacher(Teacher):
         enc = self.rt.enc
         V, out = enc.n_vocab, torch.zeros(*resp.shape, enc.n_vocab)
         for b in (b for b, c in enumerate(ctx) if c is not None):
-            n, probs, text = (
-                int(mask[b].sum()),
-                torch.zeros(resp.shape[1], V),
-                oracle_text(enc, resp[b], mask[b])[0],
-            )
-            for t in range(n):
+            probs, text = torch.zeros(resp.shape[1], V), oracle_text(enc, resp[b], mask[b])[0]
+            for t in range(int(mask[b].sum())):
                 for ch, pr in self.rt.task.oracle(problems[b], text[:t]).items():
                     probs[t, self.rt.eot if ch == tasks.EOT else ord(ch)] += pr
             out[b] = torch.log((1 - distil.ORACLE_EPS) * probs + distil.ORACLE_EPS / V)

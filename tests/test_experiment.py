@@ -214,7 +214,7 @@ def test_cli_rejects_an_unknown_flag_and_a_bad_arm_with_one_line_naming_what_is_
     assert ex.parse_args(["--rl_steps", "7", "--report_only"]).rl_steps == 7
     for argv, accepted in (
         (["--rl_step", "7"], "--rl_steps"),
-        (["--arms", "grpo,distil@nobody"], "teachers: model, feedback, oracle"),
+        (["--arms", "grpo,distil@nobody"], "teachers: model, feedback, self"),
         (["--arms", "grpo@model"], "grpo alone"),
         (["--arms", "nope"], "methods: distil, distil_token"),
         (["--prompts", "0"], "--prompts"),
