@@ -153,11 +153,6 @@ class GPT(nn.Module):
         """A fresh GPT of the size PRESETS[preset] with context length BLOCK_SIZE."""
         return cls(GPTConfig(vocab_size, BLOCK_SIZE, *PRESETS[preset]))
 
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """nanoGPT-compatible: append max_new_tokens sampled tokens to idx (B, T) (global RNG)."""
-        tokens, _ = sample(self, idx, max_new_tokens, temperature=temperature, top_k=top_k)
-        return torch.cat([idx, tokens], dim=1)
-
     def num_params(self):
         return sum(p.numel() for p in self.parameters())
 

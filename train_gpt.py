@@ -41,15 +41,7 @@ import torch.distributed as dist
 import distil
 import runs
 import tasks
-from model import (
-    BLOCK_SIZE,
-    GPT,
-    PRESETS,
-    generate_responses,
-    model_from,
-    response_logits,
-    right_pad,
-)
+from model import BLOCK_SIZE, GPT, PRESETS, generate_responses, model_from, response_logits, right_pad
 
 # -----------------------------------------------------------------------------
 # Configuration: one dataclass; every field is a command-line flag
@@ -788,9 +780,8 @@ def describe(cfg, rt):
 
 def run(cfg):
     """Run what cfg asks for (the CLI and experiment.py call this). Returns a dict: "eval" (the last
-    held-out metrics), "sft" (after SFT), "rows" (the RL log rows), "model" (the GPT trained or
-    evaluated), "interrupted" (by Ctrl-C), "eval_problems" (distinct
-    held-out problems: the n of a binomial error bar)."""
+    held-out metrics), "sft" (after SFT), "rows" (the RL log rows), "model" (the GPT trained or evaluated),
+    "interrupted" (by Ctrl-C), "eval_problems" (distinct held-out problems: a binomial error bar's n)."""
     if check_config(cfg):
         raise SystemExit(f"error: {check_config(cfg)}")
     t0 = time.time()
