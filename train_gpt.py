@@ -651,7 +651,7 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     horizon = rt.task.max_response_chars + 1  # the sampler's budget: every position a response may have
     loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, horizon, costed)
     loss.backward()
-    metrics = step_metrics(rt, ro, sig, loss, logits, mask, taught)
+    metrics = step_metrics(rt, ro, sig, loss, logits, mask, costed)
     runs.check_finite(metrics["loss"], "rl", step, ckpt)
     torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
     opt.step()
@@ -661,10 +661,10 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
 
 
 @torch.no_grad()
-def step_metrics(rt, ro, sig, loss, logits, mask, taught):
+def step_metrics(rt, ro, sig, loss, logits, mask, costed):
     """The step's metrics, summed over ranks, by name: loss, reward, the share of rollouts with a
     signal, the share of successes that went through a recovery, length, H× and KL to the teacher
-    per taught token, the student's entropy per token, and the sampled tokens."""
+    per costed token (where the loss counts them), the student's entropy per token, and the sampled tokens."""
     lg, won, logp = logits.float(), [r > 0.5 for r in ro.rewards.tolist()], sig.get("logp")
     s = {"loss": loss.item(), "reward": ro.rewards.sum().item(), "signal": sig["has"].sum().item()}
     recovered = getattr(rt.task, "has_recovery", None)  # an optional capability of a task (with its oracle)
@@ -672,13 +672,13 @@ def step_metrics(rt, ro, sig, loss, logits, mask, taught):
         sum(w and recovered(p, t) for p, t, w in zip(ro.problems, ro.texts, won)) if recovered else math.nan
     )
     s["len"] = ro.mask.sum().item()
-    s["H×"] = distil.forward_ce(logp, lg)[taught].sum().item() if logp is not None else math.nan
-    s["KL"] = distil.forward_kl(logp, lg)[taught].sum().item() if logp is not None else math.nan
+    s["H×"] = distil.forward_ce(logp, lg)[costed].sum().item() if logp is not None else math.nan
+    s["KL"] = distil.forward_kl(logp, lg)[costed].sum().item() if logp is not None else math.nan
     s["ent"] = distil.entropy(lg)[mask].sum().item()
-    s |= {"rollouts": len(won), "successes": sum(won), "taught": taught.sum().item()}  # the denominators
+    s |= {"rollouts": len(won), "successes": sum(won), "costed": costed.sum().item()}  # the denominators
     s = runs.reduce_sums(rt, s | {"masked": mask.sum().item()})
     per = dict.fromkeys(("reward", "signal", "len"), "rollouts") | {"recov": "successes", "ent": "masked"}
-    per |= dict.fromkeys(("H×", "KL"), "taught")
+    per |= dict.fromkeys(("H×", "KL"), "costed")
     out = {k: s[k] / s[d] if s[d] else math.nan for k, d in per.items()}
     return {"loss": s["loss"] / rt.world} | out | {"tokens": s["len"]}
 
