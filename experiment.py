@@ -60,10 +60,7 @@ import train_gpt as tg
 SEED = 1  # the seed of the SFTs, the premise and the sweep
 TEACHERS = {  # an arm's teacher -> its train_gpt fields (model: --teacher <out>/<task>/teacher/sft.pt)
     "model": {"context": "none"},  # the teacher model in the student's own context
-    "feedback": {
-        "teacher": "frozen",
-        "context": "feedback",
-    },  # the start reading the feedback, on the support
+    "feedback": {"teacher": "frozen", "context": "feedback"},  # the RL start reading the feedback, on S
     "self": {"teacher": "self", "context": "none"},  # the student itself: distil_token@self is the null test
 }
 SAME = "task n_train val_n rl_n eval_n preset sft_steps sft_teacher_frac rl_steps prompts group"  # as named
@@ -148,7 +145,7 @@ def job(cfg, phase, arm, lr=None, seed=SEED):
         c |= {"stage": "rl", "method": method, "rl_lr": lr, "rl_warmup": cfg.warmup}
         c |= {"eval_every": cfg.eval_every, "eval_split": "val" if phase == "sweep" else "test"}
         if who != "feedback" or tg.METHODS[method] in (None, "answers"):
-            c["states"] = "all"  # a method reading the feedback teacher at the student's states: support
+            c["states"] = "all"  # only a method reading the feedback teacher at the student's states keeps S
     name = arm if phase == "start" else os.path.join(phase, f"{arm}_lr{lr or 0:g}_s{seed}")
     run = {"task": cfg.task, "phase": phase, "arm": arm, "lr": f"{lr:g}" if lr else "", "seed": str(seed)}
     return run | {"config": dataclasses.asdict(tg.Config(**c, out_dir=os.path.join(base, name)))}
@@ -170,7 +167,8 @@ def plan(cfg, rows):
     for a in (a for a in arms if gate(premise, a.partition("@")[2]) is None):
         jobs += [job(cfg, "sweep", a, lr) for lr in rates]
         if all(key(j) in done for j in jobs[-len(rates) :]):
-            phases, lr = ("main", "long")[: 1 + bool(cfg.long_steps)], choose_rate(scores[a])
+            lr = choose_rate(scores[a])
+            phases = ("main", "long") if cfg.long_steps else ("main",)
             jobs += [job(cfg, p, a, lr, s) for p in phases for s in map(int, cfg.seeds.split(","))]
     return jobs
 
