@@ -737,6 +737,15 @@ def test_step_metrics_are_named_and_computed_from_the_rollouts():
     m = tg.step_metrics(rt, ro, sig, torch.tensor(0.5), logits, mask, mask & sig["has"][:, None])
     assert m["len"] == 12 / 4 and m["signal"] == 1.0 and m["recov"] == 1 / 3 and m["reward"] == 0.75
     assert math.isnan(m["H×"]) and math.isnan(m["KL"]) and m["tokens"] == 12 and m["loss"] == 0.5
+    # with a teacher, H× and KL are per costed token (where the loss counts them), not per response token
+    sig["logp"] = torch.log_softmax(torch.randn(logits.shape, generator=torch.Generator().manual_seed(0)), -1)
+    costed = mask & (torch.arange(mask.shape[1]) < 1)  # the first token of each rollout only
+    m = tg.step_metrics(rt, ro, sig, torch.tensor(0.5), logits, mask, costed)
+    ce, kl = distil.forward_ce(sig["logp"], logits.float()), distil.forward_kl(sig["logp"], logits.float())
+    assert m["H×"] == pytest.approx(ce[costed].mean().item()) and m["KL"] == pytest.approx(
+        kl[costed].mean().item()
+    )
+    assert m["KL"] != pytest.approx(kl[mask].mean().item())
 
 
 # -----------------------------------------------------------------------------
