@@ -17,6 +17,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
  4. Main: every arm x seed of `seeds` at its rate; test evaluations every eval_every of rl_steps steps.
     Long (added 2026-12-06 after the main results, before any long run): the main runs again for
     long_steps, a table and a verdict of their own (one-seed probes had turned the ranking at 1000).
+    listprog (fixed before its runs): listprog:split=examples, --rates 1e-4,3e-4,1e-3 (3e-3 was every
+    arm's worst on mult), --long_steps 0; the verdict's arms first (grpo, distil, distil_token, offline).
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
