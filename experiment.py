@@ -19,17 +19,19 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     long_steps, a table and a verdict of their own (one-seed probes had turned the ranking at 1000).
     listprog (fixed before its runs): listprog:split=examples, --rates 1e-4,3e-4,1e-3 (3e-3 was every
     arm's worst on mult), --long_steps 0; the verdict's arms first (grpo, distil, distil_token, offline).
+    model_S (added after listprog's verdict, before its runs: its teacher model knew more only on S):
+    t_adv cuts where the arm's costs count (feedback's premise measured again); distil, distil_token.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
     offline@T; distil@T against distil_token@T. Curves of avg@8 against RL steps and training seconds
     (the steps' sample, verify, teacher and update times; evaluations excluded).
 Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
-student's own context (the black-box expert); feedback, the paper's teacher as the default run has it:
-the student at the RL start (frozen) reading the verifier's feedback, its costs on the oracle's support
-(on every state the live reader collapses the student: results/findings.md); self, the student in its
-own context, so distil_token@self is the null test: its gradient is zero and its curve must stay at the
-start.
+student's own context (the black-box expert); model_S, the same with its costs on the oracle's support;
+feedback, the paper's teacher as the default run has it: the student at the RL start (frozen) reading
+the verifier's feedback, on the support (on every state the live reader collapses the student:
+results/findings.md); self, the student in its own context, so distil_token@self is the null test: its
+gradient is zero and its curve must stay at the start.
 
 Run (CPU; --jobs runs at a time, one thread each; the same command resumes):
     python experiment.py --task mult:digits_a=3,digits_b=1
@@ -61,9 +63,10 @@ import train_gpt as tg
 
 SEED = 1  # the seed of the SFTs, the premise and the sweep
 TEACHERS = {  # an arm's teacher -> its train_gpt fields (model: --teacher <out>/<task>/teacher/sft.pt)
-    "model": {"context": "none"},  # the teacher model in the student's own context
-    "feedback": {"teacher": "frozen", "context": "feedback"},  # the RL start reading the feedback, on S
-    "self": {"teacher": "self", "context": "none"},  # the student itself: distil_token@self is the null test
+    "model": {"teacher": "model", "context": "none", "states": "all"},  # the teacher model, own context
+    "model_S": {"teacher": "model", "context": "none", "states": "support"},  # the same, costs on S
+    "feedback": {"teacher": "frozen", "context": "feedback", "states": "support"},  # the start reading f
+    "self": {"teacher": "self", "context": "none", "states": "all"},  # the student: the null test
 }
 SAME = "task n_train val_n rl_n eval_n preset sft_steps sft_teacher_frac rl_steps prompts group"  # as named
 ARMS = "grpo,distil@model,distil_token@model,offline@model,sdpo@model,opsd@model,distil_token@self,"
@@ -140,14 +143,14 @@ def job(cfg, phase, arm, lr=None, seed=SEED):
     if phase != "start":
         c |= {"init_from": os.path.join(base, "student", "sft.pt"), "teacher": "self", "context": "none"}
         c |= TEACHERS.get(who, {}) | {"stage": "eval"}
-    if who == "model":
+    if c.get("teacher") == "model":
         c["teacher"] = os.path.join(base, "teacher", "sft.pt")
     if phase in ("sweep", "main", "long"):
         c |= {"rl_steps": cfg.long_steps} if phase == "long" else {}
         c |= {"stage": "rl", "method": method, "rl_lr": lr, "rl_warmup": cfg.warmup}
         c |= {"eval_every": cfg.eval_every, "eval_split": "val" if phase == "sweep" else "test"}
-        if who != "feedback" or tg.METHODS[method] in (None, "answers"):
-            c["states"] = "all"  # only a method reading the feedback teacher at the student's states keeps S
+        if tg.METHODS[method] in (None, "answers"):
+            c["states"] = "all"  # grpo and cloning read no teacher at the student's states
     name = arm if phase == "start" else os.path.join(phase, f"{arm}_lr{lr or 0:g}_s{seed}")
     run = {"task": cfg.task, "phase": phase, "arm": arm, "lr": f"{lr:g}" if lr else "", "seed": str(seed)}
     return run | {"config": dataclasses.asdict(tg.Config(**c, out_dir=os.path.join(base, name)))}
@@ -161,7 +164,8 @@ def plan(cfg, rows):
     """The runs in order: starts, premise, noise, sweep, and main runs of arms whose sweep `rows` holds."""
     arms, rates, done = cfg.arms.split(","), [float(x) for x in cfg.rates.split(",")], {key(r) for r in rows}
     teachers = list(dict.fromkeys(a.partition("@")[2] for a in arms if "@" in a))
-    jobs = [job(cfg, "start", "student")] + [job(cfg, "start", "teacher")] * ("model" in teachers)
+    model = any(TEACHERS[t]["teacher"] == "model" for t in teachers)  # the teacher model's SFT comes first
+    jobs = [job(cfg, "start", "student")] + [job(cfg, "start", "teacher")] * model
     jobs += [job(cfg, "premise", t) for t in teachers]
     jobs += [job(cfg, "noise", "student", seed=s) for s in map(int, cfg.noise_seeds.split(","))]
     scores = sweep_scores([r for r in rows if r["task"] == cfg.task])
@@ -379,8 +383,7 @@ def task_report(rows, figure):
 
 
 def plot(rows, path):
-    """avg@8 against RL steps and training seconds: a row per phase (main, long), per arm the seed mean
-    ± std band."""
+    """avg@8 against RL steps and training seconds, a row per phase: per arm the seed mean ± std band."""
     from matplotlib.figure import Figure  # no pyplot: Agg renders the PNG, no display needed
 
     phases, arms = list(dict.fromkeys(r["phase"] for r in rows)), sorted({r["arm"] for r in rows})

@@ -16,8 +16,8 @@ Simplifications: 1. models start from scratch (SFT on references plus teacher-fo
 feedback in context helps); 2. byte tokenizer by default (any tiktoken encoding runs); 3. on-policy, one
 update per batch: no ratios, no clipping; 4. feedback is held fixed for the step; 5. no KL anchor,
 no entropy bonus; 6. the oracle is smoothed by distil.ORACLE_EPS so reverse KL stays finite; 7. the
-teacher's own success (t_rew) and its advantage at the student's states (t_adv) are measured at
-evaluations only.
+teacher's own success (t_rew) and its advantage at the student's states whose costs count (t_adv) are
+measured at evaluations only.
 
 Run (CPU first; every Config field is a flag):
     python train_gpt.py      # SFT -> eval -> DistIL from the SFT model reading the feedback, on the support
@@ -466,13 +466,14 @@ def mean_se(n, total, total_sq):
 @torch.no_grad()
 def teacher_advantage(model, teacher, cfg, rt, ro, ctx, rows):
     """t_adv, the premise of T2/T4: one cut of each of `rows` (a sample with a teacher context per
-    problem), uniform over the response's tokens (the empty prefix included); from it the teacher (its
-    context) and the student (its own) complete ADV_SAMPLES times from one seed. Returns the sums
-    {cuts, d: Σd, d2: Σd²} of d = the teacher's success rate − the student's, one d per cut."""
-    M, seed = ADV_SAMPLES, runs.seed_of(cfg.seed, "adv", 0, rt.rank)
-    rng, rates = random.Random(seed), []
-    cuts = [rng.randrange(int(ro.mask[i].sum())) for i in rows]
+    problem), uniform over the states whose costs count (--states; the empty prefix included); from it
+    the teacher (its context) and the student (its own) complete ADV_SAMPLES times from one seed. Returns
+    the sums {cuts, d: Σd, d2: Σd²} of d = the teacher's success rate − the student's, one d per cut."""
+    M, seed, mask = ADV_SAMPLES, runs.seed_of(cfg.seed, "adv", 0, rt.rank), ro.mask[rows]
     probs = [ro.problems[i] for i in rows for _ in range(M)]
+    costed = mask if cfg.states == "all" else on_support(rt.task, rt.enc, probs[::M], ro.resp[rows], mask)
+    rng, rates = random.Random(seed), []
+    cuts = [rng.randrange(int(n)) for n in costed.sum(1)]
     prefixes = [ro.texts[i][:c] for i, c in zip(rows, cuts) for _ in range(M)]
     teacher_ctx = [ctx[i] for i in rows for _ in range(M)]
     student_ctx = [tasks.student_context(p) for p in probs]

@@ -214,7 +214,7 @@ def test_cli_rejects_an_unknown_flag_and_a_bad_arm_with_one_line_naming_what_is_
     assert ex.parse_args(["--rl_steps", "7", "--report_only"]).rl_steps == 7
     for argv, accepted in (
         (["--rl_step", "7"], "--rl_steps"),
-        (["--arms", "grpo,distil@nobody"], "teachers: model, feedback, self"),
+        (["--arms", "grpo,distil@nobody"], "teachers: model, model_S, feedback, self"),
         (["--arms", "grpo@model"], "grpo alone"),
         (["--arms", "nope"], "methods: distil, distil_token"),
         (["--prompts", "0"], "--prompts"),
@@ -223,6 +223,25 @@ def test_cli_rejects_an_unknown_flag_and_a_bad_arm_with_one_line_naming_what_is_
             ex.parse_args(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 2 and err[0].startswith("usage:") and accepted in err[1], err
+
+
+def test_each_teacher_is_read_and_measured_where_its_arms_costs_count():
+    """model and self on every state, model_S and feedback on the oracle's support, from the premise
+    (t_adv cuts there) to the runs; grpo and cloning read no teacher at the student's states."""
+    cfg, teacher = ex.Config(), os.path.join("runs", "experiment", "mult_digits_a_3_digits_b_1", "teacher")
+    for arm, who, states in (
+        ("model", os.path.join(teacher, "sft.pt"), "all"),
+        ("model_S", os.path.join(teacher, "sft.pt"), "support"),
+        ("feedback", "frozen", "support"),
+        ("self", "self", "all"),
+    ):
+        premise, run = (
+            ex.job(cfg, "premise", arm)["config"],
+            ex.job(cfg, "main", f"distil@{arm}", 1e-4)["config"],
+        )
+        assert (premise["teacher"], premise["states"]) == (run["teacher"], run["states"]) == (who, states)
+    for arm in ("grpo", "offline@model_S"):
+        assert ex.job(cfg, "main", arm, 1e-4)["config"]["states"] == "all"
 
 
 def test_an_arm_whose_teacher_is_below_the_bar_is_not_trained_and_the_report_says_why(tmp_path, monkeypatch):

@@ -379,6 +379,25 @@ def test_t_adv_of_the_oracle_over_a_random_student_is_one_from_prefixes_of_the_r
     assert none == {"cuts": 0, "d": 0.0, "d2": 0.0}
 
 
+def test_t_adv_with_costs_on_the_support_cuts_only_where_the_costs_count():
+    """A response wrong from its first character: on the support only the empty prefix is costed, so the
+    teacher completes every cut from it; over all states the cuts are spread over the response."""
+    cfg, rt = tiny_cfg("."), cpu_rt()
+    problems = rt.task.generate("test", 6, 0)
+    ro = hand_rollouts(rt, problems, ["~" * 10 for _ in problems], 1)
+    teacher, seen = tg.OracleTeacher(cfg, rt), []
+    complete = teacher.complete
+    teacher.complete = lambda probs, c, prefixes, gen: (
+        seen.append(prefixes) or complete(probs, c, prefixes, gen)
+    )
+    for states in ("support", "all"):
+        cfg.states = states
+        assert (
+            tg.teacher_advantage(random_model(), teacher, cfg, rt, ro, ["c"] * 6, list(range(6)))["cuts"] == 6
+        )
+    assert set(seen[0]) == {""} and len(set(seen[1])) > 1 and len(seen[0]) == 6 * tg.ADV_SAMPLES
+
+
 def test_t_adv_of_the_student_as_its_own_teacher_is_exactly_zero_with_paired_draws(monkeypatch):
     monkeypatch.setattr(tg, "ADV_SAMPLES", 4)
     """Teacher = the student reading its own context: the same generator seed gives identical
