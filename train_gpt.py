@@ -686,18 +686,8 @@ def step_metrics(rt, ro, sig, loss, logits, mask, costed):
 
 # the console line of a step: (metric, format)
 SFT_LINE = (("loss", ".4f"), ("lr", ".2e"))
-RL_LINE = (
-    ("loss", "8.4f"),
-    ("reward", ".3f"),
-    ("signal", ".2f"),
-    ("recov", ".2f"),
-    ("len", ".1f"),
-    ("t_rew", ".3f"),
-    ("pass@1", ".3f"),
-    ("H×", ".3f"),
-    ("KL", ".3f"),
-    ("ent", ".3f"),
-)
+RL_LINE = (("loss", "8.4f"), ("reward", ".3f"), ("signal", ".2f"), ("recov", ".2f"), ("len", ".1f"))
+RL_LINE += tuple((k, ".3f") for k in ("t_rew", "pass@1", "H×", "KL", "ent"))
 
 
 def gain_line(a0, a1, se, init):
