@@ -474,7 +474,7 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx, rows):
     costed = mask if cfg.states == "all" else on_support(rt.task, rt.enc, probs[::M], ro.resp[rows], mask)
     rng, rates = random.Random(seed), []
     cuts = [rng.randrange(int(n)) for n in costed.sum(1)]
-    prefixes = [ro.texts[i][:c] for i, c in zip(rows, cuts) for _ in range(M)]
+    prefixes = [rt.enc.decode(ro.resp[i, :c].tolist()) for i, c in zip(rows, cuts) for _ in range(M)]
     teacher_ctx = [ctx[i] for i in rows for _ in range(M)]
     student_ctx = [tasks.student_context(p) for p in probs]
     for who, c in ((teacher, teacher_ctx), (ModelTeacher(cfg, rt, model, "self"), student_ctx)):

@@ -508,6 +508,24 @@ def test_the_loop_runs_a_task_without_an_oracle_and_a_bpe_tokenizer(method, tmp_
         assert "need the task's oracle" in tg.check_config(tiny_cfg(tmp_path, task="reverse", **bad))
 
 
+def test_t_adv_cuts_a_bpe_response_at_its_token_boundaries(monkeypatch):
+    """A cut is a state s_c = (x, y_<c): the text of the first c tokens, not the first c characters."""
+    monkeypatch.setattr(tasks, "get_tokenizer", small_bpe)
+    cfg, rt, seen = tiny_cfg("."), cpu_rt(), []
+    problems = rt.task.generate("test", 16, 0)
+    texts = ["abab12abab12rere"] * len(problems)
+    resp, mask = M.right_pad([tg.encode(rt.enc, t) + [rt.eot] for t in texts], rt.eot, torch.device("cpu"))
+    ro = tg.Rollouts(
+        problems, [tg.encode(rt.enc, tasks.student_context(p)) for p in problems], resp, mask, texts
+    )
+    echo = tg.Teacher(cfg, rt)
+    echo.complete = lambda probs, c, prefixes, gen: seen.extend(prefixes) or list(prefixes)
+    student = M.GPT.of_preset("micro", rt.enc.n_vocab).eval()
+    tg.teacher_advantage(student, echo, cfg, rt, ro, ["c"] * len(problems), list(range(len(problems))))
+    bounds = {rt.enc.decode(resp[0, :c].tolist()) for c in range(int(mask[0].sum()))}
+    assert len(bounds) == int(mask[0].sum()) < len(texts[0]) and set(seen) <= bounds and len(set(seen)) > 2
+
+
 @pytest.mark.parametrize("teacher", ["ema", "frozen", "oracle", "checkpoint"])
 def test_every_teacher_kind_trains(teacher, sft_dir, tmp_path, mixed_rewards):
     out = rl_dir(sft_dir, tmp_path)
