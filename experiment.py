@@ -21,6 +21,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     arm's worst on mult), --long_steps 0; the verdict's arms first (grpo, distil, distil_token, offline).
     model_S (added after listprog's verdict, before its runs: its teacher model knew more only on S):
     t_adv cuts where the arm's costs count (feedback's premise measured again); distil, distil_token.
+    3e-5 (added after the sweeps, before its runs): an arm whose best rate was the grid's lowest, with a
+    score above the start's (grpo on both tasks, distil@model_S), is swept at 3e-5 too (--rates 3e-5).
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
