@@ -411,7 +411,9 @@ def report(cfg, rows):
     """Write results/experiment.md (every task in the CSV) and each task's figure."""
     text = ["# The DistIL demonstration", "", INTRO, ""]
     for task in dict.fromkeys(r["task"] for r in rows):
-        mine = [r for r in rows if r["task"] == task]
+        mine = [r for r in rows if r["task"] == task]  # less main and long runs at a rate swept later beat:
+        chosen = {(arm, choose_rate(by)) for arm, by in sweep_scores(mine).items()}
+        mine = [r for r in mine if r["phase"] not in ("main", "long") or (r["arm"], float(r["lr"])) in chosen]
         figure = os.path.join(cfg.figures, "exp_" + re.sub(r"\W+", "_", task).strip("_") + ".png")
         text += task_report(mine, os.path.relpath(figure, cfg.results))
         if any(r["phase"] in ("main", "long") for r in mine):

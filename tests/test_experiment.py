@@ -84,6 +84,22 @@ def test_steps_to_grpos_final_and_the_verdict_match_hand_computed_numbers():
     assert ex.verdict(distil) == ["no verdict: no GRPO runs"]
 
 
+def test_the_report_reads_the_main_runs_of_the_rate_a_later_sweep_chose(tmp_path):
+    sweep = [
+        row("grpo", 1, t, v, "sweep", lr) for lr, v in (("0.0001", 0.5), ("3e-05", 0.75)) for t in (0, 2)
+    ]
+    main = [  # 3e-5 won the sweep after the main runs at 1e-4 had finished (those rows come later here)
+        row("grpo", seed, t, v, "main", lr, **{"pass@1": v, "pass@8": v})
+        for lr, v in (("3e-05", 0.125), ("0.0001", 0.25))
+        for seed in (1, 2)
+        for t in (0, 6)
+    ]
+    ex.report(ex.Config(results=str(tmp_path), figures=str(tmp_path)), sweep + main)
+    text = open(tmp_path / "experiment.md").read()
+    assert "| grpo | 3e-05 | 2 | 0.125 ± 0.000 | 0.125 ± 0.000 | 0.125 ± 0.000 | 0 | 60 |" in text
+    assert "| grpo | **0.750** | 0.500 |" in text  # the sweep keeps every rate
+
+
 def test_training_seconds_are_the_cumulative_time_fields_of_the_steps_before_each_evaluation():
     times = {"time_sample": 1.0, "time_verify": 0.5, "time_teacher": 0.25, "time_update": 0.25}  # 2 s
     rows = [{"step": 0, "avg@8": 0.1, "loss": 1.0, "len": 4.0, "ent": 1.0} | times]
