@@ -411,7 +411,8 @@ def report(cfg, rows):
     """Write results/experiment.md (every task in the CSV) and each task's figure."""
     text = ["# The DistIL demonstration", "", INTRO, ""]
     for task in dict.fromkeys(r["task"] for r in rows):
-        mine = [r for r in rows if r["task"] == task]  # less main and long runs at a rate swept later beat:
+        # an arm's main and long runs at the rate its sweep chooses now (a rate swept later can win)
+        mine = [r for r in rows if r["task"] == task]
         chosen = {(arm, choose_rate(by)) for arm, by in sweep_scores(mine).items()}
         mine = [r for r in mine if r["phase"] not in ("main", "long") or (r["arm"], float(r["lr"])) in chosen]
         figure = os.path.join(cfg.figures, "exp_" + re.sub(r"\W+", "_", task).strip("_") + ".png")
