@@ -23,6 +23,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     t_adv cuts where the arm's costs count (feedback's premise measured again); distil, distil_token.
     3e-5 (added after the sweeps, before its runs): an arm whose best rate was the grid's lowest, with a
     score above the start's (grpo on both tasks, distil@model_S), is swept at 3e-5 too (--rates 3e-5).
+    model_S_once (added 2026-12-07 after the listprog probe of results/findings.md, before its runs): model_S
+    with the exit priced once (--stop surprise); distil alone, on listprog's grid and the 3e-5 rule.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
@@ -30,6 +32,7 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     (the steps' sample, verify, teacher and update times; evaluations excluded).
 Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
 student's own context (the black-box expert); model_S, the same with its costs on the oracle's support;
+model_S_once, model_S with distil's exit priced once;
 feedback, the paper's teacher as the default run has it: the student at the RL start (frozen) reading
 the verifier's feedback, on the support (on every state the live reader collapses the student:
 results/findings.md); self, the student in its own context, so distil_token@self is the null test: its
@@ -67,6 +70,8 @@ SEED = 1  # the seed of the SFTs, the premise and the sweep
 TEACHERS = {  # an arm's teacher -> its train_gpt fields (model: --teacher <out>/<task>/teacher/sft.pt)
     "model": {"teacher": "model", "context": "none", "states": "all"},  # the teacher model, own context
     "model_S": {"teacher": "model", "context": "none", "states": "support"},  # the same, costs on S
+    # the same with the exit priced once (distil's --stop surprise, not the horizon's price per position)
+    "model_S_once": {"teacher": "model", "context": "none", "states": "support", "stop": "surprise"},
     "feedback": {"teacher": "frozen", "context": "feedback", "states": "support"},  # the start reading f
     "self": {"teacher": "self", "context": "none", "states": "all"},  # the student: the null test
 }
