@@ -24,7 +24,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     3e-5 (added after the sweeps, before its runs): an arm whose best rate was the grid's lowest, with a
     score above the start's (grpo on both tasks, distil@model_S), is swept at 3e-5 too (--rates 3e-5).
     model_S_once (added 2026-12-07 after the listprog probe of results/findings.md, before its runs): model_S
-    with the exit priced once (--stop surprise); distil alone, on listprog's grid and the 3e-5 rule.
+    with the exit priced once (--stop surprise); distil alone, on listprog's grid and 3e-5 (swept at once,
+    not after the grid: the session's time; the rate rule is the same over the four).
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
@@ -32,11 +33,10 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     (the steps' sample, verify, teacher and update times; evaluations excluded).
 Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
 student's own context (the black-box expert); model_S, the same with its costs on the oracle's support;
-model_S_once, model_S with distil's exit priced once;
-feedback, the paper's teacher as the default run has it: the student at the RL start (frozen) reading
-the verifier's feedback, on the support (on every state the live reader collapses the student:
-results/findings.md); self, the student in its own context, so distil_token@self is the null test: its
-gradient is zero and its curve must stay at the start.
+model_S_once, model_S with distil's exit priced once; feedback, the paper's teacher as the default run has
+it: the student at the RL start (frozen) reading the verifier's feedback, on the support (on every state
+the live reader collapses the student: results/findings.md); self, the student in its own context, so
+distil_token@self is the null test: its gradient is zero and its curve must stay at the start.
 
 Run (CPU; --jobs runs at a time, one thread each; the same command resumes):
     python experiment.py --task mult:digits_a=3,digits_b=1
@@ -70,7 +70,6 @@ SEED = 1  # the seed of the SFTs, the premise and the sweep
 TEACHERS = {  # an arm's teacher -> its train_gpt fields (model: --teacher <out>/<task>/teacher/sft.pt)
     "model": {"teacher": "model", "context": "none", "states": "all"},  # the teacher model, own context
     "model_S": {"teacher": "model", "context": "none", "states": "support"},  # the same, costs on S
-    # the same with the exit priced once (distil's --stop surprise, not the horizon's price per position)
     "model_S_once": {"teacher": "model", "context": "none", "states": "support", "stop": "surprise"},
     "feedback": {"teacher": "frozen", "context": "feedback", "states": "support"},  # the start reading f
     "self": {"teacher": "self", "context": "none", "states": "all"},  # the student: the null test
@@ -322,18 +321,21 @@ def verdict(main):
         return ["no verdict: no GRPO runs"]
     grpo, steps, yes, lines = finals(by["grpo"]), max(r["step"] for r in by["grpo"]), ("no", "yes"), []
     for t in (t for t in TEACHERS if f"distil@{t}" in by):
+        # offline and distil_token read no stop rule: model_S's runs stand for model_S_once's
+        base = next(u for u in TEACHERS if TEACHERS[u] | {"stop": ""} == TEACHERS[t] | {"stop": ""})
+        offline, token = f"offline@{base}", f"distil_token@{base}"
         d, at = finals(by[f"distil@{t}"]), steps_to(seed_curve(by[f"distil@{t}"]), mean_std(grpo)[0])
-        (diff, two_sd), off = gap(d, grpo), gap(d, finals(by.get(f"offline@{t}", [])))[0]
+        (diff, two_sd), off = gap(d, grpo), gap(d, finals(by.get(offline, [])))[0]
         fast = "no (never)" if at is None else f"{yes[at <= steps / 3]} (at step {at})"
         lines.append(
             f"distil@{t} reaches GRPO's final avg@8 ({mean_std(grpo)[0]:.3f}) within a third of its {steps:g}"
             f" steps: {fast}; ends above GRPO: {yes[diff > 0]} ({diff:+.3f}; beyond 2σ_d {two_sd:.3f}: "
-            f"{yes[diff > two_sd]}); above offline@{t}: {'n/a' if math.isnan(off) else yes[off > 0]}"
+            f"{yes[diff > two_sd]}); above {offline}: {'n/a' if math.isnan(off) else yes[off > 0]}"
         )
-        if f"distil_token@{t}" in by:
-            diff, two_sd = gap(d, finals(by[f"distil_token@{t}"]))
+        if token in by:
+            diff, two_sd = gap(d, finals(by[token]))
             best = "distil" if diff > two_sd else "distil_token" if -diff > two_sd else "neither beyond 2σ_d"
-            lines.append(f"distil@{t} vs distil_token@{t}: {diff:+.3f} avg@8 (2σ_d {two_sd:.3f}): {best}")
+            lines.append(f"distil@{t} vs {token}: {diff:+.3f} avg@8 (2σ_d {two_sd:.3f}): {best}")
     return lines
 
 
@@ -397,16 +399,14 @@ def plot(rows, path):
     fig = Figure(figsize=(11, 4 * len(phases)))
     for axes, phase in zip(fig.subplots(len(phases), 2, sharey=True, squeeze=False), phases):
         for arm in (a for a in arms if any(r["arm"] == a and r["phase"] == phase for r in rows)):
-            steps, mean, std, seconds = zip(
-                *seed_curve([r for r in rows if (r["arm"], r["phase"]) == (arm, phase)])
-            )
+            mine = [r for r in rows if (r["arm"], r["phase"]) == (arm, phase)]
+            steps, mean, std, seconds = zip(*seed_curve(mine))
             low, high = [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)]
             for ax, x in zip(axes, (steps, seconds)):
                 ax.plot(x, mean, label=arm, color=f"C{arms.index(arm)}")
                 ax.fill_between(x, low, high, alpha=0.2, color=f"C{arms.index(arm)}")
-        axes[0].set(
-            xlabel="RL step", ylabel="test avg@8 (mean ± std over seeds)", title=f"{rows[0]['task']} {phase}"
-        )
+        title, ylabel = f"{rows[0]['task']} {phase}", "test avg@8 (mean ± std over seeds)"
+        axes[0].set(xlabel="RL step", ylabel=ylabel, title=title)
         axes[1].set(xlabel="training seconds (evaluations excluded)")
         axes[0].legend(fontsize=8)
     fig.savefig(path, dpi=100, bbox_inches="tight")
