@@ -157,9 +157,7 @@ def save_checkpoint(path, **state):
 def load_checkpoint(path, what="checkpoint"):
     """Load a train_gpt.py checkpoint or exit with one line saying what is wrong."""
     if not os.path.exists(path):
-        raise SystemExit(
-            f"error: {what} {path} not found (train one with --stage sft, or pass --init_from PATH)"
-        )
+        raise SystemExit(f"error: {what} {path} not found (train one: --stage sft; or --init_from PATH)")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file: say so in one line

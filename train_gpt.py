@@ -192,10 +192,8 @@ def encode(enc, text):
 
 
 def decode_responses(enc, resp, mask):  # the texts the verifier scores: no end-of-text token
-    return [
-        enc.decode([t for t in row[:n] if t != enc.eot_token])
-        for row, n in zip(resp.tolist(), mask.sum(1).tolist())
-    ]
+    lengths = mask.sum(1).tolist()
+    return [enc.decode([t for t in row[:n] if t != enc.eot_token]) for row, n in zip(resp.tolist(), lengths)]
 
 
 def problem_sets(cfg, task):

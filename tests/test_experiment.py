@@ -82,6 +82,12 @@ def test_steps_to_grpos_final_and_the_verdict_match_hand_computed_numbers():
         "ends above GRPO: no (-0.375; beyond 2σ_d 0.500: no); above offline@feedback: n/a",
     ]
     assert ex.verdict(distil) == ["no verdict: no GRPO runs"]
+    # offline and distil_token read no stop rule: model_S's runs stand for model_S_once's, not model's
+    once = [r | {"arm": "distil@model_S_once"} for r in distil]
+    assert ex.verdict(grpo + once + [r | {"arm": "distil_token@model_S"} for r in token] + offline)[1:] == [
+        "distil@model_S_once vs distil_token@model_S: +0.000 avg@8 (2σ_d 0.000): neither beyond 2σ_d"
+    ]
+    assert ex.verdict(grpo + once + offline)[0].endswith("above offline@model_S: n/a")
 
 
 def test_the_report_reads_the_main_runs_of_the_rate_a_later_sweep_chose(tmp_path):
@@ -230,7 +236,7 @@ def test_cli_rejects_an_unknown_flag_and_a_bad_arm_with_one_line_naming_what_is_
     assert ex.parse_args(["--rl_steps", "7", "--report_only"]).rl_steps == 7
     for argv, accepted in (
         (["--rl_step", "7"], "--rl_steps"),
-        (["--arms", "grpo,distil@nobody"], "teachers: model, model_S, feedback, self"),
+        (["--arms", "grpo,distil@nobody"], "teachers: model, model_S, model_S_once, feedback, self"),
         (["--arms", "grpo@model"], "grpo alone"),
         (["--arms", "nope"], "methods: distil, distil_token"),
         (["--prompts", "0"], "--prompts"),
