@@ -26,6 +26,11 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     model_S_once (added 2026-12-07 after the listprog probe of results/findings.md, before its runs): model_S
     with the exit priced once (--stop surprise); distil alone, on listprog's grid and 3e-5 (swept at once,
     not after the grid: the session's time; the rate rule is the same over the four).
+    Long sweep (added 2026-12-07 after the long results, before its runs; the long phase had reused the
+    300-step rates): an arm's sweep runs at its 300-step rate and that rate's neighbours in its grid are
+    continued to long_steps (the rate is constant after warmup: their first steps are the sweep's); the
+    same rule picks the long phase's rate. Run for the verdict's arms (grpo, distil, distil_token, offline
+    @model); the other arms' long runs stand at their 300-step rates.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
@@ -79,7 +84,7 @@ ARMS = "grpo,distil@model,distil_token@model,offline@model,sdpo@model,opsd@model
 ARMS += "distil@feedback,distil_token@feedback"
 METRICS = ("pass@1", "avg@8", "pass@8", "maj@8")
 ADV_BAR, ADV_SE = 0.20, 0.03  # an arm trains only if its teacher's t_adv at the start is >= BAR, SE <= SE
-KEY = ("task", "phase", "arm", "lr", "seed")  # a run; phase: start | premise | noise | sweep | main | long
+KEY = ("task", "phase", "arm", "lr", "seed")  # a run; phase: start premise noise sweep main long_sweep long
 TEACHER = ("t_rew", "t_adv", "t_adv_se", "t_adv_n")  # the teacher at the student's states
 COLUMNS = (*KEY, "step", "train_s", *METRICS, "avg@8_se", *TEACHER, "len", "ent")
 
@@ -139,7 +144,8 @@ def parse_args(argv=None):
 
 def job(cfg, phase, arm, lr=None, seed=SEED):
     """A run: its key in the CSV and its train_gpt Config (a dict). start: arm student | teacher (SFT);
-    premise: arm = a teacher, evaluating the start with it; noise: the start at `seed`; sweep, main: RL."""
+    premise: arm = a teacher, evaluating the start with it; noise: the start at `seed`; the rest: RL (a
+    long_sweep run continues its sweep run, in the same directory)."""
     base = os.path.join(cfg.out, re.sub(r"\W+", "_", cfg.task).strip("_"))
     method, _, who = arm.partition("@")
     who = arm if phase == "premise" else who  # grpo, noise: no teacher (their t_* measure nothing)
@@ -151,13 +157,14 @@ def job(cfg, phase, arm, lr=None, seed=SEED):
         c |= TEACHERS.get(who, {}) | {"stage": "eval"}
     if c.get("teacher") == "model":
         c["teacher"] = os.path.join(base, "teacher", "sft.pt")
-    if phase in ("sweep", "main", "long"):
-        c |= {"rl_steps": cfg.long_steps} if phase == "long" else {}
+    if phase in ("sweep", "main", "long", "long_sweep"):
+        c |= {"rl_steps": cfg.long_steps} if phase.startswith("long") else {}
         c |= {"stage": "rl", "method": method, "rl_lr": lr, "rl_warmup": cfg.warmup}
-        c |= {"eval_every": cfg.eval_every, "eval_split": "val" if phase == "sweep" else "test"}
+        c |= {"eval_every": cfg.eval_every, "eval_split": "val" if phase.endswith("sweep") else "test"}
         if tg.METHODS[method] in (None, "answers"):
             c["states"] = "all"  # grpo and cloning read no teacher at the student's states
-    name = arm if phase == "start" else os.path.join(phase, f"{arm}_lr{lr or 0:g}_s{seed}")
+    run_dir = os.path.join(phase.removeprefix("long_"), f"{arm}_lr{lr or 0:g}_s{seed}")
+    name = arm if phase == "start" else run_dir
     run = {"task": cfg.task, "phase": phase, "arm": arm, "lr": f"{lr:g}" if lr else "", "seed": str(seed)}
     return run | {"config": dataclasses.asdict(tg.Config(**c, out_dir=os.path.join(base, name)))}
 
@@ -167,21 +174,27 @@ def key(row):
 
 
 def plan(cfg, rows):
-    """The runs in order: starts, premise, noise, sweep, and main runs of arms whose sweep `rows` holds."""
+    """The runs in order: starts, premise, noise, sweep; main runs and long sweep of an arm whose sweep
+    `rows` holds; its long runs once its long sweep is there too."""
     arms, rates, done = cfg.arms.split(","), [float(x) for x in cfg.rates.split(",")], {key(r) for r in rows}
     teachers = list(dict.fromkeys(a.partition("@")[2] for a in arms if "@" in a))
     model = any(TEACHERS[t]["teacher"] == "model" for t in teachers)  # the teacher model's SFT comes first
     jobs = [job(cfg, "start", "student")] + [job(cfg, "start", "teacher")] * model
     jobs += [job(cfg, "premise", t) for t in teachers]
     jobs += [job(cfg, "noise", "student", seed=s) for s in map(int, cfg.noise_seeds.split(","))]
-    scores = sweep_scores([r for r in rows if r["task"] == cfg.task])
+    mine, seeds = [r for r in rows if r["task"] == cfg.task], list(map(int, cfg.seeds.split(",")))
+    scores, long_scores = sweep_scores(mine), sweep_scores(mine, "long_sweep")
     premise = {r["arm"]: r for r in rows if r["task"] == cfg.task and r["phase"] == "premise"}
     for a in (a for a in arms if gate(premise, a.partition("@")[2]) is None):
         jobs += [job(cfg, "sweep", a, lr) for lr in rates]
-        if all(key(j) in done for j in jobs[-len(rates) :]):
-            lr = choose_rate(scores[a])
-            phases = ("main", "long") if cfg.long_steps else ("main",)
-            jobs += [job(cfg, p, a, lr, s) for p in phases for s in map(int, cfg.seeds.split(","))]
+        if not all(key(j) in done for j in jobs[-len(rates) :]):
+            continue
+        swept, lr = sorted(scores[a]), choose_rate(scores[a])
+        jobs += [job(cfg, "main", a, lr, s) for s in seeds]
+        near = swept[max(0, swept.index(lr) - 1) : swept.index(lr) + 2] if cfg.long_steps else []
+        jobs += [job(cfg, "long_sweep", a, r) for r in near]
+        if near and all(key(j) in done for j in jobs[-len(near) :]):
+            jobs += [job(cfg, "long", a, choose_rate(long_scores[a]), s) for s in seeds]
     return jobs
 
 
@@ -276,10 +289,10 @@ def mean_std(xs):
     return (statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0) if xs else (math.nan,) * 2
 
 
-def sweep_scores(rows):
-    """{arm: {lr: mean validation avg@8 over the evaluations after step 0}} of the sweep rows."""
+def sweep_scores(rows, phase="sweep"):
+    """{arm: {lr: mean validation avg@8 over the evaluations after step 0}} of the `phase` rows."""
     scores = {}
-    for r in (r for r in rows if r["phase"] == "sweep" and r["step"] > 0):
+    for r in (r for r in rows if r["phase"] == phase and r["step"] > 0):
         scores.setdefault(r["arm"], {}).setdefault(float(r["lr"]), []).append(r["avg@8"])
     return {arm: {lr: mean_std(v)[0] for lr, v in by.items()} for arm, by in scores.items()}
 
@@ -368,16 +381,19 @@ def task_report(rows, figure):
     seeds = " ".join(r["seed"] for r in ph["noise"])
     groups += [(f"student, evaluation seeds {seeds}", ph["noise"], "")] if seeds else []
     start = [[name, *(cell([r[k] for r in g]) for k in METRICS), a] for name, g, a in groups]
-    scores, sweep = sweep_scores(rows), []
-    rates = sorted({lr for by in scores.values() for lr in by})
-    for a in sorted(scores):
-        cells = [f"{scores[a].get(lr, math.nan):.3f}" for lr in rates]
-        sweep.append([a] + [f"**{c}**" if lr == choose_rate(scores[a]) else c for lr, c in zip(rates, cells)])
     out = [f"## {rows[0]['task']}", "", f"![avg@8 against RL steps and training seconds]({figure})", ""]
     out += table(["start", *METRICS, "t_adv ± se"], start)
     premise = {r["arm"]: r for r in ph["premise"]}
     out += [f"- not trained, {why}" for why in filter(None, (gate(premise, t) for t in premise))] + [""]
-    out += table(["arm", *(f"{lr:g}" for lr in rates)], sweep)
+    for phase in ("sweep", "long_sweep"):  # validation avg@8 by rate; the long sweep: a table of its own
+        scores, sweep = sweep_scores(rows, phase), []
+        rates = sorted({lr for by in scores.values() for lr in by})
+        for a in sorted(scores):
+            cells = [f"{scores[a].get(lr, math.nan):.3f}" for lr in rates]
+            best = choose_rate(scores[a])
+            sweep.append([a] + [f"**{c}**" if lr == best else c for lr, c in zip(rates, cells)])
+        out += ["long sweep (validation, the long budget):", ""] if phase == "long_sweep" and sweep else []
+        out += table(["arm", *(f"{lr:g}" for lr in rates)], sweep)
     for phase in (p for p in ("main", "long") if ph[p]):  # a table and a verdict per budget
         target, main = mean_std(finals([r for r in ph[phase] if r["arm"] == "grpo"]))[0], []
         for a in sorted({r["arm"] for r in ph[phase]}):
@@ -416,10 +432,14 @@ def report(cfg, rows):
     """Write results/experiment.md (every task in the CSV) and each task's figure."""
     text = ["# The DistIL demonstration", "", INTRO, ""]
     for task in dict.fromkeys(r["task"] for r in rows):
-        # an arm's main and long runs at the rate its sweep chooses now (a rate swept later can win)
+        # an arm's runs at the rate its sweep chooses now (a rate swept later can win); the long runs at
+        # its long sweep's, if it has one
         mine = [r for r in rows if r["task"] == task]
-        chosen = {(arm, choose_rate(by)) for arm, by in sweep_scores(mine).items()}
-        mine = [r for r in mine if r["phase"] not in ("main", "long") or (r["arm"], float(r["lr"])) in chosen]
+        rate = {
+            (p, a): f"{choose_rate(by):g}" for a, by in sweep_scores(mine).items() for p in ("main", "long")
+        }
+        rate |= {("long", a): f"{choose_rate(by):g}" for a, by in sweep_scores(mine, "long_sweep").items()}
+        mine = [r for r in mine if rate.get((r["phase"], r["arm"]), r["lr"]) == r["lr"]]
         figure = os.path.join(cfg.figures, "exp_" + re.sub(r"\W+", "_", task).strip("_") + ".png")
         text += task_report(mine, os.path.relpath(figure, cfg.results))
         if any(r["phase"] in ("main", "long") for r in mine):
@@ -436,7 +456,8 @@ def report(cfg, rows):
 def main(cfg):
     print(runs.config_text(cfg), flush=True)
     path = os.path.join(cfg.results, "experiment.csv")
-    for batch in (("premise", "noise"), ("sweep",), ("main",), ("long",)) if not cfg.report_only else ():
+    batches = ("premise", "noise"), ("sweep",), ("main",), ("long_sweep",), ("long",)
+    for batch in batches if not cfg.report_only else ():
         rows = read_csv(path)
         todo, done = plan(cfg, rows), {key(r) for r in rows}
         pending = [j for j in todo if j["phase"] in batch and key(j) not in done]

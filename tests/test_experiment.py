@@ -61,6 +61,37 @@ def test_the_sweep_scores_evaluations_after_step_0_and_a_tie_goes_to_the_smaller
     assert main[0]["config"]["rl_lr"] == 1e-4 and main[0]["config"]["eval_split"] == "test"
 
 
+def test_the_long_sweep_continues_the_chosen_rate_and_its_neighbours_and_picks_the_long_rate(tmp_path):
+    scores = (("3e-05", 0.5), ("0.0001", 0.75), ("0.001", 0.25), ("0.003", 0.0))
+    sweep = [row("grpo", 1, t, v, "sweep", lr) for lr, v in scores for t in (0, 2)]
+    cfg = ex.Config(task="t", arms="grpo", rates="1e-4,1e-3,3e-3", seeds="1,2", rl_steps=2, long_steps=4)
+    jobs = [j for j in ex.plan(cfg, sweep) if j["phase"] == "long_sweep"]
+    assert [j["lr"] for j in jobs] == ["3e-05", "0.0001", "0.001"]  # 1e-4 won; 3e-5 came from another grid
+    for j in jobs:  # the sweep's own run, continued on the validation split: its checkpoint resumes
+        sweep_dir = ex.job(cfg, "sweep", "grpo", float(j["lr"]))["config"]["out_dir"]
+        assert (j["config"]["out_dir"], j["config"]["rl_steps"], j["config"]["eval_split"]) == (
+            sweep_dir,
+            4,
+            "val",
+        )
+    assert not [j for j in ex.plan(cfg, sweep) if j["phase"] == "long"]  # not before the long sweep is in
+    scores = (("3e-05", 0.5), ("0.0001", 0.5), ("0.001", 0.625))
+    long_sweep = [row("grpo", 1, t, v, "long_sweep", lr) for lr, v in scores for t in (0, 4)]
+    long = [(j["lr"], j["seed"]) for j in ex.plan(cfg, sweep + long_sweep) if j["phase"] == "long"]
+    assert long == [("0.001", "1"), ("0.001", "2")]
+    runs = (("main", "0.0001", 0.25), ("long", "0.0001", 0.375), ("long", "0.001", 0.75))
+    done = [
+        row("grpo", s, t, v, p, lr, **{"pass@1": v, "pass@8": v})
+        for p, lr, v in runs
+        for s in (1, 2)
+        for t in (0, 4)
+    ]
+    ex.report(ex.Config(results=str(tmp_path), figures=str(tmp_path)), sweep + long_sweep + done)
+    text = open(tmp_path / "experiment.md").read()  # main at the sweep's rate, long at the long sweep's
+    assert "| grpo | 0.0001 | 2 | 0.250 ± 0.000 |" in text and "| grpo | 0.001 | 2 | 0.750 ± 0.000 |" in text
+    assert "| grpo | 0.500 | 0.500 | **0.625** |" in text and "0.375" not in text
+
+
 def test_steps_to_grpos_final_and_the_verdict_match_hand_computed_numbers():
     grpo = curves("grpo", {1: (0.125, 0.25, 0.375, 0.25), 2: (0.125, 0.25, 0.375, 0.75)})  # final 0.5
     distil = curves("distil@model", {1: (0.125, 0.5, 0.5, 0.875), 2: (0.125, 0.5, 0.75, 0.875)})
@@ -184,7 +215,7 @@ def test_a_rerun_skips_finished_runs_and_retrains_only_the_sft_a_pending_run_nee
     monkeypatch.setattr(tg, "run", fake_run(calls))
     ex.main(cfg)
     path = os.path.join(cfg.results, "experiment.csv")
-    assert len(calls) == 2 + 1 + 2 + 4 + 4 + 4  # SFTs, premise (model), noise (2 seeds), sweep, main, long
+    assert len(calls) == 2 + 1 + 2 + 4 + 4 + 4 + 4  # SFTs, premise, noise (2), sweep, main, long sweep, long
     for phase, steps in (("main", 2), ("long", 3)):
         runs = {(r["arm"], r["lr"], r["seed"]) for r in ex.read_csv(path) if r["phase"] == phase}
         assert runs == {(a, "0.001", s) for a in ("grpo", "distil@model") for s in ("1", "2")}
@@ -288,7 +319,7 @@ def test_one_tiny_run_writes_the_csv_the_report_and_the_figure(tmp_path, monkeyp
     ex.main(cfg)
     rows = ex.read_csv(os.path.join(cfg.results, "experiment.csv"))
     assert [r["phase"] for r in rows].count("start") == 2  # the student's SFT and the teacher model's
-    assert {r["phase"] for r in rows} == {"start", "premise", "noise", "sweep", "main", "long"}
+    assert {r["phase"] for r in rows} == {"start", "premise", "noise", "sweep", "main", "long_sweep", "long"}
     main = [r for r in rows if r["phase"] == "main"]
     assert [r["step"] for r in main] == [0.0, 1.0, 2.0] * 2  # grpo and distil@model, evaluated every step
     assert [r["step"] for r in rows if r["phase"] == "long"] == [0.0, 1.0, 2.0, 3.0] * 2  # long_steps 3
