@@ -179,13 +179,7 @@ def _check(
     if tokens is not None:
         if tokens.shape != (B, T):
             raise ValueError(f"tokens must be (B, T) = {(B, T)}, got {tuple(tokens.shape)}")
-        if tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
-        bad = on & ((tokens < 0) | (tokens >= V))
-        if bad.any():
-            raise ValueError(
-                f"token ids must be in [0, V={V}) where mask is 1; got {tokens[bad][:5].tolist()}"
-            )
+        _check_ids("tokens", tokens, on, V)
     if teacher_logits is not None:
         if teacher_logits.shape != student_logits.shape:
             raise ValueError(
@@ -199,18 +193,11 @@ def _check(
                 "with at least one finite entry per position; got NaN, +inf or an all -inf row"
             )
     if teacher_tokens is not None:
-        if teacher_tokens.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"teacher_tokens must be integer ids, got dtype {teacher_tokens.dtype}")
         if teacher_tokens.dim() != 3 or teacher_tokens.shape[:2] != (B, T):
             raise ValueError(
                 f"teacher_tokens must be (B, T, K) with (B, T) = {(B, T)}, got {tuple(teacher_tokens.shape)}"
             )
-        bad = on.unsqueeze(-1) & ((teacher_tokens < 0) | (teacher_tokens >= V))
-        if bad.any():
-            raise ValueError(
-                f"teacher_tokens must be in [0, V={V}) where mask is 1; got "
-                f"{teacher_tokens[bad][:5].tolist()}"
-            )
+        _check_ids("teacher_tokens", teacher_tokens, on.unsqueeze(-1), V)
     if rewards is not None and rewards.shape != (B,):
         raise ValueError(f"rewards must be (B,) = ({B},), got {tuple(rewards.shape)}")
     if group_size < 1 or B % group_size != 0:
@@ -221,6 +208,14 @@ def _check(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return on
+
+
+def _check_ids(name, ids, on, V):
+    """Integer token ids in [0, V) wherever `on` (the mask) is 1, or a ValueError saying so."""
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"{name} must be integer ids, got dtype {ids.dtype}")
+    if (bad := on & ((ids < 0) | (ids >= V))).any():
+        raise ValueError(f"{name} must be in [0, V={V}) where mask is 1; got {ids[bad][:5].tolist()}")
 
 
 def _clean(x, on, fill=0):

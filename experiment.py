@@ -385,16 +385,17 @@ def task_report(rows, figure):
     out += table(["start", *METRICS, "t_adv ± se"], start)
     premise = {r["arm"]: r for r in ph["premise"]}
     out += [f"- not trained, {why}" for why in filter(None, (gate(premise, t) for t in premise))] + [""]
-    for phase in ("sweep", "long_sweep"):  # validation avg@8 by rate; the long sweep: a table of its own
-        scores, sweep = sweep_scores(rows, phase), []
+    for sweep, phase in (("sweep", "main"), ("long_sweep", "long")):  # per budget: rates, runs, verdict
+        scores, grid = sweep_scores(rows, sweep), []
         rates = sorted({lr for by in scores.values() for lr in by})
-        for a in sorted(scores):
-            cells = [f"{scores[a].get(lr, math.nan):.3f}" for lr in rates]
-            best = choose_rate(scores[a])
-            sweep.append([a] + [f"**{c}**" if lr == best else c for lr, c in zip(rates, cells)])
-        out += ["long sweep (validation, the long budget):", ""] if phase == "long_sweep" and sweep else []
-        out += table(["arm", *(f"{lr:g}" for lr in rates)], sweep)
-    for phase in (p for p in ("main", "long") if ph[p]):  # a table and a verdict per budget
+        for a, by in sorted(scores.items()):
+            cells = [f"{by.get(lr, math.nan):.3f}" for lr in rates]
+            grid.append([a] + [f"**{c}**" if lr == choose_rate(by) else c for lr, c in zip(rates, cells)])
+        title = f"{phase} ({max(r['step'] for r in ph[phase]):g} steps)" if ph[phase] else phase
+        out += [f"{title}: the {sweep.replace('_', ' ')}'s validation avg@8 by rate", ""] if grid else []
+        out += table(["arm", *(f"{lr:g}" for lr in rates)], grid)
+        if not ph[phase]:
+            continue
         target, main = mean_std(finals([r for r in ph[phase] if r["arm"] == "grpo"]))[0], []
         for a in sorted({r["arm"] for r in ph[phase]}):
             x = [r for r in ph[phase] if r["arm"] == a]
@@ -402,7 +403,7 @@ def task_report(rows, figure):
             cells = [cell(finals(x, k)) for k in ("avg@8", "pass@1", "pass@8")]
             main.append([a, x[0]["lr"], len(finals(x)), *cells, "" if at is None else at, f"{seconds:.0f}"])
         head = ["arm", "lr", "seeds", "avg@8", "pass@1", "pass@8", "step at GRPO's final avg@8", "training s"]
-        out += [f"{phase} ({max(r['step'] for r in ph[phase]):g} steps):", ""] + table(head, main)
+        out += [f"{title}, test:", ""] + table(head, main)
         out += [f"- {line}" for line in verdict(ph[phase])] + [""]
     return out
 
@@ -436,9 +437,9 @@ def report(cfg, rows):
         # its long sweep's, if it has one
         mine = [r for r in rows if r["task"] == task]
         rate = {
-            (p, a): f"{choose_rate(by):g}" for a, by in sweep_scores(mine).items() for p in ("main", "long")
+            (p, a): f"{choose_rate(s):g}" for p in ("main", "long") for a, s in sweep_scores(mine).items()
         }
-        rate |= {("long", a): f"{choose_rate(by):g}" for a, by in sweep_scores(mine, "long_sweep").items()}
+        rate |= {("long", a): f"{choose_rate(s):g}" for a, s in sweep_scores(mine, "long_sweep").items()}
         mine = [r for r in mine if rate.get((r["phase"], r["arm"]), r["lr"]) == r["lr"]]
         figure = os.path.join(cfg.figures, "exp_" + re.sub(r"\W+", "_", task).strip("_") + ".png")
         text += task_report(mine, os.path.relpath(figure, cfg.results))
