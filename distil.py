@@ -156,19 +156,12 @@ def sampled_forward_ce(teacher_tokens, student_logits):
 
 
 def _check(
-    student_logits,
-    tokens,
-    mask,
-    teacher_logits=None,
-    teacher_tokens=None,
-    rewards=None,
-    group_size=1,
-    reduction="sum",
+    logits, tokens, mask, reduction, group_size=1, teacher_logits=None, teacher_tokens=None, rewards=None
 ):
-    """Raise ValueError naming what is wrong and what is accepted. Returns mask as a bool tensor."""
-    if student_logits.dim() != 3:
-        raise ValueError(f"student_logits must be (B, T, V), got shape {tuple(student_logits.shape)}")
-    B, T, V = student_logits.shape
+    """The student's logits and the rest checked: a ValueError naming what is accepted, else mask as bool."""
+    if logits.dim() != 3:
+        raise ValueError(f"student_logits must be (B, T, V), got shape {tuple(logits.shape)}")
+    B, T, V = logits.shape
     if mask.shape != (B, T):
         raise ValueError(
             f"mask must be (B, T) = {(B, T)} like student_logits[..., 0], got {tuple(mask.shape)}"
@@ -181,7 +174,7 @@ def _check(
             raise ValueError(f"tokens must be (B, T) = {(B, T)}, got {tuple(tokens.shape)}")
         _check_ids("tokens", tokens, on, V)
     if teacher_logits is not None:
-        if teacher_logits.shape != student_logits.shape:
+        if teacher_logits.shape != logits.shape:
             raise ValueError(
                 f"teacher_logits {tuple(teacher_logits.shape)} must match student_logits "
                 f"{(B, T, V)} (a different vocabulary size cannot be distilled token by token)"
@@ -371,15 +364,7 @@ def distil_loss(
     _check_distil(teacher_logits, teacher_tokens, topk, sequence_level, future_cost, baseline, stop)
     if baseline == "loo" and group_size < 2:
         raise ValueError("baseline='loo' needs group_size >= 2 rollouts per prompt")
-    on = _check(
-        student_logits,
-        tokens,
-        mask,
-        teacher_logits,
-        teacher_tokens,
-        group_size=group_size,
-        reduction=reduction,
-    )
+    on = _check(student_logits, tokens, mask, reduction, group_size, teacher_logits, teacher_tokens)
     longest = int(on.sum(-1).max()) if on.numel() else 0
     if horizon is not None and (not isinstance(horizon, int) or horizon < longest):
         raise ValueError(
@@ -425,7 +410,7 @@ def sdpo_loss(student_logits, teacher_logits, mask, tokens=None, sampled=False, 
     sampled=True: the sampled-token surrogate sg(log π_θ(y_t) − log π_T(y_t))·log π_θ(y_t), which
     needs only the teacher's log-prob of the student's token; its gradient, averaged over y_t ~ π_θ,
     is ∇KL(π_θ‖π_T); its value is the sampled KL estimate."""
-    on = _check(student_logits, tokens if sampled else None, mask, teacher_logits, reduction=reduction)
+    on = _check(student_logits, tokens if sampled else None, mask, reduction, teacher_logits=teacher_logits)
     if sampled and tokens is None:
         raise ValueError("sdpo_loss(sampled=True) needs the sampled tokens")
     student_logits, teacher = _clean(student_logits, on), _clean(teacher_logits.detach(), on)
@@ -441,7 +426,7 @@ def sdpo_loss(student_logits, teacher_logits, mask, tokens=None, sampled=False, 
 
 def opsd_loss(student_logits, teacher_logits, mask, beta=0.5, reduction="sum"):
     """OPSD / on-policy GKD: Σ_t JSD_β(sg π_T, π_θ) at the student's states, token level."""
-    on = _check(student_logits, None, mask, teacher_logits, reduction=reduction)
+    on = _check(student_logits, None, mask, reduction, teacher_logits=teacher_logits)
     student, teacher = _clean(student_logits, on), _clean(teacher_logits.detach(), on)
     return _reduce(jsd(teacher, student, beta) * on, on, reduction)
 
@@ -460,7 +445,7 @@ def group_advantages(rewards, group_size, std_normalize=True, eps=1e-4):
 def grpo_loss(student_logits, tokens, mask, rewards, group_size, std_normalize=True, reduction="sum"):
     """GRPO / RLVR: −Σ_t Â_i log π_θ(y_t|s_t), one on-policy update per batch (the PPO ratio is 1,
     so clipping is inactive and omitted). rewards (B,) in {0, 1}."""
-    on = _check(student_logits, tokens, mask, rewards=rewards, group_size=group_size, reduction=reduction)
+    on = _check(student_logits, tokens, mask, reduction, group_size, rewards=rewards)
     logp = token_logprobs(_clean(student_logits, on), _clean(tokens, on))
     adv = group_advantages(rewards, group_size, std_normalize).to(logp.dtype)
     return _reduce(-adv.unsqueeze(1) * logp * on, on, reduction)
@@ -469,6 +454,6 @@ def grpo_loss(student_logits, tokens, mask, rewards, group_size, std_normalize=T
 def offline_loss(student_logits, tokens, mask, reduction="sum"):
     """Off-policy distillation / SFT: −Σ_t log π_θ(y_t|s_t) on sequences *sampled from the teacher*
     (behaviour cloning: the student is trained on the teacher's states, not its own)."""
-    on = _check(student_logits, tokens, mask, reduction=reduction)
+    on = _check(student_logits, tokens, mask, reduction)
     logp = token_logprobs(_clean(student_logits, on), _clean(tokens, on))
     return _reduce(-logp * on, on, reduction)

@@ -26,11 +26,10 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     model_S_once (added 2026-12-07 after the listprog probe of results/findings.md, before its runs): model_S
     with the exit priced once (--stop surprise); distil alone, on listprog's grid and 3e-5 (swept at once,
     not after the grid: the session's time; the rate rule is the same over the four).
-    Long sweep (added 2026-12-07 after the long results, before its runs; the long phase had reused the
-    300-step rates): an arm's sweep runs at its 300-step rate and that rate's neighbours in its grid are
-    continued to long_steps (the rate is constant after warmup: their first steps are the sweep's); the
-    same rule picks the long phase's rate. Run for the verdict's arms (grpo, distil, distil_token, offline
-    @model); the other arms' long runs stand at their 300-step rates.
+    Long sweep (added 2026-12-07 before its runs; the long phase had reused the 300-step rates): the
+    sweep runs at an arm's rate and its grid neighbours go on to long_steps (the same runs: the rate is
+    constant after warmup); the same rule picks the long rate. For grpo, distil, distil_token, offline
+    @model; the other arms' long runs stand at their 300-step rates.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
@@ -144,8 +143,8 @@ def parse_args(argv=None):
 
 def job(cfg, phase, arm, lr=None, seed=SEED):
     """A run: its key in the CSV and its train_gpt Config (a dict). start: arm student | teacher (SFT);
-    premise: arm = a teacher, evaluating the start with it; noise: the start at `seed`; the rest: RL (a
-    long_sweep run continues its sweep run, in the same directory)."""
+    premise: arm = a teacher, evaluating the start with it; noise: the start at `seed`; the rest: RL (in
+    the sweep run's directory, a long_sweep run resumes it)."""
     base = os.path.join(cfg.out, re.sub(r"\W+", "_", cfg.task).strip("_"))
     method, _, who = arm.partition("@")
     who = arm if phase == "premise" else who  # grpo, noise: no teacher (their t_* measure nothing)
@@ -174,8 +173,7 @@ def key(row):
 
 
 def plan(cfg, rows):
-    """The runs in order: starts, premise, noise, sweep; main runs and long sweep of an arm whose sweep
-    `rows` holds; its long runs once its long sweep is there too."""
+    """The runs in order: starts, premise, noise, sweep, main, long sweep, long (once `rows` holds inputs)."""
     arms, rates, done = cfg.arms.split(","), [float(x) for x in cfg.rates.split(",")], {key(r) for r in rows}
     teachers = list(dict.fromkeys(a.partition("@")[2] for a in arms if "@" in a))
     model = any(TEACHERS[t]["teacher"] == "model" for t in teachers)  # the teacher model's SFT comes first
