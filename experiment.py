@@ -28,8 +28,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     not after the grid: the session's time; the rate rule is the same over the four).
     Long sweep (added 2026-12-07 before its runs; the long phase had reused the 300-step rates): the
     sweep runs at an arm's rate and its grid neighbours go on to long_steps (the same runs: the rate is
-    constant after warmup); the same rule picks the long rate. For grpo, distil, distil_token, offline
-    @model; the other arms' long runs stand at their 300-step rates.
+    constant after warmup); the same rule picks the long rate. Every arm's rule; run for grpo, distil,
+    distil_token, offline @model (--arms): until theirs runs, the others' long runs stand at 300-step rates.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
