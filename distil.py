@@ -194,10 +194,7 @@ def _check(
     if rewards is not None and rewards.shape != (B,):
         raise ValueError(f"rewards must be (B,) = ({B},), got {tuple(rewards.shape)}")
     if group_size < 1 or B % group_size != 0:
-        raise ValueError(
-            f"group_size={group_size} must be >= 1 and divide the batch B={B} "
-            "(rollouts of one prompt are consecutive)"
-        )
+        raise ValueError(f"group_size={group_size} must be >= 1 and divide B={B} (one prompt's in a row)")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return on
@@ -367,10 +364,7 @@ def distil_loss(
     on = _check(student_logits, tokens, mask, reduction, group_size, teacher_logits, teacher_tokens)
     longest = int(on.sum(-1).max()) if on.numel() else 0
     if horizon is not None and (not isinstance(horizon, int) or horizon < longest):
-        raise ValueError(
-            f"horizon must be an int >= the longest response of the batch ({longest} positions), "
-            f"got {horizon!r}"
-        )
+        raise ValueError(f"horizon must be an int >= the longest response ({longest}), got {horizon!r}")
     if states is not None and states.shape != on.shape:
         raise ValueError(f"states must be (B, T) = {tuple(on.shape)} like mask, got {tuple(states.shape)}")
     w = on if states is None else on & states.bool()  # where a cost counts: 1[s_t ∈ S]

@@ -28,8 +28,10 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     not after the grid: the session's time; the rate rule is the same over the four).
     Long sweep (added 2026-12-07 before its runs; the long phase had reused the 300-step rates): the
     sweep runs at an arm's rate and its grid neighbours go on to long_steps (the same runs: the rate is
-    constant after warmup); the same rule picks the long rate. Every arm's rule; run for grpo, distil,
-    distil_token, offline @model (--arms): until theirs runs, the others' long runs stand at 300-step rates.
+    constant after warmup); the same rule picks the long rate, and its grid neighbours go on too until the
+    long best has both (or the grid's end; added after the first long sweep, where three arms' best lay at
+    its edge, before those runs). Every arm's rule; run for grpo, distil, distil_token, offline @model
+    (--arms): until theirs runs, the others' long runs stand at 300-step rates.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
@@ -189,10 +191,16 @@ def plan(cfg, rows):
             continue
         swept, lr = sorted(scores[a]), choose_rate(scores[a])
         jobs += [job(cfg, "main", a, lr, s) for s in seeds]
-        near = swept[max(0, swept.index(lr) - 1) : swept.index(lr) + 2] if cfg.long_steps else []
+        # the long sweep: lr and its grid neighbours, then the long best's neighbours, till all are in
+        near, window = [], lambda lr: swept[max(0, swept.index(lr) - 1) : swept.index(lr) + 2]
+        while cfg.long_steps and not set(window(lr)) <= set(near):
+            near = sorted(set(near) | set(window(lr)))
+            if any(key(job(cfg, "long_sweep", a, r)) not in done for r in near):
+                break
+            lr = choose_rate(long_scores[a])
         jobs += [job(cfg, "long_sweep", a, r) for r in near]
         if near and all(key(j) in done for j in jobs[-len(near) :]):
-            jobs += [job(cfg, "long", a, choose_rate(long_scores[a]), s) for s in seeds]
+            jobs += [job(cfg, "long", a, lr, s) for s in seeds]
     return jobs
 
 

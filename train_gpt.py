@@ -51,12 +51,8 @@ from model import BLOCK_SIZE, GPT, PRESETS, generate_responses, model_from, resp
 METHODS = dict.fromkeys(("distil", "distil_token", "distil_kl", "distil_topk"), "logprobs")
 METHODS |= {"distil_sampled": "samples", "sdpo": "logprobs", "opsd": "logprobs"}
 METHODS |= {"grpo": None, "offline": "answers"}
-TEACHERS = {
-    "self": "the live student with feedback in context",
-    "ema": "an exponential moving average of the student",
-    "frozen": "the RL start, never updated",
-    "oracle": "the task's programmatic expert",
-}  # or a .pt path
+TEACHERS = ("self", "ema", "frozen", "oracle")  # the live student, its moving average, the RL start, the
+# task's programmatic expert; or a .pt path (a teacher model)
 SELF_TEACHERS = ("self", "ema", "frozen")  # the student's weights at step 0: the SFT evaluation is theirs
 
 

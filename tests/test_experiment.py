@@ -61,7 +61,7 @@ def test_the_sweep_scores_evaluations_after_step_0_and_a_tie_goes_to_the_smaller
     assert main[0]["config"]["rl_lr"] == 1e-4 and main[0]["config"]["eval_split"] == "test"
 
 
-def test_the_long_sweep_continues_the_chosen_rate_and_its_neighbours_and_picks_the_long_rate(tmp_path):
+def test_the_long_sweep_continues_the_chosen_rate_and_its_neighbours_till_the_best_has_both(tmp_path):
     scores = (("3e-05", 0.5), ("0.0001", 0.75), ("0.001", 0.25), ("0.003", 0.0))
     sweep = [row("grpo", 1, t, v, "sweep", lr) for lr, v in scores for t in (0, 2)]
     cfg = ex.Config(task="t", arms="grpo", rates="1e-4,1e-3,3e-3", seeds="1,2", rl_steps=2, long_steps=4)
@@ -75,10 +75,17 @@ def test_the_long_sweep_continues_the_chosen_rate_and_its_neighbours_and_picks_t
             "val",
         )
     assert not [j for j in ex.plan(cfg, sweep) if j["phase"] == "long"]  # not before the long sweep is in
-    scores = (("3e-05", 0.5), ("0.0001", 0.5), ("0.001", 0.625))
+    scores = (("3e-05", 0.5), ("0.0001", 0.5), ("0.001", 0.625))  # the long best at the window's edge:
     long_sweep = [row("grpo", 1, t, v, "long_sweep", lr) for lr, v in scores for t in (0, 4)]
+    jobs = ex.plan(cfg, sweep + long_sweep)  # its other neighbour goes on too, before any long run
+    assert [j["lr"] for j in jobs if j["phase"] == "long_sweep"] == ["3e-05", "0.0001", "0.001", "0.003"]
+    assert not [j for j in jobs if j["phase"] == "long"]
+    long_sweep += [row("grpo", 1, t, 0.5, "long_sweep", "0.003") for t in (0, 4)]
     long = [(j["lr"], j["seed"]) for j in ex.plan(cfg, sweep + long_sweep) if j["phase"] == "long"]
     assert long == [("0.001", "1"), ("0.001", "2")]
+    won = long_sweep[:-1] + [long_sweep[-1] | {"avg@8": 0.75}]  # had 3e-3 won (the grid's end): at it
+    long = [(j["lr"], j["seed"]) for j in ex.plan(cfg, sweep + won) if j["phase"] == "long"]
+    assert long == [("0.003", "1"), ("0.003", "2")]
     runs = (("main", "0.0001", 0.25), ("long", "0.0001", 0.375), ("long", "0.001", 0.75))
     done = [
         row("grpo", s, t, v, p, lr, **{"pass@1": v, "pass@8": v})
