@@ -307,18 +307,14 @@ def _check_distil(teacher_logits, teacher_tokens, topk, sequence_level, future_c
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if (teacher_logits is None) == (teacher_tokens is None):
         raise ValueError(
-            "give exactly one of teacher_logits (full/top-k teacher) or teacher_tokens "
-            "(samples from a black-box teacher)"
+            "give exactly one of teacher_logits (a full teacher) or teacher_tokens (its samples)"
         )
     if future_cost not in FUTURE_COSTS:
         raise ValueError(f"future_cost must be one of {FUTURE_COSTS}, got {future_cost!r}")
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     if teacher_tokens is not None and (topk is not None or (sequence_level and future_cost == "kl")):
-        raise ValueError(
-            "teacher_tokens (samples only) support the forward cross-entropy estimator: "
-            "topk and future_cost='kl' need teacher_logits"
-        )
+        raise ValueError("topk and future_cost='kl' need teacher_logits (teacher_tokens support H× alone)")
 
 
 def distil_loss(

@@ -255,10 +255,18 @@ def append_rows(path, rows):
 
 
 def finish(cfg, path, job, rows):
-    """Record a finished run once (a start retrained for its checkpoint adds no rows); --commit: git."""
+    """Record a finished run once; --commit: git. A start retrained for its checkpoint adds no rows, and
+    must evaluate as its rows do: CPUs whose float kernels differ train another start from one seed."""
     if rows is None:
         raise SystemExit("stopped: the runs saved their checkpoints; the same command resumes them")
-    if key(job) in {key(r) for r in read_csv(path)}:
+    if old := [r for r in read_csv(path) if key(r) == key(job)]:
+        if job["phase"] == "start" and any(rows[0][k] != old[0][k] for k in METRICS):
+            sft = os.path.join(job["config"]["out_dir"], "sft.pt")
+            os.replace(sft, sft + ".differs")  # so that no later invocation starts a run from it
+            raise SystemExit(
+                f"error: the {job['arm']} start retrained here is not the CSV's (avg@8 {rows[0]['avg@8']:.4f}"
+                f" vs {old[0]['avg@8']:.4f}): kept as {sft}.differs; run where its starts are"
+            )
         return
     append_rows(path, rows)
     message = f"{job['task']} {job['phase']} {job['arm']} lr{job['lr'] or '-'} s{job['seed']}: finished"

@@ -151,10 +151,7 @@ def check_config(cfg):
         return "--teacher oracle needs the byte tokenizer: its characters are tokens only there"
     world = int(os.environ.get("WORLD_SIZE", 1))  # torchrun's ranks share the batches
     if cfg.states != "all" and METHODS[cfg.method] not in ("logprobs", "samples"):
-        return (
-            f"--states {cfg.states} needs a method that reads the teacher at the student's states "
-            f"(for --method {cfg.method} add --states all)"
-        )
+        return f"--method {cfg.method} reads no teacher at the student's states: use --states all"
     if cfg.group < 2:
         return "--group must be >= 2 (the other rollouts of a prompt are its baseline)"
     if cfg.eval_split == "val" and cfg.val_n < 1:

@@ -247,6 +247,24 @@ def test_a_rerun_skips_finished_runs_and_retrains_only_the_sft_a_pending_run_nee
     assert [os.path.basename(d) for _, d in calls] == ["student", "teacher", "distil@model_lr0.001_s1"]
     assert len(ex.read_csv(path)) == csv_text.count("\n") - 1
     assert open(os.path.join(cfg.results, "experiment.md")).read() == md
+    # a machine that retrains another start (its evaluation differs from the CSV's): no run starts from it
+    calls.clear()
+    drop(path, phase="main", arm="grpo", seed="1")
+    shutil.rmtree(cfg.out)
+    same = fake_run(calls)
+
+    def another_start(c):
+        out = same(c)
+        return out | {"eval": out["eval"] | {"avg@8": 0.126}} if c.stage == "sft" else out
+
+    monkeypatch.setattr(tg, "run", another_start)
+    with pytest.raises(
+        SystemExit, match=r"^error: the student start retrained here is not the CSV.s .*0\.1260 vs 0\.1250"
+    ):
+        ex.main(cfg)
+    assert [stage for stage, _ in calls] == ["sft"] and "grpo_lr0.001_s1" not in str(calls)
+    student = os.path.join(cfg.out, "mult_digits_a_2_digits_b_1", "student")
+    assert sorted(os.listdir(student)) == ["log.txt", "sft.pt.differs"]
 
 
 def test_report_only_regenerates_the_report_byte_for_byte_from_the_csv_alone(tmp_path, monkeypatch):
