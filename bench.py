@@ -110,10 +110,8 @@ def bench_rl_step(cfg, rt, start, source):
         steps = [tg.rl_step(c, rt, student, student, opt, teacher, train, 0, "none") for _ in range(3)]
         times[col] = {k: min(t[k] for _, t in steps) for k in steps[0][1]}
         ctx_len[col] = sum(map(len, teacher.contexts(train[:64]))) / 64
-    header = (
-        f"one RL step, ms ({source}; {cfg.prompts} prompts x {cfg.group} rollouts of "
-        f"{steps[0][0]['len']:.1f} tokens; every row has a teacher context)"  # grpo's rollouts
-    )
+    length = steps[0][0]["len"]  # of grpo's rollouts
+    header = f"one RL step, ms ({source}; {cfg.prompts} x {cfg.group} rollouts of {length:.1f} tokens)"
     contexts = [f"distil, --context {c} ({ctx_len[c]:.0f}-token contexts)" for c in list(times)[:3]]
     print(f"\n| {header} | " + " | ".join(contexts) + " | grpo |\n" + "| --- " * (len(times) + 1) + "|")
     total = {c: sum(t.values()) for c, t in times.items()}

@@ -31,7 +31,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     constant after warmup); the same rule picks the long rate, and its grid neighbours go on too until the
     long best has both (or the grid's end; added after the first long sweep, where three arms' best lay at
     its edge, before those runs). Every arm's rule; run for grpo, distil, distil_token, offline @model
-    (--arms): until theirs runs, the others' long runs stand at 300-step rates.
+    (--arms): until theirs runs, the others' long runs stand at 300-step rates. The widening waits for a
+    machine that retrains the starts to the CSV's bits (finish(); on another start: results/findings.md).
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
@@ -227,6 +228,7 @@ def curve(rows):
 def execute(job):
     """One run (its console in <out_dir>/log.txt): its CSV rows, or None if Ctrl-C stopped it."""
     tcfg = tg.Config(**job["config"])
+    torch.set_num_threads(1)  # whatever --jobs: the thread count changes a run's bits (results/findings.md)
     os.makedirs(tcfg.out_dir, exist_ok=True)
     print(f"{time.strftime('%H:%M:%S')} running {tcfg.out_dir} (its log: log.txt there)", flush=True)
     with open(os.path.join(tcfg.out_dir, "log.txt"), "a") as log, contextlib.redirect_stdout(log):
@@ -284,7 +286,7 @@ def run_all(cfg, path, jobs):
         return
     # never more runs submitted than run: after Ctrl-C the running ones save and stop, and none starts
     todo, running = list(jobs), {}
-    with cf.ProcessPoolExecutor(cfg.jobs, mp.get_context("spawn"), torch.set_num_threads, (1,)) as ex:
+    with cf.ProcessPoolExecutor(cfg.jobs, mp.get_context("spawn")) as ex:
         while todo or running:
             while todo and len(running) < cfg.jobs:
                 j = todo.pop(0)

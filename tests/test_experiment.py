@@ -159,6 +159,19 @@ def test_training_seconds_are_the_cumulative_time_fields_of_the_steps_before_eac
 # Runs: the CSV, resume, the report (train_gpt.run replaced by a fake that counts its calls)
 
 
+def test_every_run_has_one_thread_whatever_jobs_since_the_thread_count_changes_its_bits(
+    tmp_path, monkeypatch
+):
+    threads = []
+    monkeypatch.setattr(tg, "run", lambda c: threads.append(torch.get_num_threads()) or fake_run([])(c))
+    torch.set_num_threads(2)
+    try:
+        ex.execute(ex.job(small(tmp_path), "start", "student"))  # --jobs 1: in this process
+    finally:
+        torch.set_num_threads(1)
+    assert threads == [1]
+
+
 def test_a_runs_rows_are_appended_atomically_and_read_back_as_numbers(tmp_path, monkeypatch):
     path = str(tmp_path / "results" / "experiment.csv")
     ex.append_rows(path, [row("grpo", 1, 0, 0.25, len=NAN)])
