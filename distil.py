@@ -194,7 +194,7 @@ def _check(
     if rewards is not None and rewards.shape != (B,):
         raise ValueError(f"rewards must be (B,) = ({B},), got {tuple(rewards.shape)}")
     if group_size < 1 or B % group_size != 0:
-        raise ValueError(f"group_size={group_size} must be >= 1 and divide B={B} (one prompt's in a row)")
+        raise ValueError(f"group_size={group_size} must be >= 1, divide B={B} (rollouts grouped by prompt)")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return on

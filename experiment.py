@@ -193,7 +193,7 @@ def plan(cfg, rows):
         swept, lr = sorted(scores[a]), choose_rate(scores[a])
         jobs += [job(cfg, "main", a, lr, s) for s in seeds]
         # the long sweep: lr and its grid neighbours, then the long best's neighbours, till all are in
-        near, window = [], lambda lr: swept[max(0, swept.index(lr) - 1) : swept.index(lr) + 2]
+        near, window = [], lambda r: swept[max(0, swept.index(r) - 1) : swept.index(r) + 2]
         while cfg.long_steps and not set(window(lr)) <= set(near):
             near = sorted(set(near) | set(window(lr)))
             if any(key(job(cfg, "long_sweep", a, r)) not in done for r in near):
