@@ -36,7 +36,7 @@ REDUCTIONS = ("sum", "token_mean", "none")
 FUTURE_COSTS = ("ce", "kl")
 BASELINES = ("none", "loo")
 # uniform mass an expert with zeros in its distribution (a task's oracle) is mixed with, (1 − ε) p + ε/V:
-# reverse KL to it stays finite, forward CE moves by ≤ ε log V, a token it rules out costs log(V/ε)
+# reverse KL to it stays finite, H× gains ε·(H×(u, π_θ) − H×(p, π_θ)), a token it rules out costs log(V/ε)
 ORACLE_EPS = 1e-3
 # how the end of a response is priced (end_price); the first is the default
 STOP_RULES = ("horizon", "surprise", "literal")
@@ -163,9 +163,7 @@ def _check(
         raise ValueError(f"student_logits must be (B, T, V), got shape {tuple(logits.shape)}")
     B, T, V = logits.shape
     if mask.shape != (B, T):
-        raise ValueError(
-            f"mask must be (B, T) = {(B, T)} like student_logits[..., 0], got {tuple(mask.shape)}"
-        )
+        raise ValueError(f"mask must be (B, T) = {(B, T)} like the logits, got {tuple(mask.shape)}")
     if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
         raise ValueError("mask must hold only 0 and 1 (1 on response tokens)")
     on = mask.bool()
@@ -286,16 +284,16 @@ def last_position(on):
     return on & ~F.pad(on[:, 1:], (0, 1), value=False)
 
 
-def end_price(teacher_logits, teacher_tokens, tokens, on, w, stop, horizon, price_exit, exit_surprise):
+def end_price(teacher_logits, teacher_tokens, tokens, on, w, stop, horizon, price_exit, at_exit, ends_out):
     """The price of the end (theory_checks T7) and of the exit from S (T8), (B, T): an action cost at
     the last position on S, e (the end, or the exit), that joins the cost-to-go of every t ≤ e.
     "horizon": (H − e + 1)·σ_e, the end and each of the H − e positions it skips; "surprise": σ_e;
-    σ_e = the teacher's surprise at y_e, or at an exit exit_surprise (the expert's, if given)."""
+    σ_e = the teacher's surprise at y_e, or at an exit at_exit (the expert's surprise, if given)."""
     ended = w if price_exit else on  # the positions up to the priced end (e = their number)
     sigma = surprise_at(teacher_logits, teacher_tokens, tokens, last_position(ended) & w)
-    if price_exit and exit_surprise is not None:  # the exits (the last state on S is not the end)
-        exits = last_position(w) & ~last_position(on)
-        sigma = torch.where(exits, torch.as_tensor(exit_surprise, dtype=sigma.dtype), sigma)
+    if price_exit and at_exit is not None:  # the exits: S left before the end, or by an end ruled out
+        exits = last_position(w) & (~last_position(on) | ends_out.view(-1, 1))
+        sigma = torch.where(exits, torch.as_tensor(at_exit, dtype=sigma.dtype), sigma)
     if stop == "horizon":
         sigma = sigma * (horizon - ended.sum(-1, keepdim=True) + 1)
     return sigma
@@ -306,9 +304,7 @@ def _check_distil(teacher_logits, teacher_tokens, topk, sequence_level, future_c
     if stop not in STOP_RULES:
         raise ValueError(f"stop must be one of {STOP_RULES}, got {stop!r}")
     if (teacher_logits is None) == (teacher_tokens is None):
-        raise ValueError(
-            "give exactly one of teacher_logits (a full teacher) or teacher_tokens (its samples)"
-        )
+        raise ValueError("give exactly one of teacher_logits (a teacher) or teacher_tokens (its samples)")
     if future_cost not in FUTURE_COSTS:
         raise ValueError(f"future_cost must be one of {FUTURE_COSTS}, got {future_cost!r}")
     if baseline not in BASELINES:
@@ -335,6 +331,7 @@ def distil_loss(
     states=None,
     price_exit=True,
     exit_surprise=None,
+    ends_out=None,
 ):
     """DistIL surrogate loss on a batch of the student's own rollouts: value the estimate of L,
     gradient an unbiased estimate of ∇L (full and sampled estimators, reduction "sum").
@@ -348,11 +345,12 @@ def distil_loss(
     future_cost     "ce": C = H× (the paper's); "kl": the future credit sums KL(π_T‖π_θ) instead.
     baseline        "none" or "loo" (leave_one_out over consecutive groups of group_size rollouts).
     topk, tail      H× over the teacher's top-k tokens (+ a tail bucket): biased, coarse-grained.
-    stop, horizon   the end's price (end_price; T7): "horizon" (H = horizon, None: the longest
-                    response), "surprise", or "literal" (the paper's sum: an end costs 0).
+    stop, horizon   the end's price (end_price; T7): "horizon" (H = horizon; None: the batch's
+                    longest, biased), "surprise", or "literal" (the paper's sum: an end costs 0).
     states          (B, T) bool, S = the states whose cost counts, decided by y_<t and left for good
                     (the expert's support; T8); None: all. Leaving S is an end, priced unless
-                    price_exit=False, at exit_surprise if given (the expert's surprise).
+                    price_exit=False, at exit_surprise if given (the expert's surprise), as is an end
+                    in ends_out, (B,) bool: the rows whose end the expert rules out (it leaves S too).
     Reductions: "sum" over positions, mean over rollouts; "token_mean" (SDPO/TRL); "none" (B,)."""
     _check_distil(teacher_logits, teacher_tokens, topk, sequence_level, future_cost, baseline, stop)
     if baseline == "loo" and group_size < 2:
@@ -364,6 +362,9 @@ def distil_loss(
     if states is not None and states.shape != on.shape:
         raise ValueError(f"states must be (B, T) = {tuple(on.shape)} like mask, got {tuple(states.shape)}")
     w = on if states is None else on & states.bool()  # where a cost counts: 1[s_t ∈ S]
+    ends_out = (
+        torch.zeros(len(on), dtype=torch.bool, device=on.device) if ends_out is None else ends_out.bool()
+    )
     if price_exit and (w & (on & ~w).cumsum(-1).bool()).any():
         raise ValueError(
             "states must leave S for good (once a response position is off S, every later one "
@@ -378,8 +379,9 @@ def distil_loss(
         return _reduce(cost, on, reduction)
     to_go = later_sum((cost if kl is None else kl * w).detach())  # Σ_{t'>t} C_t'
     if stop != "literal":
+        H = horizon or longest
         price = end_price(
-            teacher_logits, teacher_tokens, tokens, on, w, stop, horizon or longest, price_exit, exit_surprise
+            teacher_logits, teacher_tokens, tokens, on, w, stop, H, price_exit, exit_surprise, ends_out
         )
         to_go, cost = to_go + reverse_cumsum(price), cost + price
     if baseline == "loo":

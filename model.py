@@ -194,15 +194,11 @@ def model_from(ck, path, vocab_size, preset=None):
     naming the mismatch if the vocabulary (or, with `preset`, the shape) is not what this run expects."""
     args = ck["model_args"]
     if args["vocab_size"] != vocab_size:
-        raise SystemExit(
-            f"error: {path} has vocab_size {args['vocab_size']}, but the tokenizer has "
-            f"{vocab_size} tokens (a checkpoint from another tokenizer)"
-        )
+        raise SystemExit(f"error: {path} has vocab_size {args['vocab_size']}; the tokenizer: {vocab_size}")
     shape = (args["n_layer"], args["n_head"], args["n_embd"])
     if preset is not None and shape != PRESETS[preset]:
         raise SystemExit(
-            f"error: {path} has (n_layer, n_head, n_embd) = {shape}, but --preset {preset} "
-            f"is {PRESETS[preset]}; pass the matching --preset"
+            f"error: {path} is (n_layer, n_head, n_embd) {shape}; --preset {preset}: {PRESETS[preset]}"
         )
     model = GPT(GPTConfig(**args))
     model.load_state_dict(ck["model"])

@@ -23,7 +23,7 @@ Run (CPU first; every Config field is a flag):
     python train_gpt.py      # SFT -> eval -> DistIL from the SFT model reading the feedback, on the support
     python train_gpt.py --stage rl --method grpo --states all   # GRPO from the same out/sft.pt
     torchrun --standalone --nproc_per_node=8 train_gpt.py --preset gpt2 --task listprog ...
-Output: one line per step; out/{sft,rl_<method>}.{pt,jsonl}. Speed: bench.py. Comparisons: experiment.py.
+Output: a line per RL step (SFT: per 25); out/{sft,rl_<method>}.{pt,jsonl}. See: bench.py, experiment.py.
 """
 
 import argparse
@@ -154,6 +154,8 @@ def check_config(cfg):
         return f"--method {cfg.method} reads no teacher at the student's states: use --states all"
     if cfg.group < 2:
         return "--group must be >= 2 (the other rollouts of a prompt are its baseline)"
+    if 0 < cfg.rl_n < cfg.prompts:
+        return f"--rl_n {cfg.rl_n} must be 0 or >= --prompts {cfg.prompts} (a step's distinct prompts)"
     if cfg.eval_split == "val" and cfg.val_n < 1:
         return "--eval_split val needs --val_n >= 1 (the held-out training problems)"
     if cfg.sft_batch % world or cfg.prompts % world:
@@ -212,7 +214,7 @@ class Rollouts:
     feedback: list = None  # (B) the verifier's feedback
 
 
-def generate(model, cfg, rt, ids, max_new, temperature, gen):
+def generate(model, rt, ids, max_new, temperature, gen):
     """(resp, mask) of responses to the token contexts `ids`: KV-cached, SAMPLE_BATCH rows a call."""
     with rt.amp:
         return generate_responses(model, ids, max_new, rt.eot, temperature, None, gen, SAMPLE_BATCH)
@@ -222,7 +224,7 @@ def sample_rollouts(model, cfg, rt, prompts, group, temperature, gen):
     """`group` rollouts of each prompt from the student context."""
     rows = [p for p in prompts for _ in range(group)]
     ctx = [encode(rt.enc, tasks.student_context(p)) for p in rows]
-    resp, mask = generate(model, cfg, rt, ctx, rt.task.max_response_chars + 1, temperature, gen)
+    resp, mask = generate(model, rt, ctx, rt.task.max_response_chars + 1, temperature, gen)
     return Rollouts(rows, ctx, resp, mask)
 
 
@@ -293,7 +295,7 @@ class ModelTeacher(Teacher):
         if rows:
             ids = [encode(self.rt.enc, ctx[i] + prefixes[i]) for i in rows]
             max_new = max(1, self.rt.task.max_response_chars + 1 - min(len(prefixes[i]) for i in rows))
-            resp, mask = generate(self.model, self.cfg, self.rt, ids, max_new, TEMPERATURE, gen)
+            resp, mask = generate(self.model, self.rt, ids, max_new, TEMPERATURE, gen)
             for i, text in zip(rows, decode_responses(self.rt.enc, resp, mask)):
                 out[i] = prefixes[i] + text
         return out
@@ -322,13 +324,15 @@ def oracle_text(enc, resp, mask):
 
 def on_support(task, enc, problems, resp, mask):
     """mask through each rollout's first token the oracle rules out: 1[s_t ∈ S], the states on the
-    expert's support (the first mistake's state is on S, and its label is the correction)."""
-    keep = mask.clone()
+    expert's support (the first mistake's state is on S, and its label is the correction); and (B,)
+    bool, the rollouts whose end is that token (ending there leaves S: distil_loss's ends_out)."""
+    keep, ends_out = mask.clone(), torch.zeros(len(problems), dtype=torch.bool, device=mask.device)
     for b, p in enumerate(problems):
         text, owner = oracle_text(enc, resp[b], mask[b])
         i = tasks.first_off_support(task, p, text)  # the first character off S; None: all on S
         keep[b, resp.shape[1] if i is None else owner[i] + 1 :] = False
-    return keep
+        ends_out[b] = i == len(text) and resp[b, owner[i]] == enc.eot_token  # not a cut at the budget
+    return keep, ends_out
 
 
 class OracleTeacher(Teacher):
@@ -339,7 +343,7 @@ class OracleTeacher(Teacher):
         return [tasks.student_context(p) for p in problems]
 
     def logprobs(self, problems, ctx, resp, mask):
-        """log((1 − ε) p + ε/V): forward CE changes by ≤ ε log V, reverse KL / JSD stay finite."""
+        """log((1 − ε) p + ε/V): H× gains ε·(H×(u, π_θ) − H×(p, π_θ)); reverse KL and JSD stay finite."""
         enc = self.rt.enc
         V, out = enc.n_vocab, torch.zeros(*resp.shape, enc.n_vocab)
         for b in (b for b, c in enumerate(ctx) if c is not None):
@@ -397,19 +401,15 @@ TEACHER_KEYS = ("t_rew", "lift", "t_adv", "t_adv_se", "t_adv_n")  # the teacher'
 SE = f"avg@{SAMPLES}_se"  # avg@n's sampling standard error with the problems fixed: the noise of a change
 
 
-def student_keys(cfg):
+def student_keys():
     """The student's held-out metrics: greedy pass@1, unbiased pass@k, avg@n and maj@n of n samples."""
     return ["pass@1", f"pass@{SAMPLES}", f"avg@{SAMPLES}", f"maj@{SAMPLES}", SE]
-
-
-def eval_keys(cfg):
-    return student_keys(cfg) + list(TEACHER_KEYS)
 
 
 @torch.no_grad()
 def evaluate(model, teacher, cfg, rt, problems):
     """Held-out metrics, sharded over ranks and summed. Every evaluation draws the same random
-    numbers (seeded by seed and rank only): differences between checkpoints are not sampling noise.
+    numbers (seeded by seed and rank only): differences between checkpoints carry less sampling noise.
     Per problem, its first sample with a teacher context (the rollouts DistIL trains on) measures the
     teacher: t_rew, its success answering from that context (nan if no problem has one), and t_adv, its
     advantage at the student's states (teacher_advantage) with its standard error and n of cuts. A
@@ -434,7 +434,7 @@ def evaluate(model, teacher, cfg, rt, problems):
     s["t_rew"] = sum(t_rewards)
     s["t_rows"] = len(t_rewards)
     s = runs.reduce_sums(rt, s | teacher_advantage(model, teacher, cfg, rt, ro, ctx, rows))
-    out = {key: s[key] / max(s["problems"], 1) for key in student_keys(cfg)}
+    out = {key: s[key] / max(s["problems"], 1) for key in student_keys()}
     out[SE] = math.sqrt(s[SE]) / max(s["problems"], 1)
     out["t_rew"] = s["t_rew"] / s["t_rows"] if s["t_rows"] else math.nan
     out["lift"] = out["t_rew"] - out[f"avg@{n}"]
@@ -462,7 +462,7 @@ def teacher_advantage(model, teacher, cfg, rt, ro, ctx, rows):
     the sums {cuts, d: Σd, d2: Σd²} of d = the teacher's success rate − the student's, one d per cut."""
     M, seed, mask = ADV_SAMPLES, runs.seed_of(cfg.seed, "adv", 0, rt.rank), ro.mask[rows]
     probs = [ro.problems[i] for i in rows for _ in range(M)]
-    costed = mask if cfg.states == "all" else on_support(rt.task, rt.enc, probs[::M], ro.resp[rows], mask)
+    costed = mask if cfg.states == "all" else on_support(rt.task, rt.enc, probs[::M], ro.resp[rows], mask)[0]
     rng, rates = random.Random(seed), []
     cuts = [rng.randrange(int(n)) for n in costed.sum(1)]
     prefixes = [rt.enc.decode(ro.resp[i, :c].tolist()) for i, c in zip(rows, cuts) for _ in range(M)]
@@ -585,11 +585,11 @@ def teacher_signal(cfg, rt, teacher, ro, gen):
     return sig
 
 
-def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, costed):
+def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, costed, ends_out):
     """The method's loss from distil.py, the one place a method is defined: `mask` every response token
     (the leave-one-out baseline needs the rollouts without a teacher too), `costed` the states where the
-    teacher's costs count (the taught tokens, or those on the expert's support, whose exit is priced at
-    the ε-smoothed oracle's surprise at a token it rules out, log(V/ε))."""
+    teacher's costs count (the taught tokens, or those on the expert's support, whose exit, an end in
+    ends_out too, is priced at the ε-smoothed oracle's surprise at a token it rules out, log(V/ε))."""
     m, G = cfg.method, cfg.group
     if m == "grpo":
         return distil.grpo_loss(logits, tokens, mask, rewards, G)
@@ -615,6 +615,7 @@ def method_loss(cfg, logits, tokens, mask, rewards, sig, horizon, costed):
         horizon=horizon,
         states=costed,
         exit_surprise=math.log(logits.shape[-1] / distil.ORACLE_EPS),
+        ends_out=ends_out,
     )
 
 
@@ -633,7 +634,8 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     lap("teacher")
     tokens, mask = (sig["resp"], sig["mask"]) if "resp" in sig else (ro.resp, ro.mask)
     taught = mask & sig["has"][:, None]  # the tokens of the rollouts with a teacher context
-    costed = taught if cfg.states == "all" else on_support(rt.task, rt.enc, ro.problems, tokens, taught)
+    S = cfg.states == "support"  # costs and the exit's price on the expert's support, else every taught token
+    costed, ends_out = on_support(rt.task, rt.enc, ro.problems, tokens, taught) if S else (taught, None)
     opt.zero_grad(set_to_none=True)
     with rt.amp:
         logits = response_logits(model, ro.ctx, tokens, rt.eot)
@@ -641,7 +643,7 @@ def rl_step(cfg, rt, model, raw, opt, teacher, train, step, ckpt):
     # gradient of exactly zero (distil.forward_ce), not a rounding bias that AdamW would amplify
     logits = distil.log_probs(logits)
     horizon = rt.task.max_response_chars + 1  # the sampler's budget: every position a response may have
-    loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, horizon, costed)
+    loss = method_loss(cfg, logits, tokens, mask, ro.rewards, sig, horizon, costed, ends_out)
     loss.backward()
     metrics = step_metrics(rt, ro, sig, loss, logits, mask, costed)
     runs.check_finite(metrics["loss"], "rl", step, ckpt)
@@ -735,12 +737,12 @@ def train_rl(cfg, rt, eval0=None):
         a, b = next(r for r in stage.rows if "pass@1" in r), stage.rows[-1]
         rt.log(
             f"held-out ({len(test)} {cfg.eval_split} problems), step {a['step']} -> {cfg.rl_steps}: "
-            + " | ".join(f"{k} {a[k]:.3f} -> {b[k]:.3f}" for k in student_keys(cfg))
+            + " | ".join(f"{k} {a[k]:.3f} -> {b[k]:.3f}" for k in student_keys())
         )
         rt.log(gain_line(a[f"avg@{SAMPLES}"], b[f"avg@{SAMPLES}"], a[SE], init))
         rt.log(f"saved {stage.ckpt}, {stage.log_path}")
     last = next((r for r in reversed(stage.rows) if "pass@1" in r), None)
-    evaluation = last and {k: last[k] for k in eval_keys(cfg)}
+    evaluation = last and {k: last[k] for k in student_keys() + list(TEACHER_KEYS)}
     return {"rows": stage.rows, "model": raw, "interrupted": interrupted, "eval": evaluation}
 
 

@@ -80,6 +80,7 @@ def exact_objective(
     states=None,
     price_exit=True,
     exit_surprise=None,
+    ends_out=None,
 ):
     """Σ_y π(y) (Σ_t C_t(y) + σ(y)), written out independently of distil.py. through_states=False stops
     the gradient through the rollout probabilities (the token-level / local objective). σ(y): 0
@@ -88,7 +89,8 @@ def exact_objective(
     surprise's series cut at one term, 1 − q(y_e) ("series1…": what one teacher sample per position
     estimates). states (N, D): 1 where a state's cost counts, a prefix of each response; e is the last
     state on S (the exit, priced as an end) or, with price_exit=False, the last state if it is on S;
-    exit_surprise: the surprise at an exit (e before the last response position) instead of −log q(y_e)."""
+    exit_surprise: the surprise at an exit (e before the last response position, or a row of ends_out:
+    an end the expert rules out) instead of −log q(y_e)."""
     p_t = torch.softmax(teacher, -1)[sid]
     logq = torch.log_softmax(theta, -1)[sid]
     ce = -(p_t * logq).sum(-1)
@@ -101,7 +103,8 @@ def exact_objective(
     e = (on_s if price_exit else mask).sum(-1).long() - 1  # the priced end's position
     q_e = p_t[rows, e].gather(-1, tokens[rows, e, None]).squeeze(-1)
     if exit_surprise is not None:
-        q_e = torch.where(e < mask.sum(-1).long() - 1, math.exp(-exit_surprise), q_e)
+        out = torch.zeros(len(tokens), dtype=torch.bool) if ends_out is None else ends_out
+        q_e = torch.where((e < mask.sum(-1).long() - 1) | out, math.exp(-exit_surprise), q_e)
     sigma = {
         "literal": 0.0,
         "surprise": -q_e.log(),
@@ -338,8 +341,9 @@ def test_a_free_exit_from_the_states_is_the_ablation_and_stays_exact(stop):
     on_s = without_token_1(mask)
     s_logits, t_logits = student_teacher_logits(theta, teacher, sid)
     prob = seq_logprob(theta, tokens, mask, sid).exp().detach()
-    grads = {}
-    for priced, at_exit in ((True, None), (False, None), ("expert", 3.0)):
+    grads, early_ends = {}, torch.tensor([len(y) < D and y[-1] == EOS for y in SEQS])  # ruled out: exits
+    for priced, at_exit in ((True, None), (False, None), ("expert", 3.0), ("expert_ends", 3.0)):
+        out = early_ends if priced == "expert_ends" else None
         per = distil.distil_loss(
             s_logits,
             tokens,
@@ -349,6 +353,7 @@ def test_a_free_exit_from_the_states_is_the_ablation_and_stays_exact(stop):
             states=on_s.bool(),
             price_exit=bool(priced),
             exit_surprise=at_exit,
+            ends_out=out,
             reduction="none",
         )
         L = exact_objective(
@@ -361,12 +366,14 @@ def test_a_free_exit_from_the_states_is_the_ablation_and_stays_exact(stop):
             states=on_s,
             price_exit=bool(priced),
             exit_surprise=at_exit,
+            ends_out=out,
         )
         assert torch.allclose((prob * per).sum(), L)
         grads[priced] = grad((prob * per).sum(), theta)
         assert torch.allclose(grads[priced], grad(L, theta), atol=1e-12)
     assert ((grads[True] - grads[False]).abs().max() > 1e-3) == (stop != "literal")
     assert ((grads[True] - grads["expert"]).abs().max() > 1e-3) == (stop != "literal")  # a fixed exit price
+    assert ((grads["expert"] - grads["expert_ends"]).abs().max() > 1e-3) == (stop != "literal")
 
 
 def test_the_exit_from_the_states_is_priced_like_an_end_where_it_happens():
@@ -390,6 +397,12 @@ def test_the_exit_from_the_states_is_priced_like_an_end_where_it_happens():
         s, tok, mask, teacher_logits=t, states=on_s, horizon=5, price_exit=False, reduction="none"
     )
     assert torch.allclose(free, per["literal"])  # it did not end on S: nothing priced
+    on_s = torch.ones(1, 3, dtype=torch.bool)  # S kept to the end, and that end ruled out: an exit
+    kw = {"teacher_logits": t, "states": on_s, "horizon": 5, "exit_surprise": 7.0, "reduction": "none"}
+    ended = distil.distil_loss(s, tok, mask, **kw)  # an end the expert allows: the teacher's surprise
+    out = distil.distil_loss(s, tok, mask, ends_out=torch.tensor([True]), **kw)
+    assert torch.allclose(ended, torch.tensor([3 * ce - 3 * math.log(0.8)]))  # (5 − 3 + 1)·(−log q(y_3))
+    assert torch.allclose(out, torch.tensor([3 * ce + 3 * 7.0]))  # the same end at the exit's price
 
 
 @pytest.mark.parametrize("pad", ("left", "right"))

@@ -287,11 +287,13 @@ def test_on_support_keeps_the_states_through_the_first_token_the_oracle_rules_ou
     bad = p.solution[:k] + str((int(p.solution[k]) + 1) % 10) + p.solution[k + 1 :]
     short = p.solution[:k]  # ends where the oracle rules the end out: the end-of-text token is the mistake
     texts = (p.solution, bad, short)
-    resp, mask = M.right_pad([tg.encode(ENC, t) + [tasks.EOT_ID] for t in texts], tasks.EOT_ID, "cpu")
-    keep = tg.on_support(task, ENC, [p] * 3, resp, mask)
+    ids = [tg.encode(ENC, t) + [tasks.EOT_ID] for t in texts] + [tg.encode(ENC, short)]  # + a cut, no end
+    resp, mask = M.right_pad(ids, tasks.EOT_ID, "cpu")
+    keep, ends_out = tg.on_support(task, ENC, [p] * 4, resp, mask)
     assert torch.equal(keep[0], mask[0])  # the reference stays on S to its end
     assert keep[1, : k + 1].all() and not keep[1, k + 1 :].any()  # the mistake's state is on S, no later
     assert torch.equal(keep[2], mask[2])  # through the end-of-text token, the first one ruled out
+    assert ends_out.tolist() == [False, False, True, False]  # that end leaves S; a cut at the budget not
 
 
 def test_teacher_completions_continue_the_students_prefix_from_the_teachers_context(monkeypatch):
@@ -639,6 +641,7 @@ def test_costs_on_the_oracles_support_train_and_differ_from_costs_everywhere(
         ("--prompts", "0", ">= 1"),
         ("--sft_teacher_frac", "2", "[0, 1]"),
         ("--states", "some", "support"),
+        ("--rl_n", "5", "--prompts"),
     ],
 )
 def test_cli_rejects_unknown_values_and_lists_the_accepted_ones(flag, value, accepted, capsys):
