@@ -33,6 +33,7 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     its edge, before those runs). Every arm's rule; run for grpo, distil, distil_token, offline @model
     (--arms): until theirs runs, the others' long runs stand at 300-step rates. The widening waits for a
     machine that retrains the starts to the CSV's bits (finish(); on another start: results/findings.md).
+    Arms on S (feedback, model_S, model_S_once) ran before 6ec0564: an end off S was priced as an end.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
