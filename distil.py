@@ -36,7 +36,7 @@ REDUCTIONS = ("sum", "token_mean", "none")
 FUTURE_COSTS = ("ce", "kl")
 BASELINES = ("none", "loo")
 # uniform mass an expert with zeros in its distribution (a task's oracle) is mixed with, (1 − ε) p + ε/V:
-# reverse KL to it stays finite, H× gains ε·(H×(u, π_θ) − H×(p, π_θ)), a token it rules out costs log(V/ε)
+# reverse KL stays finite, H× gains ε(H×(u, π) − H×(p, π)), a token it rules out costs log(V/ε)
 ORACLE_EPS = 1e-3
 # how the end of a response is priced (end_price); the first is the default
 STOP_RULES = ("horizon", "surprise", "literal")
@@ -362,9 +362,9 @@ def distil_loss(
     if states is not None and states.shape != on.shape:
         raise ValueError(f"states must be (B, T) = {tuple(on.shape)} like mask, got {tuple(states.shape)}")
     w = on if states is None else on & states.bool()  # where a cost counts: 1[s_t ∈ S]
-    ends_out = (
-        torch.zeros(len(on), dtype=torch.bool, device=on.device) if ends_out is None else ends_out.bool()
-    )
+    if ends_out is not None and tuple(ends_out.shape) != (len(on),):
+        raise ValueError(f"ends_out must be (B,) = ({len(on)},), got {tuple(ends_out.shape)}")
+    ends_out = torch.zeros_like(on[:, 0]) if ends_out is None else ends_out.bool()  # rows ending off S
     if price_exit and (w & (on & ~w).cumsum(-1).bool()).any():
         raise ValueError(
             "states must leave S for good (once a response position is off S, every later one "

@@ -343,7 +343,7 @@ class OracleTeacher(Teacher):
         return [tasks.student_context(p) for p in problems]
 
     def logprobs(self, problems, ctx, resp, mask):
-        """log((1 − ε) p + ε/V): H× gains ε·(H×(u, π_θ) − H×(p, π_θ)); reverse KL and JSD stay finite."""
+        """log((1 − ε) p + ε/V): H× gains ε(H×(u, π) − H×(p, π)); reverse KL, JSD stay finite."""
         enc = self.rt.enc
         V, out = enc.n_vocab, torch.zeros(*resp.shape, enc.n_vocab)
         for b in (b for b, c in enumerate(ctx) if c is not None):

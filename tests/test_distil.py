@@ -796,6 +796,7 @@ def bad_inputs():
             lambda: distil.distil_loss(s, tok, m, teacher_tokens=tok[..., None], future_cost="kl"),
         ),
         ("group_size=3 must be", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, group_size=3)),
+        ("ends_out must be", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, ends_out=m[0, :1])),
         ("needs group_size >= 2", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="loo")),
         ("baseline must be one of", lambda: distil.distil_loss(s, tok, m, teacher_logits=t, baseline="mean")),
         (
