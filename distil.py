@@ -84,8 +84,7 @@ def forward_ce(teacher_logits, student_logits):
 
 
 def forward_kl(teacher_logits, student_logits):
-    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T).
-    Gradient π_θ − π_T."""
+    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T). Gradient π_θ − π_T."""
     logp, logq = log_probs(teacher_logits), log_probs(student_logits)
     return _with_grad(_kl(logp, logq), logq.exp() - logp.exp(), student_logits)
 

@@ -489,9 +489,8 @@ def format_eval(m):
 
 
 def load_stage(cfg, rt, name, init, lr, weight_decay):
-    """(model, AdamW, start step, checkpoint) of the stage `name`: its own out_dir/<name>.pt with
-    --resume if there is one (then start > 0 and the checkpoint is returned), else `init` (None: a
-    fresh GPT)."""
+    """(model, AdamW, start step, checkpoint) of the stage `name`: its own out_dir/<name>.pt with --resume
+    if there is one (then start > 0 and the checkpoint is returned), else `init` (None: a fresh GPT)."""
     path = os.path.join(cfg.out_dir, name + ".pt")
     ck = runs.load_checkpoint(path) if cfg.resume and os.path.exists(path) else None
     source = ck or (runs.load_checkpoint(init, "initial checkpoint") if init else None)
