@@ -261,8 +261,8 @@ def append_rows(path, rows):
 
 
 def finish(cfg, path, job, rows):
-    """Record a finished run once; --commit: git. A start retrained for its checkpoint adds no rows, and
-    must evaluate as its rows do: CPUs whose float kernels differ train another start from one seed."""
+    """Record a finished run once (the CSV, then its report); --commit: git. A retrained start adds no rows
+    and must evaluate as its rows do: CPUs whose float kernels differ train another start from one seed."""
     if rows is None:
         raise SystemExit("stopped: the runs saved their checkpoints; the same command resumes them")
     if old := [r for r in read_csv(path) if key(r) == key(job)]:
@@ -277,7 +277,8 @@ def finish(cfg, path, job, rows):
     append_rows(path, rows)
     message = f"{job['task']} {job['phase']} {job['arm']} lr{job['lr'] or '-'} s{job['seed']}: finished"
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
-    git = [["git", "add", path], ["git", "commit", "-q", "-m", message, "--", path]]
+    paths = [path, *report(cfg, read_csv(path))]  # the report follows the CSV, committed with it
+    git = [["git", "add", *paths], ["git", "commit", "-q", "-m", message, "--", *paths]]
     if cfg.commit and any(subprocess.run(cmd, capture_output=True).returncode for cmd in git):
         print(f"git add/commit {path} failed; the CSV is saved", flush=True)
 
@@ -450,11 +451,10 @@ def plot(rows, path):
 
 
 def report(cfg, rows):
-    """Write results/experiment.md (every task in the CSV) and each task's figure."""
-    text = ["# The DistIL demonstration", "", INTRO, ""]
+    """Write results/experiment.md (every task in the CSV) and each task's figure; returns their paths."""
+    text, figures = ["# The DistIL demonstration", "", INTRO, ""], []
     for task in dict.fromkeys(r["task"] for r in rows):
-        # an arm's runs at the rate its sweep chooses now (a rate swept later can win); the long runs at
-        # its long sweep's, if it has one
+        # an arm's runs at the rate its sweep now chooses (a later rate can win), long ones at the long one's
         mine = [r for r in rows if r["task"] == task]
         rate = {
             (p, a): f"{choose_rate(s):g}" for p in ("main", "long") for a, s in sweep_scores(mine).items()
@@ -466,8 +466,11 @@ def report(cfg, rows):
         if any(r["phase"] in ("main", "long") for r in mine):
             os.makedirs(cfg.figures, exist_ok=True)
             plot([r for r in mine if r["phase"] in ("main", "long")], figure)
-    with open(os.path.join(cfg.results, "experiment.md"), "w") as f:
+            figures.append(figure)
+    os.makedirs(cfg.results, exist_ok=True)
+    with open(md := os.path.join(cfg.results, "experiment.md"), "w") as f:
         f.write("\n".join(text))
+    return [md, *figures]
 
 
 # -----------------------------------------------------------------------------
@@ -488,7 +491,6 @@ def main(cfg):
         sft = [j for p, j in sft.items() if key(j) not in done or (p in need and not os.path.exists(p))]
         run_all(cfg, path, sft)
         run_all(cfg, path, pending)
-    os.makedirs(cfg.results, exist_ok=True)
     report(cfg, read_csv(path))
 
 

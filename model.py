@@ -251,11 +251,10 @@ def sample(
 
 
 # -----------------------------------------------------------------------------
-# Batches. Sampling left-pads the contexts (rows decode in lockstep, writing the same cache slot).
-# Training forwards lay each row out as [context | response], right-padded: plain causal attention
-# needs no mask (the fast kernel), padding is never attended, and response_logits() gathers each
-# row's response positions, so student and teacher logits at [b, t] both predict resp[b, t]
-# whatever the two contexts' lengths.
+# Batches. Sampling left-pads the contexts (rows decode in lockstep, writing the same cache slot). Training
+# forwards lay each row out as [context | response], right-padded: plain causal attention needs no mask (the
+# fast kernel), padding is never attended, and response_logits() gathers each row's response positions, so
+# student and teacher logits at [b, t] both predict resp[b, t] whatever the two contexts' lengths.
 
 
 def right_pad(seqs, pad_id, device):

@@ -238,8 +238,7 @@ def score_rollouts(rt, ro):
 
 
 # -----------------------------------------------------------------------------
-# Teachers. A fork adds one as a subclass (logprobs and complete, more if it wants) and a line in
-# make_teacher().
+# Teachers. A fork adds one as a subclass (logprobs, complete, more if it wants) and a line in make_teacher().
 
 
 class Teacher:

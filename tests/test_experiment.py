@@ -297,6 +297,27 @@ def test_report_only_regenerates_the_report_byte_for_byte_from_the_csv_alone(tmp
     assert "| grpo | 0.001 | 3 | 0.500 ± 0.000 | 0.250 ± 0.000 | 0.500 ± 0.000 | 2 |" in text
 
 
+def test_every_finished_run_rewrites_the_report_from_the_csv_so_a_stopped_experiment_leaves_them_in_step(
+    tmp_path, monkeypatch
+):
+    cfg, calls, reports = small(tmp_path, long_steps=0), [], []
+    path, md = os.path.join(cfg.results, "experiment.csv"), os.path.join(cfg.results, "experiment.md")
+    run, again = (
+        fake_run(calls),
+        {"results": str(tmp_path / "a" / "results"), "figures": str(tmp_path / "a" / "figures")},
+    )
+
+    def checking_run(c):  # before each run: the report on disk is the CSV's, as report() writes it now
+        if os.path.exists(path):
+            ex.report(dataclasses.replace(cfg, **again), ex.read_csv(path))
+            reports.append(open(md).read() == open(os.path.join(again["results"], "experiment.md")).read())
+        return run(c)
+
+    monkeypatch.setattr(tg, "run", checking_run)
+    ex.main(cfg)
+    assert len(reports) == len(calls) - 1 and all(reports)
+
+
 # -----------------------------------------------------------------------------
 # The CLI, and one real run
 
