@@ -1,5 +1,6 @@
 """The README is a reading path that must not go stale: its Files table's line counts are the files'."""
 
+import glob
 import os
 import re
 
@@ -39,3 +40,18 @@ def test_the_demonstrations_tables_are_the_reports():
             assert float(lr) == float(lr_report), arm
             assert [c.strip() for c in cells] == [avg.strip(), pass1.strip(), pass8.strip()], arm
             assert step == (step_report.strip() or ("" if arm.endswith("@self") else "never")), arm
+
+
+def test_each_committed_report_is_what_experiment_py_makes_of_its_csv(tmp_path):
+    """Every results/**/experiment.md is report()'s output from the CSV beside it, so no table in it was
+    typed; its figure links (drawn again here to tmp_path, not compared) name files that exist."""
+    import experiment as ex
+
+    figure = re.compile(r"^!\[.*\]\((.*)\)$", re.M)
+    paths = glob.glob(os.path.join(ROOT, "results", "**", "experiment.csv"), recursive=True)
+    assert paths
+    for path in paths:
+        md = open(os.path.join(os.path.dirname(path), "experiment.md")).read()
+        ex.report(ex.Config(results=str(tmp_path), figures=str(tmp_path)), ex.read_csv(path))
+        assert figure.sub("", open(tmp_path / "experiment.md").read()) == figure.sub("", md), path
+        assert all(os.path.exists(os.path.join(os.path.dirname(path), f)) for f in figure.findall(md))
