@@ -84,7 +84,7 @@ def forward_ce(teacher_logits, student_logits):
 
 
 def forward_kl(teacher_logits, student_logits):
-    """KL(π_T ‖ π_θ) = Σ_a π_T(a) (log π_T(a) − log π_θ(a)) = H×(π_T, π_θ) − H(π_T). Gradient π_θ − π_T."""
+    """KL(π_T ‖ π_θ) = H×(π_T, π_θ) − H(π_T) (forward_ce's H×). Gradient π_θ − π_T."""
     logp, logq = log_probs(teacher_logits), log_probs(student_logits)
     return _with_grad(_kl(logp, logq), logq.exp() - logp.exp(), student_logits)
 
@@ -260,9 +260,9 @@ def per_position_cost(student_logits, teacher_logits, teacher_tokens, topk, tail
 
 
 def surprise_at(teacher_logits, teacher_tokens, tokens, at):
-    """σ = −log π_T(y_t | s_t) where `at` (B, T) is set (the end, or the exit from S), 0 elsewhere. From K
-    teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y_t], unbiased for Σ_{k≤K} (1−p)^k/k, the series
-    −log p = Σ_k (1−p)^k/k cut at K terms (at most H_K = Σ_{k≤K} 1/k nats: more samples, a firmer price)."""
+    """σ = −log π_T(y_t | s_t) where `at` (B, T) is set (the end, or the exit from S), 0 elsewhere. From
+    K teacher samples a_k: Σ_{k≤K} (1/k) Π_{j≤k} 1[a_j ≠ y_t], unbiased for the series −log p =
+    Σ_k (1−p)^k/k cut at K terms (≤ H_K = Σ_{k≤K} 1/k nats: more samples, a firmer price)."""
     if teacher_logits is not None:
         sigma = -token_logprobs(_clean(teacher_logits.detach(), at), tokens)
         if (at & ~torch.isfinite(sigma)).any():

@@ -1,4 +1,4 @@
-"""The README is a reading path that must not go stale: its Files table's line counts are the files'."""
+"""The README is a reading path that must not go stale: its line counts, tables and reports are the code's."""
 
 import glob
 import os
