@@ -302,10 +302,8 @@ def test_every_finished_run_rewrites_the_report_from_the_csv_so_a_stopped_experi
 ):
     cfg, calls, reports = small(tmp_path, long_steps=0), [], []
     path, md = os.path.join(cfg.results, "experiment.csv"), os.path.join(cfg.results, "experiment.md")
-    run, again = (
-        fake_run(calls),
-        {"results": str(tmp_path / "a" / "results"), "figures": str(tmp_path / "a" / "figures")},
-    )
+    run = fake_run(calls)
+    again = {"results": str(tmp_path / "a" / "results"), "figures": str(tmp_path / "a" / "figures")}
 
     def checking_run(c):  # before each run: the report on disk is the CSV's, as report() writes it now
         if os.path.exists(path):
