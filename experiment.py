@@ -24,8 +24,7 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     3e-5 (added after the sweeps, before its runs): an arm whose best rate was the grid's lowest, with a
     score above the start's (grpo on both tasks, distil@model_S), is swept at 3e-5 too (--rates 3e-5).
     model_S_once (added 2026-12-07 after the listprog probe of results/findings.md, before its runs): model_S
-    with the exit priced once (--stop surprise); distil alone, on listprog's grid and 3e-5 (swept at once,
-    not after the grid: the session's time; the rate rule is the same over the four).
+    with the exit priced once (--stop surprise); distil alone, its four rates (grid, 3e-5) swept at once.
     Long sweep (added 2026-12-07 before its runs; the long phase had reused the 300-step rates): the
     sweep runs at an arm's rate and its grid neighbours go on to long_steps (the same runs: the rate is
     constant after warmup); the same rule picks the long rate, and its grid neighbours go on too until the
@@ -36,7 +35,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     Arms on S (feedback, model_S, model_S_once) ran before 6ec0564: an end off S was priced as an end.
     Rerun with 6ec0564 (fixed 2026-12-07 before its runs) from starts retrained on another CPU: listprog's
     grid, --arms grpo,distil@feedback,distil@model_S --results results/listprog_start2; no 3e-5 (time). The
-    premise gated feedback out; distil_token@model_S added then, offline@model_S after main; before runs.
+    premise gated feedback out; then added, each before its runs: distil_token@model_S, offline@model_S
+    (after main), sdpo@model_S and opsd@model_S (2026-12-07, after the rest: item 5's last arms).
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
