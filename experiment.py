@@ -40,7 +40,7 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
-    offline@T; distil@T against distil_token@T. Curves of avg@8 against RL steps and training seconds
+    offline@T; distil@T against each other method toward T. Curves of avg@8 against RL steps and training seconds
     (the steps' sample, verify, teacher and update times; evaluations excluded).
 Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
 student's own context (the black-box expert); model_S, the same with its costs on the oracle's support;
@@ -357,7 +357,7 @@ def verdict(main):
     for t in (t for t in TEACHERS if f"distil@{t}" in by):
         # offline and distil_token read no stop rule: model_S's runs stand for model_S_once's
         base = next(u for u in TEACHERS if TEACHERS[u] | {"stop": ""} == TEACHERS[t] | {"stop": ""})
-        offline, token = f"offline@{base}", f"distil_token@{base}"
+        offline = f"offline@{base}"
         d, at = finals(by[f"distil@{t}"]), steps_to(seed_curve(by[f"distil@{t}"]), mean_std(grpo)[0])
         (diff, two_sd), off = gap(d, grpo), gap(d, finals(by.get(offline, [])))[0]
         fast = "no (never)" if at is None else f"{yes[at <= steps / 3]} (at step {at})"
@@ -366,10 +366,10 @@ def verdict(main):
             f" steps: {fast}; ends above GRPO: {yes[diff > 0]} ({diff:+.3f}; beyond 2σ_d {two_sd:.3f}: "
             f"{yes[diff > two_sd]}); above {offline}: {'n/a' if math.isnan(off) else yes[off > 0]}"
         )
-        if token in by:
-            diff, two_sd = gap(d, finals(by[token]))
-            best = "distil" if diff > two_sd else "distil_token" if -diff > two_sd else "neither beyond 2σ_d"
-            lines.append(f"distil@{t} vs {token}: {diff:+.3f} avg@8 (2σ_d {two_sd:.3f}): {best}")
+        for m in (m for m in ("distil_token", "offline", "sdpo", "opsd") if f"{m}@{base}" in by):
+            diff, two_sd = gap(d, finals(by[f"{m}@{base}"]))  # the local term, cloning, the divergences
+            best = "distil" if diff > two_sd else m if -diff > two_sd else "neither beyond 2σ_d"
+            lines.append(f"distil@{t} vs {m}@{base}: {diff:+.3f} avg@8 (2σ_d {two_sd:.3f}): {best}")
     return lines
 
 

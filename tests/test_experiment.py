@@ -104,8 +104,9 @@ def test_steps_to_grpos_final_and_the_verdict_match_hand_computed_numbers():
     distil = curves("distil@model", {1: (0.125, 0.5, 0.5, 0.875), 2: (0.125, 0.5, 0.75, 0.875)})
     offline = curves("offline@model", {1: (0.125,) * 3 + (0.5,), 2: (0.125,) * 3 + (0.5,)})
     token = curves("distil_token@model", {1: (0.125,) * 3 + (0.875,), 2: (0.125,) * 3 + (0.875,)})
+    sdpo = curves("sdpo@model", {1: (0.125,) * 3 + (1.0,), 2: (0.125,) * 3 + (1.0,)})
     slow = curves("distil@feedback", {1: (0.125,) * 4, 2: (0.125,) * 4})
-    main = grpo + distil + offline + token + slow
+    main = grpo + distil + offline + token + sdpo + slow
     assert ex.seed_curve(distil)[1] == (2, 0.5, 0.0, 20.0)
     assert ex.steps_to(ex.seed_curve(distil), 0.5) == 2  # 2 <= 6 / 3: within a third of GRPO's steps
     assert ex.steps_to(ex.seed_curve(grpo), 0.5) == 6 and ex.steps_to(ex.seed_curve(slow), 0.5) is None
@@ -116,6 +117,8 @@ def test_steps_to_grpos_final_and_the_verdict_match_hand_computed_numbers():
         "distil@model reaches GRPO's final avg@8 (0.500) within a third of its 6 steps: yes (at step 2); "
         "ends above GRPO: yes (+0.375; beyond 2σ_d 0.500: no); above offline@model: yes",
         "distil@model vs distil_token@model: +0.000 avg@8 (2σ_d 0.000): neither beyond 2σ_d",
+        "distil@model vs offline@model: +0.375 avg@8 (2σ_d 0.000): distil",
+        "distil@model vs sdpo@model: -0.125 avg@8 (2σ_d 0.000): sdpo",
         "distil@feedback reaches GRPO's final avg@8 (0.500) within a third of its 6 steps: no (never); "
         "ends above GRPO: no (-0.375; beyond 2σ_d 0.500: no); above offline@feedback: n/a",
     ]
