@@ -40,7 +40,7 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
-    offline@T; distil@T against each other method toward T. Curves of avg@8 against RL steps and training seconds
+    offline@T; distil@T against every other method@T. Curves of avg@8 against RL steps and training seconds
     (the steps' sample, verify, teacher and update times; evaluations excluded).
 Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
 student's own context (the black-box expert); model_S, the same with its costs on the oracle's support;
