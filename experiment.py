@@ -37,17 +37,17 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     grid, --arms grpo,distil@feedback,distil@model_S --results results/listprog_start2; no 3e-5 (time). The
     premise gated feedback out; then added, each before its runs: distil_token@model_S, offline@model_S
     (after main), then sdpo@model_S and opsd@model_S (the other divergences toward the same teacher).
+    mult's rerun with 6ec0564 (fixed 2026-12-07 before its runs; this CPU's starts): grpo, @feedback distil,
+    sdpo, opsd (offline after, time allowing); rates 1e-4,3e-4,1e-3; no long; results/mult_start2.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
     offline@T; distil@T against every other method@T. Curves of avg@8 against RL steps and training seconds
     (the steps' sample, verify, teacher and update times; evaluations excluded).
-Arms are method@teacher (train_gpt.METHODS; grpo alone). Teachers: model, the teacher model in the
-student's own context (the black-box expert); model_S, the same with its costs on the oracle's support;
-model_S_once, model_S with distil's exit priced once; feedback, the paper's teacher as the default run has
-it: the student at the RL start (frozen) reading the verifier's feedback, on the support (on every state
-the live reader collapses the student: results/findings.md); self, the student in its own context, so
-distil_token@self is the null test: its gradient is zero and its curve must stay at the start.
+Arms are method@teacher (train_gpt.METHODS; grpo alone); TEACHERS: model (the black-box expert, in the
+student's own context), model_S (its costs on the oracle's support), model_S_once (distil's exit priced once),
+feedback (the paper's teacher: the frozen RL start reading the verifier's feedback, on the support; on every
+state the live reader collapses the student), self (the null test: distil_token@self's gradient is zero).
 
 Run (CPU; --jobs runs at a time, one thread each; the same command resumes):
     python experiment.py --task mult:digits_a=3,digits_b=1
