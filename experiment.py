@@ -38,7 +38,7 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     premise gated feedback out; then added, each before its runs: distil_token@model_S, offline@model_S
     (after main), then sdpo@model_S and opsd@model_S (the other divergences toward the same teacher).
     mult's rerun with 6ec0564 (fixed 2026-12-07 before its runs; this CPU's starts): grpo, @feedback distil,
-    sdpo, opsd (offline after, time allowing); rates 1e-4,3e-4,1e-3; no long; results/mult_start2.
+    sdpo, opsd; rates 1e-4,3e-4,1e-3; no long; results/mult_start2; after its sweeps: distil_token, offline.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
