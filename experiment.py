@@ -6,9 +6,8 @@ train_gpt.run(train_gpt.Config(...)); one task per invocation.
 Protocol (fixed 2026-12-06 before the results; the numbers are Config's defaults, set by the one-seed
 probes in results/findings.md: a task where GRPO moves, a teacher whose probe passed the premise):
  1. Starts: a student SFT (preset, sft_steps, sft_teacher_frac) and a teacher-model SFT (teacher_preset,
-    teacher_sft_steps; student-format examples only: it teaches in the student's context), seed 1, on
-    the same n_train problems (train_gpt.DATA_SEED); the val_n validation problems and the rl_n RL
-    prompts are held out of both: RL prompts are problems no SFT trained on.
+    teacher_sft_steps; student format only: it teaches in the student's context), seed 1, on the same
+    n_train problems; the val_n validation problems and rl_n RL prompts are held out of both SFTs.
  2. Premise: the student's start evaluated with each arm's teacher: t_adv ± se, the teacher's advantage
     at the student's states; an arm whose teacher has t_adv < +0.20 or se > 0.03 is not trained (the
     report says so). Noise: the start evaluated at each of noise_seeds (the sampling draws).
@@ -38,7 +37,8 @@ probes in results/findings.md: a task where GRPO moves, a teacher whose probe pa
     premise gated feedback out; then added, each before its runs: distil_token@model_S, offline@model_S
     (after main), then sdpo@model_S and opsd@model_S (the other divergences toward the same teacher).
     mult's rerun with 6ec0564 (fixed 2026-12-07 before its runs; this CPU's starts): grpo, @feedback distil,
-    sdpo, opsd; rates 1e-4,3e-4,1e-3; no long; results/mult_start2; after its sweeps: distil_token, offline.
+    sdpo, opsd; rates 1e-4,3e-4,1e-3; results/mult_start2; after its sweeps: distil_token, offline. Then
+    (added 2026-12-08 before their runs): 3e-5 and the long phase (1000 steps) for grpo, distil@feedback.
  5. Report: per arm the final avg@8 (mean ± std over seeds; greedy pass@1, pass@8 beside it) and the first
     step its seed-mean avg@8 reaches GRPO's final one. Verdict per teacher T: distil@T reaches it within a
     third of GRPO's steps; ends above GRPO (beyond 2σ_d? σ_d² = s_a²/n_a + s_b²/n_b over seeds) and above
